@@ -1,0 +1,116 @@
+"""
+Delivers Operation Encompass notifications from school egress topics into inboxes.
+
+For each record: (1) open the envelope with the school's key, checking the
+router's signature and that it was published on that school's own topic;
+(2) validate it as a notification for *this* school's URN; (3) store it
+(idempotently); (4) only then commit the offset.  A record that fails (1) or
+(2) is dead-lettered with its reason and committed, so it cannot block the
+school's queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from confluent_kafka import Consumer, KafkaError
+from pydantic import ValidationError
+
+from safebus.consumers.inbox_store import InboxStore
+from safebus.directory import Agency
+from safebus.envelope import open_envelope
+from safebus.errors import InvalidEnvelope
+from safebus.kafka_io import produce_all, reliable_producer, to_record
+from safebus.keys import PrivateKeys, PublicKeys
+from safebus.logs import get_logger
+from safebus.processors.handler import validation_detail
+from safebus.records import Origin, dead_letter
+from safebus.schemas.encompass import EncompassNotification
+from safebus.topics import TopicNames
+
+_log = get_logger("consumer.inbox")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostedSchool:
+    """A school whose inbox this worker fills, with its private keys."""
+
+    agency: Agency
+    keys: PrivateKeys
+
+
+class InboxWorker:
+    """Consumes the egress topics of the hosted schools into one inbox store."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        schools: list[HostedSchool],
+        router: PublicKeys,
+        store: InboxStore,
+        names: TopicNames,
+        clock: Callable[[], datetime],
+        group_id: str = "safebus-school-inbox",
+    ) -> None:
+        """Subscribe nothing yet; `run` does."""
+        self.schools = {names.egress(s.agency.id): s for s in schools}
+        self.router = router
+        self.store = store
+        self.names = names
+        self.clock = clock
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        })
+        self._producer = reliable_producer(bootstrap)
+
+    def run(self, stop: threading.Event) -> None:
+        """Deliver until `stop` is set."""
+        self._consumer.subscribe(sorted(self.schools))
+        try:
+            while not stop.is_set():
+                msg = self._consumer.poll(0.5)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        _log.warning("consume_error", error=str(error))
+                    continue
+                record = to_record(msg)
+                self.deliver(record.value, Origin(topic=record.topic, partition=record.partition,
+                                                  offset=record.offset, key=record.key))
+                self._consumer.commit(message=msg, asynchronous=False)
+        finally:
+            self._consumer.close()
+
+    def deliver(self, raw: bytes, origin: Origin) -> bool:
+        """Store one record in its school's inbox; return True if it was new."""
+        school = self.schools[origin.topic]
+        try:
+            opened = open_envelope(raw, recipient=school.keys, senders={self.router.agency_id: self.router},
+                                   topic=origin.topic)
+            notification = EncompassNotification.model_validate_json(opened.plaintext)
+        except InvalidEnvelope as exc:
+            return self._reject(raw, origin, exc.reason, "")
+        except ValidationError as exc:
+            return self._reject(raw, origin, "schema-violation", validation_detail(exc))
+        if notification.setting_urn != school.agency.urn:
+            return self._reject(raw, origin, "misaddressed", "setting_urn does not match the topic's school")
+        new = self.store.store(notification, received_at=self.clock())
+        _log.info("alert_delivered" if new else "alert_redelivery_ignored",
+                  notification_id=notification.notification_id, school=school.agency.id)
+        return new
+
+    def _reject(self, raw: bytes, origin: Origin, reason: str, detail: str) -> bool:
+        _log.warning("delivery_dead_lettered", topic=origin.topic, offset=origin.offset, reason=reason)
+        produce_all(self._producer, [dead_letter(raw=raw, origin=origin, stage="deliver", reason=reason,
+                                                 detail=detail, topic=self.names.deadletter)])
+        return False

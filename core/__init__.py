@@ -1,0 +1,1 @@
+"""safebus: an information-sharing bus for domestic-abuse safeguarding partnerships."""

@@ -1,0 +1,186 @@
+"""
+The ``safebus`` command: a thin shell over the public API, with no domain logic.
+
+Global settings come from flags, then the environment:
+``SAFEBUS_HOME`` (state directory), ``KAFKA_BOOTSTRAP_SERVERS`` (a broker that
+is not the local one) and ``SAFEBUS_TOPIC_PREFIX`` (topic namespace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safebus import logs
+from safebus.errors import SafebusError
+from safebus.paths import cache_dir, state_dir
+from safebus.topics import DEFAULT_PREFIX, TopicNames
+
+if TYPE_CHECKING:
+    from safebus.assembly import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safebus", description="Lawful, minimal, provable safeguarding shares.")
+    parser.add_argument("--state-dir", type=Path, default=None, help="state directory (default: $SAFEBUS_HOME)")
+    parser.add_argument("--prefix", default=os.environ.get("SAFEBUS_TOPIC_PREFIX", DEFAULT_PREFIX),
+                        help="topic name prefix (default: safebus)")
+    parser.add_argument("--log-level", default=os.environ.get("SAFEBUS_LOG_LEVEL", "WARNING"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    broker = commands.add_parser("broker", help="the local single-node Kafka broker")
+    broker.add_argument("action", choices=["up", "status", "down"])
+
+    topics = commands.add_parser("topics", help="topics as code")
+    topics.add_argument("action", choices=["apply", "list"])
+    topics.add_argument("--bootstrap")
+
+    partnership = commands.add_parser("partnership", help="the agency directory and keys")
+    partnership.add_argument("action", choices=["init", "show"])
+    partnership.add_argument("--force", action="store_true", help="replace an existing directory and keys")
+
+    processor = commands.add_parser("processor", help="the router (a Faust worker)")
+    processor.add_argument("action", choices=["run"])
+    processor.add_argument("--bootstrap")
+
+    inbox = commands.add_parser("inbox", help="school inboxes")
+    inbox.add_argument("action", choices=["run", "show"])
+    inbox.add_argument("--bootstrap")
+    inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
+
+    demo = commands.add_parser("demo", help="run the whole thin path end to end")
+    demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    demo.add_argument("--incidents", type=int, default=40)
+    demo.add_argument("--seed", type=int, default=None)
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the flow")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    logs.configure(level=args.log_level.upper())
+    state = (args.state_dir or state_dir()).resolve()
+    names = TopicNames(prefix=args.prefix)
+    try:
+        return _dispatch(args, state, names)
+    except SafebusError as exc:
+        print(f"safebus: {exc.diagnostics()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
+    from safebus.assembly import Settings, resolve_bootstrap
+
+    if args.command == "broker":
+        return _broker(args.action, state)
+    if args.command == "partnership":
+        return _partnership(args.action, state, force=args.force)
+    if args.command == "demo":
+        from safebus.demo import run_demo
+
+        return run_demo(state_dir=state, bootstrap=args.bootstrap, names=names, incidents=args.incidents,
+                        seed=args.seed, timeout_s=args.timeout, out=sys.stdout)
+    if args.command == "inbox" and args.action == "show":
+        return _inbox_show(state, args.school)
+    settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
+    if args.command == "topics":
+        return _topics(args.action, settings)
+    if args.command == "processor":
+        return _processor(settings)
+    if args.command == "inbox":
+        return _inbox_run(settings)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _broker(action: str, state: Path) -> int:
+    from safebus.deploy.broker import LocalBroker
+
+    broker = LocalBroker(state_dir=state, cache_dir=cache_dir())
+    status = {"up": broker.up, "status": broker.status, "down": broker.down}[action]()
+    print(status.describe())
+    return 0 if status.running or action == "down" else 3
+
+
+def _partnership(action: str, state: Path, *, force: bool) -> int:
+    from safebus.directory import PartnershipStore
+    from safebus.producers.synthetic import create_partnership
+
+    store = PartnershipStore(state)
+    if action == "init":
+        if store.exists() and not force:
+            print(f"a partnership already exists in {state} (use --force to replace it)")
+            return 0
+        create_partnership(store)
+    directory = store.load_directory()
+    print(directory.partnership)
+    for agency in directory.agencies:
+        print(f"  {agency.kind.value:20} {agency.id:24} {agency.name}{f' URN {agency.urn}' if agency.urn else ''}")
+    return 0
+
+
+def _topics(action: str, settings: Settings) -> int:
+    from safebus.assembly import topics_for
+    from safebus.deploy.topics_admin import apply_topics
+
+    specs = topics_for(settings)
+    if action == "list":
+        for spec in specs:
+            print(f"{spec.name:60} {spec.role.value:10} partitions={spec.partitions} {spec.config}")
+        return 0
+    for change in apply_topics(settings.bootstrap, specs):
+        print(f"{change.action:20} {change.name}")
+    return 0
+
+
+def _processor(settings: Settings) -> int:
+    from safebus.assembly import build_handler, ingress_topics
+    from safebus.processors.app import create_app, run_worker
+
+    app = create_app(bootstrap=settings.bootstrap, handler=build_handler(settings),
+                     ingress_topics=ingress_topics(settings), app_id=f"{settings.names.prefix}-router")
+    run_worker(app)
+    return 0
+
+
+def _inbox_run(settings: Settings) -> int:
+    from safebus.assembly import build_inbox_worker
+
+    worker = build_inbox_worker(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.run(stop)
+    return 0
+
+
+def _inbox_show(state: Path, urn: str | None) -> int:
+    from safebus.consumers.inbox_store import InboxStore
+    from safebus.directory import PartnershipStore
+
+    if not urn:
+        print("safebus: inbox show needs --school URN", file=sys.stderr)
+        return 2
+    school = PartnershipStore(state).load_directory().school_by_urn(urn)
+    store = InboxStore(state / "inbox.sqlite")
+    try:
+        alerts = store.alerts(urn)
+    finally:
+        store.close()
+    print(f"Operation Encompass inbox: {school.name if school else 'unknown setting'} (URN {urn}), "
+          f"{len(alerts)} alert(s)")
+    for alert in alerts:
+        n = alert.notification
+        print(f"  [{alert.received_at:%Y-%m-%d %H:%M}] {n.child_first_name} {n.child_surname} "
+              f"(born {n.child_date_of_birth}) · police ref {n.police_reference} · "
+              f"incident {n.incident_at:%Y-%m-%d %H:%M %Z} · present: {'yes' if n.child_present else 'no'}"
+              f" · {'acknowledged' if alert.acknowledged_at else 'awaiting acknowledgement'}")
+    return 0

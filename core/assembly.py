@@ -1,0 +1,114 @@
+"""
+Builds running components from a state directory and settings.
+
+The command line, the demo, the tests and the benchmark all need "the processor
+for this partnership" or "the inbox worker for these schools"; building them in
+one place keeps those callers thin and makes them agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
+from safebus.deploy.broker import LocalBroker
+from safebus.directory import AgencyKind, PartnershipStore
+from safebus.errors import ConfigError
+from safebus.paths import cache_dir
+from safebus.processors.agreements import load_agreement
+from safebus.processors.encompass import EncompassRouter
+from safebus.processors.handler import IncidentHandler
+from safebus.pseudonyms import Tokeniser
+from safebus.topics import EventType, TopicNames, TopicSpec, bus_topics
+
+
+def utc_now() -> datetime:
+    """The production clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Where the bus is and whose state to use."""
+
+    state_dir: Path
+    bootstrap: str
+    names: TopicNames
+
+    @property
+    def store(self) -> PartnershipStore:
+        """The partnership's directory and local keys."""
+        return PartnershipStore(self.state_dir)
+
+    @property
+    def inbox_path(self) -> Path:
+        """The school inbox database."""
+        return self.state_dir / "inbox.sqlite"
+
+
+def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
+    """
+    Find the broker: `explicit`, else ``KAFKA_BOOTSTRAP_SERVERS``, else this state directory's running broker.
+
+    Raises ConfigError when none is available, telling the user how to start one.
+    """
+    if explicit:
+        return explicit
+    from_env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if from_env:
+        return from_env
+    status = LocalBroker(state_dir=state_dir, cache_dir=cache_dir()).status()
+    if status.running and status.bootstrap:
+        return status.bootstrap
+    raise ConfigError("no Kafka broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS, or run 'safebus broker up'")
+
+
+def topics_for(settings: Settings) -> list[TopicSpec]:
+    """Every topic of the partnership in `settings`."""
+    return bus_topics(settings.store.load_directory(), settings.names)
+
+
+def tokeniser_for(state_dir: Path) -> Tokeniser:
+    """The partnership's pseudonymisation key (created on first use)."""
+    return Tokeniser.load_or_create(state_dir / "keys" / "pseudonymisation.key")
+
+
+def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
+    """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
+    directory = settings.store.load_directory()
+    router = EncompassRouter(
+        agreement=load_agreement("operation-encompass"), directory=directory,
+        tokeniser=tokeniser_for(settings.state_dir),
+    )
+    keys = settings.store.private_keys(directory.router().id)
+    return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock)
+
+
+def ingress_topics(settings: Settings) -> list[str]:
+    """The ingress topics the router consumes."""
+    directory = settings.store.load_directory()
+    forces = directory.of_kind(AgencyKind.POLICE)
+    return [settings.names.ingress(force.id, EventType.DOMESTIC_ABUSE_INCIDENT) for force in forces]
+
+
+def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> InboxWorker:
+    """An inbox worker for every school whose private key is in this state directory."""
+    store = settings.store
+    directory = store.load_directory()
+    hosted = []
+    for school in directory.of_kind(AgencyKind.SCHOOL):
+        try:
+            hosted.append(HostedSchool(agency=school, keys=store.private_keys(school.id)))
+        except ConfigError:
+            continue  # another machine hosts this school's inbox
+    if not hosted:
+        raise ConfigError("no school keys in this state directory: nothing to deliver")
+    return InboxWorker(
+        bootstrap=settings.bootstrap, schools=hosted, router=directory.router().public_keys(),
+        store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
+    )

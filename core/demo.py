@@ -1,0 +1,258 @@
+"""
+``safebus demo``: the whole thin path, end to end, on a real broker.
+
+It starts (or uses) a broker, applies the topics, starts the router and the
+school-inbox worker as separate processes, publishes a synthetic batch that
+includes every awkward case (no known school, a school not in the directory,
+adults-only households, young adults, corrupted events), waits until every
+event is accounted for, and prints what each school received, what was
+withheld and why, and the dead letters.  Exit status 0 means the flow completed
+and every corrupted event was dead-lettered with the expected reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from safebus.assembly import Settings, topics_for, utc_now
+from safebus.consumers.inbox_store import InboxStore
+from safebus.deploy.broker import LocalBroker
+from safebus.deploy.topics_admin import apply_topics
+from safebus.directory import AgencyKind
+from safebus.kafka_io import read_topic
+from safebus.paths import cache_dir
+from safebus.producers.police import PolicePublisher
+from safebus.producers.synthetic import IncidentFactory, corrupted_records, create_partnership
+from safebus.records import DLQ_DETAIL, DLQ_ORIGIN_KEY, DLQ_ORIGIN_OFFSET, DLQ_REASON, DLQ_STAGE, Record
+from safebus.schemas.decision import Outcome, SharingDecision
+from safebus.schemas.police import DomesticAbuseIncident
+from safebus.topics import TopicNames
+
+
+@dataclass
+class Progress:
+    """What has been seen so far of one demo run."""
+
+    decisions: dict[str, SharingDecision] = field(default_factory=dict)
+    dead_letters: dict[bytes, Record] = field(default_factory=dict)
+    delivered: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectation:
+    """What a complete run must show."""
+
+    event_ids: frozenset[str]
+    decisions_per_event: dict[str, int]
+    corrupted: dict[bytes, str]  # record key -> expected dead-letter reason
+
+    @property
+    def decision_total(self) -> int:
+        """Decisions the run must produce."""
+        return sum(self.decisions_per_event.values())
+
+
+def run_demo(
+    *, state_dir: Path, bootstrap: str | None, names: TopicNames, incidents: int, seed: int | None,
+    timeout_s: float, out: TextIO,
+) -> int:
+    """Run the demo and return the process exit status."""
+    say = _printer(out)
+    say("safebus demo: a synthetic partnership, end to end on a real Apache Kafka broker")
+    if bootstrap is None:
+        say("· starting the local Kafka broker (the first run fetches its jars with Maven)…")
+        status = LocalBroker(state_dir=state_dir, cache_dir=cache_dir()).up()
+        bootstrap = status.bootstrap
+        assert bootstrap is not None
+    say(f"· broker at {bootstrap}")
+    settings = Settings(state_dir=state_dir, bootstrap=bootstrap, names=names)
+    if not settings.store.exists():
+        create_partnership(settings.store)
+        say("· created the synthetic Northdale partnership: 1 police force, 6 schools, keys for each")
+    directory = settings.store.load_directory()
+    changes = apply_topics(bootstrap, topics_for(settings))
+    say(f"· topics applied: {Counter(c.action for c in changes)}")
+
+    processes = _start_workers(settings, say)
+    try:
+        expectation, batch = _publish(settings, incidents=incidents, seed=seed, say=say)
+        progress = _wait(settings, expectation, timeout_s=timeout_s, say=say)
+    finally:
+        _stop_workers(processes)
+    complete = _is_complete(progress, expectation)
+    _report(settings, directory.partnership, progress, expectation, batch, say)
+    if not complete:
+        say(f"INCOMPLETE: the flow did not finish within {timeout_s:.0f}s; worker logs are in {state_dir / 'logs'}")
+        return 1
+    say("complete: every event was routed, every share delivered, every corrupted event dead-lettered")
+    return 0
+
+
+Say = Callable[[str], None]
+
+
+def _printer(out: TextIO) -> Say:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+    return say
+
+
+def _start_workers(settings: Settings, say: Say) -> list[subprocess.Popen[bytes]]:
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
+    processes = []
+    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"])):
+        log = (logs / f"{name}.log").open("ab")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "safebus", *argv, "--bootstrap", settings.bootstrap],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        ))
+        log.close()
+    say("· started the router (Faust worker) and the school-inbox worker")
+    return processes
+
+
+def _stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _publish(
+    settings: Settings, *, incidents: int, seed: int | None, say: Say
+) -> tuple[Expectation, dict[str, DomesticAbuseIncident]]:
+    store = settings.store
+    directory = store.load_directory()
+    force = directory.of_kind(AgencyKind.POLICE)[0]
+    publisher = PolicePublisher(
+        bootstrap=settings.bootstrap, force=store.private_keys(force.id),
+        router=directory.router().public_keys(), names=settings.names, clock=utc_now,
+    )
+    rng = random.Random(seed)
+    factory = IncidentFactory(rng, now=utc_now())
+    batch = [factory.incident() for _ in range(incidents)]
+    event_ids = publisher.publish(batch)
+    corrupted = corrupted_records(publisher, factory,
+                                  school=directory.of_kind(AgencyKind.SCHOOL)[0].public_keys())
+    publisher.publish_raw(list(corrupted.values()))
+    say(f"· published {len(batch)} synthetic incidents and {len(corrupted)} corrupted events")
+    expectation = Expectation(
+        event_ids=frozenset(event_ids),
+        decisions_per_event={eid: max(1, len(inc.children)) for eid, inc in zip(event_ids, batch, strict=True)},
+        corrupted={output.key: reason for reason, output in corrupted.items()},
+    )
+    return expectation, dict(zip(event_ids, batch, strict=True))
+
+
+def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbox: InboxStore) -> None:
+    for record in read_topic(settings.bootstrap, settings.names.audit):
+        decision = SharingDecision.model_validate_json(record.value)
+        if decision.event_id in expectation.event_ids:
+            progress.decisions[decision.decision_id] = decision
+    for record in read_topic(settings.bootstrap, settings.names.deadletter):
+        origin_key = record.headers.get(DLQ_ORIGIN_KEY)
+        if origin_key in expectation.corrupted:
+            progress.dead_letters[origin_key] = record
+    wanted = [d.output_id for d in progress.decisions.values() if d.output_id]
+    progress.delivered = set(inbox.received_at(wanted))
+
+
+def _shares(progress: Progress) -> set[str]:
+    return {d.output_id for d in progress.decisions.values() if d.outcome is Outcome.SHARED and d.output_id}
+
+
+def _is_complete(progress: Progress, expectation: Expectation) -> bool:
+    return (
+        len(progress.decisions) == expectation.decision_total
+        and _shares(progress) <= progress.delivered
+        and len(progress.dead_letters) == len(expectation.corrupted)
+        and all(rec.header(DLQ_REASON) == expectation.corrupted[key] for key, rec in progress.dead_letters.items())
+    )
+
+
+def _wait(settings: Settings, expectation: Expectation, *, timeout_s: float, say: Say) -> Progress:
+    progress = Progress()
+    inbox = InboxStore(settings.inbox_path)
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    try:
+        while time.monotonic() < deadline:
+            _poll(settings, expectation, progress, inbox)
+            line = (f"  routed {len(progress.decisions)}/{expectation.decision_total} decisions · "
+                    f"delivered {len(_shares(progress) & progress.delivered)}/{len(_shares(progress))} alerts · "
+                    f"dead letters {len(progress.dead_letters)}/{len(expectation.corrupted)}")
+            if line != last:
+                say(line)
+                last = line
+            if _is_complete(progress, expectation):
+                break
+            time.sleep(1.0)
+    finally:
+        inbox.close()
+    return progress
+
+
+def _report(settings: Settings, partnership: str, progress: Progress, expectation: Expectation,
+            batch: dict[str, DomesticAbuseIncident], say: Say) -> None:
+    directory = settings.store.load_directory()
+    inbox = InboxStore(settings.inbox_path)
+    say("")
+    say(f"== What each school received ({partnership})")
+    delivered = _shares(progress) & progress.delivered
+    try:
+        for school in sorted(directory.of_kind(AgencyKind.SCHOOL),
+                             key=lambda a: a.name):
+            alerts = [a for a in inbox.alerts(school.urn or "") if a.notification.notification_id in delivered]
+            say(f"{school.name} (URN {school.urn}): {len(alerts)} alert(s)")
+            for alert in alerts:
+                n = alert.notification
+                say(f"    {n.child_first_name} {n.child_surname}, born {n.child_date_of_birth}, "
+                    f"ref {n.police_reference}, incident {n.incident_at:%a %d %b %H:%M}, "
+                    f"present: {'yes' if n.child_present else 'no'}")
+    finally:
+        inbox.close()
+    say("")
+    say("== Withheld, and why")
+    withheld: dict[str, list[SharingDecision]] = defaultdict(list)
+    for decision in progress.decisions.values():
+        if decision.outcome is not Outcome.SHARED:
+            withheld[decision.clause].append(decision)
+    for clause, decisions in sorted(withheld.items()):
+        sample = decisions[0]
+        say(f"{len(decisions):3d} x {clause} ({sample.agreement_id} v{sample.agreement_version}): {sample.reason}")
+    if withheld:
+        say(f"      lawful basis recorded: {'; '.join(next(iter(withheld.values()))[0].lawful_basis)}")
+    say("")
+    say("== Dead letters")
+    for key, record in progress.dead_letters.items():
+        expected = expectation.corrupted[key]
+        reason = record.header(DLQ_REASON)
+        mark = "ok" if reason == expected else f"EXPECTED {expected}"
+        detail = record.header(DLQ_DETAIL) or ""
+        say(f"  stage={record.header(DLQ_STAGE)} reason={reason} origin-offset={record.header(DLQ_ORIGIN_OFFSET)}"
+            f"{' detail=' + detail[:120] if detail else ''} [{mark}]")
+    summary = {
+        "incidents": len(batch), "decisions": len(progress.decisions),
+        "shared": len(_shares(progress)), "delivered": len(delivered),
+        "withheld": sum(len(v) for v in withheld.values()), "dead_letters": len(progress.dead_letters),
+    }
+    say("")
+    say("summary " + json.dumps(summary, sort_keys=True))

@@ -1,0 +1,134 @@
+"""
+One incoming ingress record in, every record it causes out.
+
+`IncidentHandler.handle` is the whole of the processor's work for a record:
+(1) verify the envelope's signature, (2) decrypt it, (3) validate the payload,
+(4) route it by the agreement, (5) seal each share for its school, and
+(6) describe every decision for the audit topic.  Any failure becomes exactly
+one dead-letter output with its stage and reason; nothing raises out of
+`handle`, so one bad record can never stop the processor or stall its partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from safebus.directory import Directory
+from safebus.envelope import canonical_json, open_envelope, seal
+from safebus.errors import InvalidEnvelope
+from safebus.keys import PrivateKeys
+from safebus.logs import get_logger
+from safebus.processors.encompass import EncompassRouter, RoutingResult
+from safebus.records import EVENT_ID, Origin, Output, dead_letter
+from safebus.schemas import encompass, police
+from safebus.topics import TopicNames
+
+_log = get_logger("processor.handler")
+
+_DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable"})
+INCIDENT_EVENT_TYPE = "da-incident"
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """Summarise a validation error by location and type only: never the offending values."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['type']}"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+
+
+class IncidentHandler:
+    """Turns one sealed police incident into egress, audit and dead-letter outputs."""
+
+    def __init__(
+        self,
+        *,
+        router: EncompassRouter,
+        directory: Directory,
+        keys: PrivateKeys,
+        names: TopicNames,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """`keys` are the router's own; `clock` gives decision times (injected for tests)."""
+        self.router = router
+        self.directory = directory
+        self.keys = keys
+        self.names = names
+        self.clock = clock
+        self._senders = directory.public_keys()
+
+    def handle(self, raw: bytes, origin: Origin) -> list[Output]:
+        """Return every output for one ingress record; never raises."""
+        try:
+            return self._handle(raw, origin)
+        except Exception as exc:  # noqa: BLE001 - a bug must dead-letter, not kill the worker
+            _log.exception("handler_internal_error", topic=origin.topic, offset=origin.offset)
+            return [self._reject(raw, origin, "route", "internal-error", type(exc).__name__)]
+
+    def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
+        # (1) and (2): signature, then decryption; one opaque error with a reason code.
+        try:
+            opened = open_envelope(raw, recipient=self.keys, senders=self._senders, topic=origin.topic)
+        except InvalidEnvelope as exc:
+            stage = "decrypt" if exc.reason in _DECRYPT_REASONS else "verify"
+            return [self._reject(raw, origin, stage, exc.reason, "")]
+
+        # (3): the declared type and the payload must both be what this topic carries.
+        if opened.event_type != INCIDENT_EVENT_TYPE or opened.header["schema_id"] != police.SCHEMA_ID:
+            return [self._reject(raw, origin, "validate", "unexpected-event-type", opened.event_type[:100])]
+        try:
+            incident = police.DomesticAbuseIncident.model_validate_json(opened.plaintext)
+        except ValidationError as exc:
+            return [self._reject(raw, origin, "validate", "schema-violation", validation_detail(exc))]
+
+        # (4): the agreement decides.
+        result = self.router.route(
+            incident, event_id=opened.event_id, producer=opened.producer, decided_at=self.clock()
+        )
+        _log.info("incident_routed", event_id=opened.event_id, decisions=len(result.decisions),
+                  shares=len(result.shares))
+        # (5) then (6): shares before the decisions that record them; on a crash
+        # between the two, reprocessing repeats both and receivers deduplicate.
+        return self._shares(result, opened.event_id) + self._audit(result)
+
+    def _shares(self, result: RoutingResult, event_id: str) -> list[Output]:
+        outputs = []
+        for share in result.shares:
+            topic = self.names.egress(share.recipient.id)
+            notification_id = share.notification.notification_id
+            sealed = seal(
+                share.notification.model_dump_json().encode(),
+                sender=self.keys,
+                recipient=share.recipient.public_keys(),
+                event_id=notification_id,
+                event_type="encompass-notification",
+                schema_id=encompass.SCHEMA_ID,
+                schema_version=encompass.SCHEMA_VERSION,
+                topic=topic,
+                now=self.clock(),
+            )
+            outputs.append(Output(
+                topic=topic, key=notification_id.encode(), value=sealed,
+                headers=((EVENT_ID, notification_id.encode()), ("safebus.cause", event_id.encode())),
+            ))
+        return outputs
+
+    def _audit(self, result: RoutingResult) -> list[Output]:
+        return [
+            Output(
+                topic=self.names.audit,
+                key=decision.decision_id.encode(),
+                value=canonical_json(decision.model_dump(mode="json")),
+                headers=((EVENT_ID, decision.event_id.encode()),),
+            )
+            for decision in result.decisions
+        ]
+
+    def _reject(self, raw: bytes, origin: Origin, stage: str, reason: str, detail: str) -> Output:
+        _log.warning("event_dead_lettered", topic=origin.topic, partition=origin.partition, offset=origin.offset,
+                     stage=stage, reason=reason)
+        return dead_letter(raw=raw, origin=origin, stage=stage, reason=reason, detail=detail,
+                           topic=self.names.deadletter)

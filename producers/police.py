@@ -1,0 +1,72 @@
+"""
+The police adapter: publishes a force's domestic-abuse incidents to its ingress topic.
+
+Each incident is sealed for the router (signed with the force's key, encrypted
+so only the router can read it) and keyed by the police reference so that every
+update to one incident stays in order on one partition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from safebus.envelope import seal
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.keys import PrivateKeys, PublicKeys
+from safebus.records import EVENT_ID, Output
+from safebus.schemas import police
+from safebus.topics import EventType, TopicNames
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+class PolicePublisher:
+    """Publishes incidents for one police force."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        force: PrivateKeys,
+        router: PublicKeys,
+        names: TopicNames,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        """`force` are the force's private keys; `router` the processor's public keys."""
+        self.force = force
+        self.router = router
+        self.topic = names.ingress(force.agency_id, EventType.DOMESTIC_ABUSE_INCIDENT)
+        self.clock = clock
+        self._producer = reliable_producer(bootstrap)
+
+    def seal_incident(self, incident: police.DomesticAbuseIncident, *, event_id: str | None = None) -> Output:
+        """Return the sealed record for `incident` without sending it."""
+        event_id = event_id or str(uuid.uuid4())
+        value = seal(
+            incident.model_dump_json().encode(),
+            sender=self.force,
+            recipient=self.router,
+            event_id=event_id,
+            event_type="da-incident",
+            schema_id=police.SCHEMA_ID,
+            schema_version=police.SCHEMA_VERSION,
+            topic=self.topic,
+            now=self.clock(),
+        )
+        return Output(topic=self.topic, key=incident.police_reference.encode(), value=value,
+                      headers=((EVENT_ID, event_id.encode()),))
+
+    def publish(self, incidents: list[police.DomesticAbuseIncident]) -> list[str]:
+        """Seal and publish `incidents`, wait for the broker, and return their event ids."""
+        outputs = [self.seal_incident(incident) for incident in incidents]
+        produce_all(self._producer, outputs)
+        return [dict(o.headers)[EVENT_ID].decode() for o in outputs]
+
+    def publish_raw(self, outputs: list[Output]) -> None:
+        """Publish pre-built records as they are (the demo's corrupted events use this)."""
+        produce_all(self._producer, outputs)

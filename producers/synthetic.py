@@ -1,0 +1,178 @@
+"""
+Synthetic partnerships, incidents and corrupted events for the demo, tests and benchmarks.
+
+Everything here is invented.  The borough ("Northdale"), its police force and
+schools do not exist; school URNs are drawn from 900000-999999, a range the
+DfE has not issued; police references use the force code ``NDP``.  Names are
+random pairings from short lists, attached to no real person.  Never feed real
+data through these generators' callers.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import date, datetime, timedelta
+
+from safebus.directory import AgencyKind, Directory, PartnershipStore, entry_for
+from safebus.envelope import seal
+from safebus.keys import PrivateKeys, PublicKeys
+from safebus.producers.police import PolicePublisher
+from safebus.records import EVENT_ID, Output
+from safebus.schemas import police
+
+POLICE_ID = "northdale-police"
+ROUTER_ID = "safebus-router"
+PARTNERSHIP = "Northdale Safeguarding Partnership (synthetic)"
+
+SCHOOLS = (
+    ("school-900101", "900101", "Hollowmere Primary School", range(4, 11)),
+    ("school-900102", "900102", "Larkspur Vale Academy", range(11, 18)),
+    ("school-900103", "900103", "Quillon Street Infant School", range(4, 7)),
+    ("school-900104", "900104", "Tamsin Brook Junior School", range(7, 11)),
+    ("school-900105", "900105", "Wrenfield High School", range(11, 16)),
+    ("school-900106", "900106", "Oxmoor Sixth Form College", range(16, 18)),
+)
+"""(agency id, URN, name, ages taught) of each synthetic partnership school."""
+NOT_ONBOARDED_URNS = ("900901", "900902")
+"""Settings a child may attend that have not joined the partnership's directory."""
+
+_FIRST = ("Ava", "Noah", "Isla", "Leo", "Maya", "Arlo", "Ruby", "Ezra", "Nell", "Otis", "Ivy", "Jude", "Elsie",
+          "Rory", "Cora", "Alfie", "Mabel", "Finn", "Thea", "Reuben", "Wren", "Ned", "Esme", "Kit")
+_SURNAMES = ("Ashcombe", "Brindley", "Calloway", "Dunmore", "Elsworth", "Fairbrook", "Garside", "Holloway",
+             "Ingleby", "Jessop", "Kettering", "Lowther", "Marchetti", "Nettleford", "Oakridge", "Pemberton",
+             "Quarrie", "Redfern", "Stanwick", "Thackray", "Umbers", "Varley", "Whitlock", "Yardley")
+_NARRATIVES = (
+    "Verbal argument escalated; neighbour called police. Suspect left before officers arrived.",
+    "Victim reports controlling behaviour and threats; property damaged in the kitchen.",
+    "Third-party call reporting shouting; both adults spoken to separately.",
+    "Suspect arrested at scene for common assault; victim declined medical attention.",
+)
+
+
+def create_partnership(store: PartnershipStore) -> Directory:
+    """Generate keys for every synthetic agency, store them, and write the directory."""
+    entries = []
+    police_keys = PrivateKeys.generate(POLICE_ID)
+    router_keys = PrivateKeys.generate(ROUTER_ID)
+    for keys in (police_keys, router_keys):
+        store.save_private_keys(keys)
+    entries.append(entry_for(police_keys, kind=AgencyKind.POLICE, name="Northdale Police (synthetic)"))
+    entries.append(entry_for(router_keys, kind=AgencyKind.ROUTER, name="safebus router"))
+    for agency_id, urn, name, _ages in SCHOOLS:
+        keys = PrivateKeys.generate(agency_id)
+        store.save_private_keys(keys)
+        entries.append(entry_for(keys, kind=AgencyKind.SCHOOL, name=name, urn=urn))
+    directory = Directory(partnership=PARTNERSHIP, agencies=tuple(entries))
+    store.save_directory(directory)
+    return directory
+
+
+HOUSEHOLD_KINDS = ("schools", "school-unknown", "not-onboarded", "adults-only", "young-adult")
+"""Household shapes: children at partnership schools, at an unknown or non-partner setting, none, or 18+."""
+_HOUSEHOLD_WEIGHTS = (55, 15, 8, 15, 7)
+
+
+class IncidentFactory:
+    """Generates plausible, fictional domestic-abuse incidents."""
+
+    def __init__(self, rng: random.Random, *, now: datetime) -> None:
+        """Incidents happen in the 48 hours before `now`."""
+        self.rng = rng
+        self.now = now
+
+    def household_kind(self) -> str:
+        """Draw a household shape with realistic weights."""
+        return self.rng.choices(HOUSEHOLD_KINDS, weights=_HOUSEHOLD_WEIGHTS)[0]
+
+    def incident(self, kind: str | None = None) -> police.DomesticAbuseIncident:
+        """Generate one incident of household `kind` (random if None)."""
+        kind = kind or self.household_kind()
+        rng = self.rng
+        incident_at = self.now - timedelta(minutes=rng.randint(30, 48 * 60))
+        surname = rng.choice(_SURNAMES)
+        adults = (
+            police.Adult(first_name=rng.choice(_FIRST), surname=surname, date_of_birth=self._dob(incident_at, 22, 50),
+                         role=police.AdultRole.VICTIM, relationship=police.Relationship.PARENT),
+            police.Adult(first_name=rng.choice(_FIRST), surname=rng.choice(_SURNAMES),
+                         date_of_birth=self._dob(incident_at, 22, 55), role=police.AdultRole.SUSPECT,
+                         relationship=rng.choice([police.Relationship.PARENT, police.Relationship.PARENTS_PARTNER])),
+        )
+        children: list[police.Child] = []
+        if kind != "adults-only":
+            for _ in range(rng.randint(1, 3)):
+                children.append(self._child(surname, incident_at, kind))
+        if kind == "young-adult":
+            children.append(police.Child(first_name=rng.choice(_FIRST), surname=surname,
+                                         date_of_birth=self._dob(incident_at, 18, 19), present=True, school_urn=None))
+        return police.DomesticAbuseIncident(
+            police_reference=f"NDP-{incident_at.year}-{rng.randint(0, 999_999):06d}",
+            incident_at=incident_at,
+            adults=adults,
+            children=tuple(children),
+            narrative=rng.choice(_NARRATIVES),
+            risk_grade=rng.choice(list(police.RiskGrade)),
+        )
+
+    def _child(self, surname: str, incident_at: datetime, kind: str) -> police.Child:
+        age = self.rng.randint(4, 17)
+        urn: str | None
+        if kind == "school-unknown":
+            urn = None
+        elif kind == "not-onboarded":
+            urn = self.rng.choice(NOT_ONBOARDED_URNS)
+        else:
+            urn = self.rng.choice([school[1] for school in SCHOOLS if age in school[3]])
+        return police.Child(first_name=self.rng.choice(_FIRST), surname=surname,
+                            date_of_birth=self._dob(incident_at, age, age), present=self.rng.random() < 0.6,
+                            school_urn=urn)
+
+    def _dob(self, at: datetime, min_age: int, max_age: int) -> date:
+        """A birth date making the person between `min_age` and `max_age` (inclusive) on `at`."""
+        days = self.rng.randint(min_age * 366 + 1, (max_age + 1) * 365 - 2)
+        return (at - timedelta(days=days)).date()
+
+
+def corrupted_records(
+    publisher: PolicePublisher, factory: IncidentFactory, *, school: PublicKeys
+) -> dict[str, Output]:
+    """
+    Return one bad ingress record per kind of attack or fault, keyed by what the dead letter should say.
+
+    ``bad-signature``: a ciphertext byte changed after signing; ``malformed``:
+    not an envelope at all; ``unknown-sender``: signed by a key the directory
+    does not hold, claiming to be the force; ``wrong-recipient``: encrypted for a
+    school instead of the router; ``schema-violation``: a genuine envelope whose
+    payload breaks the incident schema.
+    """
+    topic = publisher.topic
+
+    def key() -> bytes:
+        return f"corrupt-{uuid.uuid4()}".encode()
+
+    good = publisher.seal_incident(factory.incident("schools")).value
+    tampered = bytearray(good)
+    marker = good.index(b'"ciphertext":"') + len(b'"ciphertext":"') + 5
+    tampered[marker] = ord("A") if tampered[marker] != ord("A") else ord("B")
+
+    rogue = PrivateKeys.generate(publisher.force.agency_id)
+    forged = seal(factory.incident("schools").model_dump_json().encode(), sender=rogue, recipient=publisher.router,
+                  event_id=str(uuid.uuid4()), event_type="da-incident", schema_id=police.SCHEMA_ID,
+                  schema_version=police.SCHEMA_VERSION, topic=topic, now=publisher.clock())
+    misaddressed = seal(factory.incident("schools").model_dump_json().encode(), sender=publisher.force,
+                        recipient=school, event_id=str(uuid.uuid4()), event_type="da-incident",
+                        schema_id=police.SCHEMA_ID, schema_version=police.SCHEMA_VERSION, topic=topic,
+                        now=publisher.clock())
+    invalid_payload = b'{"police_reference": "not a reference", "children": "several"}'
+    invalid = seal(invalid_payload, sender=publisher.force, recipient=publisher.router, event_id=str(uuid.uuid4()),
+                   event_type="da-incident", schema_id=police.SCHEMA_ID, schema_version=police.SCHEMA_VERSION,
+                   topic=topic, now=publisher.clock())
+    values = {
+        "bad-signature": bytes(tampered),
+        "malformed": b"{this is not an envelope",
+        "unknown-sender": forged,
+        "wrong-recipient": misaddressed,
+        "schema-violation": invalid,
+    }
+    return {reason: Output(topic=topic, key=key(), value=value, headers=((EVENT_ID, b"corrupt"),))
+            for reason, value in values.items()}
