@@ -1,0 +1,51 @@
+# The two commands a newcomer needs (README):
+#   make demo   run the whole bus end to end on a local Apache Kafka broker
+#   make test   lint, type-check and run every test, broker included
+#
+# Both install what they need first: a virtual environment in .venv with
+# pinned dependencies (constraints.txt), and on first use the Kafka broker jars
+# (fetched by Maven, cached under ~/.cache/safebus).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Any change to the package's files re-runs the (fast) editable install, which
+# keeps the strict-mode link tree in step with new modules (docs/adr/0001).
+SOURCES := pyproject.toml constraints.txt $(shell find core schemas producers processors consumers deploy \
+             -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name 'py.typed' \) 2>/dev/null)
+
+.PHONY: demo test lint typecheck unit integration bench clean tools
+
+demo: $(VENV)/.installed tools
+	$(BIN)/safebus demo
+
+test: $(VENV)/.installed tools
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.installed tools
+	$(BIN)/pytest tests/integration
+
+bench: $(VENV)/.installed tools
+	$(BIN)/python bench/thin_path.py
+
+# Java 17+ runs the broker and Maven fetches it. Both ship with this project's
+# machines; on a bare Debian/Ubuntu host running as root, install them.
+tools:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
+	  else echo "safebus needs Java 17+ and Maven on PATH to run its Kafka broker" >&2; exit 1; fi; }
+
+$(VENV)/.installed: $(SOURCES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,173 @@
+"""
+The real broker for integration tests, and a running bus on it.
+
+Broker, in order: ``KAFKA_BOOTSTRAP_SERVERS`` when set (failing loudly if it
+does not answer); else the project's own local KRaft broker (Java + Maven);
+else a testcontainers Kafka where a Docker engine runs.  No broker is a test
+*failure*, never a skip: these tests are the proof that the bus works.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pytest
+
+from safebus.assembly import Settings, topics_for
+from safebus.consumers.inbox_store import InboxStore
+from safebus.deploy.broker import LocalBroker, is_reachable
+from safebus.deploy.topics_admin import apply_topics
+from safebus.directory import AgencyKind, PartnershipStore
+from safebus.kafka_io import read_topic
+from safebus.paths import cache_dir
+from safebus.producers.police import PolicePublisher
+from safebus.producers.synthetic import create_partnership
+from safebus.records import Record
+from safebus.schemas.decision import SharingDecision
+from safebus.topics import TopicNames
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A reachable broker and whether it is the project's own (auto-creation known to be off)."""
+
+    bootstrap: str
+    local: bool
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real Apache Kafka broker for the whole session."""
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        if not is_reachable(explicit, timeout_s=10):
+            pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={explicit} is set but no broker answers there")
+        yield Broker(explicit, local=False)
+        return
+    if shutil.which("java") and shutil.which("mvn"):
+        broker = LocalBroker(state_dir=tmp_path_factory.mktemp("kafka"), cache_dir=cache_dir())
+        status = broker.up()
+        assert status.bootstrap is not None
+        try:
+            yield Broker(status.bootstrap, local=True)
+        finally:
+            broker.down()
+        return
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+
+        container = KafkaContainer().with_kraft()
+        container.start()
+    except Exception as exc:  # noqa: BLE001 - report any reason there is no broker
+        pytest.fail(f"no Kafka broker: KAFKA_BOOTSTRAP_SERVERS unset, no java/mvn, and testcontainers failed: {exc}")
+    try:
+        yield Broker(container.get_bootstrap_server(), local=False)
+    finally:
+        container.stop()
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 60.0, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; fail the test with `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@dataclass
+class Bus:
+    """A partnership with its topics on the broker and its router and inbox workers running."""
+
+    settings: Settings
+    store: PartnershipStore
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> TopicNames:
+        """Topic names of this bus."""
+        return self.settings.names
+
+    def publisher(self) -> PolicePublisher:
+        """The force's publisher."""
+        directory = self.store.load_directory()
+        force = directory.of_kind(AgencyKind.POLICE)[0]
+        return PolicePublisher(bootstrap=self.settings.bootstrap, force=self.store.private_keys(force.id),
+                               router=directory.router().public_keys(), names=self.names)
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        """Start worker `name` (``processor`` or ``inbox``) as its own process."""
+        argv = {"processor": ["processor", "run"], "inbox": ["inbox", "run"]}[name]
+        env = {**os.environ, "SAFEBUS_HOME": str(self.settings.state_dir),
+               "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO"}
+        log = (self.settings.state_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen([sys.executable, "-m", "safebus", *argv, "--bootstrap", self.settings.bootstrap],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop worker `name` with `sig` and wait for it."""
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def decisions(self, event_ids: set[str]) -> dict[str, SharingDecision]:
+        """Audited decisions about `event_ids`, deduplicated by decision id."""
+        found = {}
+        for record in read_topic(self.settings.bootstrap, self.names.audit):
+            decision = SharingDecision.model_validate_json(record.value)
+            if decision.event_id in event_ids:
+                found[decision.decision_id] = decision
+        return found
+
+    def topic(self, name: str) -> list[Record]:
+        """Every record now in topic `name`."""
+        return read_topic(self.settings.bootstrap, name)
+
+    def inbox(self) -> InboxStore:
+        """The school inbox database (caller closes)."""
+        return InboxStore(self.settings.inbox_path)
+
+    def log(self, name: str) -> str:
+        """A worker's log so far, for failure messages."""
+        path = self.settings.state_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """A fresh bus (own topic prefix, keys and state) with router and inbox running."""
+    state = tmp_path_factory.mktemp("bus")
+    store = PartnershipStore(state)
+    create_partnership(store)
+    settings = Settings(state_dir=state, bootstrap=kafka.bootstrap,
+                        names=TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}"))
+    apply_topics(kafka.bootstrap, topics_for(settings))
+    running = Bus(settings=settings, store=store)
+    running.start("processor")
+    running.start("inbox")
+    try:
+        yield running
+    finally:
+        for name in list(running.processes):
+            running.stop(name)

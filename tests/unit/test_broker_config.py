@@ -1,0 +1,35 @@
+"""The local broker's configuration and lifecycle helpers, without starting Java."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safebus.deploy.broker import LocalBroker, _server_properties, free_port
+
+
+def test_broker_listens_on_loopback_only_with_auto_creation_off(tmp_path: Path) -> None:
+    """The generated configuration never binds all interfaces and never auto-creates topics."""
+    text = _server_properties(port=19092, controller_port=19093, data=tmp_path)
+    settings = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert settings["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert "0.0.0.0" not in text  # noqa: S104 - asserting its absence
+    assert settings["auto.create.topics.enable"] == "false"
+    assert settings["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert settings["offsets.topic.replication.factor"] == "1"
+
+
+def test_free_port_is_bindable() -> None:
+    """A chosen port is a real, currently free port."""
+    import socket
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_status_and_down_of_a_never_started_broker(tmp_path: Path) -> None:
+    """Status and down are safe before anything was started."""
+    broker = LocalBroker(state_dir=tmp_path, cache_dir=tmp_path / "cache")
+    assert broker.status().running is False
+    assert broker.down().running is False
+    assert broker.status().describe().startswith("stopped")

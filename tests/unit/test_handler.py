@@ -1,0 +1,179 @@
+"""The processor's per-record work: shares for schools, decisions for the audit, dead letters for the rest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from safebus.assembly import Settings, build_handler
+from safebus.directory import AgencyKind
+from safebus.envelope import open_envelope
+from safebus.errors import InvalidEnvelope
+from safebus.processors.handler import IncidentHandler
+from safebus.producers.police import PolicePublisher
+from safebus.producers.synthetic import IncidentFactory, corrupted_records
+from safebus.records import DLQ_ORIGIN_KEY, DLQ_REASON, DLQ_STAGE, EVENT_ID, Origin, Output
+from safebus.schemas.decision import SharingDecision
+from safebus.schemas.encompass import EncompassNotification
+from safebus.topics import EventType, TopicNames
+from tests.conftest import FIXED_NOW, Partnership
+
+NAMES = TopicNames(prefix="t")
+
+
+@pytest.fixture
+def handler(partnership: Partnership) -> IncidentHandler:
+    settings = Settings(state_dir=partnership.state_dir, bootstrap="unused:9092", names=NAMES)
+    return build_handler(settings, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture
+def publisher(partnership: Partnership) -> PolicePublisher:
+    """A publisher used only to seal records (it never connects in these tests)."""
+    return PolicePublisher(bootstrap="127.0.0.1:1", force=partnership.police,
+                           router=partnership.router.public(), names=NAMES, clock=lambda: FIXED_NOW)
+
+
+def _origin(output: Output, offset: int = 7) -> Origin:
+    return Origin(topic=output.topic, partition=0, offset=offset, key=output.key)
+
+
+def _headers(output: Output) -> dict[str, str]:
+    return {k: v.decode() for k, v in output.headers}
+
+
+class TestValidIncident:
+    def test_shares_go_to_each_schools_own_topic_readable_only_by_that_school(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory,
+        partnership: Partnership,
+    ) -> None:
+        """Each share is sealed for its school; other schools cannot open it."""
+        record = publisher.seal_incident(factory.incident("schools"))
+        outputs = handler.handle(record.value, _origin(record))
+        shares = [o for o in outputs if ".egress." in o.topic]
+        assert shares
+        schools = partnership.directory.of_kind(AgencyKind.SCHOOL)
+        for share in shares:
+            owner = next(s for s in schools if share.topic == NAMES.egress(s.id))
+            opened = open_envelope(share.value, recipient=partnership.keys(owner.id),
+                                   senders={"safebus-router": partnership.router.public()}, topic=share.topic)
+            notification = EncompassNotification.model_validate_json(opened.plaintext)
+            assert notification.setting_urn == owner.urn
+            assert share.key.decode() == notification.notification_id
+            for other in schools:
+                if other.id != owner.id:
+                    with pytest.raises(InvalidEnvelope):
+                        open_envelope(share.value, recipient=partnership.keys(other.id),
+                                      senders={"safebus-router": partnership.router.public()})
+
+    def test_every_child_has_an_audited_decision_with_no_personal_data(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
+    ) -> None:
+        """The audit topic receives one decision per child, holding tokens and field names only."""
+        incident = factory.incident("school-unknown")
+        record = publisher.seal_incident(incident)
+        outputs = handler.handle(record.value, _origin(record))
+        audit = [o for o in outputs if o.topic == NAMES.audit]
+        assert len(audit) == len(incident.children)
+        for output in audit:
+            decision = SharingDecision.model_validate_json(output.value)
+            assert decision.outcome.value == "withheld"
+            assert decision.event_id == _headers(record)[EVENT_ID]
+            text = output.value.decode()
+            for child in incident.children:
+                assert child.first_name not in text
+                assert child.date_of_birth.isoformat() not in text
+            assert incident.police_reference not in text
+
+    def test_shares_precede_their_decisions(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
+    ) -> None:
+        """A share is produced before the decision that records it, so a crash can only repeat, never lose."""
+        record = publisher.seal_incident(factory.incident("schools"))
+        topics = [o.topic for o in handler.handle(record.value, _origin(record))]
+        last_share = max(i for i, t in enumerate(topics) if ".egress." in t)
+        first_decision = min(i for i, t in enumerate(topics) if t == NAMES.audit)
+        assert last_share < first_decision
+
+
+class TestRejected:
+    @pytest.mark.parametrize(
+        ("reason", "stage"),
+        [
+            ("bad-signature", "verify"),
+            ("malformed", "verify"),
+            ("unknown-sender", "verify"),
+            ("wrong-recipient", "decrypt"),
+            ("schema-violation", "validate"),
+        ],
+    )
+    def test_each_fault_becomes_one_dead_letter_with_its_reason(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory,
+        partnership: Partnership, reason: str, stage: str,
+    ) -> None:
+        """A bad record yields exactly one dead letter: original bytes, reason, stage and origin."""
+        school = partnership.directory.of_kind(AgencyKind.SCHOOL)[0].public_keys()
+        bad = corrupted_records(publisher, factory, school=school)[reason]
+        [output] = handler.handle(bad.value, _origin(bad, offset=42))
+        assert output.topic == NAMES.deadletter
+        assert output.value == bad.value
+        headers = _headers(output)
+        assert (headers[DLQ_REASON], headers[DLQ_STAGE]) == (reason, stage)
+        assert headers["safebus.dlq.origin.offset"] == "42"
+        assert headers[DLQ_ORIGIN_KEY] == bad.key.decode()
+
+    def test_schema_violation_detail_names_fields_not_values(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory,
+        partnership: Partnership,
+    ) -> None:
+        """The dead-letter detail says where the payload is wrong without quoting it."""
+        school = partnership.directory.of_kind(AgencyKind.SCHOOL)[0].public_keys()
+        bad = corrupted_records(publisher, factory, school=school)["schema-violation"]
+        [output] = handler.handle(bad.value, _origin(bad))
+        detail = _headers(output)["safebus.dlq.detail"]
+        assert "police_reference" in detail
+        assert "adults: missing" in detail
+        assert "not a reference" not in detail
+        assert "several" not in detail
+
+    def test_a_bug_in_routing_dead_letters_instead_of_crashing(
+        self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An unexpected exception is contained: the record is dead-lettered and the next one is processed."""
+        record = publisher.seal_incident(factory.incident("schools"))
+
+        def explode(*args: object, **kwargs: object) -> None:
+            raise ZeroDivisionError
+
+        with monkeypatch.context() as patch:
+            patch.setattr(handler.router, "route", explode)
+            [output] = handler.handle(record.value, _origin(record))
+        assert _headers(output)[DLQ_REASON] == "internal-error"
+        assert any(o.topic == NAMES.audit for o in handler.handle(record.value, _origin(record)))
+
+    def test_wrong_event_type_is_rejected(
+        self, handler: IncidentHandler, partnership: Partnership
+    ) -> None:
+        """A genuine envelope of another type on the incident topic is not treated as an incident."""
+        from safebus.envelope import seal
+
+        topic = NAMES.ingress("northdale-police", EventType.DOMESTIC_ABUSE_INCIDENT)
+        raw = seal(b"{}", sender=partnership.police, recipient=partnership.router.public(), event_id="e",
+                   event_type="consent-recorded", schema_id="x", schema_version="1", topic=topic, now=FIXED_NOW)
+        [output] = handler.handle(raw, Origin(topic=topic, partition=0, offset=1))
+        assert _headers(output)[DLQ_REASON] == "unexpected-event-type"
+
+
+def test_handler_outputs_are_deterministic(
+    handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
+) -> None:
+    """Handling the same record twice produces the same keys on every topic (idempotent outputs)."""
+    record = publisher.seal_incident(factory.incident("schools"))
+    first = [(o.topic, o.key) for o in handler.handle(record.value, _origin(record))]
+    second = [(o.topic, o.key) for o in handler.handle(record.value, _origin(record))]
+    assert first == second
+    decisions = [json.loads(v) for v in (o.value for o in handler.handle(record.value, _origin(record)))
+                 if v.startswith(b'{"agreement_id"')]
+    assert decisions

@@ -1,0 +1,34 @@
+"""Topics as code: every topic the bus uses is declared, with purpose-driven retention."""
+
+from __future__ import annotations
+
+from safebus.directory import AgencyKind
+from safebus.topics import EventType, TopicNames, TopicRole, bus_topics
+from tests.conftest import Partnership
+
+
+def test_registry_declares_ingress_egress_audit_and_deadletter(partnership: Partnership) -> None:
+    """One ingress per force and event type, one egress per school, plus audit and dead letters."""
+    names = TopicNames(prefix="safebus")
+    specs = {s.name: s for s in bus_topics(partnership.directory, names)}
+    assert names.ingress("northdale-police", EventType.DOMESTIC_ABUSE_INCIDENT) in specs
+    for school in partnership.directory.of_kind(AgencyKind.SCHOOL):
+        assert specs[names.egress(school.id)].role is TopicRole.EGRESS
+    assert specs["safebus.audit.decisions"].config["retention.ms"] == "-1"
+    assert specs["safebus.deadletter"].role is TopicRole.DEADLETTER
+    assert len(specs) == 1 + 6 + 2
+
+
+def test_every_topic_states_partitions_and_retention(partnership: Partnership) -> None:
+    """Nothing is left to broker defaults."""
+    for spec in bus_topics(partnership.directory, TopicNames()):
+        assert spec.partitions >= 1
+        assert "retention.ms" in spec.config
+        assert spec.config["cleanup.policy"] in {"delete", "compact"}
+
+
+def test_prefix_isolates_namespaces(partnership: Partnership) -> None:
+    """Two prefixes never share a topic name."""
+    a = {s.name for s in bus_topics(partnership.directory, TopicNames(prefix="a"))}
+    b = {s.name for s in bus_topics(partnership.directory, TopicNames(prefix="b"))}
+    assert not a & b
