@@ -33,3 +33,18 @@ def test_status_and_down_of_a_never_started_broker(tmp_path: Path) -> None:
     assert broker.status().running is False
     assert broker.down().running is False
     assert broker.status().describe().startswith("stopped")
+
+
+def test_compose_file_runs_the_same_kafka_release_without_auto_creation() -> None:
+    """Docker users get the same broker version and the same no-auto-creation rule."""
+    from importlib import resources
+
+    from safebus.deploy.broker import KAFKA_VERSION
+
+    root = Path(__file__).resolve().parents[2]
+    compose = (root / "deploy" / "compose.yaml").read_text()
+    assert f"image: apache/kafka:{KAFKA_VERSION}" in compose
+    assert 'KAFKA_AUTO_CREATE_TOPICS_ENABLE: "false"' in compose
+    assert '"127.0.0.1:9092:9092"' in compose
+    pom = resources.files("safebus.deploy").joinpath("kafka/pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
