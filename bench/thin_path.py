@@ -1,0 +1,739 @@
+"""
+Thin-path benchmark: how much of raw Kafka throughput survives sealing, routing and delivery.
+
+One run measures, on the same broker and with the same record size:
+
+1. **raw baseline** - confluent-kafka produce + consume of N opaque records
+   whose value is as large as a real sealed incident envelope, through the
+   same producer settings and batch flushes the police publisher uses.  This is
+   the ceiling: what Kafka alone gives for this record size on this machine.
+2. **thin path** - N synthetic incidents sealed and published by
+   `PolicePublisher`, routed by the real Faust processor and delivered into the
+   school inbox by the inbox worker (both as subprocesses, exactly as
+   ``safebus processor run`` / ``safebus inbox run`` start them).  Reported as
+   incidents/s (first publish to last inbox delivery) and publish-to-inbox
+   latency of every delivered alert.
+
+The ratio of the two says what the bus costs relative to Kafka itself, which is
+more portable between machines than either absolute number.
+
+Usage::
+
+    python bench/thin_path.py [--bootstrap HOST:PORT] [--incidents N]
+
+Without ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS`` a throw-away local broker
+is started in the run's temporary state directory and stopped at the end.  The
+last line printed is a JSON object with every number; it is also written to
+``bench/results/thin_path.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from safebus.assembly import Settings, topics_for, utc_now
+from safebus.consumers.inbox_store import InboxStore
+from safebus.deploy.broker import LocalBroker
+from safebus.deploy.topics_admin import apply_topics
+from safebus.directory import AgencyKind
+from safebus.errors import BrokerError
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.producers.police import PolicePublisher
+from safebus.producers.synthetic import IncidentFactory, create_partnership
+from safebus.records import Output
+from safebus.schemas.decision import Outcome, SharingDecision
+from safebus.schemas.police import DomesticAbuseIncident
+from safebus.topics import TopicNames
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "thin_path.json"
+ENVELOPE_SAMPLE = 32
+"""Sealed incidents measured to choose the raw baseline's record size (their median)."""
+RAW_PARTITIONS = 3
+"""Same partition count as an ingress topic, so the baseline spreads load the same way."""
+WORKER_STOP_TIMEOUT_S = 20.0
+PROGRESS_EVERY_S = 5.0
+
+T = TypeVar("T")
+
+
+def say(line: str) -> None:
+    """Print progress immediately (the run is long, and output may be piped)."""
+    print(line, flush=True)
+
+
+# --------------------------------------------------------------------------- time limits
+
+
+class BenchTimeout(Exception):
+    """The run did not finish within its overall time limit."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One overall time limit that every wait in the run draws from, so the run can never hang."""
+
+    at: float  # time.monotonic() value
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """A deadline `seconds` from now."""
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.at - time.monotonic())
+
+    def check(self, doing: str) -> None:
+        """Raise BenchTimeout if the time is up, naming what the run was doing."""
+        if self.remaining() <= 0.0:
+            raise BenchTimeout(f"overall timeout reached while {doing}")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """Command-line choices for one run."""
+
+    bootstrap: str | None
+    incidents: int
+    batch_size: int
+    warmup: int
+    seed: int
+    timeout_s: float
+    keep: bool
+
+
+def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
+    """Parse the command line; the defaults are the ones results are compared at."""
+    parser = argparse.ArgumentParser(
+        description="Thin-path benchmark: safebus incidents/s and latency against raw Kafka records/s.")
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+                        help="Kafka broker (default: $KAFKA_BOOTSTRAP_SERVERS, else start a throw-away local one)")
+    parser.add_argument("--incidents", type=int, default=2000, help="incidents (and raw records) to send")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="records per publish call (each call flushes; both phases use it)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="incidents delivered before timing starts, so worker start-up is not measured")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic incidents")
+    parser.add_argument("--timeout", type=float, default=300.0, help="overall time limit in seconds")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run's topics and state directory (worker logs) for inspection")
+    args = parser.parse_args(argv)
+    for name in ("incidents", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.timeout <= 0:
+        parser.error("--warmup must be >= 0 and --timeout > 0")
+    return BenchConfig(bootstrap=args.bootstrap, incidents=args.incidents, batch_size=args.batch_size,
+                       warmup=args.warmup, seed=args.seed, timeout_s=args.timeout, keep=args.keep)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Percentile by linear interpolation between closest ranks (numpy's default), without numpy."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def message_value(msg: Message) -> bytes:
+    """The value of a consumed message as bytes (confluent-kafka may hand back str or None)."""
+    value = msg.value()
+    return value.encode() if isinstance(value, str) else (value or b"")
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """
+    Peak resident set size (VmHWM) of a live process in MiB, or None where /proc has no answer.
+
+    Read before the process is stopped: its /proc entry disappears with it.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # the kernel reports kB
+    return None
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """An admin client that reports warnings but not librdkafka's informational chatter (it clutters the report)."""
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # syslog levels: 4 = warning
+
+
+def cache_root() -> Path:
+    """Where the local broker's jars are cached: $SAFEBUS_CACHE, else the shared temp cache other runs filled."""
+    explicit = os.environ.get("SAFEBUS_CACHE")
+    return Path(explicit) if explicit else Path(tempfile.gettempdir()) / "sbcache"
+
+
+# --------------------------------------------------------------------------- record size
+
+
+def police_publisher(settings: Settings) -> PolicePublisher:
+    """The synthetic force's publisher, sealing for the partnership's router."""
+    store = settings.store
+    directory = store.load_directory()
+    force = directory.of_kind(AgencyKind.POLICE)[0]
+    return PolicePublisher(bootstrap=settings.bootstrap, force=store.private_keys(force.id),
+                           router=directory.router().public_keys(), names=settings.names, clock=utc_now)
+
+
+def sealed_envelope_sizes(publisher: PolicePublisher, seed: int) -> list[int]:
+    """
+    Sizes of real sealed "schools" incidents, so the raw baseline moves records of the same size.
+
+    Uses its own random stream so the measured incidents are the same whatever the sample size.
+    """
+    factory = IncidentFactory(random.Random(seed), now=utc_now())
+    return sorted(len(publisher.seal_incident(factory.incident("schools")).value) for _ in range(ENVELOPE_SAMPLE))
+
+
+# --------------------------------------------------------------------------- phase 1: raw baseline
+
+
+@dataclass(frozen=True, kw_only=True)
+class RawResult:
+    """Raw Kafka produce + consume of opaque records."""
+
+    records: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """End-to-end records per second."""
+        return self.records / self.seconds
+
+
+class CountingConsumer(threading.Thread):
+    """
+    Consumes a topic in the background and notes when each record arrived.
+
+    A thread (confluent-kafka releases the GIL while it waits) so that consuming
+    overlaps producing, as it would between two real services.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, stop: threading.Event) -> None:
+        """Assign every partition from the beginning; nothing is consumed until `start`."""
+        super().__init__(name="raw-consumer", daemon=True)
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-reader",  # unused: partitions are assigned, never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        })
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        self._halt = stop
+        self._seen = threading.Condition()
+        self.count = 0
+        self.last_at = 0.0  # time.perf_counter() when the latest record arrived
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Count records until stopped; remember any failure for the main thread."""
+        try:
+            while not self._halt.is_set():
+                # poll(), not consume(n, timeout): consume waits out its timeout
+                # unless n records are ready, which would round the end time up.
+                msg = self._consumer.poll(0.1)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise BrokerError(f"raw consumer: {error}")
+                with self._seen:
+                    self.last_at = time.perf_counter()
+                    self.count += 1
+                    self._seen.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+            with self._seen:
+                self.error = exc
+                self._seen.notify_all()
+        finally:
+            self._consumer.close()
+
+    def wait_for(self, count: int, deadline: Deadline, doing: str) -> float:
+        """Block until `count` records have arrived; return when the last of them did."""
+        with self._seen:
+            self._seen.wait_for(lambda: self.count >= count or self.error is not None, timeout=deadline.remaining())
+            if self.error is not None:
+                raise self.error
+            if self.count < count:
+                raise BenchTimeout(f"overall timeout reached while {doing} ({self.count}/{count} consumed)")
+            return self.last_at
+
+
+def create_topic(bootstrap: str, name: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Create one topic (the broker never auto-creates) and wait until it exists."""
+    admin = admin_client(bootstrap)
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
+                                  operation_timeout=timeout_s)
+    futures[name].result(timeout=timeout_s)
+
+
+def run_raw_baseline(
+    bootstrap: str, topic: str, *, records: int, value_size: int, batch_size: int, seed: int, deadline: Deadline,
+) -> RawResult:
+    """
+    Produce and consume `records` opaque values of `value_size` bytes; time first produce to last consume.
+
+    The producer is the project's `reliable_producer` and each batch goes through
+    `produce_all` (which flushes), exactly as `PolicePublisher.publish` sends
+    incidents, so the ratio isolates sealing, routing and delivery rather than
+    a difference in producer settings.  One record per partition is sent and
+    consumed first, so connection set-up and offset lookup are not timed.
+    """
+    create_topic(bootstrap, topic, RAW_PARTITIONS)
+    value = random.Random(seed).randbytes(value_size)
+    producer = reliable_producer(bootstrap)
+    stop = threading.Event()
+    consumer = CountingConsumer(bootstrap, topic, RAW_PARTITIONS, stop)
+    consumer.start()
+    try:
+        for partition in range(RAW_PARTITIONS):
+            producer.produce(topic, value=value, key=b"warm-up", partition=partition)
+        if producer.flush(deadline.remaining()):
+            raise BenchTimeout("overall timeout reached while warming up the raw producer")
+        consumer.wait_for(RAW_PARTITIONS, deadline, "warming up the raw consumer")
+
+        outputs = [Output(topic=topic, key=f"NDP-raw-{i:06d}".encode(), value=value) for i in range(records)]
+        started = time.perf_counter()
+        for batch in batches(outputs, batch_size):
+            deadline.check("producing raw records")
+            produce_all(producer, list(batch))
+        finished = consumer.wait_for(RAW_PARTITIONS + records, deadline, "consuming raw records")
+    finally:
+        stop.set()
+        consumer.join(timeout=10.0)
+    return RawResult(records=records, seconds=finished - started)
+
+
+# --------------------------------------------------------------------------- phase 2: thin path
+
+
+class Workers:
+    """
+    The processor and inbox worker as subprocesses, started like ``safebus ... run`` would be.
+
+    Separate processes, as in production, so the processor's memory can be read
+    from /proc and nothing in this process (GIL, event loop) flatters the numbers.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Start both workers; their output goes to <state dir>/logs/<name>.log."""
+        self.logs = settings.state_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for name in ("processor", "inbox"):
+                with (self.logs / f"{name}.log").open("ab") as log:
+                    self.processes[name] = subprocess.Popen(
+                        [sys.executable, "-m", "safebus", name, "run", "--bootstrap", settings.bootstrap],
+                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                    )
+        except BaseException:
+            self.stop()
+            raise
+
+    def check_alive(self) -> None:
+        """Fail fast, pointing at the log, if a worker has exited: waiting on it would only time out."""
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                raise RuntimeError(f"the {name} worker exited with status {code}; see {self.logs / f'{name}.log'}")
+
+    def peak_rss_mib(self, name: str) -> float | None:
+        """Peak RSS of one worker, read while it still runs."""
+        return peak_rss_mib(self.processes[name].pid)
+
+    def stop(self) -> None:
+        """SIGTERM every worker (they shut down cleanly on it), then SIGKILL any that will not stop."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=WORKER_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=WORKER_STOP_TIMEOUT_S)
+
+
+class AuditTail:
+    """
+    Reads sharing decisions from the audit topic incrementally.
+
+    Decisions link each incident (event id) to the notification ids it caused
+    (output id), which is how a delivered alert is traced back to the publish
+    of its incident.  Police references would also work but are random, so two
+    incidents may share one; event ids cannot collide.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        """Assign every audit partition from the beginning (no group, no commits)."""
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-bench-reader",  # unused: partitions are assigned, never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        })
+        info = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if info is None or info.error is not None:
+            self._consumer.close()
+            raise BrokerError(f"audit topic {topic} does not exist")
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in info.partitions])
+
+    def poll(self, timeout_s: float) -> list[SharingDecision]:
+        """Decisions that arrived since the last call (waiting at most `timeout_s` for the first)."""
+        decisions = []
+        for msg in self._consumer.consume(num_messages=1000, timeout=timeout_s):
+            error = msg.error()
+            if error is None:
+                decisions.append(SharingDecision.model_validate_json(message_value(msg)))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                raise BrokerError(f"reading audit decisions: {error}")
+        return decisions
+
+    def close(self) -> None:
+        """Leave the broker."""
+        self._consumer.close()
+
+
+@dataclass
+class Flow:
+    """What has been seen so far of one set of published incidents, until every alert is in an inbox."""
+
+    published_at: dict[str, float]  # event id -> epoch seconds its batch was acknowledged
+    decisions_due: int  # one decision per child (every incident here has children)
+    decisions: set[str] = field(default_factory=set)  # decision ids (receivers may see duplicates)
+    alert_event: dict[str, str] = field(default_factory=dict)  # notification id -> event id
+    decided_at: dict[str, float] = field(default_factory=dict)  # notification id -> epoch seconds of its decision
+    last_decided_at: float = 0.0  # epoch seconds of the latest decision of any outcome
+    received_at: dict[str, float] = field(default_factory=dict)  # notification id -> epoch seconds
+
+    def add(self, decision: SharingDecision) -> None:
+        """Record one audit decision if it belongs to this flow."""
+        if decision.event_id not in self.published_at:
+            return
+        self.decisions.add(decision.decision_id)
+        decided_at = decision.decided_at.timestamp()
+        self.last_decided_at = max(self.last_decided_at, decided_at)
+        if decision.outcome is Outcome.SHARED and decision.output_id:
+            self.alert_event[decision.output_id] = decision.event_id
+            self.decided_at[decision.output_id] = decided_at
+
+    def undelivered(self) -> list[str]:
+        """Notification ids decided on but not yet seen in the inbox."""
+        return [nid for nid in self.alert_event if nid not in self.received_at]
+
+    def complete(self) -> bool:
+        """Every incident fully routed and every resulting alert delivered."""
+        return len(self.decisions) >= self.decisions_due and not self.undelivered()
+
+    def status(self) -> str:
+        """One-line progress."""
+        return (f"routed {len(self.decisions)}/{self.decisions_due} decisions, "
+                f"delivered {len(self.received_at)}/{len(self.alert_event)} alerts")
+
+    def latencies_s(self) -> list[float]:
+        """Publish-to-inbox latency of every delivered alert."""
+        return [at - self.published_at[self.alert_event[nid]] for nid, at in self.received_at.items()]
+
+    def route_latencies_s(self) -> list[float]:
+        """Publish-to-routing-decision part of each delivered alert's latency: says which worker is the queue."""
+        return [self.decided_at[nid] - self.published_at[self.alert_event[nid]] for nid in self.received_at]
+
+
+def publish(publisher: PolicePublisher, incidents: list[DomesticAbuseIncident], batch_size: int,
+            deadline: Deadline) -> tuple[float, Flow]:
+    """Publish `incidents` in batches; return the wall-clock start and the flow to wait for."""
+    published_at: dict[str, float] = {}
+    started = time.time()
+    for batch in batches(incidents, batch_size):
+        deadline.check("publishing incidents")
+        event_ids = publisher.publish(list(batch))
+        # publish() returns after flushing, so the broker holds every record of
+        # the batch by now: this instant is an upper bound on each record's
+        # publish time, and latencies are understated by at most one batch's
+        # seal-and-flush time.  Wall clock, as the inbox worker's received_at is.
+        acked = time.time()
+        published_at.update(dict.fromkeys(event_ids, acked))
+    return started, Flow(published_at=published_at, decisions_due=sum(len(i.children) for i in incidents))
+
+
+def wait_for_delivery(flow: Flow, *, audit: AuditTail, inbox: InboxStore, workers: Workers, deadline: Deadline,
+                      label: str) -> None:
+    """Follow audit decisions and the inbox until `flow` is complete, reporting progress every few seconds."""
+    next_report = time.monotonic() + PROGRESS_EVERY_S
+    while not flow.complete():
+        deadline.check(f"waiting for the {label} ({flow.status()})")
+        workers.check_alive()
+        for decision in audit.poll(timeout_s=min(0.5, deadline.remaining())):
+            flow.add(decision)
+        undelivered = flow.undelivered()
+        if undelivered:
+            for nid, at in inbox.received_at(undelivered).items():
+                flow.received_at[nid] = at.timestamp()
+        if time.monotonic() >= next_report:
+            say(f"    {label}: {flow.status()}")
+            next_report += PROGRESS_EVERY_S
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThinResult:
+    """The thin path's throughput and latency."""
+
+    incidents: int
+    decisions: int
+    alerts: int
+    seconds: float
+    routed_seconds: float  # first publish to the last routing decision
+    latencies_ms: list[float]
+    route_latencies_ms: list[float]
+    processor_peak_rss_mib: float | None
+    inbox_peak_rss_mib: float | None
+
+    @property
+    def per_second(self) -> float:
+        """Incidents per second, first publish to last inbox delivery."""
+        return self.incidents / self.seconds
+
+
+def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchConfig,
+                  deadline: Deadline) -> ThinResult:
+    """
+    Warm the workers up, then publish the measured incidents and wait until every alert is in an inbox.
+
+    The warm-up incidents go through the whole path first, so the Faust worker's
+    start-up and both consumer-group joins are over before the clock starts.
+    """
+    factory = IncidentFactory(random.Random(config.seed), now=utc_now())
+    warmup = [factory.incident("schools") for _ in range(config.warmup)]
+    measured = [factory.incident("schools") for _ in range(config.incidents)]
+
+    with contextlib.ExitStack() as cleanup:  # unwinds in reverse: inbox, audit reader, then the workers
+        workers = Workers(settings)
+        cleanup.callback(workers.stop)
+        audit = AuditTail(settings.bootstrap, settings.names.audit)
+        cleanup.callback(audit.close)
+        inbox = InboxStore(settings.inbox_path)
+        cleanup.callback(inbox.close)
+        say(f"· workers started (pids processor={workers.processes['processor'].pid}, "
+            f"inbox={workers.processes['inbox'].pid}); warming up with {config.warmup} incident(s)")
+        if warmup:
+            _, flow = publish(publisher, warmup, config.batch_size, deadline)
+            wait_for_delivery(flow, audit=audit, inbox=inbox, workers=workers, deadline=deadline,
+                              label="warm-up")
+        say(f"· thin path: publishing {config.incidents} incidents in batches of {config.batch_size}")
+        started, flow = publish(publisher, measured, config.batch_size, deadline)
+        wait_for_delivery(flow, audit=audit, inbox=inbox, workers=workers, deadline=deadline,
+                          label="thin path")
+        processor_rss, inbox_rss = workers.peak_rss_mib("processor"), workers.peak_rss_mib("inbox")
+    return ThinResult(
+        incidents=len(measured), decisions=len(flow.decisions), alerts=len(flow.received_at),
+        seconds=max(flow.received_at.values()) - started, routed_seconds=flow.last_decided_at - started,
+        latencies_ms=[s * 1000.0 for s in flow.latencies_s()],
+        route_latencies_ms=[s * 1000.0 for s in flow.route_latencies_s()],
+        processor_peak_rss_mib=processor_rss, inbox_peak_rss_mib=inbox_rss,
+    )
+
+
+# --------------------------------------------------------------------------- setup and clean-up
+
+
+def is_run_topic(topic: str, prefix: str) -> bool:
+    """Whether `topic` belongs to the run with `prefix` (bus topics use "prefix.", Faust's "prefix-router")."""
+    return topic.startswith((f"{prefix}.", f"{prefix}-"))
+
+
+def prepare(state_dir: Path, bootstrap: str, names: TopicNames) -> Settings:
+    """
+    Create a fresh synthetic partnership and apply its topics under `names`' prefix.
+
+    Refuses a prefix that already has topics: clean-up deletes every topic with
+    the prefix, which must only ever be this run's own.
+    """
+    admin = admin_client(bootstrap)
+    clashing = [t for t in admin.list_topics(timeout=30).topics if is_run_topic(t, names.prefix)]
+    if clashing:
+        raise BrokerError(f"topics with prefix {names.prefix!r} already exist ({clashing[0]}, ...); choose another")
+    settings = Settings(state_dir=state_dir, bootstrap=bootstrap, names=names)
+    create_partnership(settings.store)
+    apply_topics(bootstrap, topics_for(settings))
+    return settings
+
+
+def delete_run_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
+    """Delete this run's topics and the router's consumer group, so repeated runs do not litter a shared broker."""
+    admin = admin_client(bootstrap)
+    topics = [t for t in admin.list_topics(timeout=timeout_s).topics if is_run_topic(t, prefix)]
+    futures = {**(admin.delete_topics(topics, operation_timeout=timeout_s) if topics else {}),
+               **admin.delete_consumer_groups([f"{prefix}-router"], request_timeout=timeout_s)}
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:  # the router never joined: nothing to delete
+                say(f"  (clean-up: could not delete {name}: {exc})")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def summarise(config: BenchConfig, bootstrap: str, local_broker: bool, prefix: str, sizes: list[int],
+              raw: RawResult, thin: ThinResult) -> dict[str, object]:
+    """Every number of the run in one flat JSON-ready object, so runs are easy to diff and plot."""
+    lat = thin.latencies_ms
+    return {
+        "bench": "thin_path",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "bootstrap": bootstrap,
+        "local_broker": local_broker,
+        "prefix": prefix,
+        "incidents": config.incidents,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "envelope_bytes": int(percentile(sizes, 50)),
+        "envelope_bytes_min": sizes[0],
+        "envelope_bytes_max": sizes[-1],
+        "raw_records": raw.records,
+        "raw_seconds": round(raw.seconds, 4),
+        "raw_records_per_s": round(raw.per_second, 1),
+        "thin_incidents": thin.incidents,
+        "thin_decisions": thin.decisions,
+        "thin_alerts": thin.alerts,
+        "thin_seconds": round(thin.seconds, 4),
+        "thin_incidents_per_s": round(thin.per_second, 1),
+        "thin_alerts_per_s": round(thin.alerts / thin.seconds, 1),
+        "ratio_thin_to_raw": round(thin.per_second / raw.per_second, 4),
+        "latency_p50_ms": round(percentile(lat, 50), 1),
+        "latency_p99_ms": round(percentile(lat, 99), 1),
+        "latency_max_ms": round(max(lat), 1),
+        "router_seconds": round(thin.routed_seconds, 4),
+        "router_incidents_per_s": round(thin.incidents / thin.routed_seconds, 1),
+        "route_latency_p50_ms": round(percentile(thin.route_latencies_ms, 50), 1),
+        "route_latency_p99_ms": round(percentile(thin.route_latencies_ms, 99), 1),
+        "processor_peak_rss_mib": _round_or_none(thin.processor_peak_rss_mib),
+        "inbox_peak_rss_mib": _round_or_none(thin.inbox_peak_rss_mib),
+    }
+
+
+def _round_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def report(summary: dict[str, object]) -> None:
+    """Print the headline numbers, then the JSON line, and keep the JSON in bench/results/."""
+    say("")
+    say(f"raw baseline : {summary['raw_records_per_s']} records/s "
+        f"({summary['raw_records']} x {summary['envelope_bytes']} B in {summary['raw_seconds']} s)")
+    say(f"thin path    : {summary['thin_incidents_per_s']} incidents/s "
+        f"({summary['thin_incidents']} incidents, {summary['thin_alerts']} alerts in {summary['thin_seconds']} s)")
+    say(f"ratio        : {summary['ratio_thin_to_raw']} (thin-path incidents/s / raw records/s)")
+    say(f"latency      : p50 {summary['latency_p50_ms']} ms, p99 {summary['latency_p99_ms']} ms "
+        f"(publish to inbox, whole batch published at once)")
+    say(f"  of which   : publish to routing decision p50 {summary['route_latency_p50_ms']} ms, "
+        f"p99 {summary['route_latency_p99_ms']} ms; router alone {summary['router_incidents_per_s']} incidents/s")
+    say(f"processor RSS: peak {summary['processor_peak_rss_mib']} MiB "
+        f"(inbox worker {summary['inbox_peak_rss_mib']} MiB)")
+    line = json.dumps(summary, sort_keys=True)
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(line + "\n")
+    print(line, flush=True)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(config: BenchConfig) -> int:
+    """Run both phases against one broker, clean up, then report; return the exit status."""
+    deadline = Deadline.after(config.timeout_s)
+    prefix = f"bench{int(time.time())}"
+    state_dir = Path(tempfile.mkdtemp(prefix="safebus-bench-"))
+    broker: LocalBroker | None = None
+    bootstrap = config.bootstrap
+    summary: dict[str, object] | None = None
+    try:
+        if bootstrap is None:
+            say("· no --bootstrap or KAFKA_BOOTSTRAP_SERVERS: starting a throw-away local broker")
+            broker = LocalBroker(state_dir=state_dir, cache_dir=cache_root())
+            bootstrap = broker.up().bootstrap
+            assert bootstrap is not None
+        say(f"safebus thin-path benchmark: {config.incidents} incidents, broker {bootstrap}, prefix {prefix}")
+        settings = prepare(state_dir, bootstrap, TopicNames(prefix=prefix))
+
+        publisher = police_publisher(settings)
+        sizes = sealed_envelope_sizes(publisher, seed=config.seed + 1)
+        size = int(percentile(sizes, 50))
+        say(f"· sealed incident envelope: {size} B (median of {len(sizes)}, {sizes[0]}-{sizes[-1]})")
+
+        raw = run_raw_baseline(bootstrap, f"{prefix}.bench.raw", records=config.incidents, value_size=size,
+                               batch_size=config.batch_size, seed=config.seed, deadline=deadline)
+        say(f"· raw baseline: {raw.records} records in {raw.seconds:.3f} s")
+
+        thin = run_thin_path(settings, publisher, config, deadline)
+        summary = summarise(config, bootstrap, broker is not None, prefix, sizes, raw, thin)
+    except BenchTimeout as exc:
+        say(f"TIMEOUT: {exc}")
+    finally:
+        # Clean up before reporting, so the JSON line is the last thing printed.
+        if bootstrap is not None and broker is None and not config.keep:
+            with contextlib.suppress(KafkaException, BrokerError, TimeoutError):
+                delete_run_topics(bootstrap, prefix)
+        if broker is not None:
+            broker.down()
+        if summary is not None and not config.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            say(f"· state directory (worker logs in logs/) kept at {state_dir}")
+    if summary is None:
+        return 1
+    report(summary)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
