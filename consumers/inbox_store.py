@@ -48,14 +48,19 @@ class InboxStore:
 
     def store(self, notification: EncompassNotification, *, received_at: datetime) -> bool:
         """Store `notification`; return False when it was already there (a redelivery)."""
+        return self.store_many([notification], received_at=received_at) == 1
+
+    def store_many(self, notifications: list[EncompassNotification], *, received_at: datetime) -> int:
+        """Store `notifications` in one transaction; return how many were new."""
         with self._db:
-            cursor = self._db.execute(
+            before = self._db.total_changes
+            self._db.executemany(
                 "INSERT OR IGNORE INTO alerts (notification_id, setting_urn, received_at, notification) "
                 "VALUES (?, ?, ?, ?)",
-                (notification.notification_id, notification.setting_urn, received_at.isoformat(),
-                 notification.model_dump_json()),
+                [(n.notification_id, n.setting_urn, received_at.isoformat(), n.model_dump_json())
+                 for n in notifications],
             )
-        return cursor.rowcount == 1
+            return self._db.total_changes - before
 
     def alerts(self, setting_urn: str) -> list[StoredAlert]:
         """Return the setting's alerts, oldest first."""

@@ -1,12 +1,12 @@
 """
 Delivers Operation Encompass notifications from school egress topics into inboxes.
 
-For each record: (1) open the envelope with the school's key, checking the
-router's signature and that it was published on that school's own topic;
-(2) validate it as a notification for *this* school's URN; (3) store it
-(idempotently); (4) only then commit the offset.  A record that fails (1) or
-(2) is dead-lettered with its reason and committed, so it cannot block the
-school's queue.
+For each batch of records: (1) open each envelope with its school's key,
+checking the router's signature and that it was published on that school's own
+topic; (2) validate it as a notification for *this* school's URN; (3) store the
+batch in one transaction (idempotently); (4) only then commit the offsets.  A
+record that fails (1) or (2) is dead-lettered with its reason before the
+commit, so it can neither block the school's queue nor be lost.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from safebus.kafka_io import produce_all, reliable_producer, to_record
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
-from safebus.records import Origin, dead_letter
+from safebus.records import Origin, Output, Record, dead_letter
 from safebus.schemas.encompass import EncompassNotification
 from safebus.topics import TopicNames
 
@@ -71,28 +71,43 @@ class InboxWorker:
         })
         self._producer = reliable_producer(bootstrap)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set."""
         self._consumer.subscribe(sorted(self.schools))
         try:
             while not stop.is_set():
-                msg = self._consumer.poll(0.5)
-                if msg is None:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
+                records = []
+                for msg in self._consumer.consume(num_messages=batch_size, timeout=0.5):
+                    error = msg.error()
+                    if error is None:
+                        records.append(to_record(msg))
+                    elif error.code() != KafkaError._PARTITION_EOF:
                         _log.warning("consume_error", error=str(error))
-                    continue
-                record = to_record(msg)
-                self.deliver(record.value, Origin(topic=record.topic, partition=record.partition,
-                                                  offset=record.offset, key=record.key))
-                self._consumer.commit(message=msg, asynchronous=False)
+                if records:
+                    self.deliver(records)
+                    self._consumer.commit(asynchronous=False)
         finally:
             self._consumer.close()
 
-    def deliver(self, raw: bytes, origin: Origin) -> bool:
-        """Store one record in its school's inbox; return True if it was new."""
+    def deliver(self, records: list[Record]) -> int:
+        """Store each record in its school's inbox; dead-letter the rest; return how many alerts were new."""
+        accepted: list[EncompassNotification] = []
+        rejected: list[Output] = []
+        for record in records:
+            origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key)
+            outcome = self._open(record.value, origin)
+            if isinstance(outcome, EncompassNotification):
+                accepted.append(outcome)
+            else:
+                rejected.append(outcome)
+        if rejected:
+            produce_all(self._producer, rejected)
+        new = self.store.store_many(accepted, received_at=self.clock()) if accepted else 0
+        _log.info("alerts_delivered", received=len(records), new=new, redelivered=len(accepted) - new,
+                  dead_lettered=len(rejected))
+        return new
+
+    def _open(self, raw: bytes, origin: Origin) -> EncompassNotification | Output:
         school = self.schools[origin.topic]
         try:
             opened = open_envelope(raw, recipient=school.keys, senders={self.router.agency_id: self.router},
@@ -104,13 +119,9 @@ class InboxWorker:
             return self._reject(raw, origin, "schema-violation", validation_detail(exc))
         if notification.setting_urn != school.agency.urn:
             return self._reject(raw, origin, "misaddressed", "setting_urn does not match the topic's school")
-        new = self.store.store(notification, received_at=self.clock())
-        _log.info("alert_delivered" if new else "alert_redelivery_ignored",
-                  notification_id=notification.notification_id, school=school.agency.id)
-        return new
+        return notification
 
-    def _reject(self, raw: bytes, origin: Origin, reason: str, detail: str) -> bool:
+    def _reject(self, raw: bytes, origin: Origin, reason: str, detail: str) -> Output:
         _log.warning("delivery_dead_lettered", topic=origin.topic, offset=origin.offset, reason=reason)
-        produce_all(self._producer, [dead_letter(raw=raw, origin=origin, stage="deliver", reason=reason,
-                                                 detail=detail, topic=self.names.deadletter)])
-        return False
+        return dead_letter(raw=raw, origin=origin, stage="deliver", reason=reason, detail=detail,
+                           topic=self.names.deadletter)

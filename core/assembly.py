@@ -111,4 +111,5 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
     return InboxWorker(
         bootstrap=settings.bootstrap, schools=hosted, router=directory.router().public_keys(),
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
+        group_id=f"{settings.names.prefix}-school-inbox",
     )

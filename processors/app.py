@@ -1,17 +1,27 @@
 """
 The Faust worker that runs `IncidentHandler` over every police ingress topic.
 
-Guarantee: at-least-once with idempotent outputs.  The agent has concurrency 1
-and awaits the broker's acknowledgement of every output before it takes the
-next record, so Faust can only commit an offset whose outputs are already
-durable.  A crash replays from the last commit; replayed outputs carry the same
-deterministic ids and receivers deduplicate.  Faust's own ``exactly_once`` is
-not used (see docs/adr/0003-processing-guarantee.md).
+Guarantee: at-least-once with idempotent outputs (docs/adr/0003).  The agent
+(concurrency 1) takes records in small batches with ``take_events``, which
+acknowledges a batch only after this code has finished with it.  For each
+batch every output is sent concurrently and then *all* broker acknowledgements
+(``acks=all``) are awaited, so Faust can only commit offsets whose outputs are
+already durable.
+
+Faust also acknowledges a batch when the code handling it raises.  So if any
+output cannot be made durable, or the batch is cancelled mid-flight, the worker
+stops at once with `EXIT_OUTPUT_NOT_DURABLE` instead of raising: nothing is
+acknowledged, nothing is committed, and the batch is replayed on restart, where
+deterministic ids let every receiver drop the repeats.  Faust's own
+``exactly_once`` is not used.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any, cast
 
 import faust
 
@@ -20,6 +30,12 @@ from safebus.processors.handler import IncidentHandler
 from safebus.records import Origin
 
 _log = get_logger("processor.app")
+
+EXIT_OUTPUT_NOT_DURABLE = 75
+"""Process exit status when outputs could not be confirmed (EX_TEMPFAIL: restart and replay)."""
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.05
+"""A lone record waits at most this long for company; it bounds the latency batching adds."""
 
 
 def create_app(
@@ -41,15 +57,29 @@ def create_app(
 
     @app.agent(source, concurrency=1)
     async def route(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
+        # take_events is on the concrete Stream, not on the StreamT protocol.
+        batches = cast(faust.Stream[Any], stream).take_events(BATCH_MAX, within=BATCH_WITHIN_S)
+        async for events in batches:
+            await route_batch(app, handler, events)
+
+    return app
+
+
+async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence[faust.EventT[Any]]) -> None:
+    """Handle `events` and return only once every output they caused is durable; otherwise stop the process."""
+    try:
+        deliveries = []
+        for event in events:
             message = event.message
             origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key)
             for output in handler.handle(event.value, origin):
-                await app.producer.send_and_wait(
+                deliveries.append(await app.producer.send(
                     output.topic, output.key, output.value, None, None, list(output.headers)
-                )
-
-    return app
+                ))
+        await asyncio.gather(*deliveries)
+    except BaseException as exc:  # noqa: BLE001 - including cancellation: the batch is not durable
+        _log.critical("outputs_not_durable_stopping", error=type(exc).__name__, batch=len(events))
+        os._exit(EXIT_OUTPUT_NOT_DURABLE)
 
 
 def run_worker(app: faust.App, *, loglevel: str = "warn") -> None:

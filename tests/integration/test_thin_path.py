@@ -181,3 +181,30 @@ def test_no_adult_name_narrative_or_risk_grade_reaches_any_school(bus: Bus) -> N
         inbox.close()
     for word in forbidden:
         assert word.lower() not in rows
+
+
+def test_school_inbox_refuses_an_alert_the_router_did_not_sign(bus: Bus) -> None:
+    """A record on a school's topic that the router did not sign is dead-lettered at delivery, not shown."""
+    from safebus.envelope import seal
+    from safebus.kafka_io import produce_all, reliable_producer
+    from safebus.records import Output
+
+    school = bus.store.load_directory().school_by_urn("900101")
+    assert school is not None
+    topic = bus.names.egress(school.id)
+    forged = seal(b'{"notification_id": "forged"}', sender=bus.store.private_keys("northdale-police"),
+                  recipient=school.public_keys(), event_id="forged", event_type="encompass-notification",
+                  schema_id="safebus:encompass/notification", schema_version="1.0.0", topic=topic,
+                  now=datetime.now(UTC))
+    key = f"forged-{uuid.uuid4()}".encode()
+    produce_all(reliable_producer(bus.settings.bootstrap), [Output(topic=topic, key=key, value=forged)])
+
+    def dead_letter() -> dict[str, str] | None:
+        for record in bus.topic(bus.names.deadletter):
+            if record.headers.get(DLQ_ORIGIN_KEY) == key:
+                return {"reason": record.header(DLQ_REASON) or "", "stage": record.header(DLQ_STAGE) or ""}
+        return None
+
+    assert wait_for(dead_letter, what="the forged alert's dead letter") == {"reason": "unknown-sender",
+                                                                             "stage": "deliver"}
+    assert "forged" not in _delivered(bus, {"forged"})

@@ -1,0 +1,78 @@
+"""The Faust agent's batch step: it returns only when every output is durable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from safebus.processors import app as processor_app
+from safebus.records import Origin, Output
+
+
+@dataclass
+class _Message:
+    topic: str = "in"
+    partition: int = 0
+    offset: int = 3
+    key: bytes | None = b"k"
+
+
+@dataclass
+class _Event:
+    value: bytes
+    message: _Message
+
+
+class _Handler:
+    def handle(self, raw: bytes, origin: Origin) -> list[Output]:
+        return [Output(topic="out", key=raw, value=raw), Output(topic="audit", key=raw, value=raw)]
+
+
+class _Producer:
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, *args: Any) -> Awaitable[None]:
+        self.sent.append((topic, key))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail and topic == "audit":
+            future.set_exception(TimeoutError("broker unavailable"))
+        else:
+            future.set_result(None)
+        return future
+
+
+@dataclass
+class _App:
+    producer: _Producer
+
+
+def _run(producer: _Producer) -> None:
+    events = [_Event(value=f"e{i}".encode(), message=_Message(offset=i)) for i in range(3)]
+    asyncio.run(processor_app.route_batch(_App(producer), _Handler(), events))  # type: ignore[arg-type]
+
+
+def test_batch_sends_every_output_of_every_event() -> None:
+    """All outputs of a batch are sent before the batch step returns."""
+    producer = _Producer(fail=False)
+    _run(producer)
+    assert len(producer.sent) == 6
+
+
+def test_an_unconfirmed_output_stops_the_worker_instead_of_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the broker does not confirm an output, the process exits so the batch is replayed, never acked."""
+    exits: list[int] = []
+
+    def fake_exit(status: int) -> None:
+        exits.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr("os._exit", fake_exit)
+    with pytest.raises(SystemExit):
+        _run(_Producer(fail=True))
+    assert exits == [processor_app.EXIT_OUTPUT_NOT_DURABLE]
