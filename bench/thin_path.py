@@ -13,13 +13,17 @@ One run measures, on the same broker and with the same record size:
    ``safebus processor run`` / ``safebus inbox run`` start them).  Reported as
    incidents/s (first publish to last inbox delivery) and publish-to-inbox
    latency of every delivered alert.
+3. **paced latency** - after the burst, M more incidents are published one at a
+   time at a fixed rate through the same workers, and publish-to-inbox latency
+   is reported for their alerts alone: the wait on a quiet bus, which the
+   burst's queueing-dominated latency does not show.
 
 The ratio of the two says what the bus costs relative to Kafka itself, which is
 more portable between machines than either absolute number.
 
 Usage::
 
-    python bench/thin_path.py [--bootstrap HOST:PORT] [--incidents N]
+    python bench/thin_path.py [--bootstrap HOST:PORT] [--incidents N] [--paced-incidents M] [--paced-rate R]
 
 Without ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS`` a throw-away local broker
 is started in the run's temporary state directory and stopped at the end.  The
@@ -120,6 +124,8 @@ class BenchConfig:
     incidents: int
     batch_size: int
     warmup: int
+    paced_incidents: int
+    paced_rate: float
     seed: int
     timeout_s: float
     keep: bool
@@ -136,6 +142,10 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
                         help="records per publish call (each call flushes; both phases use it)")
     parser.add_argument("--warmup", type=int, default=10,
                         help="incidents delivered before timing starts, so worker start-up is not measured")
+    parser.add_argument("--paced-incidents", type=int, default=200,
+                        help="incidents published one at a time after the burst, for quiet-bus latency (0: skip)")
+    parser.add_argument("--paced-rate", type=float, default=20.0,
+                        help="incidents per second in the paced phase")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic incidents")
     parser.add_argument("--timeout", type=float, default=300.0, help="overall time limit in seconds")
     parser.add_argument("--keep", action="store_true",
@@ -144,10 +154,13 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     for name in ("incidents", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0 or args.timeout <= 0:
-        parser.error("--warmup must be >= 0 and --timeout > 0")
+    if args.warmup < 0 or args.paced_incidents < 0:
+        parser.error("--warmup and --paced-incidents must be >= 0")
+    if args.timeout <= 0 or args.paced_rate <= 0:
+        parser.error("--timeout and --paced-rate must be > 0")
     return BenchConfig(bootstrap=args.bootstrap, incidents=args.incidents, batch_size=args.batch_size,
-                       warmup=args.warmup, seed=args.seed, timeout_s=args.timeout, keep=args.keep)
+                       warmup=args.warmup, paced_incidents=args.paced_incidents, paced_rate=args.paced_rate,
+                       seed=args.seed, timeout_s=args.timeout, keep=args.keep)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -161,6 +174,11 @@ def percentile(values: Sequence[float], pct: float) -> float:
     rank = (len(ordered) - 1) * pct / 100.0
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def milliseconds(seconds: Sequence[float]) -> list[float]:
+    """Durations in seconds as milliseconds."""
+    return [s * 1000.0 for s in seconds]
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -368,6 +386,7 @@ class Workers:
                     self.processes[name] = subprocess.Popen(
                         [sys.executable, "-m", "safebus", name, "run", "--bootstrap", settings.bootstrap],
                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                        cwd=settings.state_dir,  # Faust writes its "<app id>-data" directory here
                     )
         except BaseException:
             self.stop()
@@ -483,12 +502,20 @@ class Flow:
 
 
 def publish(publisher: PolicePublisher, incidents: list[DomesticAbuseIncident], batch_size: int,
-            deadline: Deadline) -> tuple[float, Flow]:
-    """Publish `incidents` in batches; return the wall-clock start and the flow to wait for."""
+            deadline: Deadline, *, interval_s: float = 0.0) -> tuple[float, Flow]:
+    """
+    Publish `incidents` in batches; return the wall-clock start and the flow to wait for.
+
+    Batches go back to back, or with `interval_s` one starts every `interval_s`
+    seconds on a fixed schedule (a late batch goes at once; the schedule does not drift).
+    """
     published_at: dict[str, float] = {}
     started = time.time()
-    for batch in batches(incidents, batch_size):
+    schedule_from = time.monotonic()
+    for index, batch in enumerate(batches(incidents, batch_size)):
         deadline.check("publishing incidents")
+        if interval_s:
+            time.sleep(max(0.0, schedule_from + index * interval_s - time.monotonic()))
         event_ids = publisher.publish(list(batch))
         # publish() returns after flushing, so the broker holds every record of
         # the batch by now: this instant is an upper bound on each record's
@@ -528,6 +555,9 @@ class ThinResult:
     routed_seconds: float  # first publish to the last routing decision
     latencies_ms: list[float]
     route_latencies_ms: list[float]
+    paced_seconds: float  # start of the paced publishing to its last acknowledgement (0 when skipped)
+    paced_latencies_ms: list[float]  # the paced phase's alerts only (empty when it was skipped)
+    paced_route_latencies_ms: list[float]
     processor_peak_rss_mib: float | None
     inbox_peak_rss_mib: float | None
 
@@ -540,14 +570,17 @@ class ThinResult:
 def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchConfig,
                   deadline: Deadline) -> ThinResult:
     """
-    Warm the workers up, then publish the measured incidents and wait until every alert is in an inbox.
+    Warm the workers up, publish the measured incidents and wait until every alert is in an inbox; then the paced ones.
 
     The warm-up incidents go through the whole path first, so the Faust worker's
     start-up and both consumer-group joins are over before the clock starts.
+    The paced phase starts only once the burst is fully delivered, so nothing
+    it measures queues behind the burst.
     """
     factory = IncidentFactory(random.Random(config.seed), now=utc_now())
     warmup = [factory.incident("schools") for _ in range(config.warmup)]
     measured = [factory.incident("schools") for _ in range(config.incidents)]
+    paced = [factory.incident("schools") for _ in range(config.paced_incidents)]  # after: burst stays the same
 
     with contextlib.ExitStack() as cleanup:  # unwinds in reverse: inbox, audit reader, then the workers
         workers = Workers(settings)
@@ -566,12 +599,21 @@ def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchC
         started, flow = publish(publisher, measured, config.batch_size, deadline)
         wait_for_delivery(flow, audit=audit, inbox=inbox, workers=workers, deadline=deadline,
                           label="thin path")
+        paced_flow, paced_seconds = None, 0.0
+        if paced:
+            say(f"· paced: publishing {len(paced)} incidents one at a time at {config.paced_rate:g}/s")
+            paced_started, paced_flow = publish(publisher, paced, 1, deadline, interval_s=1.0 / config.paced_rate)
+            paced_seconds = max(paced_flow.published_at.values()) - paced_started
+            wait_for_delivery(paced_flow, audit=audit, inbox=inbox, workers=workers, deadline=deadline,
+                              label="paced")
         processor_rss, inbox_rss = workers.peak_rss_mib("processor"), workers.peak_rss_mib("inbox")
     return ThinResult(
         incidents=len(measured), decisions=len(flow.decisions), alerts=len(flow.received_at),
         seconds=max(flow.received_at.values()) - started, routed_seconds=flow.last_decided_at - started,
-        latencies_ms=[s * 1000.0 for s in flow.latencies_s()],
-        route_latencies_ms=[s * 1000.0 for s in flow.route_latencies_s()],
+        latencies_ms=milliseconds(flow.latencies_s()), route_latencies_ms=milliseconds(flow.route_latencies_s()),
+        paced_seconds=paced_seconds,
+        paced_latencies_ms=milliseconds(paced_flow.latencies_s()) if paced_flow else [],
+        paced_route_latencies_ms=milliseconds(paced_flow.route_latencies_s()) if paced_flow else [],
         processor_peak_rss_mib=processor_rss, inbox_peak_rss_mib=inbox_rss,
     )
 
@@ -582,6 +624,16 @@ def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchC
 def is_run_topic(topic: str, prefix: str) -> bool:
     """Whether `topic` belongs to the run with `prefix` (bus topics use "prefix.", Faust's "prefix-router")."""
     return topic.startswith((f"{prefix}.", f"{prefix}-"))
+
+
+def run_groups(prefix: str) -> list[str]:
+    """
+    The consumer groups the workers join under `prefix`.
+
+    The router's is its Faust app id (``safebus processor run``); the inbox
+    worker's is set in ``safebus.assembly.build_inbox_worker``.
+    """
+    return [f"{prefix}-router", f"{prefix}-school-inbox"]
 
 
 def prepare(state_dir: Path, bootstrap: str, names: TopicNames) -> Settings:
@@ -602,16 +654,16 @@ def prepare(state_dir: Path, bootstrap: str, names: TopicNames) -> Settings:
 
 
 def delete_run_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
-    """Delete this run's topics and the router's consumer group, so repeated runs do not litter a shared broker."""
+    """Delete this run's topics and consumer groups, so repeated runs do not litter a shared broker."""
     admin = admin_client(bootstrap)
     topics = [t for t in admin.list_topics(timeout=timeout_s).topics if is_run_topic(t, prefix)]
     futures = {**(admin.delete_topics(topics, operation_timeout=timeout_s) if topics else {}),
-               **admin.delete_consumer_groups([f"{prefix}-router"], request_timeout=timeout_s)}
+               **admin.delete_consumer_groups(run_groups(prefix), request_timeout=timeout_s)}
     for name, future in futures.items():
         try:
             future.result(timeout=timeout_s)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:  # the router never joined: nothing to delete
+            if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:  # the worker never joined: nothing to delete
                 say(f"  (clean-up: could not delete {name}: {exc})")
 
 
@@ -621,7 +673,6 @@ def delete_run_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> N
 def summarise(config: BenchConfig, bootstrap: str, local_broker: bool, prefix: str, sizes: list[int],
               raw: RawResult, thin: ThinResult) -> dict[str, object]:
     """Every number of the run in one flat JSON-ready object, so runs are easy to diff and plot."""
-    lat = thin.latencies_ms
     return {
         "bench": "thin_path",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -644,13 +695,16 @@ def summarise(config: BenchConfig, bootstrap: str, local_broker: bool, prefix: s
         "thin_incidents_per_s": round(thin.per_second, 1),
         "thin_alerts_per_s": round(thin.alerts / thin.seconds, 1),
         "ratio_thin_to_raw": round(thin.per_second / raw.per_second, 4),
-        "latency_p50_ms": round(percentile(lat, 50), 1),
-        "latency_p99_ms": round(percentile(lat, 99), 1),
-        "latency_max_ms": round(max(lat), 1),
+        **latency_stats("latency", thin.latencies_ms),
         "router_seconds": round(thin.routed_seconds, 4),
         "router_incidents_per_s": round(thin.incidents / thin.routed_seconds, 1),
-        "route_latency_p50_ms": round(percentile(thin.route_latencies_ms, 50), 1),
-        "route_latency_p99_ms": round(percentile(thin.route_latencies_ms, 99), 1),
+        **latency_stats("route_latency", thin.route_latencies_ms),
+        "paced_incidents": config.paced_incidents,
+        "paced_rate_per_s": config.paced_rate,
+        "paced_alerts": len(thin.paced_latencies_ms),
+        "paced_publish_seconds": round(thin.paced_seconds, 4),
+        **latency_stats("paced_latency", thin.paced_latencies_ms),
+        **latency_stats("paced_route_latency", thin.paced_route_latencies_ms),
         "processor_peak_rss_mib": _round_or_none(thin.processor_peak_rss_mib),
         "inbox_peak_rss_mib": _round_or_none(thin.inbox_peak_rss_mib),
     }
@@ -658,6 +712,13 @@ def summarise(config: BenchConfig, bootstrap: str, local_broker: bool, prefix: s
 
 def _round_or_none(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def latency_stats(name: str, values_ms: Sequence[float]) -> dict[str, float | None]:
+    """`<name>_p50_ms`, `<name>_p99_ms` and `<name>_max_ms` of `values_ms`; None each if there are none."""
+    stats = {"p50": percentile(values_ms, 50), "p99": percentile(values_ms, 99),
+             "max": max(values_ms)} if values_ms else dict.fromkeys(("p50", "p99", "max"))
+    return {f"{name}_{stat}_ms": _round_or_none(value) for stat, value in stats.items()}
 
 
 def report(summary: dict[str, object]) -> None:
@@ -672,6 +733,14 @@ def report(summary: dict[str, object]) -> None:
         f"(publish to inbox, whole batch published at once)")
     say(f"  of which   : publish to routing decision p50 {summary['route_latency_p50_ms']} ms, "
         f"p99 {summary['route_latency_p99_ms']} ms; router alone {summary['router_incidents_per_s']} incidents/s")
+    if summary["paced_incidents"]:
+        say(f"paced latency: p50 {summary['paced_latency_p50_ms']} ms, p99 {summary['paced_latency_p99_ms']} ms, "
+            f"max {summary['paced_latency_max_ms']} ms (publish to inbox, {summary['paced_incidents']} incidents "
+            f"one at a time at {summary['paced_rate_per_s']}/s, {summary['paced_alerts']} alerts)")
+        say(f"  of which   : publish to routing decision p50 {summary['paced_route_latency_p50_ms']} ms, "
+            f"p99 {summary['paced_route_latency_p99_ms']} ms")
+    else:
+        say("paced latency: not measured (--paced-incidents 0)")
     say(f"processor RSS: peak {summary['processor_peak_rss_mib']} MiB "
         f"(inbox worker {summary['inbox_peak_rss_mib']} MiB)")
     line = json.dumps(summary, sort_keys=True)
@@ -697,7 +766,8 @@ def run(config: BenchConfig) -> int:
             broker = LocalBroker(state_dir=state_dir, cache_dir=cache_root())
             bootstrap = broker.up().bootstrap
             assert bootstrap is not None
-        say(f"safebus thin-path benchmark: {config.incidents} incidents, broker {bootstrap}, prefix {prefix}")
+        say(f"safebus thin-path benchmark: {config.incidents} incidents (+{config.paced_incidents} paced), "
+            f"broker {bootstrap}, prefix {prefix}")
         settings = prepare(state_dir, bootstrap, TopicNames(prefix=prefix))
 
         publisher = police_publisher(settings)

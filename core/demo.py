@@ -70,6 +70,7 @@ def run_demo(
     """Run the demo and return the process exit status."""
     say = _printer(out)
     say("safebus demo: a synthetic partnership, end to end on a real Apache Kafka broker")
+    started_broker = bootstrap is None
     if bootstrap is None:
         say("· starting the local Kafka broker (the first run fetches its jars with Maven)…")
         status = LocalBroker(state_dir=state_dir, cache_dir=cache_dir()).up()
@@ -96,6 +97,8 @@ def run_demo(
         say(f"INCOMPLETE: the flow did not finish within {timeout_s:.0f}s; worker logs are in {state_dir / 'logs'}")
         return 1
     say("complete: every event was routed, every share delivered, every corrupted event dead-lettered")
+    if started_broker:
+        say("the broker keeps running: try 'safebus inbox show --school 900101'; stop it with 'safebus broker down'")
     return 0
 
 
