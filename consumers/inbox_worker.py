@@ -76,8 +76,14 @@ class InboxWorker:
         self._consumer.subscribe(sorted(self.schools))
         try:
             while not stop.is_set():
+                # Block for the first record only, then take whatever else is
+                # already fetched: consume(n, timeout) would wait the whole
+                # timeout for n records and add that wait to every alert.
+                first = self._consumer.poll(0.5)
+                if first is None:
+                    continue
                 records = []
-                for msg in self._consumer.consume(num_messages=batch_size, timeout=0.5):
+                for msg in [first, *self._consumer.consume(num_messages=batch_size - 1, timeout=0)]:
                     error = msg.error()
                     if error is None:
                         records.append(to_record(msg))

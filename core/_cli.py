@@ -146,7 +146,8 @@ def _processor(settings: Settings) -> int:
     from safebus.processors.app import create_app, run_worker
 
     app = create_app(bootstrap=settings.bootstrap, handler=build_handler(settings),
-                     ingress_topics=ingress_topics(settings), app_id=f"{settings.names.prefix}-router")
+                     ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
+                     app_id=f"{settings.names.prefix}-router")
     run_worker(app)
     return 0
 

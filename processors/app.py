@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -39,12 +40,14 @@ BATCH_WITHIN_S = 0.05
 
 
 def create_app(
-    *, bootstrap: str, handler: IncidentHandler, ingress_topics: list[str], app_id: str = "safebus-router"
+    *, bootstrap: str, handler: IncidentHandler, ingress_topics: list[str], datadir: Path,
+    app_id: str = "safebus-router",
 ) -> faust.App:
-    """Build the Faust app; nothing connects until a worker starts it."""
+    """Build the Faust app; nothing connects until a worker starts it.  Faust's files go under `datadir`."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
+        datadir=str(datadir),
         web_enabled=False,
         store="memory://",
         producer_acks=-1,
