@@ -470,13 +470,13 @@ class Flow:
 
     def add(self, decision: SharingDecision) -> None:
         """Record one audit decision if it belongs to this flow."""
-        if decision.event_id not in self.published_at:
+        if decision.about_event_id not in self.published_at:
             return
         self.decisions.add(decision.decision_id)
-        decided_at = decision.decided_at.timestamp()
+        decided_at = decision.occurred_at.timestamp()
         self.last_decided_at = max(self.last_decided_at, decided_at)
         if decision.outcome is Outcome.SHARED and decision.output_id:
-            self.alert_event[decision.output_id] = decision.event_id
+            self.alert_event[decision.output_id] = decision.about_event_id
             self.decided_at[decision.output_id] = decided_at
 
     def undelivered(self) -> list[str]:

@@ -168,7 +168,7 @@ def _publish(
 def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbox: InboxStore) -> None:
     for record in read_topic(settings.bootstrap, settings.names.audit):
         decision = SharingDecision.model_validate_json(record.value)
-        if decision.event_id in expectation.event_ids:
+        if decision.about_event_id in expectation.event_ids:
             progress.decisions[decision.decision_id] = decision
     for record in read_topic(settings.bootstrap, settings.names.deadletter):
         origin_key = record.headers.get(DLQ_ORIGIN_KEY)

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
+from safebus.schemas._base import Event
 
 FORMAT = "safebus-envelope/1"
 MAX_ENVELOPE_BYTES = 1_048_576
@@ -125,6 +126,15 @@ def seal(
     }
     signature = sender.signing.sign(canonical_json(body))
     return canonical_json({**body, "signature": b64e(signature)})
+
+
+def seal_event(event: Event, *, sender: PrivateKeys, recipient: PublicKeys, topic: str, now: datetime) -> bytes:
+    """Seal a contract event: the header's id, type, schema and version come from the event itself."""
+    return seal(
+        event.model_dump_json().encode(), sender=sender, recipient=recipient, event_id=event.event_id,
+        event_type=event.event_type, schema_id=event.schema_id(), schema_version=event.schema_version,
+        topic=topic, now=now,
+    )
 
 
 def peek_header(raw: bytes) -> Mapping[str, str] | None:

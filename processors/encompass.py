@@ -19,7 +19,8 @@ from safebus.directory import Agency, Directory
 from safebus.errors import ConfigError
 from safebus.processors.agreements import Agreement
 from safebus.pseudonyms import Tokeniser
-from safebus.schemas.decision import Outcome, SharingDecision
+from safebus.schemas._base import event_metadata
+from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision
 from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
 from safebus.schemas.police import Child, DomesticAbuseIncident
 
@@ -29,6 +30,13 @@ _IDS = uuid.UUID("6f1c2a52-6d0e-4c55-9a51-0c8f0a5e1b7d")
 ROUTED_CLAUSES = frozenset(
     {"notify-setting", "setting-unknown", "setting-not-onboarded", "not-a-child", "no-children"}
 )
+
+_CONSENT_STATUS = {
+    "not-sought": ConsentStatus.NOT_SOUGHT,
+    "required": ConsentStatus.GIVEN,
+    "sought-not-required": ConsentStatus.NOT_REQUIRED,
+}
+"""The consent status a decision records under each agreement consent stance (consent rules: issue 5)."""
 
 _Extractor = Callable[[DomesticAbuseIncident, Child], object]
 _FIELD_SOURCES: dict[str, _Extractor] = {
@@ -82,14 +90,13 @@ class EncompassRouter:
         self.agreement = agreement
         self.directory = directory
         self.tokeniser = tokeniser
+        self._router_id = directory.router().id
 
-    def route(
-        self, incident: DomesticAbuseIncident, *, event_id: str, producer: str, decided_at: datetime
-    ) -> RoutingResult:
+    def route(self, incident: DomesticAbuseIncident, *, decided_at: datetime) -> RoutingResult:
         """Return one decision per linked child (or one 'no children' decision) and the shares to make."""
         if not incident.children:
             return RoutingResult(
-                decisions=(self._decision("no-children", event_id, producer, None, None, None, decided_at),),
+                decisions=(self._decision("no-children", incident, None, None, None, decided_at),),
                 shares=(),
             )
         decisions: list[SharingDecision] = []
@@ -108,31 +115,35 @@ class EncompassRouter:
             else:
                 clause = "notify-setting"
             if clause != "notify-setting" or school is None:
-                decisions.append(self._decision(clause, event_id, producer, token, None, None, decided_at))
+                decisions.append(self._decision(clause, incident, token, None, None, decided_at))
                 continue
-            notification = self._notification(incident, child, token, school)
+            notification = self._notification(incident, child, token, school, decided_at)
             shares.append(Share(recipient=school, notification=notification))
             decisions.append(
-                self._decision(clause, event_id, producer, token, school, notification.notification_id, decided_at)
+                self._decision(clause, incident, token, school, notification.notification_id, decided_at)
             )
         return RoutingResult(decisions=tuple(decisions), shares=tuple(shares))
 
     def _notification(
-        self, incident: DomesticAbuseIncident, child: Child, token: str, school: Agency
+        self, incident: DomesticAbuseIncident, child: Child, token: str, school: Agency, decided_at: datetime
     ) -> EncompassNotification:
         # Keyed on the police reference, not the event id: a force that re-sends
-        # the same incident must not give the school a second alert.
+        # the same incident must not give the school a second alert.  The
+        # child's token stays out: a school needs no pseudonym to act.
         notification_id = str(uuid.uuid5(_IDS, f"encompass|{incident.police_reference}|{token}|{school.urn}"))
         released = {name: _FIELD_SOURCES[name](incident, child) for name in self.agreement.fields}
+        meta = event_metadata(
+            EncompassNotification, producer=self._router_id, occurred_at=incident.incident_at,
+            recorded_at=decided_at, event_id=notification_id, correlation_id=incident.event_id,
+        )
         return EncompassNotification.model_validate(
-            {"notification_id": notification_id, "setting_urn": school.urn, **released}
+            {**meta, "notification_id": notification_id, "setting_urn": school.urn, **released}
         )
 
     def _decision(
         self,
         clause_id: str,
-        event_id: str,
-        producer: str,
+        incident: DomesticAbuseIncident,
         token: str | None,
         school: Agency | None,
         output_id: str | None,
@@ -140,14 +151,19 @@ class EncompassRouter:
     ) -> SharingDecision:
         clause = self.agreement.clause(clause_id)
         recipient = school.id if school else None
-        decision_id = uuid.uuid5(_IDS, f"decision|{event_id}|{token}|{clause_id}|{recipient}")
+        decision_id = uuid.uuid5(_IDS, f"decision|{incident.event_id}|{token}|{clause_id}|{recipient}")
+        meta = event_metadata(
+            SharingDecision, producer=self._router_id, occurred_at=decided_at, recorded_at=decided_at,
+            event_id=str(decision_id), correlation_id=incident.event_id, subjects=(token,) if token else (),
+        )
         return SharingDecision(
-            decision_id=str(decision_id),
-            event_id=event_id,
-            event_type="da-incident",
-            producer=producer,
-            subject_token=token,
+            **meta,
+            about_event_id=incident.event_id,
+            about_event_type=incident.event_type,
+            about_producer=incident.producer,
             outcome=clause.outcome,
+            purpose=self.agreement.purpose,
+            consent_status=_CONSENT_STATUS[self.agreement.consent],
             recipient=recipient,
             recipient_kind=self.agreement.recipient_kind,
             reason=clause.text,
@@ -157,5 +173,4 @@ class EncompassRouter:
             lawful_basis=self.agreement.lawful_basis,
             fields_released=self.agreement.fields if clause.outcome is Outcome.SHARED else (),
             output_id=output_id,
-            decided_at=decided_at,
         )

@@ -17,19 +17,18 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from safebus.directory import Directory
-from safebus.envelope import canonical_json, open_envelope, seal
+from safebus.envelope import canonical_json, open_envelope, seal_event
 from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.processors.encompass import EncompassRouter, RoutingResult
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
-from safebus.schemas import encompass, police
+from safebus.schemas import police
 from safebus.topics import TopicNames
 
 _log = get_logger("processor.handler")
 
 _DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable"})
-INCIDENT_EVENT_TYPE = "da-incident"
 
 
 def validation_detail(exc: ValidationError) -> str:
@@ -76,19 +75,24 @@ class IncidentHandler:
             stage = "decrypt" if exc.reason in _DECRYPT_REASONS else "verify"
             return [self._reject(raw, origin, stage, exc.reason, "")]
 
-        # (3): the declared type and the payload must both be what this topic carries.
-        if opened.event_type != INCIDENT_EVENT_TYPE or opened.header["schema_id"] != police.SCHEMA_ID:
+        # (3): the declared type, the payload, and the payload's own metadata
+        # must all be what this topic carries and what the signed header says.
+        incident_type = police.DomesticAbuseIncident
+        if opened.event_type != incident_type.type_name() or opened.header["schema_id"] != incident_type.schema_id():
             return [self._reject(raw, origin, "validate", "unexpected-event-type", opened.event_type[:100])]
         try:
-            incident = police.DomesticAbuseIncident.model_validate_json(opened.plaintext)
+            incident = incident_type.model_validate_json(opened.plaintext)
         except ValidationError as exc:
             return [self._reject(raw, origin, "validate", "schema-violation", validation_detail(exc))]
+        mismatched = [name for name, signed in (("event_id", opened.event_id), ("producer", opened.producer),
+                                                ("schema_version", opened.header["schema_version"]))
+                      if getattr(incident, name) != signed]
+        if mismatched:
+            return [self._reject(raw, origin, "validate", "metadata-mismatch", ", ".join(mismatched))]
 
         # (4): the agreement decides.
-        result = self.router.route(
-            incident, event_id=opened.event_id, producer=opened.producer, decided_at=self.clock()
-        )
-        _log.info("incident_routed", event_id=opened.event_id, decisions=len(result.decisions),
+        result = self.router.route(incident, decided_at=self.clock())
+        _log.info("incident_routed", event_id=incident.event_id, decisions=len(result.decisions),
                   shares=len(result.shares))
         # (5) then (6): shares before the decisions that record them; on a crash
         # between the two, reprocessing repeats both and receivers deduplicate.
@@ -99,17 +103,8 @@ class IncidentHandler:
         for share in result.shares:
             topic = self.names.egress(share.recipient.id)
             notification_id = share.notification.notification_id
-            sealed = seal(
-                share.notification.model_dump_json().encode(),
-                sender=self.keys,
-                recipient=share.recipient.public_keys(),
-                event_id=notification_id,
-                event_type="encompass-notification",
-                schema_id=encompass.SCHEMA_ID,
-                schema_version=encompass.SCHEMA_VERSION,
-                topic=topic,
-                now=self.clock(),
-            )
+            sealed = seal_event(share.notification, sender=self.keys, recipient=share.recipient.public_keys(),
+                                topic=topic, now=self.clock())
             outputs.append(Output(
                 topic=topic, key=notification_id.encode(), value=sealed,
                 headers=((EVENT_ID, notification_id.encode()), ("safebus.cause", event_id.encode())),
@@ -122,7 +117,7 @@ class IncidentHandler:
                 topic=self.names.audit,
                 key=decision.decision_id.encode(),
                 value=canonical_json(decision.model_dump(mode="json")),
-                headers=((EVENT_ID, decision.event_id.encode()),),
+                headers=((EVENT_ID, decision.event_id.encode()), ("safebus.cause", decision.about_event_id.encode())),
             )
             for decision in result.decisions
         ]

@@ -8,11 +8,10 @@ update to one incident stays in order on one partition.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from safebus.envelope import seal
+from safebus.envelope import seal_event
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.records import EVENT_ID, Output
@@ -44,22 +43,11 @@ class PolicePublisher:
         self.clock = clock
         self._producer = reliable_producer(bootstrap)
 
-    def seal_incident(self, incident: police.DomesticAbuseIncident, *, event_id: str | None = None) -> Output:
+    def seal_incident(self, incident: police.DomesticAbuseIncident) -> Output:
         """Return the sealed record for `incident` without sending it."""
-        event_id = event_id or str(uuid.uuid4())
-        value = seal(
-            incident.model_dump_json().encode(),
-            sender=self.force,
-            recipient=self.router,
-            event_id=event_id,
-            event_type="da-incident",
-            schema_id=police.SCHEMA_ID,
-            schema_version=police.SCHEMA_VERSION,
-            topic=self.topic,
-            now=self.clock(),
-        )
+        value = seal_event(incident, sender=self.force, recipient=self.router, topic=self.topic, now=self.clock())
         return Output(topic=self.topic, key=incident.police_reference.encode(), value=value,
-                      headers=((EVENT_ID, event_id.encode()),))
+                      headers=((EVENT_ID, incident.event_id.encode()),))
 
     def publish(self, incidents: list[police.DomesticAbuseIncident]) -> list[str]:
         """Seal and publish `incidents`, wait for the broker, and return their event ids."""

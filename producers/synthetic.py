@@ -15,11 +15,12 @@ import uuid
 from datetime import date, datetime, timedelta
 
 from safebus.directory import AgencyKind, Directory, PartnershipStore, entry_for
-from safebus.envelope import seal
+from safebus.envelope import seal, seal_event
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.producers.police import PolicePublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas import police
+from safebus.schemas._base import event_metadata
 
 POLICE_ID = "northdale-police"
 ROUTER_ID = "safebus-router"
@@ -105,13 +106,25 @@ class IncidentFactory:
         if kind == "young-adult":
             children.append(police.Child(first_name=rng.choice(_FIRST), surname=surname,
                                          date_of_birth=self._dob(incident_at, 18, 19), present=True, school_urn=None))
+        crime = rng.random() < 0.58  # about 42% of police-recorded DA is non-crime (ONS, year to March 2021)
+        meta = event_metadata(
+            police.DomesticAbuseIncident, producer=POLICE_ID, occurred_at=incident_at,
+            recorded_at=incident_at + timedelta(minutes=rng.randint(20, 240)),
+            event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        )
         return police.DomesticAbuseIncident(
+            **meta,
             police_reference=f"NDP-{incident_at.year}-{rng.randint(0, 999_999):06d}",
             incident_at=incident_at,
+            attended_at=incident_at + timedelta(minutes=rng.randint(8, 90)),
+            crime_status=police.CrimeStatus.CRIME if crime else police.CrimeStatus.NON_CRIME,
+            offence_codes=(rng.choice(("8N/01", "105/01", "149/00", "58C/01")),) if crime else (),
             adults=adults,
             children=tuple(children),
             narrative=rng.choice(_NARRATIVES),
             risk_grade=rng.choice(list(police.RiskGrade)),
+            risk_tool=rng.choice(list(police.RiskTool)),
+            actions=(police.PoliceAction.ARREST,) if crime and rng.random() < 0.5 else (),
         )
 
     def _child(self, surname: str, incident_at: datetime, kind: str) -> police.Child:
@@ -151,22 +164,21 @@ def corrupted_records(
         return f"corrupt-{uuid.uuid4()}".encode()
 
     good = publisher.seal_incident(factory.incident("schools")).value
+    forged_incident, misaddressed_incident = factory.incident("schools"), factory.incident("schools")
     tampered = bytearray(good)
     marker = good.index(b'"ciphertext":"') + len(b'"ciphertext":"') + 5
     tampered[marker] = ord("A") if tampered[marker] != ord("A") else ord("B")
 
     rogue = PrivateKeys.generate(publisher.force.agency_id)
-    forged = seal(factory.incident("schools").model_dump_json().encode(), sender=rogue, recipient=publisher.router,
-                  event_id=str(uuid.uuid4()), event_type="da-incident", schema_id=police.SCHEMA_ID,
-                  schema_version=police.SCHEMA_VERSION, topic=topic, now=publisher.clock())
-    misaddressed = seal(factory.incident("schools").model_dump_json().encode(), sender=publisher.force,
-                        recipient=school, event_id=str(uuid.uuid4()), event_type="da-incident",
-                        schema_id=police.SCHEMA_ID, schema_version=police.SCHEMA_VERSION, topic=topic,
+    forged = seal_event(forged_incident, sender=rogue, recipient=publisher.router, topic=topic,
                         now=publisher.clock())
+    misaddressed = seal_event(misaddressed_incident, sender=publisher.force, recipient=school, topic=topic,
+                              now=publisher.clock())
+    incident_type = police.DomesticAbuseIncident
     invalid_payload = b'{"police_reference": "not a reference", "children": "several"}'
     invalid = seal(invalid_payload, sender=publisher.force, recipient=publisher.router, event_id=str(uuid.uuid4()),
-                   event_type="da-incident", schema_id=police.SCHEMA_ID, schema_version=police.SCHEMA_VERSION,
-                   topic=topic, now=publisher.clock())
+                   event_type=incident_type.type_name(), schema_id=incident_type.schema_id(),
+                   schema_version=incident_type.SCHEMA_VERSION, topic=topic, now=publisher.clock())
     values = {
         "bad-signature": bytes(tampered),
         "malformed": b"{this is not an envelope",

@@ -1,20 +1,17 @@
 """
 The sharing-decision record written to the audit topic for every decision.
 
-It names the subject only by a pseudonymous token and the released data only by
-field names, so the audit trail itself never holds personal data.
+One per (event, subject, candidate recipient), shared or not.  It names the
+subject only by a pseudonymous token (in `subjects`) and the released data only
+by field names, so the audit trail itself never holds personal data.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from safebus.schemas.police import AwareDatetime
-
-SCHEMA_ID = "safebus:audit/sharing-decision"
-SCHEMA_VERSION = "1.0.0"
+from safebus.schemas._base import AgencyId, Event, Name
 
 
 class Outcome(StrEnum):
@@ -26,24 +23,43 @@ class Outcome(StrEnum):
     ESCALATED = "escalated"
 
 
-class SharingDecision(BaseModel):
+class ConsentStatus(StrEnum):
+    """Where consent stood when the decision was made."""
+
+    NOT_REQUIRED = "not-required"
+    NOT_SOUGHT = "not-sought"
+    GIVEN = "given"
+    REFUSED = "refused"
+    REFUSED_OVERRIDDEN = "refused-overridden"
+    WITHDRAWN = "withdrawn"
+
+
+class SharingDecision(Event):
     """One decision, shared or not, with the agreement clause and lawful basis behind it."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    decision_id: str
-    event_id: str
-    event_type: str
-    producer: str
-    subject_token: str | None
+    event_type: Literal["audit.sharing-decision"]
+    about_event_id: str
+    about_event_type: Name
+    about_producer: AgencyId
     outcome: Outcome
-    recipient: str | None
-    recipient_kind: str
+    purpose: str
+    recipient: AgencyId | None
+    recipient_kind: Name
     reason: str
-    agreement_id: str
-    agreement_version: str
-    clause: str
+    agreement_id: Name
+    agreement_version: Name
+    clause: Name
     lawful_basis: tuple[str, ...]
-    fields_released: tuple[str, ...]
+    consent_status: ConsentStatus
+    fields_released: tuple[Name, ...]
     output_id: str | None
-    decided_at: AwareDatetime
+
+    @property
+    def decision_id(self) -> str:
+        """The decision's own id (its event id)."""
+        return self.event_id
+
+    @property
+    def subject_token(self) -> str | None:
+        """The subject decided about, if any."""
+        return self.subjects[0] if self.subjects else None

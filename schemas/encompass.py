@@ -1,5 +1,5 @@
 """
-Operation Encompass: what a school's Key Adult receives.
+Operation Encompass: what a school's Key Adult receives, and their acknowledgement.
 
 The notification holds exactly the Encompass minimum data set that the
 agreement allows a school (``processors/agreements/operation-encompass.json``);
@@ -10,28 +10,53 @@ instead of reaching a school.
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from safebus.schemas.police import URN, AwareDatetime
+from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Name
 
-SCHEMA_ID = "safebus:encompass/notification"
-SCHEMA_VERSION = "1.0.0"
+DELIVERY_FIELDS = frozenset({
+    "event_id", "event_type", "schema_version", "producer", "occurred_at", "recorded_at", "correlation_id",
+    "subjects", "notification_id", "setting_urn",
+})
+"""Fields that address or describe the message rather than the child."""
 
-DELIVERY_FIELDS = frozenset({"notification_id", "setting_urn"})
-"""Fields that address the notification rather than describe the child."""
 
-
-class EncompassNotification(BaseModel):
+class EncompassNotification(Event):
     """One child's Operation Encompass notification to one setting."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
+    event_type: Literal["encompass.notification"]
     notification_id: str = Field(description="Deterministic: the same incident and child always give the same id")
     setting_urn: URN
-    child_first_name: str
-    child_surname: str
+    child_first_name: Name
+    child_surname: Name
     child_date_of_birth: date
     police_reference: str
     incident_at: AwareDatetime
     child_present: bool
+
+
+class KeyAdultRole(StrEnum):
+    """Who at the setting acknowledged."""
+
+    KEY_ADULT = "key-adult"
+    DEPUTY = "deputy"
+
+
+class Acknowledger(Contract):
+    """The member of staff who acknowledged, by staff id (no personal detail needed)."""
+
+    staff_id: Name
+    role: KeyAdultRole
+
+
+class EncompassAcknowledged(Event):
+    """A Key Adult's acknowledgement that they have read a notification."""
+
+    event_type: Literal["encompass.acknowledged"]
+    notification_id: str
+    setting_urn: URN
+    acknowledged_by: Acknowledger
+    acknowledged_at: AwareDatetime

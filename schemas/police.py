@@ -2,30 +2,20 @@
 Events published by police forces.
 
 `DomesticAbuseIncident` is what a force's system publishes when officers attend
-a domestic-abuse incident.  It holds everything the police know; the router
-decides what, if anything, each recipient may see.
+a domestic-abuse incident, crime or not.  It holds everything the police know;
+the router decides what, if anything, each recipient may see.  Forces are moving
+from DASH to DARA, so both risk tools are accepted.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import Field
 
-SCHEMA_ID = "safebus:police/domestic-abuse-incident"
-SCHEMA_VERSION = "1.0.0"
-
-
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("must include a UTC offset")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
-URN = Annotated[str, Field(pattern=r"^\d{6}$", description="DfE unique reference number of the setting")]
+from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Name, Person, Postcode, Text
 
 
 class RiskGrade(StrEnum):
@@ -34,6 +24,20 @@ class RiskGrade(StrEnum):
     STANDARD = "standard"
     MEDIUM = "medium"
     HIGH = "high"
+
+
+class RiskTool(StrEnum):
+    """The risk-identification tool the grade came from."""
+
+    DASH = "dash"
+    DARA = "dara"
+
+
+class CrimeStatus(StrEnum):
+    """Whether a crime was recorded: Operation Encompass notifies for both."""
+
+    CRIME = "crime"
+    NON_CRIME = "non-crime"
 
 
 class AdultRole(StrEnum):
@@ -55,36 +59,93 @@ class Relationship(StrEnum):
     NOT_RELATED = "not-related"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+class PoliceAction(StrEnum):
+    """Actions officers took."""
+
+    ARREST = "arrest"
+    DAPN_ISSUED = "dapn-issued"
+    VOLUNTARY_INTERVIEW = "voluntary-interview"
+    SAFEGUARDING_REFERRAL = "safeguarding-referral"
+    ADVICE_GIVEN = "advice-given"
+    NO_FURTHER_ACTION = "no-further-action"
 
 
-class Adult(_Strict):
+class Address(Contract):
+    """A postal address."""
+
+    line1: Name
+    line2: Name | None = None
+    town: Name
+    postcode: Postcode
+
+
+class Adult(Contract):
     """An adult party to the incident."""
 
-    first_name: str = Field(min_length=1, max_length=100)
-    surname: str = Field(min_length=1, max_length=100)
+    first_name: Name
+    surname: Name
     date_of_birth: date | None = None
+    address: Address | None = None
     role: AdultRole
     relationship: Relationship
 
 
-class Child(_Strict):
+class Child(Contract):
     """A child of the household linked to the incident."""
 
-    first_name: str = Field(min_length=1, max_length=100)
-    surname: str = Field(min_length=1, max_length=100)
+    first_name: Name
+    surname: Name
     date_of_birth: date
+    address: Address | None = None
     present: bool = Field(description="Was the child present at the incident?")
-    school_urn: URN | None = Field(default=None, description="The setting the child attends, if the officer knows it")
+    where_during_incident: str | None = Field(default=None, max_length=500)
+    spoken_to: bool = False
+    voice_of_child: str | None = Field(default=None, max_length=2000, description="What the child said, if spoken to")
+    welfare_check_made: bool = False
+    school_urn: URN | None = Field(default=None, description="The setting the child attends, as the officer recorded")
+    school_name_as_recorded: Name | None = None
 
 
-class DomesticAbuseIncident(_Strict):
+class DomesticAbuseIncident(Event):
     """A police-attended domestic-abuse incident, crime or non-crime."""
 
+    event_type: Literal["police.domestic-abuse-incident"]
     police_reference: str = Field(pattern=r"^[A-Z]{2,5}-\d{4}-\d{6}$")
     incident_at: AwareDatetime
+    attended_at: AwareDatetime | None = None
+    location: Address | None = None
+    crime_status: CrimeStatus
+    offence_codes: tuple[str, ...] = Field(default=(), description="Home Office offence codes, if a crime")
     adults: tuple[Adult, ...] = Field(min_length=1)
     children: tuple[Child, ...] = ()
-    narrative: str = Field(max_length=20_000)
     risk_grade: RiskGrade
+    risk_tool: RiskTool
+    narrative: str = Field(max_length=20_000)
+    actions: tuple[PoliceAction, ...] = ()
+
+
+class DapnIssued(Event):
+    """A Domestic Abuse Protection Notice issued by police (pilot areas)."""
+
+    event_type: Literal["police.dapn-issued"]
+    notice_reference: Name
+    police_reference: str = Field(pattern=r"^[A-Z]{2,5}-\d{4}-\d{6}$")
+    issued_at: AwareDatetime
+    perpetrator: Person
+    victim: Person
+    conditions: tuple[Text, ...] = Field(min_length=1)
+    expires_at: AwareDatetime
+
+
+class DapoMade(Event):
+    """A Domestic Abuse Protection Order made by a court (pilot areas)."""
+
+    event_type: Literal["police.dapo-made"]
+    order_reference: Name
+    court: Name
+    made_on: date
+    perpetrator: Person
+    victim: Person
+    requirements: tuple[Text, ...] = Field(min_length=1)
+    ends_on: date | None = None
+    notification_requirements: bool = False

@@ -136,7 +136,7 @@ class Bus:
         found = {}
         for record in read_topic(self.settings.bootstrap, self.names.audit):
             decision = SharingDecision.model_validate_json(record.value)
-            if decision.event_id in event_ids:
+            if decision.about_event_id in event_ids:
                 found[decision.decision_id] = decision
         return found
 

@@ -15,9 +15,19 @@ from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
 from safebus.records import DLQ_ORIGIN_KEY, DLQ_REASON, DLQ_STAGE
+from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.encompass import EncompassNotification
-from safebus.schemas.police import Adult, AdultRole, Child, DomesticAbuseIncident, Relationship, RiskGrade
+from safebus.schemas.police import (
+    Adult,
+    AdultRole,
+    Child,
+    CrimeStatus,
+    DomesticAbuseIncident,
+    Relationship,
+    RiskGrade,
+    RiskTool,
+)
 from tests.integration.conftest import Bus, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -30,9 +40,14 @@ def _reference() -> str:
 def _incident(*children: Child, adults: tuple[Adult, ...] | None = None, narrative: str = "Synthetic.") -> (
     DomesticAbuseIncident
 ):
+    incident_at = datetime.now(UTC) - timedelta(hours=1)
     return DomesticAbuseIncident(
+        **event_metadata(DomesticAbuseIncident, producer="northdale-police", occurred_at=incident_at,
+                         recorded_at=datetime.now(UTC)),
         police_reference=_reference(),
-        incident_at=datetime.now(UTC) - timedelta(hours=1),
+        incident_at=incident_at,
+        crime_status=CrimeStatus.CRIME,
+        risk_tool=RiskTool.DARA,
         adults=adults or (Adult(first_name="Otis", surname="Pemberton", role=AdultRole.SUSPECT,
                                 relationship=Relationship.PARENTS_PARTNER),),
         children=children,

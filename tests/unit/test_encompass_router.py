@@ -8,11 +8,21 @@ import pytest
 
 from safebus.errors import ConfigError
 from safebus.processors.agreements import load_agreement
-from safebus.processors.encompass import EncompassRouter, age_on
+from safebus.processors.encompass import EncompassRouter, RoutingResult, age_on
 from safebus.producers.synthetic import IncidentFactory
+from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import Outcome
-from safebus.schemas.encompass import EncompassNotification
-from safebus.schemas.police import Adult, AdultRole, Child, DomesticAbuseIncident, Relationship, RiskGrade
+from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
+from safebus.schemas.police import (
+    Adult,
+    AdultRole,
+    Child,
+    CrimeStatus,
+    DomesticAbuseIncident,
+    Relationship,
+    RiskGrade,
+    RiskTool,
+)
 from tests.conftest import FIXED_NOW, Partnership
 
 INCIDENT_AT = FIXED_NOW - timedelta(hours=2)
@@ -23,9 +33,13 @@ def _router(partnership: Partnership) -> EncompassRouter:
                            tokeniser=partnership.tokeniser)
 
 
-def _incident(*children: Child) -> DomesticAbuseIncident:
+def _incident(*children: Child, event_id: str = "0b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a") -> DomesticAbuseIncident:
     return DomesticAbuseIncident(
+        **event_metadata(DomesticAbuseIncident, producer="northdale-police", occurred_at=INCIDENT_AT,
+                         recorded_at=FIXED_NOW, event_id=event_id),
         police_reference="NDP-2026-000123",
+        crime_status=CrimeStatus.NON_CRIME,
+        risk_tool=RiskTool.DASH,
         incident_at=INCIDENT_AT,
         adults=(Adult(first_name="Reuben", surname="Garside", role=AdultRole.SUSPECT,
                       relationship=Relationship.PARENTS_PARTNER),),
@@ -39,8 +53,8 @@ def _child(*, born: date = date(2016, 3, 4), urn: str | None = "900101", present
     return Child(first_name="Ivy", surname="Garside", date_of_birth=born, present=present, school_urn=urn)
 
 
-def _route(partnership: Partnership, incident: DomesticAbuseIncident, event_id: str = "evt-1"):  # type: ignore[no-untyped-def]
-    return _router(partnership).route(incident, event_id=event_id, producer="northdale-police", decided_at=FIXED_NOW)
+def _route(partnership: Partnership, incident: DomesticAbuseIncident) -> RoutingResult:
+    return _router(partnership).route(incident, decided_at=FIXED_NOW)
 
 
 class TestWhoIsNotified:
@@ -104,7 +118,8 @@ class TestMinimalDisclosure:
         agreement = load_agreement("operation-encompass")
         [share] = _route(partnership, _incident(_child(present=True))).shares
         payload = share.notification.model_dump()
-        assert set(payload) == set(agreement.fields) | {"notification_id", "setting_urn"}
+        assert set(payload) == set(agreement.fields) | DELIVERY_FIELDS
+        assert payload["subjects"] == (), "a school is given no pseudonymous token"
         assert payload["child_first_name"] == "Ivy"
         assert payload["police_reference"] == "NDP-2026-000123"
         assert payload["incident_at"] == INCIDENT_AT
@@ -114,9 +129,9 @@ class TestMinimalDisclosure:
     ) -> None:
         """Across many varied incidents, no share carries an adult's name, the narrative or the risk grade."""
         router = _router(partnership)
-        for n in range(300):
+        for _ in range(300):
             incident = factory.incident()
-            result = router.route(incident, event_id=f"evt-{n}", producer="p", decided_at=FIXED_NOW)
+            result = router.route(incident, decided_at=FIXED_NOW)
             for share in result.shares:
                 text = share.notification.model_dump_json()
                 for adult in incident.adults:
@@ -148,7 +163,8 @@ class TestDeterminism:
     def test_resent_incident_gives_the_same_alert(self, partnership: Partnership) -> None:
         """A force re-sending the same incident under a new event id does not create a second alert."""
         incident = _incident(_child())
-        first, second = _route(partnership, incident, "evt-1"), _route(partnership, incident, "evt-2")
+        resent = incident.model_copy(update={"event_id": "5d0c7a1e-2b3f-4c4d-8e9f-0a1b2c3d4e5f"})
+        first, second = _route(partnership, incident), _route(partnership, resent)
         assert first.shares[0].notification.notification_id == second.shares[0].notification.notification_id
         assert first.decisions[0].decision_id != second.decisions[0].decision_id
 
@@ -183,6 +199,8 @@ def test_notification_schema_rejects_extra_fields() -> None:
     """A field added to a notification by mistake fails validation instead of reaching a school."""
     with pytest.raises(ValueError, match="extra"):
         EncompassNotification.model_validate({
+            **event_metadata(EncompassNotification, producer="safebus-router", occurred_at=FIXED_NOW,
+                             recorded_at=FIXED_NOW),
             "notification_id": "n", "setting_urn": "900101", "child_first_name": "A", "child_surname": "B",
             "child_date_of_birth": date(2015, 1, 1), "police_reference": "NDP-2026-000001",
             "incident_at": datetime(2026, 1, 1, tzinfo=FIXED_NOW.tzinfo), "child_present": True,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from safebus.assembly import Settings, build_handler
 from safebus.directory import AgencyKind
-from safebus.envelope import open_envelope
+from safebus.envelope import open_envelope, seal
 from safebus.errors import InvalidEnvelope
 from safebus.processors.handler import IncidentHandler
 from safebus.producers.police import PolicePublisher
@@ -79,7 +77,7 @@ class TestValidIncident:
         for output in audit:
             decision = SharingDecision.model_validate_json(output.value)
             assert decision.outcome.value == "withheld"
-            assert decision.event_id == _headers(record)[EVENT_ID]
+            assert decision.about_event_id == _headers(record)[EVENT_ID]
             text = output.value.decode()
             for child in incident.children:
                 assert child.first_name not in text
@@ -157,8 +155,6 @@ class TestRejected:
         self, handler: IncidentHandler, partnership: Partnership
     ) -> None:
         """A genuine envelope of another type on the incident topic is not treated as an incident."""
-        from safebus.envelope import seal
-
         topic = NAMES.ingress("northdale-police", EventType.DOMESTIC_ABUSE_INCIDENT)
         raw = seal(b"{}", sender=partnership.police, recipient=partnership.router.public(), event_id="e",
                    event_type="consent-recorded", schema_id="x", schema_version="1", topic=topic, now=FIXED_NOW)
@@ -169,11 +165,27 @@ class TestRejected:
 def test_handler_outputs_are_deterministic(
     handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
 ) -> None:
-    """Handling the same record twice produces the same keys on every topic (idempotent outputs)."""
+    """Handling the same record twice produces the same keys and decision ids (idempotent outputs)."""
     record = publisher.seal_incident(factory.incident("schools"))
-    first = [(o.topic, o.key) for o in handler.handle(record.value, _origin(record))]
-    second = [(o.topic, o.key) for o in handler.handle(record.value, _origin(record))]
-    assert first == second
-    decisions = [json.loads(v) for v in (o.value for o in handler.handle(record.value, _origin(record)))
-                 if v.startswith(b'{"agreement_id"')]
-    assert decisions
+    first, second = handler.handle(record.value, _origin(record)), handler.handle(record.value, _origin(record))
+    assert [(o.topic, o.key) for o in first] == [(o.topic, o.key) for o in second]
+
+    def decision_ids(outputs: list[Output]) -> list[str]:
+        return [SharingDecision.model_validate_json(o.value).decision_id for o in outputs if o.topic == NAMES.audit]
+
+    assert decision_ids(first) == decision_ids(second)
+    assert len(set(decision_ids(first))) == len(decision_ids(first)) > 0
+
+
+def test_payload_metadata_must_match_the_signed_header(
+    handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory, partnership: Partnership
+) -> None:
+    """A payload claiming another event id or producer than its signed envelope is dead-lettered."""
+    incident = factory.incident("schools")
+    raw = seal(incident.model_dump_json().encode(), sender=partnership.police, recipient=partnership.router.public(),
+               event_id="11111111-2222-4333-8444-555555555555", event_type=incident.event_type,
+               schema_id=incident.schema_id(), schema_version=incident.schema_version, topic=publisher.topic,
+               now=FIXED_NOW)
+    [output] = handler.handle(raw, Origin(topic=publisher.topic, partition=0, offset=1))
+    assert _headers(output)[DLQ_REASON] == "metadata-mismatch"
+    assert _headers(output)["safebus.dlq.detail"] == "event_id"

@@ -6,12 +6,15 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from safebus.consumers.inbox_store import InboxStore
+from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import EncompassNotification
 from tests.conftest import FIXED_NOW
 
 
 def _notification(nid: str, urn: str = "900101") -> EncompassNotification:
     return EncompassNotification(
+        **event_metadata(EncompassNotification, producer="safebus-router", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW),
         notification_id=nid, setting_urn=urn, child_first_name="Ivy", child_surname="Garside",
         child_date_of_birth=date(2016, 3, 4), police_reference="NDP-2026-000123",
         incident_at=FIXED_NOW - timedelta(hours=3), child_present=True,
