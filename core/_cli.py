@@ -9,6 +9,7 @@ is not the local one) and ``SAFEBUS_TOPIC_PREFIX`` (topic namespace).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     inbox.add_argument("--bootstrap")
     inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
 
+    schemas = commands.add_parser("schemas", help="data contracts: validate payloads, generate and check schemas")
+    schemas.add_argument("action", choices=["validate", "generate", "check", "release", "list"])
+    schemas.add_argument("file", nargs="?", type=Path, help="the JSON payload to validate")
+
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     demo.add_argument("--incidents", type=int, default=40)
@@ -89,6 +94,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
 
         return run_demo(state_dir=state, bootstrap=args.bootstrap, names=names, incidents=args.incidents,
                         seed=args.seed, timeout_s=args.timeout, out=sys.stdout)
+    if args.command == "schemas":
+        return _schemas(args.action, args.file)
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(state, args.school)
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
@@ -125,6 +132,42 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
     for agency in directory.agencies:
         print(f"  {agency.kind.value:20} {agency.id:24} {agency.name}{f' URN {agency.urn}' if agency.urn else ''}")
     return 0
+
+
+def _schemas(action: str, file: Path | None) -> int:
+    from safebus.schemas import publication
+    from safebus.schemas.registry import CONTRACTS
+    from safebus.schemas.validation import validate_payload
+
+    if action == "validate":
+        if file is None:
+            print("safebus: schemas validate needs a FILE", file=sys.stderr)
+            return 2
+        try:
+            payload = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{file}: not readable JSON: {exc}")
+            return 1
+        issues = validate_payload(payload)
+        for issue in issues:
+            print(f"{file}: {issue}")
+        if not issues:
+            print(f"{file}: valid {payload['event_type']} {payload['schema_version']}")
+        return 1 if issues else 0
+    if action == "list":
+        for spec in CONTRACTS:
+            print(f"{spec.event_type:40} {spec.version:8} {spec.compatibility.value:20} {spec.family.value}")
+        return 0
+    if action == "generate":
+        for path in publication.generate():
+            print(f"wrote {path}")
+    elif action == "release":
+        for name in publication.release():
+            print(f"released {name}")
+    problems = publication.problems()
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
 
 
 def _topics(action: str, settings: Settings) -> int:

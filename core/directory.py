@@ -27,6 +27,9 @@ class AgencyKind(StrEnum):
     ROUTER = "router"
     CHILDRENS_SERVICES = "childrens-services"
     DA_HUB = "da-hub"
+    IDVA = "idva"
+    MARAC = "marac"
+    HEALTH = "health"
 
 
 class Agency(BaseModel):

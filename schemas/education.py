@@ -7,7 +7,7 @@ its school day starts) and never go to parents.
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date
 from enum import StrEnum
 from typing import Literal
 
@@ -78,7 +78,8 @@ class EducationSettingRecorded(Event):
     local_authority: Name
     agency_id: AgencyId | None = Field(default=None, description="The setting's agency id, once onboarded")
     key_adults: tuple[KeyAdult, ...] = Field(min_length=1)
-    session_start: time
+    session_start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                               description="Local (UK) time the first session starts, HH:MM")
     calendar: SessionCalendar | None = None
 
 

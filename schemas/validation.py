@@ -1,0 +1,83 @@
+"""
+Validate a partner's JSON payload against the contract it declares.
+
+A payload names its contract itself (``event_type`` and ``schema_version``), so
+a supplier can check a file without our code knowing which system made it.
+Validation runs the *published* JSON Schema with an independent implementation
+(``jsonschema``, not pydantic), reporting every error with its path; when the
+declared version is the current one it then applies the model's cross-field
+rules (for example "professional judgement never lowers a DASH level"), which
+JSON Schema cannot express.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from pydantic import ValidationError
+
+from safebus.schemas.registry import CONTRACTS, by_type
+
+_FORMATS = Draft202012Validator.FORMAT_CHECKER
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reason a payload is invalid, at a JSON path (``$`` is the payload itself)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        """``path: message``, as printed for partners."""
+        return f"{self.path}: {self.message}"
+
+
+def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
+    """Render a location as ``$.children[0].date_of_birth``."""
+    text = "$"
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def published_schema(event_type: str, version: str) -> dict[str, Any] | None:
+    """The published JSON Schema of `event_type` at `version`, or None if there is none."""
+    path = resources.files("safebus.schemas").joinpath(f"json/{event_type}/{version}.json")
+    if not path.is_file():
+        return None
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def validate_payload(payload: object) -> list[Issue]:
+    """Every problem with `payload`; an empty list means it is valid."""
+    if not isinstance(payload, dict):
+        return [Issue("$", "a payload must be a JSON object")]
+    event_type, version = payload.get("event_type"), payload.get("schema_version")
+    spec = by_type(event_type) if isinstance(event_type, str) else None
+    if spec is None:
+        known = ", ".join(sorted(c.event_type for c in CONTRACTS))
+        return [Issue("$.event_type", f"{event_type!r} is not a published event type (known: {known})")]
+    schema = published_schema(spec.event_type, version) if isinstance(version, str) else None
+    if schema is None:
+        return [Issue("$.schema_version", f"{version!r} is not a published version of {spec.event_type}")]
+    validator = Draft202012Validator(schema, format_checker=_FORMATS)
+    issues = [
+        Issue(json_path(list(error.absolute_path)), error.message)
+        for error in sorted(validator.iter_errors(payload), key=lambda e: [str(p) for p in e.absolute_path])
+    ]
+    if issues or version != spec.version:
+        return issues
+    try:
+        spec.model.model_validate_json(json.dumps(payload))
+    except ValidationError as exc:
+        return [
+            Issue(json_path(err["loc"]), err["msg"])
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+    return []
