@@ -24,7 +24,7 @@ from safebus.processors.agreements import load_agreement
 from safebus.processors.encompass import EncompassRouter
 from safebus.processors.handler import IncidentHandler
 from safebus.pseudonyms import Tokeniser
-from safebus.topics import EventType, TopicNames, TopicSpec, bus_topics
+from safebus.topics import TopicNames, TopicRole, TopicSpec, bus_topics, subscribed_topics
 
 
 def utc_now() -> datetime:
@@ -92,8 +92,7 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
 def ingress_topics(settings: Settings) -> list[str]:
     """The ingress topics the router consumes."""
     directory = settings.store.load_directory()
-    forces = directory.of_kind(AgencyKind.POLICE)
-    return [settings.names.ingress(force.id, EventType.DOMESTIC_ABUSE_INCIDENT) for force in forces]
+    return subscribed_topics(directory, settings.names, party=AgencyKind.ROUTER.value, role=TopicRole.INGRESS)
 
 
 def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> InboxWorker:

@@ -2,15 +2,17 @@
 Topics as code: every topic the bus uses, with partitions, retention and compaction.
 
 The broker never auto-creates a topic; `safebus topics apply` creates exactly
-these.  Names follow the data flow::
+these, and the AsyncAPI document is generated from the same channel templates,
+so the two cannot disagree.  Names follow the data flow::
 
-    <prefix>.ingress.<agency>.<event-type>   one per producing agency and event type
-    <prefix>.egress.<recipient>              one per recipient agency (ACL boundary)
-    <prefix>.audit.decisions                 every sharing decision, never deleted
-    <prefix>.deadletter                      rejected input, original bytes kept
+    <prefix>.ingress.<agency>.<family>   one per producing agency and contract family
+    <prefix>.egress.<recipient>          one per recipient agency (ACL boundary)
+    <prefix>.audit.decisions             every sharing decision, never deleted
+    <prefix>.deadletter                  rejected input, original bytes kept
 
-The prefix (default ``safebus``) lets tests and benchmarks share one broker
-without seeing each other's records.
+A template whose address contains ``{agency}`` becomes one topic per agency of
+the kinds it is instantiated for.  The prefix (default ``safebus``) lets tests
+and benchmarks share one broker without seeing each other's records.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from safebus.directory import AgencyKind, Directory
+from safebus.schemas.registry import INGRESS_FAMILIES, Family, family_publishers, in_family
 
 DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
+_TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
+
+ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT})
+"""Ingress families the router consumes today; the others are declared and retained for it."""
+
+INFORMATION_GOVERNANCE = "information-governance"
+"""The audit trail's reader: not an agency on the bus but a role (issue: audit trail)."""
 
 
 class TopicRole(StrEnum):
@@ -33,15 +43,9 @@ class TopicRole(StrEnum):
     DEADLETTER = "deadletter"
 
 
-class EventType(StrEnum):
-    """Event types that have an ingress topic (grows with the data contracts)."""
-
-    DOMESTIC_ABUSE_INCIDENT = "da-incident"
-
-
 @dataclass(frozen=True, kw_only=True)
 class TopicSpec:
-    """One topic's desired state."""
+    """One concrete topic's desired state."""
 
     name: str
     role: TopicRole
@@ -51,14 +55,39 @@ class TopicSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChannelTemplate:
+    """
+    A kind of topic: its address pattern, settings, messages and parties.
+
+    `per_agency` lists the agency kinds that get their own topic (the
+    ``{agency}`` parameter); empty means a single topic.
+    """
+
+    key: str
+    role: TopicRole
+    address: str
+    partitions: int
+    config: dict[str, str]
+    messages: tuple[str, ...]
+    publishers: tuple[str, ...]
+    subscribers: tuple[str, ...]
+    per_agency: frozenset[AgencyKind] = frozenset()
+    description: str = ""
+
+    def name_for(self, agency_id: str | None = None) -> str:
+        """The concrete topic name (for `agency_id` when the template is per agency)."""
+        return self.address.format(agency=agency_id) if self.per_agency else self.address
+
+
+@dataclass(frozen=True, kw_only=True)
 class TopicNames:
     """Derives topic names from a prefix, so every component spells them the same way."""
 
     prefix: str = DEFAULT_PREFIX
 
-    def ingress(self, agency_id: str, event_type: EventType) -> str:
-        """Ingress topic of one producing agency and event type."""
-        return f"{self.prefix}.ingress.{agency_id}.{event_type.value}"
+    def ingress(self, agency_id: str, family: Family) -> str:
+        """Ingress topic of one producing agency and contract family."""
+        return f"{self.prefix}.ingress.{agency_id}.{family.value}"
 
     def egress(self, recipient_id: str) -> str:
         """Egress topic of one recipient agency."""
@@ -75,37 +104,74 @@ class TopicNames:
         return f"{self.prefix}.deadletter"
 
 
-def bus_topics(directory: Directory, names: TopicNames) -> list[TopicSpec]:
+def _kinds(kinds: frozenset[AgencyKind]) -> tuple[str, ...]:
+    return tuple(sorted(kind.value for kind in kinds))
+
+
+def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
     """
-    Return every topic the bus uses for `directory`'s agencies.
+    Every kind of topic on the bus.
 
     Retention reflects purpose: ingress and egress are transport (30 days, long
-    enough to replay after an outage or a late school); audit is evidence and is
-    kept indefinitely; dead letters are kept 90 days for investigation.
+    enough to replay after an outage or for a late recipient); audit is evidence
+    and is kept indefinitely; dead letters are kept 90 days for investigation.
+    Police incidents get three partitions (most of the volume, keyed by police
+    reference); other families one.
     """
-    transport = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
-    specs = [
-        TopicSpec(
-            name=names.ingress(police.id, EventType.DOMESTIC_ABUSE_INCIDENT), role=TopicRole.INGRESS, partitions=3,
-            config=transport, description=f"Domestic-abuse incidents published by {police.name}",
-        )
-        for police in directory.of_kind(AgencyKind.POLICE)
-    ]
-    specs += [
-        TopicSpec(
-            name=names.egress(school.id), role=TopicRole.EGRESS, partitions=1, config=transport,
-            description=f"Operation Encompass notifications for {school.name}",
-        )
-        for school in directory.of_kind(AgencyKind.SCHOOL)
-    ]
-    specs.append(TopicSpec(
-        name=names.audit, role=TopicRole.AUDIT, partitions=3,
+    templates = []
+    for family in sorted(INGRESS_FAMILIES):
+        publishers = family_publishers(family)
+        templates.append(ChannelTemplate(
+            key=f"ingress-{family.value}", role=TopicRole.INGRESS,
+            address=names.ingress("{agency}", family), partitions=3 if family is Family.DA_INCIDENT else 1,
+            config=_TRANSPORT, messages=tuple(spec.event_type for spec in in_family(family)),
+            publishers=_kinds(publishers),
+            subscribers=(AgencyKind.ROUTER.value,) if family in ROUTED_FAMILIES else (),
+            per_agency=publishers,
+            description=f"{family.value} events, one topic per publishing agency"
+            + ("" if family in ROUTED_FAMILIES else "; retained for the routing processors, no consumer yet"),
+        ))
+    templates.append(ChannelTemplate(
+        key="egress-school", role=TopicRole.EGRESS, address=names.egress("{agency}"), partitions=1,
+        config=_TRANSPORT, messages=tuple(s.event_type for s in in_family(Family.ENCOMPASS_NOTIFICATION)),
+        publishers=(AgencyKind.ROUTER.value,), subscribers=(AgencyKind.SCHOOL.value,),
+        per_agency=frozenset({AgencyKind.SCHOOL}),
+        description="Operation Encompass notifications for one setting, encrypted for that setting",
+    ))
+    templates.append(ChannelTemplate(
+        key="audit", role=TopicRole.AUDIT, address=names.audit, partitions=3,
         config={"retention.ms": "-1", "cleanup.policy": "delete"},
+        messages=tuple(s.event_type for s in in_family(Family.AUDIT)),
+        publishers=(AgencyKind.ROUTER.value,), subscribers=(INFORMATION_GOVERNANCE,),
         description="Every sharing decision (shared, withheld, deferred, escalated) with its lawful basis",
     ))
-    specs.append(TopicSpec(
-        name=names.deadletter, role=TopicRole.DEADLETTER, partitions=1,
-        config={"retention.ms": str(90 * _DAY_MS), "cleanup.policy": "delete"},
+    templates.append(ChannelTemplate(
+        key="deadletter", role=TopicRole.DEADLETTER, address=names.deadletter, partitions=1,
+        config={"retention.ms": str(90 * _DAY_MS), "cleanup.policy": "delete"}, messages=("dead-letter",),
+        publishers=(AgencyKind.ROUTER.value, AgencyKind.SCHOOL.value), subscribers=(INFORMATION_GOVERNANCE,),
         description="Rejected input with original bytes, reason, stage and origin in headers",
     ))
-    return specs
+    return templates
+
+
+def _expand(template: ChannelTemplate, directory: Directory) -> list[TopicSpec]:
+    agencies: list[str | None] = [a.id for a in directory.agencies if a.kind in template.per_agency]
+    return [
+        TopicSpec(name=template.name_for(agency_id), role=template.role, partitions=template.partitions,
+                  config=dict(template.config), description=template.description)
+        for agency_id in (agencies if template.per_agency else [None])
+    ]
+
+
+def bus_topics(directory: Directory, names: TopicNames) -> list[TopicSpec]:
+    """Every concrete topic for `directory`'s agencies."""
+    return [spec for template in channel_templates(names) for spec in _expand(template, directory)]
+
+
+def subscribed_topics(directory: Directory, names: TopicNames, *, party: str, role: TopicRole) -> list[str]:
+    """The topics of `role` that `party` consumes, according to the channel templates."""
+    return [
+        spec.name
+        for template in channel_templates(names) if template.role is role and party in template.subscribers
+        for spec in _expand(template, directory)
+    ]

@@ -16,7 +16,8 @@ from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.records import EVENT_ID, Output
 from safebus.schemas import police
-from safebus.topics import EventType, TopicNames
+from safebus.schemas.registry import Family
+from safebus.topics import TopicNames
 
 
 def utc_now() -> datetime:
@@ -39,7 +40,7 @@ class PolicePublisher:
         """`force` are the force's private keys; `router` the processor's public keys."""
         self.force = force
         self.router = router
-        self.topic = names.ingress(force.agency_id, EventType.DOMESTIC_ABUSE_INCIDENT)
+        self.topic = names.ingress(force.agency_id, Family.DA_INCIDENT)
         self.clock = clock
         self._producer = reliable_producer(bootstrap)
 

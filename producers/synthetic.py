@@ -35,6 +35,14 @@ SCHOOLS = (
     ("school-900106", "900106", "Oxmoor Sixth Form College", range(16, 18)),
 )
 """(agency id, URN, name, ages taught) of each synthetic partnership school."""
+OTHER_AGENCIES = (
+    ("northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES, "Northdale Children's Services & MASH (synthetic)"),
+    ("northdale-da-hub", AgencyKind.DA_HUB, "Northdale Domestic Abuse Hub (synthetic)"),
+    ("northdale-idva", AgencyKind.IDVA, "Northdale IDVA Service (synthetic)"),
+    ("northdale-marac", AgencyKind.MARAC, "Northdale MARAC Coordinator (synthetic)"),
+    ("northdale-health", AgencyKind.HEALTH, "Northdale 0-19 Health Service (synthetic)"),
+)
+"""The partnership's other agencies: they publish and will receive as routing grows."""
 NOT_ONBOARDED_URNS = ("900901", "900902")
 """Settings a child may attend that have not joined the partnership's directory."""
 
@@ -60,6 +68,10 @@ def create_partnership(store: PartnershipStore) -> Directory:
         store.save_private_keys(keys)
     entries.append(entry_for(police_keys, kind=AgencyKind.POLICE, name="Northdale Police (synthetic)"))
     entries.append(entry_for(router_keys, kind=AgencyKind.ROUTER, name="safebus router"))
+    for agency_id, kind, name in OTHER_AGENCIES:
+        keys = PrivateKeys.generate(agency_id)
+        store.save_private_keys(keys)
+        entries.append(entry_for(keys, kind=kind, name=name))
     for agency_id, urn, name, _ages in SCHOOLS:
         keys = PrivateKeys.generate(agency_id)
         store.save_private_keys(keys)

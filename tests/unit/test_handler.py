@@ -14,7 +14,8 @@ from safebus.producers.synthetic import IncidentFactory, corrupted_records
 from safebus.records import DLQ_ORIGIN_KEY, DLQ_REASON, DLQ_STAGE, EVENT_ID, Origin, Output
 from safebus.schemas.decision import SharingDecision
 from safebus.schemas.encompass import EncompassNotification
-from safebus.topics import EventType, TopicNames
+from safebus.schemas.registry import Family
+from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership
 
 NAMES = TopicNames(prefix="t")
@@ -155,7 +156,7 @@ class TestRejected:
         self, handler: IncidentHandler, partnership: Partnership
     ) -> None:
         """A genuine envelope of another type on the incident topic is not treated as an incident."""
-        topic = NAMES.ingress("northdale-police", EventType.DOMESTIC_ABUSE_INCIDENT)
+        topic = NAMES.ingress("northdale-police", Family.DA_INCIDENT)
         raw = seal(b"{}", sender=partnership.police, recipient=partnership.router.public(), event_id="e",
                    event_type="consent-recorded", schema_id="x", schema_version="1", topic=topic, now=FIXED_NOW)
         [output] = handler.handle(raw, Origin(topic=topic, partition=0, offset=1))

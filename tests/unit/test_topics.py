@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from safebus.directory import AgencyKind
-from safebus.topics import EventType, TopicNames, TopicRole, bus_topics
+from safebus.schemas.registry import Family
+from safebus.topics import TopicNames, TopicRole, bus_topics, subscribed_topics
 from tests.conftest import Partnership
 
 
@@ -11,12 +12,21 @@ def test_registry_declares_ingress_egress_audit_and_deadletter(partnership: Part
     """One ingress per force and event type, one egress per school, plus audit and dead letters."""
     names = TopicNames(prefix="safebus")
     specs = {s.name: s for s in bus_topics(partnership.directory, names)}
-    assert names.ingress("northdale-police", EventType.DOMESTIC_ABUSE_INCIDENT) in specs
+    assert names.ingress("northdale-police", Family.DA_INCIDENT) in specs
     for school in partnership.directory.of_kind(AgencyKind.SCHOOL):
         assert specs[names.egress(school.id)].role is TopicRole.EGRESS
     assert specs["safebus.audit.decisions"].config["retention.ms"] == "-1"
     assert specs["safebus.deadletter"].role is TopicRole.DEADLETTER
-    assert len(specs) == 1 + 6 + 2
+    assert "safebus.ingress.school-900101.encompass-ack" in specs
+    assert "safebus.ingress.northdale-police.encompass-ack" not in specs, "only schools acknowledge"
+    assert sum(s.role is TopicRole.EGRESS for s in specs.values()) == 6, "egress exists only for schools so far"
+
+
+def test_router_consumes_only_what_it_routes(partnership: Partnership) -> None:
+    """The router subscribes to the police incident topics and nothing it cannot yet handle."""
+    names = TopicNames()
+    topics = subscribed_topics(partnership.directory, names, party="router", role=TopicRole.INGRESS)
+    assert topics == [names.ingress("northdale-police", Family.DA_INCIDENT)]
 
 
 def test_every_topic_states_partitions_and_retention(partnership: Partnership) -> None:
