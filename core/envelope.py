@@ -56,6 +56,32 @@ _HEADER_FIELDS = frozenset({
 _WRAP_INFO = b"safebus-envelope/1 key-wrap"
 
 
+_B64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "description": "unpadded base64url"}
+ENVELOPE_JSON_SCHEMA: dict[str, object] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": f"urn:safebus:schema:envelope:{FORMAT.split('/')[1]}",
+    "title": "safebus envelope",
+    "description": "Signed (Ed25519) and encrypted (AES-256-GCM, key wrapped with X25519 + HKDF-SHA256) "
+                   "wrapper of every event; the canonical header is the associated data.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["header", "wrapped_key", "nonce", "ciphertext", "signature"],
+    "properties": {
+        "header": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": sorted(_HEADER_FIELDS),
+            "properties": {name: {"type": "string"} for name in sorted(_HEADER_FIELDS)} | {"format": {"const": FORMAT}},
+        },
+        "wrapped_key": _B64 | {"description": "ephemeral X25519 public key (32) || nonce (12) || wrapped key (48)"},
+        "nonce": _B64,
+        "ciphertext": _B64,
+        "signature": _B64 | {"description": "Ed25519 over the canonical JSON of the envelope without signature"},
+    },
+}
+"""The wire form as JSON Schema, for partners and the AsyncAPI document."""
+
+
 def canonical_json(value: object) -> bytes:
     """Serialise `value` canonically: sorted keys, no whitespace, UTF-8 (RFC 8785 for our value types)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

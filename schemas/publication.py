@@ -6,11 +6,13 @@ Layout under the ``schemas/`` folder::
     json/<event-type>/<version>.json   JSON Schema 2020-12, one file per version
     json/released.json                 SHA-256 of every released version file
     examples/<event-type>.json         one valid example payload per contract
+    asyncapi.json                      the bus as an AsyncAPI 3.0 document
 
 Three rules, each enforced by `problems()` (and so by CI):
 
-1. **Fresh**: the file of each contract's current version, and its example,
-   are exactly what the models generate (``safebus schemas generate`` rewrites them).
+1. **Fresh**: the file of each contract's current version, its example and the
+   AsyncAPI document are exactly what the registries generate
+   (``safebus schemas generate`` rewrites them).
 2. **Immutable once released**: a version listed in ``released.json`` must keep
    its hash.  Changing a released contract means a new version
    (``SCHEMA_VERSION`` on the model), never an edit.
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safebus.asyncapi import asyncapi_document
 from safebus.schemas.compatibility import Mode, check_transitive
 from safebus.schemas.examples import EXAMPLES
 from safebus.schemas.registry import CONTRACTS, Compatibility, ContractSpec
@@ -65,6 +68,7 @@ def _expected(root: Path) -> dict[Path, str]:
     for spec in CONTRACTS:
         files[schema_path(root, spec.event_type, spec.version)] = render(spec.json_schema())
         files[example_path(root, spec.event_type)] = render(example_document(spec))
+    files[root / "asyncapi.json"] = render(asyncapi_document())
     return files
 
 
