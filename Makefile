@@ -33,13 +33,21 @@ integration: $(VENV)/.installed tools
 bench: $(VENV)/.installed tools
 	$(BIN)/python bench/thin_path.py
 
-# Java 17+ runs the broker and Maven fetches it. Both ship with this project's
-# machines; on a bare Debian/Ubuntu host running as root, install them.
+# Java 17+ runs the broker, Maven fetches it, and kcat (a non-Python Kafka
+# client) proves the contracts stand without our code. Java and Maven ship with
+# this project's machines; on a Debian/Ubuntu host running as root, whatever is
+# missing is installed with apt.
 tools:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven; \
-	  else echo "safebus needs Java 17+ and Maven on PATH to run its Kafka broker" >&2; exit 1; fi; }
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "safebus needs:$$missing (Java 17+, Maven, kcat)" >&2; exit 1; fi; \
+	fi
 
 $(VENV)/.installed: $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

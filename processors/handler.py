@@ -24,6 +24,7 @@ from safebus.logs import get_logger
 from safebus.processors.encompass import EncompassRouter, RoutingResult
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
+from safebus.schemas.validation import json_path
 from safebus.topics import TopicNames
 
 _log = get_logger("processor.handler")
@@ -34,7 +35,7 @@ _DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable"})
 def validation_detail(exc: ValidationError) -> str:
     """Summarise a validation error by location and type only: never the offending values."""
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['type']}"
+        f"{json_path(err['loc'])}: {err['type']}"
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     )
 
