@@ -55,11 +55,10 @@ from typing import TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from safebus.assembly import Settings, topics_for, utc_now
+from safebus.assembly import Settings, build_police_publisher, topics_for, utc_now
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
-from safebus.directory import AgencyKind
 from safebus.errors import BrokerError
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.producers.police import PolicePublisher
@@ -225,11 +224,7 @@ def cache_root() -> Path:
 
 def police_publisher(settings: Settings) -> PolicePublisher:
     """The synthetic force's publisher, sealing for the partnership's router."""
-    store = settings.store
-    directory = store.load_directory()
-    force = directory.of_kind(AgencyKind.POLICE)[0]
-    return PolicePublisher(bootstrap=settings.bootstrap, force=store.private_keys(force.id),
-                           router=directory.router().public_keys(), names=settings.names, clock=utc_now)
+    return build_police_publisher(settings)
 
 
 def sealed_envelope_sizes(publisher: PolicePublisher, seed: int) -> list[int]:

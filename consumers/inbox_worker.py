@@ -19,12 +19,13 @@ from datetime import datetime
 from confluent_kafka import Consumer, KafkaError
 from pydantic import ValidationError
 
-from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.kafka_io import produce_all, reliable_producer, to_record
 from safebus.keys import PrivateKeys, PublicKeys
+from safebus.keyservice import KeyService
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record, dead_letter
@@ -54,9 +55,11 @@ class InboxWorker:
         store: InboxStore,
         names: TopicNames,
         clock: Callable[[], datetime],
+        subject_keys: KeyService,
         group_id: str = "safebus-school-inbox",
     ) -> None:
         """Subscribe nothing yet; `run` does."""
+        self.subject_keys = subject_keys
         self.schools = {names.egress(s.agency.id): s for s in schools}
         self.router = router
         self.store = store
@@ -97,12 +100,12 @@ class InboxWorker:
 
     def deliver(self, records: list[Record]) -> int:
         """Store each record in its school's inbox; dead-letter the rest; return how many alerts were new."""
-        accepted: list[EncompassNotification] = []
+        accepted: list[Arrival] = []
         rejected: list[Output] = []
         for record in records:
             origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key)
             outcome = self._open(record.value, origin)
-            if isinstance(outcome, EncompassNotification):
+            if isinstance(outcome, Arrival):
                 accepted.append(outcome)
             else:
                 rejected.append(outcome)
@@ -113,11 +116,11 @@ class InboxWorker:
                   dead_lettered=len(rejected))
         return new
 
-    def _open(self, raw: bytes, origin: Origin) -> EncompassNotification | Output:
+    def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:
         school = self.schools[origin.topic]
         try:
             opened = open_envelope(raw, recipient=school.keys, senders={self.router.agency_id: self.router},
-                                   topic=origin.topic)
+                                   topic=origin.topic, subject_keys=self.subject_keys.lookup)
             notification = EncompassNotification.model_validate_json(opened.plaintext)
         except InvalidEnvelope as exc:
             return self._reject(raw, origin, exc.reason, "")
@@ -125,7 +128,8 @@ class InboxWorker:
             return self._reject(raw, origin, "schema-violation", validation_detail(exc))
         if notification.setting_urn != school.agency.urn:
             return self._reject(raw, origin, "misaddressed", "setting_urn does not match the topic's school")
-        return notification
+        return Arrival(notification_id=notification.notification_id, setting_urn=notification.setting_urn,
+                       envelope=raw)
 
     def _reject(self, raw: bytes, origin: Origin, reason: str, detail: str) -> Output:
         _log.warning("delivery_dead_lettered", topic=origin.topic, offset=origin.offset, reason=reason)

@@ -97,7 +97,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "schemas":
         return _schemas(args.action, args.file)
     if args.command == "inbox" and args.action == "show":
-        return _inbox_show(state, args.school)
+        return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
     if args.command == "topics":
         return _topics(args.action, settings)
@@ -206,25 +206,21 @@ def _inbox_run(settings: Settings) -> int:
     return 0
 
 
-def _inbox_show(state: Path, urn: str | None) -> int:
+def _inbox_show(settings: Settings, urn: str | None) -> int:
+    from safebus.assembly import inbox_opener
     from safebus.consumers.inbox_store import InboxStore
-    from safebus.directory import PartnershipStore
 
     if not urn:
         print("safebus: inbox show needs --school URN", file=sys.stderr)
         return 2
-    school = PartnershipStore(state).load_directory().school_by_urn(urn)
-    store = InboxStore(state / "inbox.sqlite")
+    school = settings.store.load_directory().school_by_urn(urn)
+    store = InboxStore(settings.inbox_path)
     try:
-        alerts = store.alerts(urn)
+        alerts = store.alerts(urn, inbox_opener(settings))
     finally:
         store.close()
     print(f"Operation Encompass inbox: {school.name if school else 'unknown setting'} (URN {urn}), "
           f"{len(alerts)} alert(s)")
     for alert in alerts:
-        n = alert.notification
-        print(f"  [{alert.received_at:%Y-%m-%d %H:%M}] {n.child_first_name} {n.child_surname} "
-              f"(born {n.child_date_of_birth}) · police ref {n.police_reference} · "
-              f"incident {n.incident_at:%Y-%m-%d %H:%M %Z} · present: {'yes' if n.child_present else 'no'}"
-              f" · {'acknowledged' if alert.acknowledged_at else 'awaiting acknowledgement'}")
+        print(f"  {alert.describe()}")
     return 0

@@ -18,12 +18,16 @@ from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, PartnershipStore
-from safebus.errors import ConfigError
+from safebus.envelope import open_envelope
+from safebus.errors import ConfigError, InvalidEnvelope
+from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
 from safebus.processors.agreements import load_agreement
 from safebus.processors.encompass import EncompassRouter
 from safebus.processors.handler import IncidentHandler
+from safebus.producers.police import PolicePublisher
 from safebus.pseudonyms import Tokeniser
+from safebus.schemas.encompass import EncompassNotification
 from safebus.topics import TopicNames, TopicRole, TopicSpec, bus_topics, subscribed_topics
 
 
@@ -78,6 +82,22 @@ def tokeniser_for(state_dir: Path) -> Tokeniser:
     return Tokeniser.load_or_create(state_dir / "keys" / "pseudonymisation.key")
 
 
+def key_service_for(state_dir: Path) -> KeyService:
+    """The subject data-key service (the development file keystore)."""
+    return FileKeyService(state_dir / "keys" / "subjects")
+
+
+def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> PolicePublisher:
+    """The publisher of the directory's (first) police force."""
+    directory = settings.store.load_directory()
+    force = directory.of_kind(AgencyKind.POLICE)[0]
+    return PolicePublisher(
+        bootstrap=settings.bootstrap, force=settings.store.private_keys(force.id),
+        router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser_for(settings.state_dir),
+        keys=key_service_for(settings.state_dir), clock=clock,
+    )
+
+
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
     """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
     directory = settings.store.load_directory()
@@ -86,13 +106,35 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
         tokeniser=tokeniser_for(settings.state_dir),
     )
     keys = settings.store.private_keys(directory.router().id)
-    return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock)
+    return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
+                           subject_keys=key_service_for(settings.state_dir))
 
 
 def ingress_topics(settings: Settings) -> list[str]:
     """The ingress topics the router consumes."""
     directory = settings.store.load_directory()
     return subscribed_topics(directory, settings.names, party=AgencyKind.ROUTER.value, role=TopicRole.INGRESS)
+
+
+def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
+    """Decrypts a stored alert for its school; None once the child's data has been erased."""
+    store = settings.store
+    directory = store.load_directory()
+    router = directory.router().public_keys()
+    keys = key_service_for(settings.state_dir)
+
+    def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
+        school = directory.school_by_urn(setting_urn)
+        if school is None:
+            return None
+        try:
+            opened = open_envelope(envelope, recipient=store.private_keys(school.id),
+                                   senders={router.agency_id: router}, subject_keys=keys.lookup)
+        except InvalidEnvelope:
+            return None
+        return EncompassNotification.model_validate_json(opened.plaintext)
+
+    return open_alert
 
 
 def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> InboxWorker:
@@ -110,5 +152,6 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
     return InboxWorker(
         bootstrap=settings.bootstrap, schools=hosted, router=directory.router().public_keys(),
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
+        subject_keys=key_service_for(settings.state_dir),
         group_id=f"{settings.names.prefix}-school-inbox",
     )

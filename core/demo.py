@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from safebus.assembly import Settings, topics_for, utc_now
+from safebus.assembly import Settings, build_police_publisher, inbox_opener, topics_for, utc_now
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind
 from safebus.kafka_io import read_topic
 from safebus.paths import cache_dir
-from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import IncidentFactory, corrupted_records, create_partnership
 from safebus.records import DLQ_DETAIL, DLQ_ORIGIN_KEY, DLQ_ORIGIN_OFFSET, DLQ_REASON, DLQ_STAGE, Record
 from safebus.schemas.decision import Outcome, SharingDecision
@@ -142,13 +141,8 @@ def _stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
 def _publish(
     settings: Settings, *, incidents: int, seed: int | None, say: Say
 ) -> tuple[Expectation, dict[str, DomesticAbuseIncident]]:
-    store = settings.store
-    directory = store.load_directory()
-    force = directory.of_kind(AgencyKind.POLICE)[0]
-    publisher = PolicePublisher(
-        bootstrap=settings.bootstrap, force=store.private_keys(force.id),
-        router=directory.router().public_keys(), names=settings.names, clock=utc_now,
-    )
+    directory = settings.store.load_directory()
+    publisher = build_police_publisher(settings)
     rng = random.Random(seed)
     factory = IncidentFactory(rng, now=utc_now())
     batch = [factory.incident() for _ in range(incidents)]
@@ -220,16 +214,14 @@ def _report(settings: Settings, partnership: str, progress: Progress, expectatio
     say("")
     say(f"== What each school received ({partnership})")
     delivered = _shares(progress) & progress.delivered
+    opener = inbox_opener(settings)
     try:
         for school in sorted(directory.of_kind(AgencyKind.SCHOOL),
                              key=lambda a: a.name):
-            alerts = [a for a in inbox.alerts(school.urn or "") if a.notification.notification_id in delivered]
+            alerts = [a for a in inbox.alerts(school.urn or "", opener) if a.notification_id in delivered]
             say(f"{school.name} (URN {school.urn}): {len(alerts)} alert(s)")
             for alert in alerts:
-                n = alert.notification
-                say(f"    {n.child_first_name} {n.child_surname}, born {n.child_date_of_birth}, "
-                    f"ref {n.police_reference}, incident {n.incident_at:%a %d %b %H:%M}, "
-                    f"present: {'yes' if n.child_present else 'no'}")
+                say(f"    {alert.describe()}")
     finally:
         inbox.close()
     say("")

@@ -11,26 +11,30 @@ Wire form: one UTF-8 JSON object (byte strings as unpadded base64url)::
 
 Sealing:
 
-1. a fresh 256-bit data key encrypts the payload with AES-256-GCM; the
-   associated data is the *canonical header* (JSON, keys sorted, no spaces), so
-   ciphertext moved to another event, topic, schema or key fails to decrypt;
-2. the data key is wrapped for the recipient: X25519 between a fresh ephemeral
-   key and the recipient's key, HKDF-SHA256 (salt = ephemeral ‖ recipient public
-   key) to a key-encryption key, AES-256-GCM over the data key with the same
-   associated data; ``wrapped_key`` = ephemeral public (32) ‖ nonce (12) ‖ wrapped (48);
-3. the producer signs, with Ed25519, the canonical JSON of the whole envelope
+1. a fresh 256-bit data key is wrapped for the recipient: X25519 between a
+   fresh ephemeral key and the recipient's key, HKDF-SHA256 (salt = ephemeral ‖
+   recipient public key) to a key-encryption key, AES-256-GCM over the data key;
+   ``wrapped_key`` = ephemeral public (32) ‖ nonce (12) ‖ wrapped (48);
+2. the content key is HKDF-SHA256 over the data key followed by the secrets of
+   the *subject keys* the header lists in ``data_key_id`` (the people the
+   payload is about, see `safebus.keyservice`): reading needs the recipient's
+   private key *and* every subject's key, so erasing a subject shreds the event;
+3. the payload is encrypted with AES-256-GCM under the content key;
+4. both encryptions take the *canonical header* (JSON, keys sorted, no spaces)
+   as associated data, so ciphertext moved to another event, topic, schema,
+   producer or key fails to decrypt;
+5. the producer signs, with Ed25519, the canonical JSON of the whole envelope
    without its ``signature`` member.
 
-The full specification, with test vectors, is issue 4's; this module is the
-walking skeleton's implementation of it and keeps to the same shape.
+docs/envelope.md specifies the format for other languages; tests/vectors holds
+fixed-key test vectors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,19 +45,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from safebus.errors import InvalidEnvelope
+from safebus.errors import EnvelopeError, InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
+from safebus.keyservice import SubjectKey
 from safebus.schemas._base import Event
 
 FORMAT = "safebus-envelope/1"
 MAX_ENVELOPE_BYTES = 1_048_576
 """Anything larger is rejected before parsing: no event of ours comes near it (DoS guard)."""
+MAX_SUBJECT_KEYS = 64
+"""An event about more people than this is refused (bounds key-service lookups per envelope)."""
 
 _HEADER_FIELDS = frozenset({
     "format", "event_id", "event_type", "schema_id", "schema_version", "producer", "signing_key_id",
     "recipient", "recipient_key_id", "data_key_id", "created_at", "topic",
 })
 _WRAP_INFO = b"safebus-envelope/1 key-wrap"
+_CONTENT_INFO = b"safebus-envelope/1 content"
 
 
 _B64 = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "description": "unpadded base64url"}
@@ -121,11 +129,39 @@ def seal(
     schema_version: str,
     topic: str,
     now: datetime,
+    subject_keys: Sequence[SubjectKey] = (),
 ) -> bytes:
-    """Encrypt `plaintext` for `recipient`, sign it as `sender`, and return the envelope bytes."""
-    ephemeral = X25519PrivateKey.generate()
+    """Encrypt `plaintext` for `recipient` under `subject_keys`, sign it as `sender`, and return the envelope."""
+    return _seal(
+        plaintext, sender=sender, recipient=recipient, event_id=event_id, event_type=event_type,
+        schema_id=schema_id, schema_version=schema_version, topic=topic, now=now, subject_keys=subject_keys,
+        ephemeral=X25519PrivateKey.generate(), data_key=AESGCM.generate_key(bit_length=256),
+        wrap_nonce=os.urandom(12), nonce=os.urandom(12),
+    )
+
+
+def _seal(
+    plaintext: bytes,
+    *,
+    sender: PrivateKeys,
+    recipient: PublicKeys,
+    event_id: str,
+    event_type: str,
+    schema_id: str,
+    schema_version: str,
+    topic: str,
+    now: datetime,
+    subject_keys: Sequence[SubjectKey],
+    ephemeral: X25519PrivateKey,
+    data_key: bytes,
+    wrap_nonce: bytes,
+    nonce: bytes,
+) -> bytes:
+    """`seal` with its random inputs given: the test vectors fix them, nothing else may."""
+    subjects = sorted({key.key_id: key for key in subject_keys}.values(), key=lambda key: key.key_id)
+    if len(subjects) > MAX_SUBJECT_KEYS:
+        raise EnvelopeError(f"an envelope may name at most {MAX_SUBJECT_KEYS} subject keys")
     ephemeral_public = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    data_key = AESGCM.generate_key(bit_length=256)
     header = {
         "format": FORMAT,
         "event_id": event_id,
@@ -136,30 +172,33 @@ def seal(
         "signing_key_id": sender.public().signing_key_id,
         "recipient": recipient.agency_id,
         "recipient_key_id": recipient.encryption_key_id,
-        "data_key_id": hashlib.sha256(ephemeral_public).hexdigest()[:16],
+        "data_key_id": ",".join(key.key_id for key in subjects),
         "created_at": now.isoformat(),
         "topic": topic,
     }
     aad = canonical_json(header)
-    wrap_nonce, nonce = os.urandom(12), os.urandom(12)
     kek = _key_encryption_key(ephemeral.exchange(recipient.encryption), ephemeral_public, recipient.encryption)
     wrapped = AESGCM(kek).encrypt(wrap_nonce, data_key, aad)
+    content_key = _content_key(data_key, [key.secret for key in subjects])
     body = {
         "header": header,
         "wrapped_key": b64e(ephemeral_public + wrap_nonce + wrapped),
         "nonce": b64e(nonce),
-        "ciphertext": b64e(AESGCM(data_key).encrypt(nonce, plaintext, aad)),
+        "ciphertext": b64e(AESGCM(content_key).encrypt(nonce, plaintext, aad)),
     }
     signature = sender.signing.sign(canonical_json(body))
     return canonical_json({**body, "signature": b64e(signature)})
 
 
-def seal_event(event: Event, *, sender: PrivateKeys, recipient: PublicKeys, topic: str, now: datetime) -> bytes:
+def seal_event(
+    event: Event, *, sender: PrivateKeys, recipient: PublicKeys, topic: str, now: datetime,
+    subject_keys: Sequence[SubjectKey] = (),
+) -> bytes:
     """Seal a contract event: the header's id, type, schema and version come from the event itself."""
     return seal(
         event.model_dump_json().encode(), sender=sender, recipient=recipient, event_id=event.event_id,
         event_type=event.event_type, schema_id=event.schema_id(), schema_version=event.schema_version,
-        topic=topic, now=now,
+        topic=topic, now=now, subject_keys=subject_keys,
     )
 
 
@@ -174,18 +213,24 @@ def peek_header(raw: bytes) -> Mapping[str, str] | None:
     return header
 
 
+def _no_subject_keys(key_id: str) -> bytes | None:
+    return None
+
+
 def open_envelope(
     raw: bytes,
     *,
     recipient: PrivateKeys,
     senders: Mapping[str, PublicKeys],
     topic: str | None = None,
+    subject_keys: Callable[[str], bytes | None] = _no_subject_keys,
 ) -> Opened:
     """
     Verify and decrypt an envelope addressed to `recipient`.
 
-    Raises `InvalidEnvelope` with a reason code; nothing about the payload is
-    revealed through the error.
+    `subject_keys` looks up a subject key's secret by key id (a key service's
+    ``lookup``).  Raises `InvalidEnvelope` with a reason code; nothing about the
+    payload is revealed through the error.
     """
     # (1): bounded size, well-formed JSON of exactly the expected shape.
     if len(raw) > MAX_ENVELOPE_BYTES:
@@ -229,7 +274,15 @@ def open_envelope(
     if header["recipient"] != recipient.agency_id or header["recipient_key_id"] != ours.encryption_key_id:
         raise InvalidEnvelope("wrong-recipient")
 
-    # (6): unwrap the data key and decrypt, both bound to the header.
+    # (6): every subject key it names is still held (erased subjects end here).
+    key_ids = header["data_key_id"].split(",") if header["data_key_id"] else []
+    if len(key_ids) > MAX_SUBJECT_KEYS:
+        raise InvalidEnvelope("malformed")
+    secrets = [subject_keys(key_id) for key_id in key_ids]
+    if any(secret is None for secret in secrets):
+        raise InvalidEnvelope("subject-key-unavailable")
+
+    # (7): unwrap the data key, derive the content key, decrypt; all bound to the header.
     aad = canonical_json(header)
     wrapped_key = parts["wrapped_key"]
     ephemeral_public, wrap_nonce, wrapped = wrapped_key[:32], wrapped_key[32:44], wrapped_key[44:]
@@ -237,10 +290,17 @@ def open_envelope(
         shared = recipient.encryption.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
         kek = _key_encryption_key(shared, ephemeral_public, ours.encryption)
         data_key = AESGCM(kek).decrypt(wrap_nonce, wrapped, aad)
-        plaintext = AESGCM(data_key).decrypt(parts["nonce"], parts["ciphertext"], aad)
+        content_key = _content_key(data_key, [secret for secret in secrets if secret is not None])
+        plaintext = AESGCM(content_key).decrypt(parts["nonce"], parts["ciphertext"], aad)
     except (InvalidTag, ValueError) as exc:
         raise InvalidEnvelope("undecryptable") from exc
     return Opened(header=header, plaintext=plaintext)
+
+
+def _content_key(data_key: bytes, subject_secrets: Sequence[bytes]) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_CONTENT_INFO).derive(
+        data_key + b"".join(subject_secrets)
+    )
 
 
 def _key_encryption_key(shared: bytes, ephemeral_public: bytes, recipient: X25519PublicKey) -> bytes:

@@ -56,6 +56,8 @@ class Share:
 
     recipient: Agency
     notification: EncompassNotification
+    subject_token: str
+    """The child's token: the notification is sealed under that child's data key."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +120,7 @@ class EncompassRouter:
                 decisions.append(self._decision(clause, incident, token, None, None, decided_at))
                 continue
             notification = self._notification(incident, child, token, school, decided_at)
-            shares.append(Share(recipient=school, notification=notification))
+            shares.append(Share(recipient=school, notification=notification, subject_token=token))
             decisions.append(
                 self._decision(clause, incident, token, school, notification.notification_id, decided_at)
             )

@@ -20,6 +20,7 @@ from safebus.directory import Directory
 from safebus.envelope import canonical_json, open_envelope, seal_event
 from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys
+from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
 from safebus.processors.encompass import EncompassRouter, RoutingResult
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
@@ -29,7 +30,7 @@ from safebus.topics import TopicNames
 
 _log = get_logger("processor.handler")
 
-_DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable"})
+_DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable", "subject-key-unavailable"})
 
 
 def validation_detail(exc: ValidationError) -> str:
@@ -51,6 +52,7 @@ class IncidentHandler:
         keys: PrivateKeys,
         names: TopicNames,
         clock: Callable[[], datetime],
+        subject_keys: KeyService,
     ) -> None:
         """`keys` are the router's own; `clock` gives decision times (injected for tests)."""
         self.router = router
@@ -58,6 +60,7 @@ class IncidentHandler:
         self.keys = keys
         self.names = names
         self.clock = clock
+        self.subject_keys = subject_keys
         self._senders = directory.public_keys()
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
@@ -71,7 +74,8 @@ class IncidentHandler:
     def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
         # (1) and (2): signature, then decryption; one opaque error with a reason code.
         try:
-            opened = open_envelope(raw, recipient=self.keys, senders=self._senders, topic=origin.topic)
+            opened = open_envelope(raw, recipient=self.keys, senders=self._senders, topic=origin.topic,
+                                   subject_keys=self.subject_keys.lookup)
         except InvalidEnvelope as exc:
             stage = "decrypt" if exc.reason in _DECRYPT_REASONS else "verify"
             return [self._reject(raw, origin, stage, exc.reason, "")]
@@ -97,18 +101,19 @@ class IncidentHandler:
                   shares=len(result.shares))
         # (5) then (6): shares before the decisions that record them; on a crash
         # between the two, reprocessing repeats both and receivers deduplicate.
-        return self._shares(result, opened.event_id) + self._audit(result)
+        return self._shares(result, incident) + self._audit(result)
 
-    def _shares(self, result: RoutingResult, event_id: str) -> list[Output]:
+    def _shares(self, result: RoutingResult, incident: police.DomesticAbuseIncident) -> list[Output]:
         outputs = []
         for share in result.shares:
             topic = self.names.egress(share.recipient.id)
             notification_id = share.notification.notification_id
+            child_key = self.subject_keys.subject_key(share.subject_token, period_of(incident.occurred_at))
             sealed = seal_event(share.notification, sender=self.keys, recipient=share.recipient.public_keys(),
-                                topic=topic, now=self.clock())
+                                topic=topic, now=self.clock(), subject_keys=[child_key])
             outputs.append(Output(
                 topic=topic, key=notification_id.encode(), value=sealed,
-                headers=((EVENT_ID, notification_id.encode()), ("safebus.cause", event_id.encode())),
+                headers=((EVENT_ID, notification_id.encode()), ("safebus.cause", incident.event_id.encode())),
             ))
         return outputs
 

@@ -2,8 +2,10 @@
 The police adapter: publishes a force's domestic-abuse incidents to its ingress topic.
 
 Each incident is sealed for the router (signed with the force's key, encrypted
-so only the router can read it) and keyed by the police reference so that every
-update to one incident stays in order on one partition.
+so only the router can read it, under the data keys of every person in it, see
+`safebus.keyservice`) and keyed by the police reference so that every update to
+one incident stays in order on one partition.  The adapter fills the event's
+``subjects`` with those people's pseudonymous tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import UTC, datetime
 from safebus.envelope import seal_event
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys, PublicKeys
+from safebus.keyservice import KeyService, period_of
+from safebus.pseudonyms import Tokeniser
 from safebus.records import EVENT_ID, Output
 from safebus.schemas import police
 from safebus.schemas.registry import Family
@@ -35,18 +39,30 @@ class PolicePublisher:
         force: PrivateKeys,
         router: PublicKeys,
         names: TopicNames,
+        tokeniser: Tokeniser,
+        keys: KeyService,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """`force` are the force's private keys; `router` the processor's public keys."""
         self.force = force
         self.router = router
+        self.tokeniser = tokeniser
+        self.keys = keys
         self.topic = names.ingress(force.agency_id, Family.DA_INCIDENT)
         self.clock = clock
         self._producer = reliable_producer(bootstrap)
 
     def seal_incident(self, incident: police.DomesticAbuseIncident) -> Output:
         """Return the sealed record for `incident` without sending it."""
-        value = seal_event(incident, sender=self.force, recipient=self.router, topic=self.topic, now=self.clock())
+        people: list[police.Adult | police.Child] = [*incident.adults, *incident.children]
+        tokens = tuple(dict.fromkeys(
+            self.tokeniser.person(first_name=p.first_name, surname=p.surname, date_of_birth=p.date_of_birth)
+            for p in people
+        ))
+        incident = incident.model_copy(update={"subjects": tokens})
+        period = period_of(incident.occurred_at)
+        value = seal_event(incident, sender=self.force, recipient=self.router, topic=self.topic, now=self.clock(),
+                           subject_keys=[self.keys.subject_key(token, period) for token in tokens])
         return Output(topic=self.topic, key=incident.police_reference.encode(), value=value,
                       headers=((EVENT_ID, incident.event_id.encode()),))
 

@@ -22,11 +22,11 @@ from typing import TypeVar
 
 import pytest
 
-from safebus.assembly import Settings, topics_for
+from safebus.assembly import Settings, build_police_publisher, topics_for
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.topics_admin import apply_topics
-from safebus.directory import AgencyKind, PartnershipStore
+from safebus.directory import PartnershipStore
 from safebus.kafka_io import read_topic
 from safebus.paths import cache_dir
 from safebus.producers.police import PolicePublisher
@@ -103,10 +103,7 @@ class Bus:
 
     def publisher(self) -> PolicePublisher:
         """The force's publisher."""
-        directory = self.store.load_directory()
-        force = directory.of_kind(AgencyKind.POLICE)[0]
-        return PolicePublisher(bootstrap=self.settings.bootstrap, force=self.store.private_keys(force.id),
-                               router=directory.router().public_keys(), names=self.names)
+        return build_police_publisher(self.settings)
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         """Start worker `name` (``processor`` or ``inbox``) as its own process."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safebus.assembly import Settings, build_handler
+from safebus.assembly import Settings, build_handler, build_police_publisher, key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, seal
 from safebus.errors import InvalidEnvelope
@@ -30,8 +30,8 @@ def handler(partnership: Partnership) -> IncidentHandler:
 @pytest.fixture
 def publisher(partnership: Partnership) -> PolicePublisher:
     """A publisher used only to seal records (it never connects in these tests)."""
-    return PolicePublisher(bootstrap="127.0.0.1:1", force=partnership.police,
-                           router=partnership.router.public(), names=NAMES, clock=lambda: FIXED_NOW)
+    settings = Settings(state_dir=partnership.state_dir, bootstrap="127.0.0.1:1", names=NAMES)
+    return build_police_publisher(settings, clock=lambda: FIXED_NOW)
 
 
 def _origin(output: Output, offset: int = 7) -> Origin:
@@ -56,7 +56,8 @@ class TestValidIncident:
         for share in shares:
             owner = next(s for s in schools if share.topic == NAMES.egress(s.id))
             opened = open_envelope(share.value, recipient=partnership.keys(owner.id),
-                                   senders={"safebus-router": partnership.router.public()}, topic=share.topic)
+                                   senders={"safebus-router": partnership.router.public()}, topic=share.topic,
+                                   subject_keys=key_service_for(partnership.state_dir).lookup)
             notification = EncompassNotification.model_validate_json(opened.plaintext)
             assert notification.setting_urn == owner.urn
             assert share.key.decode() == notification.notification_id
@@ -64,7 +65,8 @@ class TestValidIncident:
                 if other.id != owner.id:
                     with pytest.raises(InvalidEnvelope):
                         open_envelope(share.value, recipient=partnership.keys(other.id),
-                                      senders={"safebus-router": partnership.router.public()})
+                                      senders={"safebus-router": partnership.router.public()},
+                                      subject_keys=key_service_for(partnership.state_dir).lookup)
 
     def test_every_child_has_an_audited_decision_with_no_personal_data(
         self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
