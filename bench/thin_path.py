@@ -441,7 +441,8 @@ class AuditTail:
         for msg in self._consumer.consume(num_messages=1000, timeout=timeout_s):
             error = msg.error()
             if error is None:
-                decisions.append(SharingDecision.model_validate_json(message_value(msg)))
+                if b"audit.sharing-decision" in message_value(msg):  # the audit topic also holds erasures
+                    decisions.append(SharingDecision.model_validate_json(message_value(msg)))
             elif error.code() != KafkaError._PARTITION_EOF:
                 raise BrokerError(f"reading audit decisions: {error}")
         return decisions

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["validate", "generate", "check", "release", "list"])
     schemas.add_argument("file", nargs="?", type=Path, help="the JSON payload to validate")
 
+    erase = commands.add_parser("erase", help="erase a data subject by destroying their keys (crypto-shredding)")
+    erase.add_argument("--subject", required=True, metavar="TOKEN", help="the subject's token (safebus subject token)")
+    erase.add_argument("--reason", required=True, help="why, for the audit trail")
+    erase.add_argument("--by", required=True, help="who asked, for the audit trail")
+    erase.add_argument("--bootstrap")
+
+    subject = commands.add_parser("subject", help="pseudonymous subject tokens (for authorised officers)")
+    subject.add_argument("action", choices=["token"])
+    subject.add_argument("--first-name", required=True)
+    subject.add_argument("--surname", required=True)
+    subject.add_argument("--dob", required=True, type=date.fromisoformat, help="date of birth, YYYY-MM-DD")
+
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     demo.add_argument("--incidents", type=int, default=40)
@@ -96,6 +109,11 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
                         seed=args.seed, timeout_s=args.timeout, out=sys.stdout)
     if args.command == "schemas":
         return _schemas(args.action, args.file)
+    if args.command == "subject":
+        from safebus.assembly import tokeniser_for
+
+        print(tokeniser_for(state).person(first_name=args.first_name, surname=args.surname, date_of_birth=args.dob))
+        return 0
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
@@ -105,6 +123,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _processor(settings)
     if args.command == "inbox":
         return _inbox_run(settings)
+    if args.command == "erase":
+        return _erase(settings, token=args.subject, reason=args.reason, requested_by=args.by)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -131,6 +151,21 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
     print(directory.partnership)
     for agency in directory.agencies:
         print(f"  {agency.kind.value:20} {agency.id:24} {agency.name}{f' URN {agency.urn}' if agency.urn else ''}")
+    return 0
+
+
+def _erase(settings: Settings, *, token: str, reason: str, requested_by: str) -> int:
+    from safebus.assembly import key_service_for, utc_now
+    from safebus.erasure import erase_subject
+
+    fact = erase_subject(
+        token=token, requested_by=requested_by, reason=reason, keys=key_service_for(settings.state_dir),
+        bootstrap=settings.bootstrap, audit_topic=settings.names.audit,
+        operator=settings.store.load_directory().router().id, now=utc_now(),
+    )
+    print(f"erased {token}: destroyed {len(fact.key_ids_destroyed)} key(s); recorded as {fact.event_id}")
+    for key_id in fact.key_ids_destroyed:
+        print(f"  {key_id}")
     return 0
 
 

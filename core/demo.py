@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from safebus.assembly import Settings, build_police_publisher, inbox_opener, topics_for, utc_now
+from safebus.consumers.audit_log import read_facts
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
@@ -160,8 +161,7 @@ def _publish(
 
 
 def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbox: InboxStore) -> None:
-    for record in read_topic(settings.bootstrap, settings.names.audit):
-        decision = SharingDecision.model_validate_json(record.value)
+    for decision in read_facts(settings.bootstrap, settings.names.audit, SharingDecision).values():
         if decision.about_event_id in expectation.event_ids:
             progress.decisions[decision.decision_id] = decision
     for record in read_topic(settings.bootstrap, settings.names.deadletter):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
 from safebus.records import Output, Record
@@ -63,6 +63,27 @@ def to_record(msg: Message) -> Record:
     )
 
 
+_SETTLING = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+})
+"""Errors that mean "a partition's leadership is still settling" (new topic, broker start-up)."""
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, *, settle_s: float = 30.0) -> tuple[int, int]:
+    """Low and high offsets of `tp`, retrying while its leadership settles."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _SETTLING) or time.monotonic() > deadline:
+                raise BrokerError(f"offsets of {tp.topic}[{tp.partition}]: {exc}") from exc
+            time.sleep(0.25)
+
+
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[Record]:
     """
     Read every record currently in `topic`, from the beginning to the end of each partition.
@@ -84,7 +105,7 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[R
         partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in info.partitions]
         pending = set()
         for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = _watermarks(consumer, tp)
             if high > low:
                 pending.add(tp.partition)
         consumer.assign(partitions)

@@ -8,6 +8,7 @@ partition count; that is reported, not hidden.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -59,7 +60,21 @@ def apply_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_s: float = 3
             continue
         changes.append(TopicChange(name=spec.name, action=_reconcile(admin, spec, len(existing[spec.name].partitions),
                                                                     timeout_s)))
+    _await_leaders(admin, [s.name for s in specs], timeout_s)
     return changes
+
+
+def _await_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of `names` has a leader: a new topic is not usable before."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        leaderless = [n for n in names if n not in topics or any(p.leader < 0 for p in topics[n].partitions.values())]
+        if not leaderless:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics without a partition leader after {timeout_s:.0f}s: {leaderless[:5]}")
+        time.sleep(0.2)
 
 
 def _reconcile(admin: AdminClient, spec: TopicSpec, current_partitions: int, timeout_s: float) -> str:

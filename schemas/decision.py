@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from safebus.schemas._base import AgencyId, Event, Name
+from safebus.schemas._base import AgencyId, Event, Name, SubjectToken, Text
 
 
 class Outcome(StrEnum):
@@ -63,3 +63,13 @@ class SharingDecision(Event):
     def subject_token(self) -> str | None:
         """The subject decided about, if any."""
         return self.subjects[0] if self.subjects else None
+
+
+class SubjectErased(Event):
+    """A data subject's keys were destroyed: every copy of their data is now unreadable (crypto-shredding)."""
+
+    event_type: Literal["audit.subject-erased"]
+    subject: SubjectToken
+    key_ids_destroyed: tuple[str, ...]
+    requested_by: Name
+    reason: Text

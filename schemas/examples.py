@@ -253,12 +253,20 @@ def _decision() -> Event:
     )
 
 
+def _erased() -> Event:
+    return decision.SubjectErased(
+        **_meta(decision.SubjectErased, "safebus-router", 24, subjects=(_SUBJECT,)), subject=_SUBJECT,
+        key_ids_destroyed=(f"{_SUBJECT}@2026-11",), requested_by="Information Governance Officer IG-3",
+        reason="Erasure request upheld under UK GDPR Art 17; no retention duty applies.",
+    )
+
+
 EXAMPLES: dict[str, Callable[[], Event]] = {
     builder().event_type: builder
     for builder in (
         _incident, _dapn, _dapo, _notification, _acknowledged, _setting, _enrolment, _enrolment_changed, _ehe,
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
-        _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision,
+        _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
     )
 }
 """Example builders by event type."""

@@ -116,6 +116,7 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(dvds.DvdsApplication, Family.DVDS, {_K.POLICE}),
     _spec(dvds.DvdsDecision, Family.DVDS, {_K.POLICE}),
     _spec(decision.SharingDecision, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
+    _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
 )
 
 INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS) - {Family.ENCOMPASS_NOTIFICATION, Family.AUDIT}

@@ -10,6 +10,7 @@ else a testcontainers Kafka where a Docker engine runs.  No broker is a test
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -18,11 +19,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
 
 from safebus.assembly import Settings, build_police_publisher, topics_for
+from safebus.consumers.audit_log import read_facts
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.topics_admin import apply_topics
@@ -32,7 +35,18 @@ from safebus.paths import cache_dir
 from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import create_partnership
 from safebus.records import Record
+from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import SharingDecision
+from safebus.schemas.police import (
+    Adult,
+    AdultRole,
+    Child,
+    CrimeStatus,
+    DomesticAbuseIncident,
+    Relationship,
+    RiskGrade,
+    RiskTool,
+)
 from safebus.topics import TopicNames
 
 T = TypeVar("T")
@@ -130,12 +144,8 @@ class Bus:
 
     def decisions(self, event_ids: set[str]) -> dict[str, SharingDecision]:
         """Audited decisions about `event_ids`, deduplicated by decision id."""
-        found = {}
-        for record in read_topic(self.settings.bootstrap, self.names.audit):
-            decision = SharingDecision.model_validate_json(record.value)
-            if decision.about_event_id in event_ids:
-                found[decision.decision_id] = decision
-        return found
+        facts = read_facts(self.settings.bootstrap, self.names.audit, SharingDecision)
+        return {fid: d for fid, d in facts.items() if d.about_event_id in event_ids}
 
     def topic(self, name: str) -> list[Record]:
         """Every record now in topic `name`."""
@@ -168,3 +178,23 @@ def bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus
     finally:
         for name in list(running.processes):
             running.stop(name)
+
+
+def make_incident(*children: Child, adults: tuple[Adult, ...] | None = None, narrative: str = "Synthetic.") -> (
+    DomesticAbuseIncident
+):
+    """A police incident an hour ago with these children (and, by default, one adult suspect)."""
+    incident_at = datetime.now(UTC) - timedelta(hours=1)
+    return DomesticAbuseIncident(
+        **event_metadata(DomesticAbuseIncident, producer="northdale-police", occurred_at=incident_at,
+                         recorded_at=datetime.now(UTC)),
+        police_reference=f"NDP-2026-{random.randint(0, 999_999):06d}",
+        incident_at=incident_at,
+        crime_status=CrimeStatus.CRIME,
+        risk_tool=RiskTool.DARA,
+        adults=adults or (Adult(first_name="Otis", surname="Pemberton", role=AdultRole.SUSPECT,
+                                relationship=Relationship.PARENTS_PARTNER),),
+        children=children,
+        narrative=narrative,
+        risk_grade=RiskGrade.MEDIUM,
+    )

@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -16,45 +16,18 @@ from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
 from safebus.records import DLQ_ORIGIN_KEY, DLQ_REASON, DLQ_STAGE
-from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.police import (
     Adult,
     AdultRole,
     Child,
-    CrimeStatus,
-    DomesticAbuseIncident,
     Relationship,
     RiskGrade,
-    RiskTool,
 )
-from tests.integration.conftest import Bus, wait_for
+from tests.integration.conftest import Bus, make_incident, wait_for
 
 pytestmark = pytest.mark.kafka
-
-
-def _reference() -> str:
-    return f"NDP-2026-{random.randint(0, 999_999):06d}"
-
-
-def _incident(*children: Child, adults: tuple[Adult, ...] | None = None, narrative: str = "Synthetic.") -> (
-    DomesticAbuseIncident
-):
-    incident_at = datetime.now(UTC) - timedelta(hours=1)
-    return DomesticAbuseIncident(
-        **event_metadata(DomesticAbuseIncident, producer="northdale-police", occurred_at=incident_at,
-                         recorded_at=datetime.now(UTC)),
-        police_reference=_reference(),
-        incident_at=incident_at,
-        crime_status=CrimeStatus.CRIME,
-        risk_tool=RiskTool.DARA,
-        adults=adults or (Adult(first_name="Otis", surname="Pemberton", role=AdultRole.SUSPECT,
-                                relationship=Relationship.PARENTS_PARTNER),),
-        children=children,
-        narrative=narrative,
-        risk_grade=RiskGrade.MEDIUM,
-    )
 
 
 def _alert(bus: Bus, notification_id: str) -> EncompassNotification | None:
@@ -78,7 +51,7 @@ def test_incident_becomes_the_schools_encompass_alert(bus: Bus) -> None:
     """A child at a partnership school appears in that school's inbox with exactly the Encompass fields."""
     child = Child(first_name="Wren", surname="Quarrie", date_of_birth=date(2017, 5, 2), present=True,
                   school_urn="900101")
-    incident = _incident(child)
+    incident = make_incident(child)
     [event_id] = bus.publisher().publish([incident])
 
     decisions = wait_for(lambda: bus.decisions({event_id}), what=f"a decision for {event_id}\n{bus.log('processor')}")
@@ -106,7 +79,7 @@ def test_tampered_event_is_dead_lettered_and_the_processor_keeps_going(bus: Bus)
     bad = corrupted_records(publisher, IncidentFactory(random.Random(7), now=datetime.now(UTC)),
                             school=directory.of_kind(AgencyKind.SCHOOL)[0].public_keys())
     publisher.publish_raw([bad["bad-signature"], bad["malformed"]])
-    [good_event] = publisher.publish([_incident(Child(first_name="Kit", surname="Lowther",
+    [good_event] = publisher.publish([make_incident(Child(first_name="Kit", surname="Lowther",
                                                       date_of_birth=date(2015, 1, 9), present=False,
                                                       school_urn="900101"))])
 
@@ -136,7 +109,7 @@ def test_tampered_event_is_dead_lettered_and_the_processor_keeps_going(bus: Bus)
 
 def test_unknown_school_is_withheld_and_audited(bus: Bus) -> None:
     """No recorded school: nothing reaches any school topic, and the audit says why and under which basis."""
-    incident = _incident(Child(first_name="Mabel", surname="Yardley", date_of_birth=date(2012, 8, 30),
+    incident = make_incident(Child(first_name="Mabel", surname="Yardley", date_of_birth=date(2012, 8, 30),
                                present=True, school_urn=None))
     [event_id] = bus.publisher().publish([incident])
     [decision] = wait_for(lambda: bus.decisions({event_id}), what="the withheld decision").values()
