@@ -92,7 +92,7 @@ def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] 
     directory = settings.store.load_directory()
     force = directory.of_kind(AgencyKind.POLICE)[0]
     return PolicePublisher(
-        bootstrap=settings.bootstrap, force=settings.store.private_keys(force.id),
+        bootstrap=settings.bootstrap, agency=settings.store.private_keys(force.id), kind=AgencyKind.POLICE,
         router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser_for(settings.state_dir),
         keys=key_service_for(settings.state_dir), clock=clock,
     )
