@@ -20,11 +20,11 @@ from confluent_kafka import Consumer, KafkaError
 from pydantic import ValidationError
 
 from safebus.consumers.inbox_store import Arrival, InboxStore
-from safebus.directory import Agency
+from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.kafka_io import produce_all, reliable_producer, to_record
-from safebus.keys import PrivateKeys, PublicKeys
+from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
@@ -40,7 +40,8 @@ class HostedSchool:
     """A school whose inbox this worker fills, with its private keys."""
 
     agency: Agency
-    keys: PrivateKeys
+    keys: list[PrivateKeys]
+    """The school's keyring: every generation it still holds, current last."""
 
 
 class InboxWorker:
@@ -51,7 +52,7 @@ class InboxWorker:
         *,
         bootstrap: str,
         schools: list[HostedSchool],
-        router: PublicKeys,
+        directory: Callable[[], Directory],
         store: InboxStore,
         names: TopicNames,
         clock: Callable[[], datetime],
@@ -61,7 +62,7 @@ class InboxWorker:
         """Subscribe nothing yet; `run` does."""
         self.subject_keys = subject_keys
         self.schools = {names.egress(s.agency.id): s for s in schools}
-        self.router = router
+        self.directory = directory
         self.store = store
         self.names = names
         self.clock = clock
@@ -119,7 +120,8 @@ class InboxWorker:
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:
         school = self.schools[origin.topic]
         try:
-            opened = open_envelope(raw, recipient=school.keys, senders={self.router.agency_id: self.router},
+            directory = self.directory()
+            opened = open_envelope(raw, recipient=school.keys, senders=OnlyFrom(directory, directory.router().id),
                                    topic=origin.topic, subject_keys=self.subject_keys.lookup)
             notification = EncompassNotification.model_validate_json(opened.plaintext)
         except InvalidEnvelope as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
-from safebus.directory import AgencyKind, PartnershipStore
+from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.keyservice import FileKeyService, KeyService
@@ -98,14 +98,33 @@ def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] 
     )
 
 
+def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> Callable[[], Directory]:
+    """
+    The current verified directory, re-read whenever its file changes.
+
+    This is what makes rotation and revocation take effect without a restart:
+    the administrator writes a newly signed entry and every running component
+    sees it at its next record.
+    """
+    cached: list[tuple[int, Directory]] = []
+
+    def current() -> Directory:
+        stamp = store.directory_path.stat().st_mtime_ns
+        if not cached or cached[0][0] != stamp:
+            cached[:] = [(stamp, store.load_directory(now=clock()))]
+        return cached[0][1]
+
+    return current
+
+
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
     """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
-    directory = settings.store.load_directory()
+    directory = directory_source(settings.store, clock=clock)
     router = EncompassRouter(
-        agreement=load_agreement("operation-encompass"), directory=directory,
+        agreement=load_agreement("operation-encompass"), directory=directory(),
         tokeniser=tokeniser_for(settings.state_dir),
     )
-    keys = settings.store.private_keys(directory.router().id)
+    keys = settings.store.keyring(directory().router().id)
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir))
 
@@ -120,7 +139,7 @@ def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotifica
     """Decrypts a stored alert for its school; None once the child's data has been erased."""
     store = settings.store
     directory = store.load_directory()
-    router = directory.router().public_keys()
+    senders = OnlyFrom(directory, directory.router().id)
     keys = key_service_for(settings.state_dir)
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
@@ -128,8 +147,8 @@ def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotifica
         if school is None:
             return None
         try:
-            opened = open_envelope(envelope, recipient=store.private_keys(school.id),
-                                   senders={router.agency_id: router}, subject_keys=keys.lookup)
+            opened = open_envelope(envelope, recipient=store.keyring(school.id), senders=senders,
+                                   subject_keys=keys.lookup)
         except InvalidEnvelope:
             return None
         return EncompassNotification.model_validate_json(opened.plaintext)
@@ -144,13 +163,13 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
     hosted = []
     for school in directory.of_kind(AgencyKind.SCHOOL):
         try:
-            hosted.append(HostedSchool(agency=school, keys=store.private_keys(school.id)))
+            hosted.append(HostedSchool(agency=school, keys=store.keyring(school.id)))
         except ConfigError:
             continue  # another machine hosts this school's inbox
     if not hosted:
         raise ConfigError("no school keys in this state directory: nothing to deliver")
     return InboxWorker(
-        bootstrap=settings.bootstrap, schools=hosted, router=directory.router().public_keys(),
+        bootstrap=settings.bootstrap, schools=hosted, directory=directory_source(store, clock=clock),
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
         group_id=f"{settings.names.prefix}-school-inbox",

@@ -37,9 +37,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -217,21 +219,48 @@ def _no_subject_keys(key_id: str) -> bytes | None:
     return None
 
 
+class SenderKeys(Protocol):
+    """Where an envelope's signing key is looked up: the agency directory implements it."""
+
+    def signing_key(self, agency_id: str, signing_key_id: str) -> Ed25519PublicKey:
+        """The key to verify with; raises InvalidEnvelope (``unknown-sender``, ``revoked-key``) otherwise."""
+        ...
+
+
+class _FixedSenders:
+    """Senders given as plain current public keys (tests, single-generation callers)."""
+
+    def __init__(self, keys: Mapping[str, PublicKeys]) -> None:
+        self._keys = keys
+
+    def signing_key(self, agency_id: str, signing_key_id: str) -> Ed25519PublicKey:
+        sender = self._keys.get(agency_id)
+        if sender is None or sender.signing_key_id != signing_key_id:
+            raise InvalidEnvelope("unknown-sender")
+        return sender.signing
+
+
 def open_envelope(
     raw: bytes,
     *,
-    recipient: PrivateKeys,
-    senders: Mapping[str, PublicKeys],
+    recipient: PrivateKeys | Sequence[PrivateKeys],
+    senders: SenderKeys | Mapping[str, PublicKeys],
     topic: str | None = None,
     subject_keys: Callable[[str], bytes | None] = _no_subject_keys,
 ) -> Opened:
     """
     Verify and decrypt an envelope addressed to `recipient`.
 
-    `subject_keys` looks up a subject key's secret by key id (a key service's
-    ``lookup``).  Raises `InvalidEnvelope` with a reason code; nothing about the
-    payload is revealed through the error.
+    `recipient` is the reader's keys, or its whole keyring (every generation it
+    still holds) so envelopes sealed before a rotation stay readable.
+    `senders` is the agency directory (which knows rotated, retired and revoked
+    keys) or a mapping of current public keys.  `subject_keys` looks up a
+    subject key's secret by key id (a key service's ``lookup``).  Raises
+    `InvalidEnvelope` with a reason code; nothing about the payload is revealed
+    through the error.
     """
+    verifiers: SenderKeys = _FixedSenders(senders) if isinstance(senders, Mapping) else senders
+    keyring = [recipient] if isinstance(recipient, PrivateKeys) else list(recipient)
     # (1): bounded size, well-formed JSON of exactly the expected shape.
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise InvalidEnvelope("too-large")
@@ -257,22 +286,22 @@ def open_envelope(
     if topic is not None and header["topic"] != topic:
         raise InvalidEnvelope("wrong-topic")
 
-    # (3): the sender is a known agency and signed with its current key.
-    sender = senders.get(header["producer"])
-    if sender is None or sender.signing_key_id != header["signing_key_id"]:
-        raise InvalidEnvelope("unknown-sender")
+    # (3): the sender is a known agency and signed with a key still accepted.
+    signing_key = verifiers.signing_key(header["producer"], header["signing_key_id"])
 
     # (4): the signature covers header, wrapped key, nonce and ciphertext.
     body = {k: envelope[k] for k in ("header", "wrapped_key", "nonce", "ciphertext")}
     try:
-        sender.signing.verify(parts["signature"], canonical_json(body))
+        signing_key.verify(parts["signature"], canonical_json(body))
     except InvalidSignature as exc:
         raise InvalidEnvelope("bad-signature") from exc
 
-    # (5): it is addressed to us, under our current key.
-    ours = recipient.public()
-    if header["recipient"] != recipient.agency_id or header["recipient_key_id"] != ours.encryption_key_id:
+    # (5): it is addressed to us, under a key we still hold.
+    mine = next((k for k in keyring if k.agency_id == header["recipient"]
+                 and k.public().encryption_key_id == header["recipient_key_id"]), None)
+    if mine is None:
         raise InvalidEnvelope("wrong-recipient")
+    ours = mine.public()
 
     # (6): every subject key it names is still held (erased subjects end here).
     key_ids = header["data_key_id"].split(",") if header["data_key_id"] else []
@@ -287,7 +316,7 @@ def open_envelope(
     wrapped_key = parts["wrapped_key"]
     ephemeral_public, wrap_nonce, wrapped = wrapped_key[:32], wrapped_key[32:44], wrapped_key[44:]
     try:
-        shared = recipient.encryption.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
+        shared = mine.encryption.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
         kek = _key_encryption_key(shared, ephemeral_public, ours.encryption)
         data_key = AESGCM(kek).decrypt(wrap_nonce, wrapped, aad)
         content_key = _content_key(data_key, [secret for secret in secrets if secret is not None])

@@ -11,7 +11,7 @@ one dead-letter output with its stage and reason; nothing raises out of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -48,20 +48,23 @@ class IncidentHandler:
         self,
         *,
         router: EncompassRouter,
-        directory: Directory,
-        keys: PrivateKeys,
+        directory: Callable[[], Directory],
+        keys: Sequence[PrivateKeys],
         names: TopicNames,
         clock: Callable[[], datetime],
         subject_keys: KeyService,
     ) -> None:
-        """`keys` are the router's own; `clock` gives decision times (injected for tests)."""
+        """
+        `directory` returns the current verified directory (it may change: rotations,
+        revocations); `keys` is the router's keyring, current generation last;
+        `clock` gives decision times (injected for tests).
+        """
         self.router = router
         self.directory = directory
-        self.keys = keys
+        self.keyring = list(keys)
         self.names = names
         self.clock = clock
         self.subject_keys = subject_keys
-        self._senders = directory.public_keys()
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
         """Return every output for one ingress record; never raises."""
@@ -74,7 +77,9 @@ class IncidentHandler:
     def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
         # (1) and (2): signature, then decryption; one opaque error with a reason code.
         try:
-            opened = open_envelope(raw, recipient=self.keys, senders=self._senders, topic=origin.topic,
+            directory = self.directory()
+            self.router.directory = directory
+            opened = open_envelope(raw, recipient=self.keyring, senders=directory, topic=origin.topic,
                                    subject_keys=self.subject_keys.lookup)
         except InvalidEnvelope as exc:
             stage = "decrypt" if exc.reason in _DECRYPT_REASONS else "verify"
@@ -109,7 +114,7 @@ class IncidentHandler:
             topic = self.names.egress(share.recipient.id)
             notification_id = share.notification.notification_id
             child_key = self.subject_keys.subject_key(share.subject_token, period_of(incident.occurred_at))
-            sealed = seal_event(share.notification, sender=self.keys, recipient=share.recipient.public_keys(),
+            sealed = seal_event(share.notification, sender=self.keyring[-1], recipient=share.recipient.public_keys(),
                                 topic=topic, now=self.clock(), subject_keys=[child_key])
             outputs.append(Output(
                 topic=topic, key=notification_id.encode(), value=sealed,

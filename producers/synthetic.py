@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from safebus.directory import AgencyKind, Directory, PartnershipStore, entry_for
+from safebus.directory import AgencyKind, Contact, Directory, PartnershipStore, new_entry, sign_entry
 from safebus.envelope import seal, seal_event
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.producers.police import PolicePublisher
@@ -59,26 +59,27 @@ _NARRATIVES = (
 )
 
 
-def create_partnership(store: PartnershipStore) -> Directory:
-    """Generate keys for every synthetic agency, store them, and write the directory."""
-    entries = []
-    police_keys = PrivateKeys.generate(POLICE_ID)
-    router_keys = PrivateKeys.generate(ROUTER_ID)
-    for keys in (police_keys, router_keys):
-        store.save_private_keys(keys)
-    entries.append(entry_for(police_keys, kind=AgencyKind.POLICE, name="Northdale Police (synthetic)"))
-    entries.append(entry_for(router_keys, kind=AgencyKind.ROUTER, name="safebus router"))
-    for agency_id, kind, name in OTHER_AGENCIES:
+def create_partnership(store: PartnershipStore, *, now: datetime | None = None) -> Directory:
+    """Create the partnership root key, keys for every synthetic agency, and the signed directory."""
+    moment = now or datetime.now(UTC)
+    root = store.create_root()
+    agencies: list[tuple[str, AgencyKind, str, str | None, tuple[Contact, ...]]] = [
+        (POLICE_ID, AgencyKind.POLICE, "Northdale Police (synthetic)", None, ()),
+        (ROUTER_ID, AgencyKind.ROUTER, "safebus router", None, ()),
+        *((agency_id, kind, name, None, ()) for agency_id, kind, name in OTHER_AGENCIES),
+        *((agency_id, AgencyKind.SCHOOL, name, urn,
+           (Contact(name=f"Key Adult, {name}", role="designated safeguarding lead",
+                    email=f"dsl@{agency_id}.example"),))
+          for agency_id, urn, name, _ages in SCHOOLS),
+    ]
+    signed = []
+    for agency_id, kind, name, urn, contacts in agencies:
         keys = PrivateKeys.generate(agency_id)
         store.save_private_keys(keys)
-        entries.append(entry_for(keys, kind=kind, name=name))
-    for agency_id, urn, name, _ages in SCHOOLS:
-        keys = PrivateKeys.generate(agency_id)
-        store.save_private_keys(keys)
-        entries.append(entry_for(keys, kind=AgencyKind.SCHOOL, name=name, urn=urn))
-    directory = Directory(partnership=PARTNERSHIP, agencies=tuple(entries))
-    store.save_directory(directory)
-    return directory
+        entry = new_entry(keys, kind=kind, name=name, urn=urn, now=moment, contacts=contacts)
+        signed.append(sign_entry(entry, root))
+    store.save_entries(PARTNERSHIP, signed)
+    return store.load_directory(now=moment)
 
 
 HOUSEHOLD_KINDS = ("schools", "school-unknown", "not-onboarded", "adults-only", "young-adult")

@@ -1,0 +1,663 @@
+"""
+The ingress gateway: an HTTP front door for agency systems that cannot speak Kafka.
+
+An agency system POSTs a plain JSON payload to ``/v1/events`` with its bearer
+credential. The gateway checks it against the contract the payload names (the
+published JSON Schema, then the model's cross-field rules: the same check as
+``safebus schemas validate``), and checks that the payload is the caller's own
+(``producer``) and of a contract the caller's kind may publish. Then it signs
+and encrypts the event *on that agency's behalf* with the agency's keys and
+publishes it to the agency's ingress topic with `AgencyPublisher`. It answers
+``202 {"event_id": ...}`` once the broker has the record (acks=all), or a 4xx
+that names every problem, so a supplier can fix the payload in one round trip.
+
+Why it is built this way:
+
+- **stdlib ``ThreadingHTTPServer``, not aiohttp.** Every step after parsing
+  blocks: scrypt, sealing, and `produce_all`, which waits for the broker's
+  acknowledgement. A thread per request fits that; an event loop would only
+  pass each step to an executor. It also adds no dependency to the one part of
+  the bus that faces other organisations' networks.
+- **Loopback, plain HTTP.** Run it behind a TLS-terminating reverse proxy.
+  Bearer tokens must never cross a network in the clear.
+- **One request per connection** (``Connection: close``). Shutdown then waits
+  only for requests that are in flight and still publishing. Idle keep-alive
+  connections cannot hold it open.
+- **Credentials.** Each credential holds a random 256-bit secret. The file
+  stores only its scrypt hash, with a per-credential salt, in mode 0600. Hashes
+  are compared in constant time. An unknown credential id still costs one
+  scrypt, so a 401 looks and takes the same whether the id or the secret was
+  wrong. Once a secret is verified, its SHA-256 is kept in memory only, bound to
+  the stored hash. An agency's steady traffic therefore costs one scrypt, not
+  one per request. The file is re-read whenever it changes, so a revocation
+  applies from the next request without a restart.
+- **One publisher per agency, one publish at a time per agency.** The confluent
+  producer serves delivery reports to whichever thread flushes. Serialising one
+  agency's publishes keeps each request's error report its own.
+- **202, not 201.** The event is accepted onto the bus. The routing decision
+  comes later, on the audit topic.
+- **503 means "not known to be published".** After a broker timeout, the
+  record may still arrive. The caller chose the event id, and the router and
+  the inbox are idempotent on it (deterministic output ids), so sending the same
+  payload again is safe, and that is the advice the 503 gives.
+- **Payloads are never logged.** A log line carries the path, status, agency
+  id, credential id, the validated event id, a reason code and the JSON paths
+  of errors. It never carries values or validator messages, because
+  ``jsonschema`` quotes the offending value in its messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+from confluent_kafka import KafkaException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from safebus.assembly import Settings, key_service_for, tokeniser_for
+from safebus.directory import Agency, AgencyKind
+from safebus.errors import BrokerError, ConfigError, EnvelopeError
+from safebus.keyservice import KeyService, SubjectKey
+from safebus.logs import get_logger
+from safebus.producers.publisher import AgencyPublisher
+from safebus.schemas._base import AgencyId, Event
+from safebus.schemas.registry import by_type
+from safebus.schemas.validation import Issue, json_path, validate_payload
+
+__all__ = [
+    "MAX_BODY_BYTES", "Credential", "EventPublisher", "Gateway", "PublisherFactory", "add_credential",
+    "agency_publishers", "default_credentials_path", "revoke_credential",
+]
+
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body accepted (1 MiB): an incident with a long narrative is a few tens of KiB."""
+
+EVENTS_PATH = "/v1/events"
+HEALTH_PATH = "/v1/health"
+
+_log = get_logger("producers.gateway")
+
+
+# --------------------------------------------------------------------------- credentials
+
+_CREDENTIAL_ID = re.compile(r"^cred-[0-9a-f]{16}$")
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _HASH_BYTES = 2**14, 8, 1, 32  # 16 MiB, ~50 ms on this project's machines
+_KDF_SLOTS = 4
+"""Concurrent scrypt runs allowed: each takes 16 MiB, so a burst of bad tokens must not exhaust memory."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class Credential(BaseModel):
+    """One agency credential as stored: never the secret, only its salted scrypt hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: AgencyId
+    kdf: Literal["scrypt"] = "scrypt"
+    n: int = Field(ge=2**10)
+    r: int = Field(ge=1)
+    p: int = Field(ge=1)
+    salt: str
+    hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    def matches(self, secret: str) -> bool:
+        """Whether `secret` hashes to this credential's hash (constant-time comparison)."""
+        derived = hashlib.scrypt(secret.encode(), salt=base64.b64decode(self.salt), n=self.n, r=self.r, p=self.p,
+                                 dklen=_HASH_BYTES)
+        return hmac.compare_digest(derived, base64.b64decode(self.hash))
+
+
+class CredentialFile(BaseModel):
+    """The credentials file: credential id -> `Credential`. Revoked entries stay, for the record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["safebus-gateway-credentials/1"] = "safebus-gateway-credentials/1"
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+
+
+def default_credentials_path(state_dir: Path) -> Path:
+    """Where the gateway's credentials live in a state directory."""
+    return state_dir / "gateway" / "credentials.json"
+
+
+def _read(path: Path) -> CredentialFile:
+    """Read the credentials file. Raises ConfigError if it is missing, malformed or open to other users."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no gateway credentials at {path}; add one with 'safebus gateway credential add'") from exc
+    if mode & 0o077:
+        raise ConfigError(f"gateway credentials {path} are open to other users (mode {mode & 0o777:o}); chmod 600")
+    try:
+        return CredentialFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid gateway credentials {path}: {exc.error_count()} errors") from exc
+
+
+def _write(path: Path, content: CredentialFile) -> None:
+    """Replace the file atomically with a 0600 file, so a reader never sees half of it."""
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content.model_dump_json(indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[CredentialFile]:
+    """Hold the file's lock for a read-modify-write and yield its content (empty if there is no file yet)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield _read(path) if path.exists() else CredentialFile()
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def add_credential(path: Path, agency_id: str, *, directory_agency: Agency | None = None,
+                   now: datetime | None = None) -> str:
+    """
+    Create a credential for `agency_id` and return its bearer token, ``<credential id>.<secret>``.
+
+    The token is shown only this once: the file keeps just the salted hash.
+    Pass the agency's directory entry as `directory_agency` to check that the
+    credential is for an agency that exists, and that it is not the router.
+    The router's key signs decisions and alerts, which nobody may submit
+    through a gateway.
+    """
+    if directory_agency is not None:
+        if directory_agency.id != agency_id:
+            raise ConfigError(f"directory entry {directory_agency.id} is not agency {agency_id}")
+        if directory_agency.kind is AgencyKind.ROUTER:
+            raise ConfigError("the router cannot have a gateway credential")
+    credential_id = f"cred-{secrets.token_hex(8)}"
+    secret = secrets.token_urlsafe(32)
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_HASH_BYTES)
+    try:
+        credential = Credential(agency_id=agency_id, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, salt=_b64(salt),
+                                hash=_b64(digest), created_at=now or datetime.now(UTC))
+    except ValidationError as exc:
+        raise ConfigError(f"not an agency id: {agency_id!r}") from exc
+    with _locked(path) as current:
+        _write(path, CredentialFile(credentials={**current.credentials, credential_id: credential}))
+    return f"{credential_id}.{secret}"
+
+
+def revoke_credential(path: Path, credential_id: str, *, now: datetime | None = None) -> None:
+    """Revoke a credential from the next request on. The entry stays, with its revocation time, as a record."""
+    with _locked(path) as current:
+        credential = current.credentials.get(credential_id)
+        if credential is None:
+            raise ConfigError(f"no gateway credential {credential_id!r} in {path}")
+        if credential.revoked_at is not None:
+            return
+        revoked = credential.model_copy(update={"revoked_at": now or datetime.now(UTC)})
+        _write(path, CredentialFile(credentials={**current.credentials, credential_id: revoked}))
+
+
+class _Credentials:
+    """The credentials file as the running gateway sees it: re-read when it changes, verified per request."""
+
+    _DUMMY = Credential(agency_id="dummy-agency", n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, salt=_b64(bytes(16)),
+                        hash=_b64(bytes(_HASH_BYTES)), created_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+    def __init__(self, path: Path) -> None:
+        """Load `path` now. A missing, malformed or world-readable file is a ConfigError at start-up."""
+        self.path = path
+        self._lock = threading.Lock()
+        self._kdf_slots = threading.BoundedSemaphore(_KDF_SLOTS)
+        self._stamp: tuple[int, int, int] | None = None
+        self._content = CredentialFile()
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._current(strict=True)
+
+    def _current(self, *, strict: bool = False) -> CredentialFile:
+        """The file's content, re-read if it changed. After start-up a bad file fails closed (no credentials)."""
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            with self._lock:
+                if stamp != self._stamp:
+                    self._content, self._stamp = _read(self.path), stamp
+                return self._content
+        except (OSError, ConfigError) as exc:
+            if strict:
+                raise ConfigError(str(exc)) from exc
+            _log.error("gateway.credentials_unreadable", path=str(self.path), error=type(exc).__name__)
+            with self._lock:
+                self._content, self._stamp = CredentialFile(), None
+            return self._content
+
+    def authenticate(self, authorization: str | None) -> tuple[str, Credential] | None:
+        """The (credential id, credential) a bearer ``Authorization`` header proves, or None."""
+        parts = (authorization or "").split()
+        if len(parts) != 2 or parts[0].lower() != "bearer":
+            return None
+        credential_id, _, secret = parts[1].partition(".")
+        if not _CREDENTIAL_ID.match(credential_id) or not secret:
+            return None
+        stored = self._current().credentials.get(credential_id)
+        if stored is None:
+            self._verify(self._DUMMY, secret)  # the same work as a wrong secret: timing tells nothing
+            return None
+        fingerprint = hashlib.sha256(secret.encode()).digest()
+        remembered = self._verified.get(credential_id)
+        if remembered is not None and remembered[0] == stored.hash and hmac.compare_digest(remembered[1], fingerprint):
+            valid = True
+        else:
+            valid = self._verify(stored, secret)
+            if valid:
+                self._verified[credential_id] = (stored.hash, fingerprint)
+        if stored.revoked_at is not None:
+            self._verified.pop(credential_id, None)
+            return None
+        return (credential_id, stored) if valid else None
+
+    def _verify(self, credential: Credential, secret: str) -> bool:
+        with self._kdf_slots:
+            return credential.matches(secret)
+
+
+# --------------------------------------------------------------------------- publishing
+
+class EventPublisher(Protocol):
+    """What the gateway needs of a publisher (`AgencyPublisher` is one; tests inject fakes)."""
+
+    def topic_for(self, event_type: str) -> str:
+        """The ingress topic for `event_type`; raises EnvelopeError if this agency may not publish it."""
+        ...
+
+    def publish(self, events: Sequence[Event]) -> list[str]:
+        """Seal and publish `events`, returning their ids once the broker has them; BrokerError otherwise."""
+        ...
+
+
+PublisherFactory = Callable[[Agency], EventPublisher]
+"""Builds the publisher of one agency from its directory entry (called once per agency)."""
+
+
+class _SerialKeyService:
+    """
+    A key service whose key creation is serialised across the gateway's threads.
+
+    `FileKeyService` creates a key file before writing the key into it, so a
+    second thread can read an empty key in that moment. Two agencies that post
+    about the same person at the same time would trigger it.
+    """
+
+    def __init__(self, inner: KeyService) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def subject_key(self, token: str, period: str) -> SubjectKey:
+        """Return (creating if needed) the subject's key for `period`."""
+        with self._lock:
+            return self._inner.subject_key(token, period)
+
+    def lookup(self, key_id: str) -> bytes | None:
+        """Return a key's secret, or None."""
+        return self._inner.lookup(key_id)
+
+    def erase_subject(self, token: str) -> list[str]:
+        """Destroy every key of `token`."""
+        with self._lock:
+            return self._inner.erase_subject(token)
+
+
+def agency_publishers(settings: Settings) -> PublisherFactory:
+    """Real `AgencyPublisher`s for the partnership in `settings`, sharing one tokeniser and key service."""
+    tokeniser = tokeniser_for(settings.state_dir)
+    keys = _SerialKeyService(key_service_for(settings.state_dir))
+
+    def build(agency: Agency) -> EventPublisher:
+        directory = settings.store.load_directory()
+        return AgencyPublisher(
+            bootstrap=settings.bootstrap, agency=settings.store.private_keys(agency.id), kind=agency.kind,
+            router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser, keys=keys,
+        )
+
+    return build
+
+
+@dataclass
+class _Slot:
+    publisher: EventPublisher
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# --------------------------------------------------------------------------- requests
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, JSON body and extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class _Refusal(Exception):
+    """A request the gateway answers with an error status, not a bug."""
+
+    def __init__(self, status: int, code: str, message: str, *, issues: Sequence[Issue] = (),
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(code)
+        self.reply = Reply(status, {"error": code, "message": message,
+                                    **({"errors": [{"path": i.path, "message": i.message} for i in issues]}
+                                       if issues else {})}, headers)
+        self.issues = tuple(issues)
+
+
+def _unauthenticated() -> _Refusal:
+    """The one 401: the same whether the header, the credential id or the secret was wrong, or it was revoked."""
+    return _Refusal(401, "unauthenticated", "a valid bearer credential is required",
+                    headers=(("WWW-Authenticate", 'Bearer realm="safebus"'),))
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(body: bytes) -> object:
+    """The JSON value in `body` (UTF-8, standard JSON only); a 400 refusal otherwise."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise _Refusal(400, "invalid-json", f"the body is not valid UTF-8 JSON: {detail}",
+                       issues=[Issue("$", detail)]) from None
+
+
+def _is_json(content_type: str | None) -> bool:
+    media, *params = (content_type or "").split(";")
+    pairs = [param.strip().lower().partition("=") for param in params]
+    charsets = [value.strip('"') for name, _, value in pairs if name == "charset"]
+    return media.strip().lower() == "application/json" and all(c == "utf-8" for c in charsets)
+
+
+def _frames(exc: BaseException) -> list[str]:
+    """Where an unexpected error happened (file, line, function) without its message, which may quote data."""
+    return [f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in traceback.extract_tb(exc.__traceback__)][-8:]
+
+
+class Gateway:
+    """
+    The ingress gateway: construct, then `serve_forever()` (or `run(stop)`), then `shutdown()`.
+
+    `port=0` picks a free port, which `address` reports. `publisher_factory`
+    replaces the real Kafka publishers, for tests.
+    """
+
+    def __init__(self, settings: Settings, credentials_path: Path, *, host: str = "127.0.0.1", port: int = 0,
+                 publisher_factory: PublisherFactory | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+                 request_timeout_s: float = 30.0) -> None:
+        """Load credentials and the directory now, so that misconfiguration fails at start-up, not per request."""
+        self.settings = settings
+        self.credentials = _Credentials(credentials_path)
+        settings.store.load_directory()
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout_s = request_timeout_s
+        self._factory = publisher_factory or agency_publishers(settings)
+        self._slots: dict[str, _Slot] = {}
+        self._slots_lock = threading.Lock()
+        self._state = threading.Lock()
+        self._closing = False
+        self._serving: int | None = None
+        self._stopped = threading.Event()
+        self._server = _Server((host, port), _Handler, gateway=self)
+        if not ipaddress.ip_address(self.address[0]).is_loopback:
+            _log.warning("gateway.not_loopback", host=self.address[0],
+                         advice="bearer tokens travel in clear: put a TLS-terminating proxy in front")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the gateway listens on."""
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080``."""
+        host, port = self.address
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        """Answer requests until `shutdown()`; then wait for requests in flight to finish and close."""
+        with self._state:
+            if self._closing:
+                return
+            self._serving = threading.get_ident()
+        _log.info("gateway.listening", url=self.url)
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        finally:
+            self._server.server_close()  # joins request threads: in-flight publishes complete
+            self._stopped.set()
+            _log.info("gateway.stopped")
+
+    def shutdown(self) -> None:
+        """
+        Stop serving. Safe from any thread, and before `serve_forever()` has run.
+
+        Called from another thread, it returns once the server has closed.
+        Called from the serving thread (a signal handler, say), it only asks the
+        server to stop.
+        """
+        with self._state:
+            self._closing = True
+            serving = self._serving
+        if serving is None:
+            self._server.server_close()
+        elif serving == threading.get_ident():
+            threading.Thread(target=self._server.shutdown, name="gateway-shutdown", daemon=True).start()
+        else:
+            self._server.shutdown()
+            self._stopped.wait()
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set (the CLI sets it from SIGTERM/SIGINT), then shut down."""
+        thread = threading.Thread(target=self.serve_forever, name="gateway", daemon=True)
+        thread.start()
+        while not stop.wait(0.5):
+            if not thread.is_alive():
+                break
+        self.shutdown()
+        thread.join()
+
+    def _slot(self, agency_id: str) -> _Slot:
+        """The authenticated agency's publisher, built on its first request."""
+        with self._slots_lock:
+            slot = self._slots.get(agency_id)
+            if slot is None:
+                agency = self.settings.store.load_directory().get(agency_id)
+                if agency is None:
+                    raise _Refusal(403, "agency-unknown", "this agency is not in the partnership directory")
+                if agency.kind is AgencyKind.ROUTER:
+                    raise _Refusal(403, "agency-not-permitted", "the router does not publish through the gateway")
+                slot = self._slots[agency_id] = _Slot(self._factory(agency))
+            return slot
+
+    def accept(self, *, authorization: str | None, content_type: str | None, body: bytes,
+               trace: dict[str, object]) -> Reply:
+        """
+        Authenticate, validate, authorise and publish one event. Raises `_Refusal` for every non-202 answer.
+
+        Puts only loggable facts (ids, codes, JSON paths) into `trace`.
+        """
+        who = self.credentials.authenticate(authorization)
+        if who is None:
+            raise _unauthenticated()
+        credential_id, credential = who
+        agency_id = credential.agency_id
+        trace.update(credential_id=credential_id, agency_id=agency_id)
+        if not _is_json(content_type):
+            raise _Refusal(415, "unsupported-media-type", "send the payload as application/json (UTF-8)")
+        payload = _parse_json(body)
+        issues = validate_payload(payload)
+        if issues:
+            raise _Refusal(422, "invalid-payload", f"{len(issues)} problem(s) with the payload", issues=issues)
+        assert isinstance(payload, dict)  # validate_payload accepts only objects
+        if payload["producer"] != agency_id:
+            raise _Refusal(403, "producer-mismatch", f"the payload's producer must be your agency, {agency_id}")
+        event_type = str(payload["event_type"])
+        trace.update(event_id=str(payload["event_id"]), event_type=event_type)
+        slot = self._slot(agency_id)
+        try:
+            slot.publisher.topic_for(event_type)
+        except EnvelopeError:
+            raise _Refusal(403, "event-type-not-permitted", f"your agency may not publish {event_type}") from None
+        spec = by_type(event_type)
+        assert spec is not None  # validate_payload checked the type
+        try:
+            event = spec.model.model_validate_json(body)  # JSON mode: the strict models parse dates from strings
+        except ValidationError as exc:  # an older released version the current model does not read
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            raise _Refusal(422, "invalid-payload", "the payload does not fit the current contract",
+                           issues=[Issue(json_path(list(e["loc"])), e["msg"]) for e in errors]) from None
+        try:
+            with slot.lock:
+                [event_id] = slot.publisher.publish([event])
+        except (BrokerError, KafkaException, BufferError) as exc:
+            trace.update(broker_error=type(exc).__name__)
+            raise _Refusal(503, "bus-unavailable", "the bus did not confirm the event; retry with the same event_id",
+                           headers=(("Retry-After", "5"),)) from None
+        return Reply(202, {"event_id": event_id})
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
+
+class _Server(ThreadingHTTPServer):
+    """Non-daemon request threads, so `server_close()` waits for publishes in flight."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, gateway: Gateway) -> None:
+        self.gateway = gateway
+        super().__init__(address, handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Log a broken connection or bug by type and location; the default prints to stderr."""
+        exc = sys.exc_info()[1]
+        _log.error("gateway.connection_error", error=type(exc).__name__, frames=_frames(exc) if exc else [])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Maps HTTP onto `Gateway.accept`, one request per connection."""
+
+    server_version = "safebus-gateway"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"  # answers ``Expect: 100-continue``; every reply still closes the connection
+
+    @property
+    def gateway(self) -> Gateway:
+        return cast(_Server, self.server).gateway
+
+    def setup(self) -> None:
+        """Time out slow clients so that they cannot hold a thread."""
+        super().setup()
+        self.connection.settimeout(self.gateway.request_timeout_s)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the stdlib's access log: `_respond` writes a structured line instead."""
+
+    def _route(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def do_GET(self) -> None:
+        """Health check; the events path only takes POST."""
+        path = self._route()
+        if path == HEALTH_PATH:
+            self._respond(Reply(200, {"status": "ok"}), path=path)
+        elif path == EVENTS_PATH:
+            self._respond(Reply(405, {"error": "method-not-allowed", "message": "POST events"}, (("Allow", "POST"),)),
+                          path=path)
+        else:
+            self._respond(Reply(404, {"error": "not-found", "message": "no such endpoint"}), path=path)
+
+    def do_POST(self) -> None:
+        """Read the body within limits, then hand it to the gateway."""
+        path = self._route()
+        trace: dict[str, object] = {}
+        if path != EVENTS_PATH:
+            self._respond(Reply(404, {"error": "not-found", "message": "no such endpoint"}), path=path)
+            return
+        try:
+            body = self._body()
+            reply = self.gateway.accept(authorization=self.headers.get("Authorization"),
+                                        content_type=self.headers.get("Content-Type"), body=body, trace=trace)
+        except _Refusal as refusal:
+            reply = refusal.reply
+            if refusal.issues:
+                trace["error_paths"] = [issue.path for issue in refusal.issues][:50]
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not drop the connection
+            trace.update(error=type(exc).__name__, frames=_frames(exc))
+            reply = Reply(500, {"error": "internal", "message": "the gateway failed; the event was not published"})
+        self._respond(reply, path=path, trace=trace)
+
+    def _body(self) -> bytes:
+        """The request body, refusing what is too large, of no declared length, or cut short."""
+        if self.headers.get("Transfer-Encoding"):
+            raise _Refusal(411, "length-required", "send a Content-Length, not a chunked body")
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            raise _Refusal(411, "length-required", "a Content-Length is required")
+        if not declared.strip().isdigit():
+            raise _Refusal(400, "bad-content-length", "Content-Length must be a non-negative integer")
+        length = int(declared)
+        if length > self.gateway.max_body_bytes:
+            raise _Refusal(413, "payload-too-large", f"bodies are limited to {self.gateway.max_body_bytes} bytes")
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise _Refusal(408, "request-timeout", "the body did not arrive in time") from None
+        if len(body) != length:
+            raise _Refusal(400, "incomplete-body", "the body is shorter than its Content-Length")
+        return body
+
+    def _respond(self, reply: Reply, *, path: str, trace: dict[str, object] | None = None) -> None:
+        data = json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        level = _log.error if reply.status >= 500 else _log.info
+        level("gateway.request", method=self.command, path=path, status=reply.status,
+              reason=reply.body.get("error"), **(trace or {}))
