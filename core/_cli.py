@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safebus import logs
+from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
 from safebus.paths import cache_dir, state_dir
 from safebus.topics import DEFAULT_PREFIX, TopicNames
@@ -46,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     partnership = commands.add_parser("partnership", help="the agency directory and keys")
     partnership.add_argument("action", choices=["init", "show"])
     partnership.add_argument("--force", action="store_true", help="replace an existing directory and keys")
+
+    agency = commands.add_parser("agency", help="administer the signed agency directory")
+    agency.add_argument("action", choices=["add", "list", "rotate-keys", "revoke", "retire", "publish", "sync"])
+    agency.add_argument("--agency", metavar="ID", help="the agency's directory id")
+    agency.add_argument("--kind", choices=[k.value for k in AgencyKind])
+    agency.add_argument("--name")
+    agency.add_argument("--urn", help="a school's DfE URN")
+    agency.add_argument("--key", metavar="KEY_ID", help="signing key id of the generation (revoke, retire)")
+    agency.add_argument("--bootstrap", help="also publish the change to the directory topic")
 
     processor = commands.add_parser("processor", help="the router (a Faust worker)")
     processor.add_argument("action", choices=["run"])
@@ -109,6 +119,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
                         seed=args.seed, timeout_s=args.timeout, out=sys.stdout)
     if args.command == "schemas":
         return _schemas(args.action, args.file)
+    if args.command == "agency":
+        return _agency(args, state, names)
     if args.command == "subject":
         from safebus.assembly import tokeniser_for
 
@@ -151,6 +163,55 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
     print(directory.partnership)
     for agency in directory.agencies:
         print(f"  {agency.kind.value:20} {agency.id:24} {agency.name}{f' URN {agency.urn}' if agency.urn else ''}")
+    return 0
+
+
+def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
+    from safebus import agency_admin
+    from safebus.assembly import resolve_bootstrap, utc_now
+    from safebus.directory import PartnershipStore
+
+    store, now = PartnershipStore(state), utc_now()
+    if args.action == "list":
+        for signed in store.signed_entries():
+            entry = signed.entry
+            print(f"{entry.id:30} {entry.kind.value:20} {entry.name}  (signed until {entry.expires_at:%Y-%m-%d})")
+            for generation in entry.keys:
+                print(f"    key {generation.signing_key_id} {generation.status.value:10} "
+                      f"since {(generation.status_changed_at or generation.created_at):%Y-%m-%d %H:%M}")
+        return 0
+    if args.action == "sync":
+        bootstrap = resolve_bootstrap(args.bootstrap, state)
+        partnership = store.load_directory().partnership if store.exists() else "partnership"
+        refused = agency_admin.sync_from_topic(store, bootstrap=bootstrap, topic=names.agencies,
+                                               partnership=partnership, now=now)
+        print(f"directory rebuilt from {names.agencies}; refused: {', '.join(refused) or 'none'}")
+        return 1 if refused else 0
+    if args.action == "publish":
+        agency_admin.publish_entries(resolve_bootstrap(args.bootstrap, state), names.agencies, store.signed_entries())
+        print(f"published {len(store.signed_entries())} signed entries to {names.agencies}")
+        return 0
+    if not args.agency:
+        print(f"safebus: agency {args.action} needs --agency", file=sys.stderr)
+        return 2
+    if args.action == "add":
+        if not (args.kind and args.name):
+            print("safebus: agency add needs --kind and --name", file=sys.stderr)
+            return 2
+        signed = agency_admin.add_agency(store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name,
+                                         urn=args.urn, now=now)
+    elif args.action == "rotate-keys":
+        signed = agency_admin.rotate_keys(store, args.agency, now=now)
+    else:
+        if not args.key:
+            print(f"safebus: agency {args.action} needs --key KEY_ID (see 'safebus agency list')", file=sys.stderr)
+            return 2
+        change = agency_admin.revoke_key if args.action == "revoke" else agency_admin.retire_key
+        signed = change(store, args.agency, args.key, now=now)
+    if args.bootstrap:
+        agency_admin.publish_entries(args.bootstrap, names.agencies, [signed])
+    print(f"{args.action}: {signed.entry.id} now has keys "
+          + ", ".join(f"{g.signing_key_id} ({g.status.value})" for g in signed.entry.keys))
     return 0
 
 

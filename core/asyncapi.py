@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from safebus.directory import SignedAgency
 from safebus.envelope import ENVELOPE_JSON_SCHEMA
 from safebus.records import (
     DLQ_DETAIL,
@@ -62,6 +63,13 @@ def _messages() -> dict[str, Any]:
         "headers": _header_schema([DLQ_REASON, DLQ_STAGE, DLQ_DETAIL, DLQ_ORIGIN_TOPIC, DLQ_ORIGIN_PARTITION,
                                    DLQ_ORIGIN_OFFSET, DLQ_ORIGIN_KEY, EVENT_ID]),
         "payload": {"type": "string", "contentEncoding": "binary", "description": "the original record value"},
+    }
+    messages["agency-entry"] = {
+        "name": "agency-entry",
+        "title": "Signed agency-directory entry",
+        "summary": "An agency's keys (by generation and status) and contacts, signed by the partnership root key.",
+        "contentType": "application/json",
+        "payload": SignedAgency.model_json_schema(),
     }
     return messages
 

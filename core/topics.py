@@ -41,6 +41,7 @@ class TopicRole(StrEnum):
     EGRESS = "egress"
     AUDIT = "audit"
     DEADLETTER = "deadletter"
+    REFERENCE = "reference"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +104,11 @@ class TopicNames:
         """The dead-letter topic."""
         return f"{self.prefix}.deadletter"
 
+    @property
+    def agencies(self) -> str:
+        """The compacted topic of signed agency-directory entries."""
+        return f"{self.prefix}.reference.agencies"
+
 
 def _kinds(kinds: frozenset[AgencyKind]) -> tuple[str, ...]:
     return tuple(sorted(kind.value for kind in kinds))
@@ -150,6 +156,13 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         config={"retention.ms": str(90 * _DAY_MS), "cleanup.policy": "delete"}, messages=("dead-letter",),
         publishers=(AgencyKind.ROUTER.value, AgencyKind.SCHOOL.value), subscribers=(INFORMATION_GOVERNANCE,),
         description="Rejected input with original bytes, reason, stage and origin in headers",
+    ))
+    templates.append(ChannelTemplate(
+        key="reference-agencies", role=TopicRole.REFERENCE, address=names.agencies, partitions=1,
+        config={"retention.ms": "-1", "cleanup.policy": "compact"}, messages=("agency-entry",),
+        publishers=("partnership-administrator",), subscribers=_kinds(frozenset(AgencyKind)),
+        description="The agency directory: one signed entry per agency (latest wins); readers verify each "
+                    "against the partnership root key",
     ))
     return templates
 

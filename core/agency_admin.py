@@ -1,0 +1,118 @@
+"""
+Administering the agency directory: onboarding, key rotation, revocation, retirement, distribution.
+
+Every change produces a newly signed entry (partnership root key) that is
+written to the local directory and, given a broker, published to the compacted
+``<prefix>.reference.agencies`` topic keyed by agency id, from which other
+machines rebuild their directory (`sync_from_topic`), keeping only entries that
+verify against their trust anchor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from safebus.directory import (
+    Agency,
+    AgencyKind,
+    KeyStatus,
+    PartnershipStore,
+    SignedAgency,
+    new_entry,
+    rotated,
+    sign_entry,
+    verify_entry,
+    with_status,
+)
+from safebus.errors import ConfigError
+from safebus.kafka_io import produce_all, read_topic, reliable_producer
+from safebus.keys import PrivateKeys
+from safebus.logs import get_logger
+from safebus.records import Output
+
+_log = get_logger("agency_admin")
+
+
+def _entry(store: PartnershipStore, agency_id: str) -> Agency:
+    found = next((s.entry for s in store.signed_entries() if s.entry.id == agency_id), None)
+    if found is None:
+        raise ConfigError(f"no agency {agency_id!r} in the directory")
+    return found
+
+
+def _store_signed(store: PartnershipStore, entry: Agency) -> SignedAgency:
+    signed = sign_entry(entry, store.root_key())
+    store.put_entry(signed)
+    return signed
+
+
+def add_agency(
+    store: PartnershipStore, *, agency_id: str, kind: AgencyKind, name: str, urn: str | None, now: datetime
+) -> SignedAgency:
+    """Onboard an agency: generate its keys (kept locally) and sign its first entry."""
+    if any(s.entry.id == agency_id for s in store.signed_entries()):
+        raise ConfigError(f"agency {agency_id!r} is already in the directory")
+    keys = PrivateKeys.generate(agency_id)
+    store.save_private_keys(keys)
+    return _store_signed(store, new_entry(keys, kind=kind, name=name, urn=urn, now=now))
+
+
+def rotate_keys(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
+    """
+    Give an agency a new key generation without downtime.
+
+    New events are signed and sealed with the new keys at once; the previous
+    generation becomes *superseded*, so events already sealed with it stay
+    readable until it is retired.
+    """
+    keys = PrivateKeys.generate(agency_id)
+    store.save_private_keys(keys)  # keeps the previous generation's private keys beside it
+    return _store_signed(store, rotated(_entry(store, agency_id), keys, now=now))
+
+
+def revoke_key(store: PartnershipStore, agency_id: str, signing_key_id: str, *, now: datetime) -> SignedAgency:
+    """Mark a generation compromised: events signed with it are refused as ``revoked-key``."""
+    entry = with_status(_entry(store, agency_id), signing_key_id, KeyStatus.REVOKED, now=now)
+    if not any(g.status is KeyStatus.ACTIVE for g in entry.keys):
+        _log.warning("agency_without_active_keys", agency=agency_id)
+    return _store_signed(store, entry)
+
+
+def retire_key(store: PartnershipStore, agency_id: str, signing_key_id: str, *, now: datetime) -> SignedAgency:
+    """End a superseded generation: it is no longer accepted, and its private keys are destroyed."""
+    entry = _entry(store, agency_id)
+    generation = next((g for g in entry.keys if g.signing_key_id == signing_key_id), None)
+    if generation is not None and generation.status is KeyStatus.ACTIVE:
+        raise ConfigError("rotate before retiring: the active generation cannot be retired")
+    signed = _store_signed(store, with_status(entry, signing_key_id, KeyStatus.RETIRED, now=now))
+    store.destroy_private_keys(agency_id, signing_key_id)
+    return signed
+
+
+def publish_entries(bootstrap: str, topic: str, entries: list[SignedAgency]) -> None:
+    """Publish signed entries to the compacted directory topic, keyed by agency id."""
+    produce_all(reliable_producer(bootstrap), [
+        Output(topic=topic, key=e.entry.id.encode(), value=e.model_dump_json().encode()) for e in entries
+    ])
+
+
+def sync_from_topic(store: PartnershipStore, *, bootstrap: str, topic: str, partnership: str,
+                    now: datetime) -> list[str]:
+    """Rebuild the local directory from the topic (latest entry per agency); return refused agency ids."""
+    latest: dict[str, SignedAgency] = {}
+    for record in read_topic(bootstrap, topic):
+        try:
+            signed = SignedAgency.model_validate_json(record.value)
+        except ValueError:
+            continue
+        latest[signed.entry.id] = signed
+    root, kept, refused = store.trust_anchor(), [], []
+    for signed in latest.values():
+        try:
+            verify_entry(signed, root, now=now)
+        except ConfigError:
+            refused.append(signed.entry.id)
+            continue
+        kept.append(signed)
+    store.save_entries(partnership, kept)
+    return refused
