@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from safebus.consumers.inbox_store import InboxStore
@@ -25,6 +25,7 @@ from safebus.paths import cache_dir
 from safebus.processors.agreements import load_agreement
 from safebus.processors.encompass import EncompassRouter
 from safebus.processors.handler import IncidentHandler
+from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
 from safebus.producers.police import PolicePublisher
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas.encompass import EncompassNotification
@@ -125,8 +126,13 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
         tokeniser=tokeniser_for(settings.state_dir),
     )
     keys = settings.store.keyring(directory().router().id)
+    age_hours = float(os.environ.get("SAFEBUS_MAX_EVENT_AGE_HOURS", DEFAULT_MAX_AGE / timedelta(hours=1)))
+    skew_seconds = float(os.environ.get("SAFEBUS_MAX_CLOCK_SKEW_SECONDS", DEFAULT_MAX_SKEW.total_seconds()))
+    window = ClockWindow(max_age=timedelta(hours=age_hours), max_skew=timedelta(seconds=skew_seconds))
+    seen = settings.state_dir / "router" / f"{settings.names.prefix}-seen.sqlite"
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
-                           subject_keys=key_service_for(settings.state_dir))
+                           subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
+                           clock_window=window)
 
 
 def ingress_topics(settings: Settings) -> list[str]:

@@ -2,7 +2,9 @@
 One incoming ingress record in, every record it causes out.
 
 `IncidentHandler.handle` is the whole of the processor's work for a record:
-(1) verify the envelope's signature, (2) decrypt it, (3) validate the payload,
+(1) verify the envelope's signature, (2) decrypt it, (2b) refuse events
+outside the clock window and replays of an event id already routed,
+(3) validate the payload,
 (4) route it by the agreement, (5) seal each share for its school, and
 (6) describe every decision for the audit topic.  Any failure becomes exactly
 one dead-letter output with its stage and reason; nothing raises out of
@@ -23,6 +25,7 @@ from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
 from safebus.processors.encompass import EncompassRouter, RoutingResult
+from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
 from safebus.schemas.validation import json_path
@@ -53,6 +56,8 @@ class IncidentHandler:
         names: TopicNames,
         clock: Callable[[], datetime],
         subject_keys: KeyService,
+        replay_guard: ReplayGuard,
+        clock_window: ClockWindow,
     ) -> None:
         """
         `directory` returns the current verified directory (it may change: rotations,
@@ -65,6 +70,8 @@ class IncidentHandler:
         self.names = names
         self.clock = clock
         self.subject_keys = subject_keys
+        self.replay_guard = replay_guard
+        self.clock_window = clock_window
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
         """Return every output for one ingress record; never raises."""
@@ -84,6 +91,17 @@ class IncidentHandler:
         except InvalidEnvelope as exc:
             stage = "decrypt" if exc.reason in _DECRYPT_REASONS else "verify"
             return [self._reject(raw, origin, stage, exc.reason, "")]
+
+        # (2b): replay defence, on the now-authenticated id and creation time.
+        try:
+            created_at = datetime.fromisoformat(opened.header["created_at"])
+        except ValueError:
+            return [self._reject(raw, origin, "verify", "malformed", "created_at")]
+        if created_at.tzinfo is None or not self.clock_window.admits(created_at, self.clock()):
+            return [self._reject(raw, origin, "verify", "outside-clock-window", opened.header["created_at"][:40])]
+        sighting, first = self.replay_guard.sight(opened.event_id, origin)
+        if sighting is Sighting.DUPLICATE:
+            return [self._reject(raw, origin, "replay", "duplicate-event", f"first seen at {first}")]
 
         # (3): the declared type, the payload, and the payload's own metadata
         # must all be what this topic carries and what the signed header says.

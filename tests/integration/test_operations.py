@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from safebus.assembly import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.producers.synthetic import create_partnership
 from safebus.topics import TopicNames
-from tests.integration.conftest import Broker
+from tests.integration.conftest import Broker, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -62,8 +62,16 @@ def test_topics_apply_is_safe_to_rerun_and_corrects_drift(kafka: Broker, tmp_pat
     drifted = [s if s is not audit else type(s)(name=s.name, role=s.role, partitions=s.partitions,
                                                   config={**s.config, "retention.ms": "1000"}) for s in specs]
     apply_topics(kafka.bootstrap, drifted)
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, audit.name)
+
+    def retention() -> str:
+        return str(admin.describe_configs([resource])[resource].result(10)["retention.ms"].value)
+
+    wait_for(lambda: retention() == "1000", timeout_s=30, what="the drifted setting to be visible")
     changes = {c.name: c.action for c in apply_topics(kafka.bootstrap, specs)}
     assert changes[audit.name] == "updated"
+    wait_for(lambda: retention() == "-1", timeout_s=30, what="the restored setting")
 
 
 def test_broker_never_auto_creates_topics(kafka: Broker) -> None:
