@@ -31,6 +31,7 @@ integration: $(VENV)/.installed tools
 	$(BIN)/pytest tests/integration
 
 bench: $(VENV)/.installed tools
+	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/thin_path.py
 
 # Java 17+ runs the broker, Maven fetches it, and kcat (a non-Python Kafka

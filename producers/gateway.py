@@ -57,8 +57,10 @@ import json
 import os
 import re
 import secrets
+import socket
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -89,6 +91,9 @@ __all__ = [
 
 MAX_BODY_BYTES = 1 << 20
 """Largest request body accepted (1 MiB): an incident with a long narrative is a few tens of KiB."""
+
+_LINGER_BYTES, _LINGER_S = 4 << 20, 2.0
+"""After an early answer, read at most this much of an unwanted body, for at most this long, before closing."""
 
 EVENTS_PATH = "/v1/events"
 HEALTH_PATH = "/v1/health"
@@ -386,6 +391,10 @@ def _unauthenticated() -> _Refusal:
                     headers=(("WWW-Authenticate", 'Bearer realm="safebus"'),))
 
 
+def _too_large(limit: int) -> _Refusal:
+    return _Refusal(413, "payload-too-large", f"bodies are limited to {limit} bytes")
+
+
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
@@ -589,6 +598,19 @@ class _Handler(BaseHTTPRequestHandler):
         """Time out slow clients so that they cannot hold a thread."""
         super().setup()
         self.connection.settimeout(self.gateway.request_timeout_s)
+        self._unread = 0  # body bytes the client may still be sending when we answer early
+
+    def version_string(self) -> str:
+        """``Server: safebus-gateway``, without the Python version."""
+        return self.server_version
+
+    def handle_expect_100(self) -> bool:
+        """Refuse an oversize body before the client sends it, when the client asks first."""
+        declared = self.headers.get("Content-Length", "")
+        if declared.strip().isdigit() and int(declared) > self.gateway.max_body_bytes:
+            self._respond(_too_large(self.gateway.max_body_bytes).reply, path=self._route())
+            return False
+        return super().handle_expect_100()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the stdlib's access log: `_respond` writes a structured line instead."""
@@ -629,16 +651,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         """The request body, refusing what is too large, of no declared length, or cut short."""
-        if self.headers.get("Transfer-Encoding"):
-            raise _Refusal(411, "length-required", "send a Content-Length, not a chunked body")
         declared = self.headers.get("Content-Length")
-        if declared is None:
-            raise _Refusal(411, "length-required", "a Content-Length is required")
+        self._unread = _LINGER_BYTES
+        if self.headers.get("Transfer-Encoding") or declared is None:
+            raise _Refusal(411, "length-required", "send the body with a Content-Length (not chunked)")
         if not declared.strip().isdigit():
             raise _Refusal(400, "bad-content-length", "Content-Length must be a non-negative integer")
         length = int(declared)
         if length > self.gateway.max_body_bytes:
-            raise _Refusal(413, "payload-too-large", f"bodies are limited to {self.gateway.max_body_bytes} bytes")
+            self._unread = min(length, _LINGER_BYTES)
+            raise _too_large(self.gateway.max_body_bytes)
+        self._unread = 0
         try:
             body = self.rfile.read(length)
         except TimeoutError:
@@ -648,6 +671,10 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _respond(self, reply: Reply, *, path: str, trace: dict[str, object] | None = None) -> None:
+        """Log the request (before answering, so the line exists once the client has its answer), then answer."""
+        facts = {"reason": reply.body["error"]} if "error" in reply.body else {}
+        level = _log.error if reply.status >= 500 else _log.info
+        level("gateway.request", method=self.command, path=path, status=reply.status, **facts, **(trace or {}))
         data = json.dumps(reply.body).encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json")
@@ -658,6 +685,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        level = _log.error if reply.status >= 500 else _log.info
-        level("gateway.request", method=self.command, path=path, status=reply.status,
-              reason=reply.body.get("error"), **(trace or {}))
+        if self._unread:
+            self._linger(self._unread)
+
+    def _linger(self, limit: int) -> None:
+        """
+        Read and drop what the client is still sending (up to `limit` bytes, briefly) before closing.
+
+        Closing a socket with unread data sends a reset, and a reset can destroy
+        the 413 before the client reads it.
+        """
+        deadline = time.monotonic() + _LINGER_S
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            while limit > 0 and time.monotonic() < deadline:
+                self.connection.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = self.connection.recv(min(limit, 65536))
+                if not chunk:
+                    break
+                limit -= len(chunk)
+        except OSError:
+            pass  # the client went away: nothing left to protect
