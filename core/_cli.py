@@ -57,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     agency.add_argument("--key", metavar="KEY_ID", help="signing key id of the generation (revoke, retire)")
     agency.add_argument("--bootstrap", help="also publish the change to the directory topic")
 
+    gateway = commands.add_parser("gateway", help="the HTTP ingress gateway for systems that cannot speak Kafka")
+    gateway.add_argument("action", choices=["run", "credential"])
+    gateway.add_argument("credential_action", nargs="?", choices=["add", "revoke"])
+    gateway.add_argument("credential_id", nargs="?", help="the credential to revoke")
+    gateway.add_argument("--agency", metavar="ID", help="the agency a new credential authenticates")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8443)
+    gateway.add_argument("--bootstrap")
+
     processor = commands.add_parser("processor", help="the router (a Faust worker)")
     processor.add_argument("action", choices=["run"])
     processor.add_argument("--bootstrap")
@@ -121,6 +130,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _schemas(args.action, args.file)
     if args.command == "agency":
         return _agency(args, state, names)
+    if args.command == "gateway" and args.action == "credential":
+        return _gateway_credential(Settings(state_dir=state, bootstrap="", names=names), args)
     if args.command == "subject":
         from safebus.assembly import tokeniser_for
 
@@ -135,6 +146,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _processor(settings)
     if args.command == "inbox":
         return _inbox_run(settings)
+    if args.command == "gateway":
+        return _gateway_run(settings, host=args.host, port=args.port)
     if args.command == "erase":
         return _erase(settings, token=args.subject, reason=args.reason, requested_by=args.by)
     raise AssertionError(f"unhandled command {args.command}")
@@ -212,6 +225,34 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         agency_admin.publish_entries(args.bootstrap, names.agencies, [signed])
     print(f"{args.action}: {signed.entry.id} now has keys "
           + ", ".join(f"{g.signing_key_id} ({g.status.value})" for g in signed.entry.keys))
+    return 0
+
+
+def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
+    from safebus.producers.gateway import add_credential, default_credentials_path, revoke_credential
+
+    path = default_credentials_path(settings.state_dir)
+    if args.credential_action == "add" and args.agency:
+        token = add_credential(path, args.agency, directory=settings.store.load_directory())
+        print(f"bearer token for {args.agency} (shown once; only its hash is kept):\n{token}")
+        return 0
+    if args.credential_action == "revoke" and args.credential_id:
+        revoke_credential(path, args.credential_id)
+        print(f"revoked {args.credential_id}")
+        return 0
+    print("safebus: gateway credential add --agency ID | gateway credential revoke CREDENTIAL_ID", file=sys.stderr)
+    return 2
+
+
+def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
+    from safebus.producers.gateway import Gateway, default_credentials_path
+
+    gateway = Gateway(settings, default_credentials_path(settings.state_dir), host=host, port=port)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"gateway listening on {gateway.url}", flush=True)
+    gateway.run(stop)
     return 0
 
 

@@ -107,10 +107,13 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
     the administrator writes a newly signed entry and every running component
     sees it at its next record.
     """
-    cached: list[tuple[int, Directory]] = []
+    cached: list[tuple[tuple[int, int, int], Directory]] = []
 
     def current() -> Directory:
-        stamp = store.directory_path.stat().st_mtime_ns
+        # Every write replaces the file (a new inode), so a change is seen even
+        # within one timestamp tick.
+        info = store.directory_path.stat()
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
         if not cached or cached[0][0] != stamp:
             cached[:] = [(stamp, store.load_directory(now=clock()))]
         return cached[0][1]

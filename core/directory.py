@@ -316,10 +316,12 @@ class PartnershipStore:
         return self._raw()[1]
 
     def save_entries(self, partnership: str, entries: list[SignedAgency]) -> None:
-        """Write the directory."""
+        """Write the directory atomically (readers see the old or the new file, never half of one)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.directory_path.write_text(json.dumps(
+        temporary = self.directory_path.with_name(f".{self.directory_path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(
             {"partnership": partnership, "entries": [e.model_dump(mode="json") for e in entries]}, indent=2) + "\n")
+        os.replace(temporary, self.directory_path)
 
     def put_entry(self, signed: SignedAgency) -> None:
         """Add or replace one agency's signed entry."""

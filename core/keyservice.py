@@ -14,9 +14,11 @@ development keystore: one 0600 file per key, and an append-only erasure record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -86,14 +88,20 @@ class FileKeyService:
         split_key_id(key_id)
         path = self._path(token, period)
         if not path.exists():
+            # Write the whole key to a private temporary file, then link it into
+            # place: the link is atomic and fails if another process won the
+            # race, so no reader ever sees a half-written key.
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-")
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process created it first; read theirs
-            else:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(os.urandom(32))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
         return SubjectKey(key_id=key_id, secret=path.read_bytes())
 
     def lookup(self, key_id: str) -> bytes | None:

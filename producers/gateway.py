@@ -31,15 +31,18 @@ Why it is built this way:
   the stored hash. An agency's steady traffic therefore costs one scrypt, not
   one per request. The file is re-read whenever it changes, so a revocation
   applies from the next request without a restart.
-- **One publisher per agency, one publish at a time per agency.** The confluent
-  producer serves delivery reports to whichever thread flushes. Serialising one
-  agency's publishes keeps each request's error report its own.
+- **One publisher per agency, rebuilt when the directory changes.** Rebuilding
+  means rotated keys, for the agency or the router, and revocations apply
+  without a restart. Only one publish runs at a time per agency. The confluent
+  producer serves delivery reports to whichever thread flushes, so serialising
+  keeps each request's error report its own.
 - **202, not 201.** The event is accepted onto the bus. The routing decision
   comes later, on the audit topic.
 - **503 means "not known to be published".** After a broker timeout, the
-  record may still arrive. The caller chose the event id, and the router and
-  the inbox are idempotent on it (deterministic output ids), so sending the same
-  payload again is safe, and that is the advice the 503 gives.
+  record may still arrive. The caller chose the event id, and the router routes
+  each event id only once: a second record with the same id is dropped as a
+  duplicate. Sending the same payload again is therefore safe, and that is the
+  advice the 503 gives.
 - **Payloads are never logged.** A log line carries the path, status, agency
   id, credential id, the validated event id, a reason code and the JSON paths
   of errors. It never carries values or validator messages, because
@@ -74,11 +77,12 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from safebus.assembly import Settings, key_service_for, tokeniser_for
-from safebus.directory import Agency, AgencyKind
-from safebus.errors import BrokerError, ConfigError, EnvelopeError
+from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
+from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
+from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
 from safebus.logs import get_logger
+from safebus.producers.police import PolicePublisher
 from safebus.producers.publisher import AgencyPublisher
 from safebus.schemas._base import AgencyId, Event
 from safebus.schemas.registry import by_type
@@ -190,21 +194,21 @@ def _locked(path: Path) -> Iterator[CredentialFile]:
         os.close(fd)  # releases the lock
 
 
-def add_credential(path: Path, agency_id: str, *, directory_agency: Agency | None = None,
+def add_credential(path: Path, agency_id: str, *, directory: Directory | None = None,
                    now: datetime | None = None) -> str:
     """
     Create a credential for `agency_id` and return its bearer token, ``<credential id>.<secret>``.
 
     The token is shown only this once: the file keeps just the salted hash.
-    Pass the agency's directory entry as `directory_agency` to check that the
-    credential is for an agency that exists, and that it is not the router.
-    The router's key signs decisions and alerts, which nobody may submit
-    through a gateway.
+    Given the partnership `directory` (the CLI always passes it), it refuses an
+    agency that is not in it, and it refuses the router. The router's key signs
+    decisions and alerts, which nobody may submit through a gateway.
     """
-    if directory_agency is not None:
-        if directory_agency.id != agency_id:
-            raise ConfigError(f"directory entry {directory_agency.id} is not agency {agency_id}")
-        if directory_agency.kind is AgencyKind.ROUTER:
+    if directory is not None:
+        agency = directory.get(agency_id)
+        if agency is None:
+            raise ConfigError(f"no agency {agency_id!r} in the partnership directory")
+        if agency.kind is AgencyKind.ROUTER:
             raise ConfigError("the router cannot have a gateway credential")
     credential_id = f"cred-{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(32)
@@ -309,8 +313,13 @@ class EventPublisher(Protocol):
         ...
 
 
-PublisherFactory = Callable[[Agency], EventPublisher]
-"""Builds the publisher of one agency from its directory entry (called once per agency)."""
+PublisherFactory = Callable[[Agency, Directory], EventPublisher]
+"""
+Builds one agency's publisher from its entry in the current directory.
+
+The gateway calls it on the agency's first request and again after each
+directory change. Raises ConfigError if it cannot sign for the agency.
+"""
 
 
 class _SerialKeyService:
@@ -342,23 +351,40 @@ class _SerialKeyService:
 
 
 def agency_publishers(settings: Settings) -> PublisherFactory:
-    """Real `AgencyPublisher`s for the partnership in `settings`, sharing one tokeniser and key service."""
-    tokeniser = tokeniser_for(settings.state_dir)
-    keys = _SerialKeyService(key_service_for(settings.state_dir))
+    """
+    Real Kafka publishers for the partnership in `settings`, sharing one tokeniser and key service.
 
-    def build(agency: Agency) -> EventPublisher:
-        directory = settings.store.load_directory()
-        return AgencyPublisher(
-            bootstrap=settings.bootstrap, agency=settings.store.private_keys(agency.id), kind=agency.kind,
-            router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser, keys=keys,
-        )
+    A police force gets a `PolicePublisher`, which keys incidents by police
+    reference, so that updates to one incident stay in order on one partition,
+    as they do from the force's own adapter. Each agency signs with its current
+    local key. The factory refuses a key that the directory does not accept
+    (rotated elsewhere, retired, revoked), rather than publishing events the
+    router would dead-letter.
+    """
+    tokeniser = tokeniser_for(settings.state_dir)
+    subject_keys = _SerialKeyService(key_service_for(settings.state_dir))
+
+    def build(agency: Agency, directory: Directory) -> EventPublisher:
+        keys = settings.store.private_keys(agency.id)
+        try:
+            directory.signing_key(agency.id, keys.public().signing_key_id)
+        except InvalidEnvelope as exc:
+            raise ConfigError(f"the local signing key of {agency.id} is not accepted by the directory: "
+                              f"{exc.reason}") from exc
+        kind = PolicePublisher if agency.kind is AgencyKind.POLICE else AgencyPublisher
+        return kind(bootstrap=settings.bootstrap, agency=keys, kind=agency.kind,
+                    router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser,
+                    keys=subject_keys)
 
     return build
 
 
 @dataclass
 class _Slot:
+    """An agency's publisher, the directory it was built from, and the lock that serialises its publishes."""
+
     publisher: EventPublisher
+    directory: Directory
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -435,7 +461,8 @@ class Gateway:
         """Load credentials and the directory now, so that misconfiguration fails at start-up, not per request."""
         self.settings = settings
         self.credentials = _Credentials(credentials_path)
-        settings.store.load_directory()
+        settings.store.load_directory()  # a missing or unverifiable directory fails here, with advice
+        self._directory = directory_source(settings.store)
         self.max_body_bytes = max_body_bytes
         self.request_timeout_s = request_timeout_s
         self._factory = publisher_factory or agency_publishers(settings)
@@ -506,16 +533,33 @@ class Gateway:
         thread.join()
 
     def _slot(self, agency_id: str) -> _Slot:
-        """The authenticated agency's publisher, built on its first request."""
+        """
+        The authenticated agency's publisher, built on its first request and rebuilt when the directory changes.
+
+        Rebuilding picks up rotated keys, for the agency and for the router, and
+        applies revocations. An agency with no active key is refused, as the
+        router would refuse its events.
+        """
+        directory = self._directory()
         with self._slots_lock:
             slot = self._slots.get(agency_id)
-            if slot is None:
-                agency = self.settings.store.load_directory().get(agency_id)
-                if agency is None:
-                    raise _Refusal(403, "agency-unknown", "this agency is not in the partnership directory")
-                if agency.kind is AgencyKind.ROUTER:
-                    raise _Refusal(403, "agency-not-permitted", "the router does not publish through the gateway")
-                slot = self._slots[agency_id] = _Slot(self._factory(agency))
+            if slot is not None and slot.directory is directory:
+                return slot
+            agency = directory.get(agency_id)
+            if agency is None:
+                raise _Refusal(403, "agency-unknown", "this agency is not in the partnership directory")
+            if agency.kind is AgencyKind.ROUTER:
+                raise _Refusal(403, "agency-not-permitted", "the router does not publish through the gateway")
+            if not any(generation.status is KeyStatus.ACTIVE for generation in agency.keys):
+                raise _Refusal(403, "agency-not-permitted", "the partnership directory holds no active key for "
+                               "this agency")
+            try:
+                publisher = self._factory(agency, directory)
+            except ConfigError as exc:
+                _log.error("gateway.cannot_sign", agency_id=agency_id, error=str(exc))
+                raise _Refusal(503, "signing-unavailable", "the gateway cannot sign for your agency at the moment",
+                               headers=(("Retry-After", "60"),)) from None
+            slot = self._slots[agency_id] = _Slot(publisher, directory)
             return slot
 
     def accept(self, *, authorization: str | None, content_type: str | None, body: bytes,

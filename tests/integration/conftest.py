@@ -24,9 +24,9 @@ from typing import TypeVar
 
 import pytest
 
-from safebus.assembly import Settings, build_police_publisher, topics_for
+from safebus.assembly import Settings, build_police_publisher, inbox_opener, topics_for
 from safebus.consumers.audit_log import read_facts
-from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.inbox_store import InboxStore, StoredAlert
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
@@ -37,6 +37,7 @@ from safebus.producers.synthetic import create_partnership
 from safebus.records import Record
 from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import SharingDecision
+from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.police import (
     Adult,
     AdultRole,
@@ -154,6 +155,28 @@ class Bus:
     def inbox(self) -> InboxStore:
         """The school inbox database (caller closes)."""
         return InboxStore(self.settings.inbox_path)
+
+    def alert(self, urn: str, notification_id: str) -> StoredAlert | None:
+        """One alert of a school's inbox as the Key Adult would see it, or None if it has not arrived."""
+        inbox = self.inbox()
+        try:
+            alerts = inbox.alerts(urn, inbox_opener(self.settings))
+        finally:
+            inbox.close()
+        return next((a for a in alerts if a.notification_id == notification_id), None)
+
+    def notification(self, urn: str, notification_id: str) -> EncompassNotification | None:
+        """The readable notification behind one alert, or None (not arrived, or erased)."""
+        alert = self.alert(urn, notification_id)
+        return alert.notification if alert else None
+
+    def delivered(self, notification_ids: set[str]) -> set[str]:
+        """Which of `notification_ids` have reached an inbox."""
+        inbox = self.inbox()
+        try:
+            return set(inbox.received_at(sorted(notification_ids)))
+        finally:
+            inbox.close()
 
     def log(self, name: str) -> str:
         """A worker's log so far, for failure messages."""

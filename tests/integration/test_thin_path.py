@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from safebus.assembly import inbox_opener, key_service_for
+from safebus.assembly import key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
@@ -30,21 +30,6 @@ from tests.integration.conftest import Bus, make_incident, wait_for
 pytestmark = pytest.mark.kafka
 
 
-def _alert(bus: Bus, notification_id: str) -> EncompassNotification | None:
-    inbox = bus.inbox()
-    try:
-        alerts = inbox.alerts("900101", inbox_opener(bus.settings))
-    finally:
-        inbox.close()
-    return next((a.notification for a in alerts if a.notification_id == notification_id), None)
-
-
-def _delivered(bus: Bus, notification_ids: set[str]) -> set[str]:
-    inbox = bus.inbox()
-    try:
-        return set(inbox.received_at(sorted(notification_ids)))
-    finally:
-        inbox.close()
 
 
 def test_incident_becomes_the_schools_encompass_alert(bus: Bus) -> None:
@@ -58,7 +43,8 @@ def test_incident_becomes_the_schools_encompass_alert(bus: Bus) -> None:
     [decision] = decisions.values()
     assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900101")
     assert decision.output_id is not None
-    alert = wait_for(lambda: _alert(bus, decision.output_id or ""), what=f"the alert\n{bus.log('inbox')}")
+    alert = wait_for(lambda: bus.notification("900101", decision.output_id or ""),
+                     what=f"the alert\n{bus.log('inbox')}")
     assert (alert.child_first_name, alert.child_surname, alert.child_date_of_birth) == ("Wren", "Quarrie",
                                                                                         date(2017, 5, 2))
     assert alert.police_reference == incident.police_reference
@@ -103,7 +89,7 @@ def test_tampered_event_is_dead_lettered_and_the_processor_keeps_going(bus: Bus)
 
     decisions = wait_for(lambda: bus.decisions({good_event}), what="the good event after the bad ones")
     output_id = next(iter(decisions.values())).output_id
-    assert wait_for(lambda: _alert(bus, output_id or ""), what="the good alert")
+    assert wait_for(lambda: bus.notification("900101", output_id or ""), what="the good alert")
     assert bus.processes["processor"].poll() is None, "the processor must still be running"
 
 
@@ -163,7 +149,7 @@ def test_no_adult_name_narrative_or_risk_grade_reaches_any_school(bus: Bus) -> N
             seen.add(EncompassNotification.model_validate_json(plaintext).notification_id)
     assert shared <= seen
 
-    wait_for(lambda: _delivered(bus, shared) == shared, what="every shared alert in the inbox")
+    wait_for(lambda: bus.delivered(shared) == shared, what="every shared alert in the inbox")
     inbox = bus.inbox()
     try:
         rows = " ".join(" ".join(row) for row in inbox.raw_rows()).lower()
@@ -197,4 +183,4 @@ def test_school_inbox_refuses_an_alert_the_router_did_not_sign(bus: Bus) -> None
 
     assert wait_for(dead_letter, what="the forged alert's dead letter") == {"reason": "unknown-sender",
                                                                              "stage": "deliver"}
-    assert "forged" not in _delivered(bus, {"forged"})
+    assert "forged" not in bus.delivered({"forged"})
