@@ -71,8 +71,8 @@ from safebus.directory import PartnershipStore
 from safebus.envelope import canonical_json, open_envelope, seal, seal_event
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
 from safebus.keyservice import FileKeyService, SubjectKey, period_of
-from safebus.processors.agreements import load_agreement
-from safebus.processors.encompass import EncompassRouter
+from safebus.processors.agreements import load_agreements
+from safebus.processors.engine import SharingEngine
 from safebus.producers.publisher import subject_tokens
 from safebus.producers.synthetic import POLICE_ID, IncidentFactory, create_partnership
 from safebus.pseudonyms import Tokeniser
@@ -255,7 +255,7 @@ def build_scenarios(state_dir: Path, seed: int) -> tuple[list[Scenario], FileKey
     Draw seeded incidents and seal them as the bus does: police → router, and router → school.
 
     Incidents go through `subject_tokens` and `FileKeyService.subject_key` exactly
-    as `AgencyPublisher.seal` does; notifications come from `EncompassRouter`
+    as `AgencyPublisher.seal` does; notifications come from `SharingEngine`
     and are keyed by the child's token as `IncidentHandler` does.  The keystore
     is real so its own cost can be measured on the same keys.
     """
@@ -266,8 +266,7 @@ def build_scenarios(state_dir: Path, seed: int) -> tuple[list[Scenario], FileKey
     tokeniser = Tokeniser(rng.randbytes(32))
     keystore = FileKeyService(state_dir / "keys" / "subjects")
     factory = IncidentFactory(rng, now=FIXED_NOW)
-    router = EncompassRouter(agreement=load_agreement("operation-encompass"), directory=directory,
-                             tokeniser=tokeniser)
+    router = SharingEngine(agreements=load_agreements(), directory=directory, tokeniser=tokeniser)
     names = TopicNames()
     incident_topic = names.ingress(POLICE_ID, Family.DA_INCIDENT)
 
@@ -286,11 +285,11 @@ def build_scenarios(state_dir: Path, seed: int) -> tuple[list[Scenario], FileKey
             incidents.append(make_sample(event, sender=police_keys, recipient=router_keys, topic=incident_topic,
                                          subject_keys=[keystore.subject_key(token, period) for token in tokens]))
         for share in router.route(incident, decided_at=FIXED_NOW).shares:
-            if len(notifications) < POOL_SIZE:
+            if len(notifications) < POOL_SIZE and share.recipient.urn:  # school notifications only
                 notifications.append(make_sample(
-                    share.notification, sender=router_keys, recipient=store.private_keys(share.recipient.id),
+                    share.payload, sender=router_keys, recipient=store.private_keys(share.recipient.id),
                     topic=names.egress(share.recipient.id),
-                    subject_keys=[keystore.subject_key(share.subject_token, period)]))
+                    subject_keys=[keystore.subject_key(token, period) for token in share.subject_tokens]))
     if len(incidents) < POOL_SIZE or len(notifications) < POOL_SIZE:
         raise RuntimeError(f"drew {MAX_DRAWS} incidents without filling both pools of {POOL_SIZE}")
     return [

@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     subject.add_argument("--surname", required=True)
     subject.add_argument("--dob", required=True, type=date.fromisoformat, help="date of birth, YYYY-MM-DD")
 
+    rules = commands.add_parser("rules", help="the Information Sharing Agreements")
+    rules.add_argument("action", choices=["explain", "check", "list"])
+    rules.add_argument("event", nargs="?", type=Path, help="a police incident payload (JSON), for explain")
+
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     demo.add_argument("--incidents", type=int, default=40)
@@ -130,6 +134,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _schemas(args.action, args.file)
     if args.command == "agency":
         return _agency(args, state, names)
+    if args.command == "rules":
+        return _rules(args.action, args.event, state)
     if args.command == "gateway" and args.action == "credential":
         return _gateway_credential(Settings(state_dir=state, bootstrap="", names=names), args)
     if args.command == "subject":
@@ -253,6 +259,46 @@ def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
         signal.signal(signum, lambda *_: stop.set())
     print(f"gateway listening on {gateway.url}", flush=True)
     gateway.run(stop)
+    return 0
+
+
+def _rules(action: str, event: Path | None, state: Path) -> int:
+    import tempfile
+
+    from safebus.assembly import tokeniser_for, utc_now
+    from safebus.directory import PartnershipStore
+    from safebus.processors.agreements import load_agreements
+    from safebus.processors.engine import SharingEngine
+    from safebus.processors.explain import explain_event
+    from safebus.producers.synthetic import create_partnership
+    from safebus.schemas.police import DomesticAbuseIncident
+
+    agreements = load_agreements()  # raises ConfigError naming the file and clause if any is wrong
+    if action == "list":
+        for agreement in agreements:
+            print(f"{agreement.id} v{agreement.version}: {agreement.title}")
+            for rule in agreement.rules:
+                print(f"    {rule.clause:5} {rule.name:28} for each {rule.for_each:6} -> {rule.outcome.value}"
+                      f"{' to ' + rule.recipient if rule.recipient else ''}")
+        return 0
+    store = PartnershipStore(state)
+    scratch = None
+    if not store.exists():  # explain against a throw-away synthetic partnership
+        scratch = tempfile.TemporaryDirectory()
+        store = PartnershipStore(Path(scratch.name))
+        create_partnership(store)
+    engine = SharingEngine(agreements=agreements, directory=store.load_directory(),
+                           tokeniser=tokeniser_for(store.state_dir))
+    if action == "check":
+        print(f"{len(agreements)} agreements valid: {', '.join(f'{a.id} v{a.version}' for a in agreements)}")
+        return 0
+    if event is None:
+        print("safebus: rules explain needs an EVENT.json (a police incident payload)", file=sys.stderr)
+        return 2
+    incident = DomesticAbuseIncident.model_validate_json(event.read_text())
+    print("\n".join(explain_event(engine, incident, now=utc_now())))
+    if scratch:
+        scratch.cleanup()
     return 0
 
 

@@ -22,8 +22,8 @@ from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
-from safebus.processors.agreements import load_agreement
-from safebus.processors.encompass import EncompassRouter
+from safebus.processors.agreements import load_agreements
+from safebus.processors.engine import SharingEngine
 from safebus.processors.handler import IncidentHandler
 from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
 from safebus.producers.police import PolicePublisher
@@ -124,10 +124,8 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
     """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
     directory = directory_source(settings.store, clock=clock)
-    router = EncompassRouter(
-        agreement=load_agreement("operation-encompass"), directory=directory(),
-        tokeniser=tokeniser_for(settings.state_dir),
-    )
+    router = SharingEngine(agreements=load_agreements(), directory=directory(),
+                           tokeniser=tokeniser_for(settings.state_dir))
     keys = settings.store.keyring(directory().router().id)
     age_hours = float(os.environ.get("SAFEBUS_MAX_EVENT_AGE_HOURS", DEFAULT_MAX_AGE / timedelta(hours=1)))
     skew_seconds = float(os.environ.get("SAFEBUS_MAX_CLOCK_SKEW_SECONDS", DEFAULT_MAX_SKEW.total_seconds()))

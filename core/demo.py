@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from safebus.assembly import Settings, build_police_publisher, inbox_opener, topics_for, utc_now
+from safebus.assembly import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
 from safebus.consumers.audit_log import read_facts
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker
@@ -33,6 +33,8 @@ from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind
 from safebus.kafka_io import read_topic
 from safebus.paths import cache_dir
+from safebus.processors.agreements import load_agreements
+from safebus.processors.engine import SharingEngine
 from safebus.producers.synthetic import IncidentFactory, corrupted_records, create_partnership
 from safebus.records import DLQ_DETAIL, DLQ_ORIGIN_KEY, DLQ_ORIGIN_OFFSET, DLQ_REASON, DLQ_STAGE, Record
 from safebus.schemas.decision import Outcome, SharingDecision
@@ -152,9 +154,13 @@ def _publish(
                                   school=directory.of_kind(AgencyKind.SCHOOL)[0].public_keys())
     publisher.publish_raw(list(corrupted.values()))
     say(f"· published {len(batch)} synthetic incidents and {len(corrupted)} corrupted events")
+    # One decision per (agreement, subject): the count depends on the agreements, never on state.
+    counter = SharingEngine(agreements=load_agreements(), directory=directory,
+                            tokeniser=tokeniser_for(settings.state_dir))
     expectation = Expectation(
         event_ids=frozenset(event_ids),
-        decisions_per_event={eid: max(1, len(inc.children)) for eid, inc in zip(event_ids, batch, strict=True)},
+        decisions_per_event={eid: len(counter.route(inc, decided_at=utc_now()).decisions)
+                             for eid, inc in zip(event_ids, batch, strict=True)},
         corrupted={output.key: reason for reason, output in corrupted.items()},
     )
     return expectation, dict(zip(event_ids, batch, strict=True))
@@ -173,7 +179,14 @@ def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbo
 
 
 def _shares(progress: Progress) -> set[str]:
-    return {d.output_id for d in progress.decisions.values() if d.outcome is Outcome.SHARED and d.output_id}
+    """School alerts decided so far (referrals to other recipients wait in their queues)."""
+    return {d.output_id for d in progress.decisions.values()
+            if d.outcome is Outcome.SHARED and d.recipient_kind == "school" and d.output_id}
+
+
+def _referrals(progress: Progress) -> list[SharingDecision]:
+    return [d for d in progress.decisions.values()
+            if d.outcome is not Outcome.WITHHELD and d.recipient_kind != "school" and d.output_id]
 
 
 def _is_complete(progress: Progress, expectation: Expectation) -> bool:
@@ -225,16 +238,17 @@ def _report(settings: Settings, partnership: str, progress: Progress, expectatio
     finally:
         inbox.close()
     say("")
-    say("== Withheld, and why")
-    withheld: dict[str, list[SharingDecision]] = defaultdict(list)
+    say("== Every decision, by agreement and clause (shared, deferred, withheld) and why")
+    by_clause: dict[tuple[str, str, str], list[SharingDecision]] = defaultdict(list)
     for decision in progress.decisions.values():
-        if decision.outcome is not Outcome.SHARED:
-            withheld[decision.clause].append(decision)
-    for clause, decisions in sorted(withheld.items()):
+        by_clause[(decision.agreement_id, decision.clause, decision.outcome.value)].append(decision)
+    for (agreement, clause, outcome), decisions in sorted(by_clause.items()):
         sample = decisions[0]
-        say(f"{len(decisions):3d} x {clause} ({sample.agreement_id} v{sample.agreement_version}): {sample.reason}")
-    if withheld:
-        say(f"      lawful basis recorded: {'; '.join(next(iter(withheld.values()))[0].lawful_basis)}")
+        recipients = sorted({d.recipient for d in decisions if d.recipient})
+        to = f" -> {', '.join(recipients)}" if recipients and sample.recipient_kind != "school" else ""
+        say(f"{len(decisions):3d} x {agreement} v{sample.agreement_version} clause {clause}: {outcome}{to}")
+        say(f"        {sample.reason}")
+    withheld = [d for d in progress.decisions.values() if d.outcome is Outcome.WITHHELD]
     say("")
     say("== Dead letters")
     for key, record in progress.dead_letters.items():
@@ -247,7 +261,7 @@ def _report(settings: Settings, partnership: str, progress: Progress, expectatio
     summary = {
         "incidents": len(batch), "decisions": len(progress.decisions),
         "shared": len(_shares(progress)), "delivered": len(delivered),
-        "withheld": sum(len(v) for v in withheld.values()), "dead_letters": len(progress.dead_letters),
+        "referred": len(_referrals(progress)), "withheld": len(withheld), "dead_letters": len(progress.dead_letters),
     }
     say("")
     say("summary " + json.dumps(summary, sort_keys=True))

@@ -289,7 +289,10 @@ class PartnershipStore:
                 f"no agency directory at {self.directory_path}; run 'safebus demo' or 'safebus partnership init'"
             ) from exc
         except (KeyError, ValueError, ValidationError) as exc:
-            raise ConfigError(f"invalid agency directory {self.directory_path}") from exc
+            raise ConfigError(
+                f"invalid agency directory {self.directory_path} (one written by an older safebus is not signed): "
+                "recreate it with 'safebus partnership init --force' or use a fresh SAFEBUS_HOME"
+            ) from exc
 
     def trust_anchor(self) -> Ed25519PublicKey:
         """The partnership root public key this machine trusts."""

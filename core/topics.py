@@ -6,7 +6,7 @@ these, and the AsyncAPI document is generated from the same channel templates,
 so the two cannot disagree.  Names follow the data flow::
 
     <prefix>.ingress.<agency>.<family>   one per producing agency and contract family
-    <prefix>.egress.<recipient>          one per recipient agency (ACL boundary)
+    <prefix>.egress.<recipient>.<family> one per recipient agency and kind of share (ACL boundary)
     <prefix>.audit.decisions             every sharing decision, never deleted
     <prefix>.deadletter                  rejected input, original bytes kept
 
@@ -90,9 +90,9 @@ class TopicNames:
         """Ingress topic of one producing agency and contract family."""
         return f"{self.prefix}.ingress.{agency_id}.{family.value}"
 
-    def egress(self, recipient_id: str) -> str:
-        """Egress topic of one recipient agency."""
-        return f"{self.prefix}.egress.{recipient_id}"
+    def egress(self, recipient_id: str, family: Family = Family.ENCOMPASS_NOTIFICATION) -> str:
+        """Egress topic of one recipient agency for one kind of share (Encompass notifications, referrals)."""
+        return f"{self.prefix}.egress.{recipient_id}.{family.value}"
 
     @property
     def audit(self) -> str:
@@ -138,11 +138,21 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
             + ("" if family in ROUTED_FAMILIES else "; retained for the routing processors, no consumer yet"),
         ))
     templates.append(ChannelTemplate(
-        key="egress-school", role=TopicRole.EGRESS, address=names.egress("{agency}"), partitions=1,
+        key="egress-school", role=TopicRole.EGRESS, address=names.egress("{agency}", Family.ENCOMPASS_NOTIFICATION),
+        partitions=1,
         config=_TRANSPORT, messages=tuple(s.event_type for s in in_family(Family.ENCOMPASS_NOTIFICATION)),
         publishers=(AgencyKind.ROUTER.value,), subscribers=(AgencyKind.SCHOOL.value,),
         per_agency=frozenset({AgencyKind.SCHOOL}),
         description="Operation Encompass notifications for one setting, encrypted for that setting",
+    ))
+    referral_recipients = frozenset({AgencyKind.CHILDRENS_SERVICES, AgencyKind.DA_HUB, AgencyKind.IDVA,
+                                     AgencyKind.MARAC, AgencyKind.HEALTH})
+    templates.append(ChannelTemplate(
+        key="egress-referral", role=TopicRole.EGRESS, address=names.egress("{agency}", Family.REFERRAL), partitions=1,
+        config=_TRANSPORT, messages=tuple(s.event_type for s in in_family(Family.REFERRAL)),
+        publishers=(AgencyKind.ROUTER.value,), subscribers=_kinds(referral_recipients),
+        per_agency=referral_recipients,
+        description="Referrals under an agreement clause, each with only the fields that clause releases",
     ))
     templates.append(ChannelTemplate(
         key="audit", role=TopicRole.AUDIT, address=names.audit, partitions=3,

@@ -1,14 +1,24 @@
 """
-Information Sharing Agreements, loaded from versioned JSON files.
+Information Sharing Agreements, as versioned TOML files an information-governance officer can read.
 
-Rules are data: the router asks an agreement which clause applies and which
-fields a recipient receives; it never hard-codes a field list or a lawful
-basis.  A malformed agreement file stops start-up with the file and the
-problem, rather than letting the processor route by a wrong rule.
+An agreement says why agencies share (purpose, lawful basis, consent stance,
+retention, deadline) and, in ordered *rules*, exactly when and what: each rule
+applies to each subject of one kind in an event (each child, the victim, or the
+event itself), has conditions over named facts, an outcome, a recipient, and
+the exact fields released.  For each subject the first rule whose conditions
+all hold decides; every decision, shared or not, is recorded with the
+agreement's id, version and the rule's clause.
+
+Files live in ``processors/agreements/*.toml``.  `load_agreements` validates
+each against this model *and* against what the engine can compute (facts,
+recipients, fields): a wrong file stops the processor naming the file and the
+clause, instead of routing by a rule that cannot mean what it says.
 """
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from typing import Literal
 
@@ -17,70 +27,138 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from safebus.errors import ConfigError
 from safebus.schemas.decision import Outcome
 
+ConsentStance = Literal["must-not-be-sought", "required", "not-required"]
+Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not-in"]
+SubjectKind = Literal["child", "victim", "event"]
+Scalar = str | int | bool
 
-class Clause(BaseModel):
-    """One numbered provision of an agreement."""
 
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class LawfulBasis(_Strict):
+    """The legal grounds an agreement rests on, recorded with every decision."""
+
+    article_6: tuple[str, ...] = Field(min_length=1, description="UK GDPR Art 6 condition(s)")
+    article_9: str | None = Field(default=None, description="UK GDPR Art 9 condition for special-category data")
+    dpa_2018: str | None = Field(default=None, description="DPA 2018 Schedule 1 condition")
+    statute: str | None = None
+
+    def lines(self) -> tuple[str, ...]:
+        """Every basis as one line each, in a fixed order."""
+        return tuple(x for x in (*self.article_6, self.article_9, self.dpa_2018, self.statute) if x)
+
+
+class Condition(_Strict):
+    """`fact` `op` `value`, for example ``child.age < 18``."""
+
+    fact: str
+    op: Operator
+    value: Scalar | tuple[Scalar, ...]
+
+    def holds(self, actual: Scalar | None) -> bool:
+        """Whether the condition holds for a fact's value (an unknown value satisfies only ``!=`` and ``not-in``)."""
+        expected = self.value
+        if self.op in ("in", "not-in"):
+            members = expected if isinstance(expected, tuple) else (expected,)
+            return (actual in members) == (self.op == "in")
+        if self.op == "==":
+            return actual == expected
+        if self.op == "!=":
+            return actual != expected
+        if not isinstance(actual, int) or isinstance(actual, bool) or not isinstance(expected, int):
+            return False
+        return {"<": actual < expected, "<=": actual <= expected, ">": actual > expected,
+                ">=": actual >= expected}[self.op]
+
+    def __str__(self) -> str:
+        """As written in the agreement, for explanations."""
+        return f"{self.fact} {self.op} {self.value!r}"
+
+
+class Rule(_Strict):
+    """One clause: when it applies, what it decides, who receives what."""
+
+    clause: str = Field(pattern=r"^[0-9]+(\.[0-9]+)*$")
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    applies_to: tuple[str, ...] = Field(min_length=1, description="event types")
+    for_each: SubjectKind
+    when: tuple[Condition, ...] = ()
     outcome: Outcome
+    recipient: str | None = Field(default=None, description="recipient selector, e.g. child.setting")
+    recipient_kind: str
+    fields: tuple[str, ...] = ()
+    consent: ConsentStance | None = Field(default=None, description="overrides the agreement's stance")
     text: str = Field(min_length=10)
 
+    @model_validator(mode="after")
+    def _shares_name_a_recipient_and_fields(self) -> Rule:
+        if self.outcome in (Outcome.SHARED, Outcome.DEFERRED, Outcome.ESCALATED):
+            if not self.recipient or not self.fields:
+                raise ValueError(f"clause {self.clause}: a {self.outcome.value} rule needs a recipient and fields")
+        elif self.fields:
+            raise ValueError(f"clause {self.clause}: a withheld rule releases no fields")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError(f"clause {self.clause}: fields must not repeat")
+        return self
 
-class Agreement(BaseModel):
-    """An Information Sharing Agreement as the router applies it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Agreement(_Strict):
+    """An Information Sharing Agreement as the engine applies it."""
 
     id: str = Field(pattern=r"^[a-z0-9-]+$")
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     title: str
     purpose: str
-    statute: str
-    lawful_basis: tuple[str, ...] = Field(min_length=1)
-    consent: Literal["not-sought", "required", "sought-not-required"]
-    recipient_kind: str
-    child_age_limit_years: int = Field(gt=0, le=25)
-    fields: tuple[str, ...] = Field(min_length=1)
-    clauses: dict[str, Clause] = Field(min_length=1)
+    parties: tuple[str, ...] = Field(min_length=2)
+    lawful_basis: LawfulBasis
+    consent: ConsentStance
+    retention: str
+    deadline: str
+    options: dict[str, Scalar] = Field(default_factory=dict, description="partnership choices the rules read")
+    rules: tuple[Rule, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _fields_unique(self) -> Agreement:
-        if len(set(self.fields)) != len(self.fields):
-            raise ValueError("fields must not repeat")
+    def _clauses_unique(self) -> Agreement:
+        clauses = [r.clause for r in self.rules]
+        if len(set(clauses)) != len(clauses):
+            raise ValueError("clauses must be unique within an agreement")
         return self
 
-    def clause(self, clause_id: str) -> Clause:
-        """Return a clause; raises ConfigError if the agreement lacks it."""
-        try:
-            return self.clauses[clause_id]
-        except KeyError:
-            raise ConfigError(f"agreement {self.id} v{self.version} has no clause {clause_id!r}") from None
-
-    def require_clauses(self, clause_ids: frozenset[str]) -> Agreement:
-        """Return self if every clause the caller routes by exists; else raise ConfigError."""
-        missing = sorted(clause_ids - set(self.clauses))
-        if missing:
-            raise ConfigError(f"agreement {self.id} v{self.version} lacks clauses: {', '.join(missing)}")
-        return self
+    def consent_for(self, rule: Rule) -> ConsentStance:
+        """The consent stance that applies to `rule`."""
+        return rule.consent or self.consent
 
 
-def load_agreement(name: str, *, text: str | None = None) -> Agreement:
-    """
-    Load the packaged agreement `name` (or validate `text` instead).
-
-    Raises ConfigError naming each invalid location when the file is wrong.
-    """
-    if text is None:
-        try:
-            text = resources.files("safebus.processors").joinpath(f"agreements/{name}.json").read_text()
-        except FileNotFoundError as exc:
-            raise ConfigError(f"no agreement file named {name!r}") from exc
+def parse_agreement(name: str, text: str) -> Agreement:
+    """Parse and validate one agreement file's text; raise ConfigError naming each invalid location."""
     try:
-        return Agreement.model_validate_json(text)
+        return Agreement.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"agreement {name}: not valid TOML: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
             for err in exc.errors(include_url=False, include_input=False)
         )
-        raise ConfigError(f"agreement {name!r} is invalid: {problems}") from exc
+        raise ConfigError(f"agreement {name} is invalid: {problems}") from exc
+
+
+def load_agreements(files: Mapping[str, str] | None = None) -> tuple[Agreement, ...]:
+    """
+    Every agreement: the packaged ``agreements/*.toml`` by default, or `files` (name -> text).
+
+    Raises ConfigError for any invalid file; agreement ids must be unique.
+    """
+    if files is None:
+        folder = resources.files("safebus.processors").joinpath("agreements")
+        files = {entry.name: entry.read_text() for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+                 if entry.name.endswith(".toml")}
+    agreements = tuple(parse_agreement(name, text) for name, text in files.items())
+    ids = [a.id for a in agreements]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"agreement ids must be unique: {sorted(ids)}")
+    if not agreements:
+        raise ConfigError("no agreements found: the router will not share without one")
+    return agreements

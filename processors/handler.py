@@ -24,10 +24,12 @@ from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
-from safebus.processors.encompass import EncompassRouter, RoutingResult
+from safebus.processors.engine import RoutingResult, SharingEngine
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
+from safebus.schemas.encompass import EncompassNotification
+from safebus.schemas.registry import Family
 from safebus.schemas.validation import json_path
 from safebus.topics import TopicNames
 
@@ -50,7 +52,7 @@ class IncidentHandler:
     def __init__(
         self,
         *,
-        router: EncompassRouter,
+        router: SharingEngine,
         directory: Callable[[], Directory],
         keys: Sequence[PrivateKeys],
         names: TopicNames,
@@ -128,15 +130,18 @@ class IncidentHandler:
 
     def _shares(self, result: RoutingResult, incident: police.DomesticAbuseIncident) -> list[Output]:
         outputs = []
+        period = period_of(incident.occurred_at)
         for share in result.shares:
-            topic = self.names.egress(share.recipient.id)
-            notification_id = share.notification.notification_id
-            child_key = self.subject_keys.subject_key(share.subject_token, period_of(incident.occurred_at))
-            sealed = seal_event(share.notification, sender=self.keyring[-1], recipient=share.recipient.public_keys(),
-                                topic=topic, now=self.clock(), subject_keys=[child_key])
+            family = Family.ENCOMPASS_NOTIFICATION if isinstance(share.payload, EncompassNotification) else (
+                Family.REFERRAL)
+            topic = self.names.egress(share.recipient.id, family)
+            output_id = share.payload.event_id
+            keys = [self.subject_keys.subject_key(token, period) for token in share.subject_tokens]
+            sealed = seal_event(share.payload, sender=self.keyring[-1], recipient=share.recipient.public_keys(),
+                                topic=topic, now=self.clock(), subject_keys=keys)
             outputs.append(Output(
-                topic=topic, key=notification_id.encode(), value=sealed,
-                headers=((EVENT_ID, notification_id.encode()), ("safebus.cause", incident.event_id.encode())),
+                topic=topic, key=output_id.encode(), value=sealed,
+                headers=((EVENT_ID, output_id.encode()), ("safebus.cause", incident.event_id.encode())),
             ))
         return outputs
 

@@ -12,7 +12,18 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from safebus.schemas import consent, decision, dvds, education, encompass, marac, police, risk, safeguarding
+from safebus.schemas import (
+    consent,
+    decision,
+    dvds,
+    education,
+    encompass,
+    marac,
+    police,
+    risk,
+    safeguarding,
+    sharing,
+)
 from safebus.schemas._base import Event, Person, event_metadata
 
 _AT = datetime(2026, 11, 18, 21, 40, tzinfo=UTC)
@@ -253,6 +264,20 @@ def _decision() -> Event:
     )
 
 
+def _referral() -> Event:
+    return sharing.Referral(
+        **_meta(sharing.Referral, "safebus-router", 25, correlation_id=_incident().event_id,
+                subjects=(_SUBJECT,)),
+        referral_id="00000000-0000-5000-8000-000000000025", recipient="northdale-childrens-services",
+        agreement_id="childrens-services-referral", agreement_version="1.0.0", clause="1 children-involved",
+        purpose="Let the MASH assess whether children need help or protection.",
+        police_reference="NDP-2026-004512", incident_at=_AT,
+        released={"risk_grade": "high", "children_present": True,
+                  "children": ({"first_name": "Ivy", "surname": "Calloway", "date_of_birth": "2016-03-04",
+                                "present": True},)},
+    )
+
+
 def _erased() -> Event:
     return decision.SubjectErased(
         **_meta(decision.SubjectErased, "safebus-router", 24, subjects=(_SUBJECT,)), subject=_SUBJECT,
@@ -267,6 +292,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _incident, _dapn, _dapo, _notification, _acknowledged, _setting, _enrolment, _enrolment_changed, _ehe,
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
+        _referral,
     )
 }
 """Example builders by event type."""

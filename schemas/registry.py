@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from safebus.directory import AgencyKind
-from safebus.schemas import consent, decision, dvds, education, encompass, marac, police, risk, safeguarding
+from safebus.schemas import consent, decision, dvds, education, encompass, marac, police, risk, safeguarding, sharing
 from safebus.schemas._base import Event
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -44,6 +44,7 @@ class Family(StrEnum):
     CONSENT = "consent"
     DVDS = "dvds"
     ENCOMPASS_NOTIFICATION = "encompass-notification"  # egress to schools
+    REFERRAL = "referral"  # egress to other recipients
     AUDIT = "audit"
 
 
@@ -115,11 +116,13 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(consent.ConsentWithdrawn, Family.CONSENT, _PRACTITIONERS - {_K.SCHOOL, _K.MARAC}),
     _spec(dvds.DvdsApplication, Family.DVDS, {_K.POLICE}),
     _spec(dvds.DvdsDecision, Family.DVDS, {_K.POLICE}),
+    _spec(sharing.Referral, Family.REFERRAL, {_K.ROUTER}),
     _spec(decision.SharingDecision, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
     _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
 )
 
-INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS) - {Family.ENCOMPASS_NOTIFICATION, Family.AUDIT}
+INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS) - {
+    Family.ENCOMPASS_NOTIFICATION, Family.REFERRAL, Family.AUDIT}
 """Families that agencies publish into the bus (one ingress topic per publishing agency)."""
 
 

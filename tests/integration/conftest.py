@@ -148,6 +148,11 @@ class Bus:
         facts = read_facts(self.settings.bootstrap, self.names.audit, SharingDecision)
         return {fid: d for fid, d in facts.items() if d.about_event_id in event_ids}
 
+    def encompass(self, event_ids: set[str]) -> dict[str, SharingDecision]:
+        """The per-child Operation Encompass decisions about `event_ids` (one per child)."""
+        return {k: d for k, d in self.decisions(event_ids).items()
+                if d.agreement_id == "operation-encompass" and d.clause[0] in "34"}
+
     def topic(self, name: str) -> list[Record]:
         """Every record now in topic `name`."""
         return read_topic(self.settings.bootstrap, name)

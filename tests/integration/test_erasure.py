@@ -60,7 +60,7 @@ def test_erased_subject_is_unreadable_in_every_topic_backup_and_inbox(bus: Bus) 
     [event_id] = bus.publisher().publish([make_incident(child, sibling)])
 
     def both_shared() -> dict[str, str] | None:
-        shared = {d.recipient or "": d.output_id or "" for d in bus.decisions({event_id}).values()
+        shared = {d.recipient or "": d.output_id or "" for d in bus.encompass({event_id}).values()
                   if d.outcome is Outcome.SHARED}
         return shared if len(shared) == 2 else None
 

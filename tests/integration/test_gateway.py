@@ -83,7 +83,7 @@ def test_a_posted_incident_is_routed_and_reaches_the_schools_inbox(bus: Bus, ser
     status, body = post(served, payload, token=served.police_token)
     assert (status, body) == (202, {"event_id": payload["event_id"]})
 
-    decisions = wait_for(lambda: bus.decisions({payload["event_id"]}),
+    decisions = wait_for(lambda: bus.encompass({payload["event_id"]}),
                          what=f"a decision for the posted incident\n{bus.log('processor')}")
     [decision] = decisions.values()
     assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900101")

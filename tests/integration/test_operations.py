@@ -95,7 +95,8 @@ def test_demo_runs_end_to_end(kafka: Broker, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "== What each school received" in out
-    assert "== Withheld, and why" in out
+    assert "== Every decision, by agreement and clause" in out
+    assert "operation-encompass v2.0.0 clause 4.1 notify-setting: shared" in out
     for reason in ("bad-signature", "malformed", "unknown-sender", "wrong-recipient", "schema-violation"):
         assert f"reason={reason} " in out
     assert "complete:" in out

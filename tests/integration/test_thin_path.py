@@ -25,6 +25,7 @@ from safebus.schemas.police import (
     Relationship,
     RiskGrade,
 )
+from safebus.schemas.registry import Family
 from tests.integration.conftest import Bus, make_incident, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -39,7 +40,7 @@ def test_incident_becomes_the_schools_encompass_alert(bus: Bus) -> None:
     incident = make_incident(child)
     [event_id] = bus.publisher().publish([incident])
 
-    decisions = wait_for(lambda: bus.decisions({event_id}), what=f"a decision for {event_id}\n{bus.log('processor')}")
+    decisions = wait_for(lambda: bus.encompass({event_id}), what=f"a decision for {event_id}\n{bus.log('processor')}")
     [decision] = decisions.values()
     assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900101")
     assert decision.output_id is not None
@@ -87,24 +88,25 @@ def test_tampered_event_is_dead_lettered_and_the_processor_keeps_going(bus: Bus)
     assert found[bad["bad-signature"].key]["value"] == bad["bad-signature"].value.decode()
     assert found[bad["malformed"].key]["reason"] == "malformed"
 
-    decisions = wait_for(lambda: bus.decisions({good_event}), what="the good event after the bad ones")
+    decisions = wait_for(lambda: bus.encompass({good_event}), what="the good event after the bad ones")
     output_id = next(iter(decisions.values())).output_id
     assert wait_for(lambda: bus.notification("900101", output_id or ""), what="the good alert")
     assert bus.processes["processor"].poll() is None, "the processor must still be running"
 
 
-def test_unknown_school_is_withheld_and_audited(bus: Bus) -> None:
-    """No recorded school: nothing reaches any school topic, and the audit says why and under which basis."""
+def test_unknown_school_is_deferred_to_the_mash_and_audited(bus: Bus) -> None:
+    """No recorded school: nothing reaches any school; the MASH education desk gets it, and the audit says why."""
     incident = make_incident(Child(first_name="Mabel", surname="Yardley", date_of_birth=date(2012, 8, 30),
                                present=True, school_urn=None))
     [event_id] = bus.publisher().publish([incident])
-    [decision] = wait_for(lambda: bus.decisions({event_id}), what="the withheld decision").values()
-    assert decision.outcome is Outcome.WITHHELD
-    assert decision.clause == "setting-unknown"
+    [decision] = wait_for(lambda: bus.encompass({event_id}), what="the deferred decision").values()
+    assert decision.outcome is Outcome.DEFERRED
+    assert decision.clause == "4.3 setting-unknown"
     assert decision.agreement_id == "operation-encompass"
+    assert decision.recipient == "northdale-childrens-services"
     assert any("Sch 1 para 18" in basis for basis in decision.lawful_basis)
-    assert decision.recipient is None
-    assert decision.fields_released == ()
+    mash = bus.names.egress("northdale-childrens-services", Family.REFERRAL)
+    wait_for(lambda: event_id in {r.header("safebus.cause") for r in bus.topic(mash)}, what="the MASH referral")
     for school in bus.store.load_directory().of_kind(AgencyKind.SCHOOL):
         causes = {r.header("safebus.cause") for r in bus.topic(bus.names.egress(school.id))}
         assert event_id not in causes
@@ -127,7 +129,7 @@ def test_no_adult_name_narrative_or_risk_grade_reaches_any_school(bus: Bus) -> N
     event_ids = set(bus.publisher().publish(batch))
     expected = sum(len(i.children) for i in batch)
     def all_decisions() -> dict[str, SharingDecision] | None:
-        found = bus.decisions(event_ids)
+        found = bus.encompass(event_ids)
         return found if len(found) == expected else None
 
     decisions = wait_for(all_decisions, what=f"{expected} decisions")

@@ -50,7 +50,7 @@ class TestValidIncident:
         """Each share is sealed for its school; other schools cannot open it."""
         record = publisher.seal_incident(factory.incident("schools"))
         outputs = handler.handle(record.value, _origin(record))
-        shares = [o for o in outputs if ".egress." in o.topic]
+        shares = [o for o in outputs if o.topic.endswith(".encompass-notification")]
         assert shares
         schools = partnership.directory.of_kind(AgencyKind.SCHOOL)
         for share in shares:
@@ -71,15 +71,18 @@ class TestValidIncident:
     def test_every_child_has_an_audited_decision_with_no_personal_data(
         self, handler: IncidentHandler, publisher: PolicePublisher, factory: IncidentFactory
     ) -> None:
-        """The audit topic receives one decision per child, holding tokens and field names only."""
+        """Each child gets an Operation Encompass decision; every decision holds tokens and field names only."""
         incident = factory.incident("school-unknown")
         record = publisher.seal_incident(incident)
         outputs = handler.handle(record.value, _origin(record))
         audit = [o for o in outputs if o.topic == NAMES.audit]
-        assert len(audit) == len(incident.children)
-        for output in audit:
-            decision = SharingDecision.model_validate_json(output.value)
-            assert decision.outcome.value == "withheld"
+        decisions = [SharingDecision.model_validate_json(o.value) for o in audit]
+        per_child = [d for d in decisions if d.agreement_id == "operation-encompass" and d.clause.startswith("4.")]
+        assert len(per_child) == len(incident.children)
+        assert {d.outcome.value for d in per_child} == {"deferred"}
+        assert {d.agreement_id for d in decisions} >= {"operation-encompass", "childrens-services-referral",
+                                                        "domestic-abuse-hub", "marac-referral"}
+        for output, decision in zip(audit, decisions, strict=True):
             assert decision.about_event_id == _headers(record)[EVENT_ID]
             text = output.value.decode()
             for child in incident.children:

@@ -19,7 +19,10 @@ def test_registry_declares_ingress_egress_audit_and_deadletter(partnership: Part
     assert specs["safebus.deadletter"].role is TopicRole.DEADLETTER
     assert "safebus.ingress.school-900101.encompass-ack" in specs
     assert "safebus.ingress.northdale-police.encompass-ack" not in specs, "only schools acknowledge"
-    assert sum(s.role is TopicRole.EGRESS for s in specs.values()) == 6, "egress exists only for schools so far"
+    egress = {s.name for s in specs.values() if s.role is TopicRole.EGRESS}
+    assert len(egress) == 6 + 5, "Encompass egress for each school, referral egress for each other recipient"
+    assert "safebus.egress.northdale-childrens-services.referral" in egress
+    assert "safebus.egress.northdale-police.referral" not in egress, "police receive nothing yet"
 
 
 def test_router_consumes_only_what_it_routes(partnership: Partnership) -> None:

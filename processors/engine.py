@@ -1,0 +1,301 @@
+"""
+The sharing engine: applies every Information Sharing Agreement to an event.
+
+For each agreement that covers the event type, for each subject of each kind
+its rules address (each child, the victim, the event), the first rule whose
+conditions all hold decides.  A decision that shares names a recipient agency
+and exactly the rule's fields; the engine builds the payload from those fields
+only (minimisation is construction, not filtering).  Every decision — shared,
+deferred, escalated or withheld — becomes a `SharingDecision` with agreement,
+version, clause, lawful basis and consent status.
+
+Pure and deterministic: the same event, agreements, directory and state give
+the same decisions and ids, which is what lets an at-least-once processor be
+effectively once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from safebus.directory import Agency, Directory
+from safebus.errors import ConfigError
+from safebus.processors.agreements import Agreement, Condition, Rule
+from safebus.processors.facts import FACTS, RECIPIENTS, MemoryState, RouterState, Situation, Subject, Value, subjects_of
+from safebus.pseudonyms import Tokeniser
+from safebus.schemas._base import Event, event_metadata
+from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision
+from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
+from safebus.schemas.police import AdultRole, DomesticAbuseIncident
+from safebus.schemas.sharing import Referral
+
+_IDS = uuid.UUID("6f1c2a52-6d0e-4c55-9a51-0c8f0a5e1b7d")
+"""Namespace for deterministic (UUIDv5) ids of notifications, referrals and decisions."""
+
+ENCOMPASS_FIELDS = frozenset(EncompassNotification.model_fields) - DELIVERY_FIELDS
+"""The only fields a school may ever receive (the Operation Encompass minimum data set)."""
+
+_Field = Callable[[DomesticAbuseIncident, Subject], Any]
+
+
+def _people(incident: DomesticAbuseIncident, role: AdultRole) -> tuple[dict[str, str | bool | None], ...]:
+    return tuple({"first_name": a.first_name, "surname": a.surname,
+                  "date_of_birth": a.date_of_birth.isoformat() if a.date_of_birth else None,
+                  "relationship": a.relationship.value} for a in incident.adults if a.role is role)
+
+
+FIELDS: dict[str, dict[str, _Field]] = {
+    "child": {
+        "child_first_name": lambda i, s: s.child.first_name if s.child else None,
+        "child_surname": lambda i, s: s.child.surname if s.child else None,
+        "child_date_of_birth": lambda i, s: s.child.date_of_birth if s.child else None,
+        "child_present": lambda i, s: s.child.present if s.child else None,
+        "police_reference": lambda i, s: i.police_reference,
+        "incident_at": lambda i, s: i.incident_at,
+    },
+    "victim": {
+        "police_reference": lambda i, s: i.police_reference,
+        "incident_at": lambda i, s: i.incident_at,
+        "risk_grade": lambda i, s: i.risk_grade.value,
+        "risk_tool": lambda i, s: i.risk_tool.value,
+        "circumstances": lambda i, s: i.narrative,
+        "victim": lambda i, s: _people(i, AdultRole.VICTIM),
+        "suspects": lambda i, s: _people(i, AdultRole.SUSPECT),
+        "children": lambda i, s: tuple({"first_name": c.first_name, "surname": c.surname,
+                                        "date_of_birth": c.date_of_birth.isoformat(), "present": c.present}
+                                       for c in i.children),
+    },
+    "event": {},
+}
+"""Releasable fields by subject kind, and where each comes from in a police incident."""
+FIELDS["event"] = {name: source for name, source in FIELDS["victim"].items() if name not in {"victim"}}
+FIELDS["event"]["crime_status"] = lambda i, s: i.crime_status.value
+FIELDS["event"]["children_present"] = lambda i, s: any(c.present for c in i.children)
+
+_CONSENT = {"must-not-be-sought": ConsentStatus.NOT_SOUGHT, "not-required": ConsentStatus.NOT_REQUIRED}
+_CONSENT_BY_STATE = {"given": ConsentStatus.GIVEN, "refused": ConsentStatus.REFUSED,
+                     "withdrawn": ConsentStatus.WITHDRAWN, "none": ConsentStatus.NOT_SOUGHT}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Share:
+    """A payload to deliver to one recipient, sealed under its subject's key."""
+
+    recipient: Agency
+    payload: Event
+    subject_tokens: tuple[str, ...]
+    """Whose data the payload holds: it is sealed under each of their keys."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One rule tried for one subject: which conditions held, with the facts' values."""
+
+    rule: Rule
+    checks: tuple[tuple[Condition, Value, bool], ...]
+
+    @property
+    def matched(self) -> bool:
+        """Whether every condition held."""
+        return all(ok for _, _, ok in self.checks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explanation:
+    """Why one decision came out as it did: every rule tried, in order, until one matched."""
+
+    agreement: Agreement
+    subject: Subject
+    trials: tuple[Trial, ...]
+    decision: SharingDecision
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutingResult:
+    """Everything decided about one event, and why."""
+
+    explanations: tuple[Explanation, ...]
+    shares: tuple[Share, ...]
+
+    @property
+    def decisions(self) -> tuple[SharingDecision, ...]:
+        """One decision per (agreement, subject)."""
+        return tuple(e.decision for e in self.explanations)
+
+
+def validate(agreements: tuple[Agreement, ...]) -> None:
+    """Refuse agreements that name facts, recipients or fields the engine does not know, or overshare to schools."""
+    for agreement in agreements:
+        for rule in agreement.rules:
+            where = f"agreement {agreement.id} v{agreement.version} clause {rule.clause} ({rule.name})"
+            for condition in rule.when:
+                if isinstance(condition.value, str) and condition.value.startswith("option:") and (
+                        condition.value.removeprefix("option:") not in agreement.options):
+                    raise ConfigError(f"{where}: no option {condition.value!r} in the agreement's [options]")
+                if condition.fact.startswith("option."):
+                    if condition.fact.removeprefix("option.") not in agreement.options:
+                        raise ConfigError(f"{where}: no option {condition.fact!r} in the agreement's [options]")
+                    continue
+                if condition.fact not in FACTS:
+                    raise ConfigError(f"{where}: unknown fact {condition.fact!r} (known: {', '.join(sorted(FACTS))})")
+                kind = FACTS[condition.fact][0]
+                if kind not in (rule.for_each, "event"):
+                    raise ConfigError(f"{where}: fact {condition.fact} is about a {kind}, the rule about a "
+                                      f"{rule.for_each}")
+            if rule.recipient is not None and rule.recipient not in RECIPIENTS:
+                raise ConfigError(f"{where}: unknown recipient {rule.recipient!r}")
+            unknown = sorted(set(rule.fields) - set(FIELDS[rule.for_each]))
+            if unknown:
+                raise ConfigError(f"{where}: fields not available for a {rule.for_each}: {', '.join(unknown)}")
+            if rule.recipient_kind == "school" and rule.fields and set(rule.fields) != ENCOMPASS_FIELDS:
+                raise ConfigError(f"{where}: a school receives exactly the Encompass fields "
+                                  f"({', '.join(sorted(ENCOMPASS_FIELDS))})")
+
+
+class SharingEngine:
+    """Applies a validated set of agreements to police incidents."""
+
+    def __init__(self, *, agreements: tuple[Agreement, ...], directory: Directory, tokeniser: Tokeniser,
+                 state: RouterState | None = None) -> None:
+        """Validate the agreements against what the engine can compute; raise ConfigError if they do not fit."""
+        validate(agreements)
+        self.agreements = agreements
+        self.directory = directory
+        self.tokeniser = tokeniser
+        self.state: RouterState = state if state is not None else MemoryState()
+
+    def route(self, incident: DomesticAbuseIncident, *, decided_at: datetime) -> RoutingResult:
+        """
+        Every decision about `incident`, why, and the shares they make.
+
+        Steps: (1) remember the incident in each victim's history (by event id,
+        so a redelivery does not count twice) — "incidents in 12 months"
+        includes this one; (2) decide, agreement by agreement and subject by
+        subject; (3) build each share from its rule's fields only; (4) remember
+        MARAC referrals, which the repeat criterion reads.
+        """
+        subjects = subjects_of(incident, lambda f, s, d: self.tokeniser.person(first_name=f, surname=s,
+                                                                               date_of_birth=d))
+        # (1)
+        for victim in subjects["victim"]:
+            if victim.token:
+                self.state.record_incident(victim.token, incident.event_id, incident.incident_at.date())
+        # (2)
+        explanations = self._explain(incident, subjects, decided_at)
+        # (3)
+        shares = [share for e in explanations if (share := self._share(incident, e, decided_at)) is not None]
+        # (4)
+        for e in explanations:
+            if e.decision.recipient_kind == "marac" and e.decision.outcome is Outcome.SHARED and e.subject.token:
+                self.state.record_marac_referral(e.subject.token, incident.incident_at.date())
+        return RoutingResult(explanations=tuple(explanations), shares=tuple(shares))
+
+    def _explain(self, incident: DomesticAbuseIncident, subjects: dict[str, list[Subject]],
+                 decided_at: datetime) -> list[Explanation]:
+        explanations = []
+        for agreement in self.agreements:
+            rules = [r for r in agreement.rules if incident.event_type in r.applies_to]
+            for kind in dict.fromkeys(r.for_each for r in rules):
+                for subject in subjects[kind]:
+                    explanation = self._decide(agreement, [r for r in rules if r.for_each == kind], incident,
+                                               subject, decided_at)
+                    if explanation is not None:
+                        explanations.append(explanation)
+        return explanations
+
+    def _decide(self, agreement: Agreement, rules: list[Rule], incident: DomesticAbuseIncident, subject: Subject,
+                decided_at: datetime) -> Explanation | None:
+        situation = Situation(incident=incident, subject=subject, directory=self.directory, state=self.state)
+        trials = []
+        for rule in rules:
+            checks = []
+            for condition in rule.when:
+                value = self._fact(agreement, condition, situation)
+                expected = condition.value
+                if isinstance(expected, str) and expected.startswith("option:"):
+                    condition = condition.model_copy(update={"value": agreement.options[expected[7:]]})
+                checks.append((condition, value, condition.holds(value)))
+            trial = Trial(rule=rule, checks=tuple(checks))
+            trials.append(trial)
+            if trial.matched:
+                recipient = RECIPIENTS[rule.recipient](situation) if rule.recipient else None
+                return Explanation(agreement=agreement, subject=subject, trials=tuple(trials),
+                                   decision=self._record(agreement, rule, incident, subject, recipient, decided_at))
+        if subject.kind == "event":
+            return None  # event-level clauses are optional: people are always decided on one by one
+        raise ConfigError(f"agreement {agreement.id}: no rule decides for a {subject.kind} "
+                          f"(add a final catch-all clause)")
+
+    @staticmethod
+    def _fact(agreement: Agreement, condition: Condition, situation: Situation) -> Value:
+        if condition.fact.startswith("option."):
+            return agreement.options[condition.fact.removeprefix("option.")]
+        return FACTS[condition.fact][1](situation)
+
+    def _record(self, agreement: Agreement, rule: Rule, incident: DomesticAbuseIncident, subject: Subject,
+                recipient: Agency | None, decided_at: datetime) -> SharingDecision:
+        outcome, reason = rule.outcome, rule.text
+        if outcome is not Outcome.WITHHELD and recipient is None:
+            outcome, reason = Outcome.WITHHELD, f"{rule.text} Not shared: no {rule.recipient} is in the directory."
+        decision_id = uuid.uuid5(_IDS, f"decision|{incident.event_id}|{agreement.id}|{subject.kind}|{subject.token}"
+                                       f"|{rule.clause}|{recipient.id if recipient else None}")
+        stance = agreement.consent_for(rule)
+        consent = _CONSENT.get(stance) or _CONSENT_BY_STATE[
+            self.state.consent(subject.token, "idva-support") if subject.token else "none"]
+        return SharingDecision(
+            **event_metadata(SharingDecision, producer=self.directory.router().id, occurred_at=decided_at,
+                             recorded_at=decided_at, event_id=str(decision_id), correlation_id=incident.event_id,
+                             subjects=(subject.token,) if subject.token else ()),
+            about_event_id=incident.event_id, about_event_type=incident.event_type,
+            about_producer=incident.producer, outcome=outcome, purpose=agreement.purpose,
+            recipient=recipient.id if recipient and outcome is not Outcome.WITHHELD else None,
+            recipient_kind=rule.recipient_kind, reason=reason, agreement_id=agreement.id,
+            agreement_version=agreement.version, clause=f"{rule.clause} {rule.name}",
+            lawful_basis=agreement.lawful_basis.lines(), consent_status=consent,
+            fields_released=rule.fields if outcome is not Outcome.WITHHELD else (),
+            output_id=self._output_id(agreement, rule, incident, subject, recipient)
+            if outcome is not Outcome.WITHHELD and recipient else None,
+        )
+
+    @staticmethod
+    def _output_id(agreement: Agreement, rule: Rule, incident: DomesticAbuseIncident, subject: Subject,
+                   recipient: Agency | None) -> str:
+        if rule.recipient_kind == "school" and recipient is not None:
+            # Keyed on the police reference, not the event id: a force that
+            # re-sends the same incident must not give the school a second alert.
+            return str(uuid.uuid5(_IDS, f"encompass|{incident.police_reference}|{subject.token}|{recipient.urn}"))
+        return str(uuid.uuid5(_IDS, f"referral|{agreement.id}|{rule.clause}|{incident.police_reference}"
+                                    f"|{subject.token}|{recipient.id if recipient else None}"))
+
+    def _share(self, incident: DomesticAbuseIncident, explanation: Explanation, decided_at: datetime) -> Share | None:
+        decision = explanation.decision
+        if decision.outcome is Outcome.WITHHELD or decision.recipient is None or decision.output_id is None:
+            return None
+        recipient = self.directory.get(decision.recipient)
+        rule = explanation.trials[-1].rule
+        assert recipient is not None
+        released = {name: FIELDS[rule.for_each][name](incident, explanation.subject) for name in rule.fields}
+        meta = event_metadata(
+            EncompassNotification if rule.recipient_kind == "school" else Referral,
+            producer=self.directory.router().id, occurred_at=incident.incident_at, recorded_at=decided_at,
+            event_id=decision.output_id, correlation_id=incident.event_id,
+        )
+        payload: Event
+        if rule.recipient_kind == "school":
+            payload = EncompassNotification.model_validate(
+                {**meta, "notification_id": decision.output_id, "setting_urn": recipient.urn, **released})
+        else:
+            payload = Referral.model_validate({
+                **meta, "referral_id": decision.output_id, "recipient": recipient.id,
+                "agreement_id": decision.agreement_id, "agreement_version": decision.agreement_version,
+                "clause": decision.clause, "purpose": decision.purpose, "police_reference": incident.police_reference,
+                "incident_at": incident.incident_at,
+                "released": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in released.items()},
+            })
+        tokens = (explanation.subject.token,) if rule.for_each == "child" and explanation.subject.token else tuple(
+            dict.fromkeys([*([explanation.subject.token] if explanation.subject.token else []), *incident.subjects]))
+        return Share(recipient=recipient, payload=payload, subject_tokens=tokens)

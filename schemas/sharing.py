@@ -1,0 +1,34 @@
+"""
+What a non-school recipient receives: the fields one agreement clause releases, and nothing else.
+
+Children's services, the Domestic Abuse Hub, IDVAs and the MARAC coordinator
+each get a referral whose ``released`` map holds exactly the fields named by
+the clause that decided the share, with the agreement, version and clause that
+justify it, so the recipient can see why it was told.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name
+
+Person = dict[str, str | bool | None]
+ReleasedValue = str | int | bool | None | tuple[Person, ...]
+
+
+class Referral(Event):
+    """A minimal share to a non-school recipient under one agreement clause."""
+
+    event_type: Literal["sharing.referral"]
+    referral_id: str = Field(description="Deterministic: the same decision always gives the same id")
+    recipient: AgencyId
+    agreement_id: Name
+    agreement_version: Name
+    clause: Name
+    purpose: str
+    police_reference: str
+    incident_at: AwareDatetime
+    released: dict[str, ReleasedValue]
