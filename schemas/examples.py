@@ -278,6 +278,14 @@ def _referral() -> Event:
     )
 
 
+def _received() -> Event:
+    return sharing.ReferralReceived(
+        **_meta(sharing.ReferralReceived, "northdale-childrens-services", 26),
+        referral_id="00000000-0000-5000-8000-000000000025", recipient="northdale-childrens-services",
+        received_by="MASH-04", received_at=_RECORDED + timedelta(hours=2),
+    )
+
+
 def _erased() -> Event:
     return decision.SubjectErased(
         **_meta(decision.SubjectErased, "safebus-router", 24, subjects=(_SUBJECT,)), subject=_SUBJECT,
@@ -292,7 +300,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _incident, _dapn, _dapo, _notification, _acknowledged, _setting, _enrolment, _enrolment_changed, _ehe,
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
-        _referral,
+        _referral, _received,
     )
 }
 """Example builders by event type."""

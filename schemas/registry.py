@@ -45,6 +45,7 @@ class Family(StrEnum):
     DVDS = "dvds"
     ENCOMPASS_NOTIFICATION = "encompass-notification"  # egress to schools
     REFERRAL = "referral"  # egress to other recipients
+    RECEIPT = "receipt"
     AUDIT = "audit"
 
 
@@ -117,6 +118,7 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(dvds.DvdsApplication, Family.DVDS, {_K.POLICE}),
     _spec(dvds.DvdsDecision, Family.DVDS, {_K.POLICE}),
     _spec(sharing.Referral, Family.REFERRAL, {_K.ROUTER}),
+    _spec(sharing.ReferralReceived, Family.RECEIPT, {_K.CHILDRENS_SERVICES, _K.DA_HUB, _K.IDVA, _K.MARAC, _K.HEALTH}),
     _spec(decision.SharingDecision, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
     _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
 )

@@ -32,3 +32,13 @@ class Referral(Event):
     police_reference: str
     incident_at: AwareDatetime
     released: dict[str, ReleasedValue]
+
+
+class ReferralReceived(Event):
+    """A recipient has taken a referral from its queue: the sender and the audit trail can see it arrived."""
+
+    event_type: Literal["sharing.referral-received"]
+    referral_id: str
+    recipient: AgencyId
+    received_by: Name = Field(description="Staff id of the practitioner who took it")
+    received_at: AwareDatetime
