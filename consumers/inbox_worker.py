@@ -16,19 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import Consumer, KafkaError
 from pydantic import ValidationError
 
+from safebus.consumers._delivery import delivery_consumer, origin_of, refuse, run_batches
 from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer, to_record
+from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
-from safebus.records import Origin, Output, Record, dead_letter
+from safebus.records import Origin, Output, Record
 from safebus.schemas.encompass import EncompassNotification
 from safebus.topics import TopicNames
 
@@ -66,46 +66,19 @@ class InboxWorker:
         self.store = store
         self.names = names
         self.clock = clock
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        })
+        self._consumer = delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
-        """Deliver until `stop` is set."""
-        self._consumer.subscribe(sorted(self.schools))
-        try:
-            while not stop.is_set():
-                # Block for the first record only, then take whatever else is
-                # already fetched: consume(n, timeout) would wait the whole
-                # timeout for n records and add that wait to every alert.
-                first = self._consumer.poll(0.5)
-                if first is None:
-                    continue
-                records = []
-                for msg in [first, *self._consumer.consume(num_messages=batch_size - 1, timeout=0)]:
-                    error = msg.error()
-                    if error is None:
-                        records.append(to_record(msg))
-                    elif error.code() != KafkaError._PARTITION_EOF:
-                        _log.warning("consume_error", error=str(error))
-                if records:
-                    self.deliver(records)
-                    self._consumer.commit(asynchronous=False)
-        finally:
-            self._consumer.close()
+        """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
+        run_batches(self._consumer, sorted(self.schools), self.deliver, stop, batch_size=batch_size)
 
     def deliver(self, records: list[Record]) -> int:
         """Store each record in its school's inbox; dead-letter the rest; return how many alerts were new."""
         accepted: list[Arrival] = []
         rejected: list[Output] = []
         for record in records:
-            origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key)
-            outcome = self._open(record.value, origin)
+            outcome = self._open(record.value, origin_of(record))
             if isinstance(outcome, Arrival):
                 accepted.append(outcome)
             else:
@@ -134,6 +107,4 @@ class InboxWorker:
                        envelope=raw)
 
     def _reject(self, raw: bytes, origin: Origin, reason: str, detail: str) -> Output:
-        _log.warning("delivery_dead_lettered", topic=origin.topic, offset=origin.offset, reason=reason)
-        return dead_letter(raw=raw, origin=origin, stage="deliver", reason=reason, detail=detail,
-                           topic=self.names.deadletter)
+        return refuse(raw, origin, reason=reason, detail=detail, deadletter_topic=self.names.deadletter)

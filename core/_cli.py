@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     subject.add_argument("--surname", required=True)
     subject.add_argument("--dob", required=True, type=date.fromisoformat, help="date of birth, YYYY-MM-DD")
 
+    queue = commands.add_parser("queue", help="work queues of children's services, the DA hub, IDVA, MARAC, health")
+    queue.add_argument("action", choices=["run", "show", "take"])
+    queue.add_argument("--recipient", metavar="ID", help="the agency whose queue (show, take)")
+    queue.add_argument("--referral", metavar="REFERRAL_ID", help="the referral to take")
+    queue.add_argument("--by", metavar="STAFF_ID", help="who takes it")
+    queue.add_argument("--bootstrap")
+
     rules = commands.add_parser("rules", help="the Information Sharing Agreements")
     rules.add_argument("action", choices=["explain", "check", "list"])
     rules.add_argument("event", nargs="?", type=Path, help="a police incident payload (JSON), for explain")
@@ -143,6 +150,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
 
         print(tokeniser_for(state).person(first_name=args.first_name, surname=args.surname, date_of_birth=args.dob))
         return 0
+    if args.command == "queue" and args.action == "show":
+        return _queue_show(Settings(state_dir=state, bootstrap="", names=names), args.recipient)
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
@@ -154,6 +163,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _inbox_run(settings)
     if args.command == "gateway":
         return _gateway_run(settings, host=args.host, port=args.port)
+    if args.command == "queue":
+        return _queue(settings, args)
     if args.command == "erase":
         return _erase(settings, token=args.subject, reason=args.reason, requested_by=args.by)
     raise AssertionError(f"unhandled command {args.command}")
@@ -299,6 +310,36 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
     print("\n".join(explain_event(engine, incident, now=utc_now())))
     if scratch:
         scratch.cleanup()
+    return 0
+
+
+def _queue_show(settings: Settings, recipient: str | None) -> int:
+    from safebus.consumers.queue_assembly import show_queue
+
+    if not recipient:
+        print("safebus: queue show needs --recipient ID", file=sys.stderr)
+        return 2
+    print("\n".join(show_queue(settings, recipient)))
+    return 0
+
+
+def _queue(settings: Settings, args: argparse.Namespace) -> int:
+    from safebus.assembly import utc_now
+    from safebus.consumers.queue_assembly import build_queue_worker, take_referral
+
+    if args.action == "run":
+        worker = build_queue_worker(settings, clock=utc_now)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        worker.run(stop)
+        return 0
+    if not (args.recipient and args.referral and args.by):
+        print("safebus: queue take needs --recipient, --referral and --by", file=sys.stderr)
+        return 2
+    result = take_referral(settings, args.recipient, args.referral, args.by, clock=utc_now)
+    print(f"{'taken' if result.taken else 'already taken'}: {args.referral}; "
+          f"receipts published: {', '.join(result.receipts) or 'none'}")
     return 0
 
 

@@ -26,6 +26,7 @@ from safebus.processors.agreements import load_agreements
 from safebus.processors.engine import SharingEngine
 from safebus.processors.handler import IncidentHandler
 from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
+from safebus.processors.state import SqliteRouterState
 from safebus.producers.police import PolicePublisher
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas.encompass import EncompassNotification
@@ -124,8 +125,9 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
     """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
     directory = directory_source(settings.store, clock=clock)
+    state = SqliteRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite")
     router = SharingEngine(agreements=load_agreements(), directory=directory(),
-                           tokeniser=tokeniser_for(settings.state_dir))
+                           tokeniser=tokeniser_for(settings.state_dir), state=state)
     keys = settings.store.keyring(directory().router().id)
     age_hours = float(os.environ.get("SAFEBUS_MAX_EVENT_AGE_HOURS", DEFAULT_MAX_AGE / timedelta(hours=1)))
     skew_seconds = float(os.environ.get("SAFEBUS_MAX_CLOCK_SKEW_SECONDS", DEFAULT_MAX_SKEW.total_seconds()))
@@ -133,7 +135,7 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     seen = settings.state_dir / "router" / f"{settings.names.prefix}-seen.sqlite"
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
-                           clock_window=window)
+                           clock_window=window, reference_state=state)
 
 
 def ingress_topics(settings: Settings) -> list[str]:

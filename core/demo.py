@@ -28,6 +28,8 @@ from typing import TextIO
 from safebus.assembly import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
 from safebus.consumers.audit_log import read_facts
 from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.queue_assembly import open_queue_store
+from safebus.consumers.queue_store import QueueStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind
@@ -49,6 +51,7 @@ class Progress:
     decisions: dict[str, SharingDecision] = field(default_factory=dict)
     dead_letters: dict[bytes, Record] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)
+    queued: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +101,7 @@ def run_demo(
     if not complete:
         say(f"INCOMPLETE: the flow did not finish within {timeout_s:.0f}s; worker logs are in {state_dir / 'logs'}")
         return 1
-    say("complete: every event was routed, every share delivered, every corrupted event dead-lettered")
+    say("complete: every event was routed, every share delivered or queued, every corrupted event dead-lettered")
     if started_broker:
         say("the broker keeps running: try 'safebus inbox show --school 900101'; stop it with 'safebus broker down'")
     return 0
@@ -118,14 +121,14 @@ def _start_workers(settings: Settings, say: Say) -> list[subprocess.Popen[bytes]
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
     processes = []
-    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"])):
+    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"]), ("queues", ["queue", "run"])):
         log = (logs / f"{name}.log").open("ab")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "safebus", *argv, "--bootstrap", settings.bootstrap],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         ))
         log.close()
-    say("· started the router (Faust worker) and the school-inbox worker")
+    say("· started the router (Faust worker), the school-inbox worker and the referral-queue worker")
     return processes
 
 
@@ -166,7 +169,8 @@ def _publish(
     return expectation, dict(zip(event_ids, batch, strict=True))
 
 
-def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbox: InboxStore) -> None:
+def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbox: InboxStore,
+          queues: QueueStore) -> None:
     for decision in read_facts(settings.bootstrap, settings.names.audit, SharingDecision).values():
         if decision.about_event_id in expectation.event_ids:
             progress.decisions[decision.decision_id] = decision
@@ -176,6 +180,8 @@ def _poll(settings: Settings, expectation: Expectation, progress: Progress, inbo
             progress.dead_letters[origin_key] = record
     wanted = [d.output_id for d in progress.decisions.values() if d.output_id]
     progress.delivered = set(inbox.received_at(wanted))
+    progress.queued = {rid for d in _referrals(progress) if d.recipient
+                       for rid in queues.referral_ids(d.recipient) if rid == d.output_id}
 
 
 def _shares(progress: Progress) -> set[str]:
@@ -193,6 +199,7 @@ def _is_complete(progress: Progress, expectation: Expectation) -> bool:
     return (
         len(progress.decisions) == expectation.decision_total
         and _shares(progress) <= progress.delivered
+        and {d.output_id for d in _referrals(progress)} <= progress.queued
         and len(progress.dead_letters) == len(expectation.corrupted)
         and all(rec.header(DLQ_REASON) == expectation.corrupted[key] for key, rec in progress.dead_letters.items())
     )
@@ -201,13 +208,15 @@ def _is_complete(progress: Progress, expectation: Expectation) -> bool:
 def _wait(settings: Settings, expectation: Expectation, *, timeout_s: float, say: Say) -> Progress:
     progress = Progress()
     inbox = InboxStore(settings.inbox_path)
+    queues = open_queue_store(settings)
     deadline = time.monotonic() + timeout_s
     last = ""
     try:
         while time.monotonic() < deadline:
-            _poll(settings, expectation, progress, inbox)
+            _poll(settings, expectation, progress, inbox, queues)
             line = (f"  routed {len(progress.decisions)}/{expectation.decision_total} decisions · "
                     f"delivered {len(_shares(progress) & progress.delivered)}/{len(_shares(progress))} alerts · "
+                    f"queued {len(progress.queued)}/{len(_referrals(progress))} referrals · "
                     f"dead letters {len(progress.dead_letters)}/{len(expectation.corrupted)}")
             if line != last:
                 say(line)
@@ -217,6 +226,7 @@ def _wait(settings: Settings, expectation: Expectation, *, timeout_s: float, say
             time.sleep(1.0)
     finally:
         inbox.close()
+        queues.close()
     return progress
 
 
@@ -237,6 +247,11 @@ def _report(settings: Settings, partnership: str, progress: Progress, expectatio
                 say(f"    {alert.describe()}")
     finally:
         inbox.close()
+    say("")
+    say("== What each other recipient's queue received")
+    for agency_id, count in sorted(Counter(d.recipient for d in _referrals(progress) if d.recipient).items()):
+        agency = directory.get(agency_id)
+        say(f"{agency.name if agency else agency_id}: {count} referral(s) (safebus queue show --recipient {agency_id})")
     say("")
     say("== Every decision, by agreement and clause (shared, deferred, withheld) and why")
     by_clause: dict[tuple[str, str, str], list[SharingDecision]] = defaultdict(list)

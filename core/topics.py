@@ -27,8 +27,8 @@ DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
 _TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
-ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT})
-"""Ingress families the router consumes today; the others are declared and retained for it."""
+ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION})
+"""Ingress families the router consumes today (incidents to route; consent and enrolments it must know)."""
 
 INFORMATION_GOVERNANCE = "information-governance"
 """The audit trail's reader: not an agency on the bus but a role (issue: audit trail)."""
@@ -164,7 +164,8 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
     templates.append(ChannelTemplate(
         key="deadletter", role=TopicRole.DEADLETTER, address=names.deadletter, partitions=1,
         config={"retention.ms": str(90 * _DAY_MS), "cleanup.policy": "delete"}, messages=("dead-letter",),
-        publishers=(AgencyKind.ROUTER.value, AgencyKind.SCHOOL.value), subscribers=(INFORMATION_GOVERNANCE,),
+        publishers=_kinds(referral_recipients | {AgencyKind.ROUTER, AgencyKind.SCHOOL}),
+        subscribers=(INFORMATION_GOVERNANCE,),
         description="Rejected input with original bytes, reason, stage and origin in headers",
     ))
     templates.append(ChannelTemplate(

@@ -25,11 +25,13 @@ from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
 from safebus.processors.engine import RoutingResult, SharingEngine
+from safebus.processors.reference import apply_reference
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
+from safebus.processors.state import SqliteRouterState
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
 from safebus.schemas.encompass import EncompassNotification
-from safebus.schemas.registry import Family
+from safebus.schemas.registry import Family, by_type
 from safebus.schemas.validation import json_path
 from safebus.topics import TopicNames
 
@@ -60,6 +62,7 @@ class IncidentHandler:
         subject_keys: KeyService,
         replay_guard: ReplayGuard,
         clock_window: ClockWindow,
+        reference_state: SqliteRouterState,
     ) -> None:
         """
         `directory` returns the current verified directory (it may change: rotations,
@@ -74,6 +77,7 @@ class IncidentHandler:
         self.subject_keys = subject_keys
         self.replay_guard = replay_guard
         self.clock_window = clock_window
+        self.reference_state = reference_state
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
         """Return every output for one ingress record; never raises."""
@@ -105,20 +109,30 @@ class IncidentHandler:
         if sighting is Sighting.DUPLICATE:
             return [self._reject(raw, origin, "replay", "duplicate-event", f"first seen at {first}")]
 
-        # (3): the declared type, the payload, and the payload's own metadata
-        # must all be what this topic carries and what the signed header says.
-        incident_type = police.DomesticAbuseIncident
-        if opened.event_type != incident_type.type_name() or opened.header["schema_id"] != incident_type.schema_id():
+        # (3): the declared contract must be one this producer may publish, on
+        # this topic; the payload, and its own metadata, must match the signed header.
+        spec = by_type(opened.event_type)
+        if spec is None or opened.header["schema_id"] != spec.model.schema_id():
             return [self._reject(raw, origin, "validate", "unexpected-event-type", opened.event_type[:100])]
+        producer = directory.get(opened.producer)
+        if (producer is None or producer.kind not in spec.publishers
+                or origin.topic != self.names.ingress(opened.producer, spec.family)):
+            return [self._reject(raw, origin, "validate", "not-permitted", opened.event_type[:100])]
         try:
-            incident = incident_type.model_validate_json(opened.plaintext)
+            event = spec.model.model_validate_json(opened.plaintext)
         except ValidationError as exc:
             return [self._reject(raw, origin, "validate", "schema-violation", validation_detail(exc))]
         mismatched = [name for name, signed in (("event_id", opened.event_id), ("producer", opened.producer),
                                                 ("schema_version", opened.header["schema_version"]))
-                      if getattr(incident, name) != signed]
+                      if getattr(event, name) != signed]
         if mismatched:
             return [self._reject(raw, origin, "validate", "metadata-mismatch", ", ".join(mismatched))]
+        if not isinstance(event, police.DomesticAbuseIncident):
+            if apply_reference(event, self.reference_state, self.router.tokeniser):
+                _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
+                return []
+            return [self._reject(raw, origin, "validate", "not-routed", opened.event_type[:100])]
+        incident = event
 
         # (4): the agreement decides.
         result = self.router.route(incident, decided_at=self.clock())

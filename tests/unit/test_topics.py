@@ -26,10 +26,13 @@ def test_registry_declares_ingress_egress_audit_and_deadletter(partnership: Part
 
 
 def test_router_consumes_only_what_it_routes(partnership: Partnership) -> None:
-    """The router subscribes to the police incident topics and nothing it cannot yet handle."""
+    """The router subscribes to incidents, consent and education topics, and nothing it cannot yet handle."""
     names = TopicNames()
-    topics = subscribed_topics(partnership.directory, names, party="router", role=TopicRole.INGRESS)
-    assert topics == [names.ingress("northdale-police", Family.DA_INCIDENT)]
+    topics = set(subscribed_topics(partnership.directory, names, party="router", role=TopicRole.INGRESS))
+    assert names.ingress("northdale-police", Family.DA_INCIDENT) in topics
+    assert names.ingress("northdale-idva", Family.CONSENT) in topics
+    assert names.ingress("school-900101", Family.EDUCATION) in topics
+    assert not any(t.endswith((".marac", ".dvds", ".risk")) for t in topics)
 
 
 def test_every_topic_states_partitions_and_retention(partnership: Partnership) -> None:

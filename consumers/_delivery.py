@@ -1,0 +1,83 @@
+"""
+The delivery loop shared by the consumers that fill local stores from egress topics.
+
+The school inbox and the referral queues deliver the same way; the loop lives
+here once so the two cannot drift apart on the properties that matter:
+
+- offsets are committed manually, and only after `deliver` returned (so after
+  the store's transaction and after any dead letters were acknowledged): a
+  crash at any point redelivers, and the stores deduplicate;
+- the first record of a batch is awaited with a blocking poll and the rest are
+  taken without waiting, because ``consume(n, timeout)`` would hold every
+  record for the whole timeout whenever fewer than n are ready;
+- ``read_committed``, so records of an aborted transaction never arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError
+
+from safebus.kafka_io import to_record
+from safebus.logs import get_logger
+from safebus.records import Origin, Output, Record, dead_letter
+
+_log = get_logger("consumer.delivery")
+
+DELIVER_STAGE = "deliver"
+"""The dead-letter stage of everything a consumer refuses (unopenable, invalid, misaddressed)."""
+
+
+def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
+    """A consumer in `group_id` that commits nothing on its own and reads from the start of new topics."""
+    return Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    })
+
+
+def run_batches(
+    consumer: Consumer,
+    topics: list[str],
+    deliver: Callable[[list[Record]], object],
+    stop: threading.Event,
+    *,
+    batch_size: int = 500,
+    poll_s: float = 0.5,
+) -> None:
+    """Subscribe to `topics` and hand each batch of records to `deliver`, committing after it, until `stop`."""
+    consumer.subscribe(sorted(topics))
+    try:
+        while not stop.is_set():
+            first = consumer.poll(poll_s)
+            if first is None:
+                continue
+            records = []
+            for msg in [first, *consumer.consume(num_messages=batch_size - 1, timeout=0)]:
+                error = msg.error()
+                if error is None:
+                    records.append(to_record(msg))
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    _log.warning("consume_error", error=str(error))
+            if records:
+                deliver(records)
+                consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def origin_of(record: Record) -> Origin:
+    """Where `record` came from, as a dead letter names it."""
+    return Origin(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key)
+
+
+def refuse(raw: bytes, origin: Origin, *, reason: str, detail: str, deadletter_topic: str) -> Output:
+    """The dead letter for a record a consumer will not store; `detail` must hold no payload content."""
+    _log.warning("delivery_dead_lettered", topic=origin.topic, offset=origin.offset, reason=reason)
+    return dead_letter(raw=raw, origin=origin, stage=DELIVER_STAGE, reason=reason, detail=detail,
+                       topic=deadletter_topic)

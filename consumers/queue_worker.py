@@ -1,0 +1,130 @@
+"""
+Delivers referrals from the referral egress topics of hosted agencies into their work queues.
+
+For each batch of records: (1) open each envelope with its agency's keyring,
+checking the router's signature and that it was published on that agency's
+own referral topic; (2) validate it as a `Referral`, check its metadata
+matches the signed header and that it is addressed to *this* agency; (3) store
+the batch in one transaction (idempotently, by referral id); (4) only then
+commit the offsets (`_delivery.run_batches`).  A record that fails (1) or (2)
+is dead-lettered with stage ``deliver`` before the commit, so it can neither
+block an agency's queue nor be lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from safebus.consumers._delivery import delivery_consumer, origin_of, refuse, run_batches
+from safebus.consumers.queue_store import QueueStore, ReferralArrival
+from safebus.directory import Agency, Directory, OnlyFrom
+from safebus.envelope import open_envelope
+from safebus.errors import InvalidEnvelope
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.keys import PrivateKeys
+from safebus.keyservice import KeyService
+from safebus.logs import get_logger
+from safebus.processors.handler import validation_detail
+from safebus.records import Origin, Output, Record
+from safebus.schemas.registry import Family
+from safebus.schemas.sharing import Referral
+from safebus.topics import TopicNames
+
+_log = get_logger("consumer.queue")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostedRecipient:
+    """An agency whose referral queue this worker fills, with its private keys."""
+
+    agency: Agency
+    keys: list[PrivateKeys]
+    """The agency's keyring: every generation it still holds, current last."""
+
+
+class QueueWorker:
+    """Consumes the referral topics of the hosted agencies into one queue store."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        recipients: list[HostedRecipient],
+        directory: Callable[[], Directory],
+        store: QueueStore,
+        names: TopicNames,
+        clock: Callable[[], datetime],
+        subject_keys: KeyService,
+        group_id: str = "safebus-referral-queues",
+    ) -> None:
+        """Subscribe nothing yet; `run` does."""
+        self.recipients = {names.egress(r.agency.id, Family.REFERRAL): r for r in recipients}
+        self.directory = directory
+        self.store = store
+        self.names = names
+        self.clock = clock
+        self.subject_keys = subject_keys
+        self._bootstrap = bootstrap
+        self._group_id = group_id
+        self._producer = reliable_producer(bootstrap)
+
+    @property
+    def topics(self) -> list[str]:
+        """The referral topics this worker consumes."""
+        return sorted(self.recipients)
+
+    def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
+        """Deliver until `stop` is set."""
+        run_batches(delivery_consumer(self._bootstrap, self._group_id), self.topics, self.deliver, stop,
+                    batch_size=batch_size)
+
+    def deliver(self, records: list[Record]) -> int:
+        """Store each record in its agency's queue; dead-letter the rest; return how many referrals were new."""
+        accepted: list[ReferralArrival] = []
+        rejected: list[Output] = []
+        for record in records:
+            outcome = self.admit(record.value, origin_of(record))
+            if isinstance(outcome, ReferralArrival):
+                accepted.append(outcome)
+            else:
+                rejected.append(outcome)
+        if rejected:
+            produce_all(self._producer, rejected)
+        new = self.store.store_many(accepted, received_at=self.clock()) if accepted else 0
+        _log.info("referrals_delivered", received=len(records), new=new, redelivered=len(accepted) - new,
+                  dead_lettered=len(rejected))
+        return new
+
+    def admit(self, raw: bytes, origin: Origin) -> ReferralArrival | Output:
+        """The arrival to store for one record, or its dead letter (stage ``deliver``) with the reason."""
+        recipient = self.recipients.get(origin.topic)
+        if recipient is None:  # only possible if the subscription and the hosted set disagree
+            return self._refuse(raw, origin, "misaddressed", "not a hosted agency's referral topic")
+        try:
+            directory = self.directory()
+            opened = open_envelope(raw, recipient=recipient.keys, senders=OnlyFrom(directory, directory.router().id),
+                                   topic=origin.topic, subject_keys=self.subject_keys.lookup)
+        except InvalidEnvelope as exc:
+            return self._refuse(raw, origin, exc.reason, "")
+        if opened.event_type != Referral.type_name():
+            return self._refuse(raw, origin, "unexpected-event-type", opened.event_type[:100])
+        try:
+            referral = Referral.model_validate_json(opened.plaintext)
+        except ValidationError as exc:
+            return self._refuse(raw, origin, "schema-violation", validation_detail(exc))
+        mismatched = [name for name, signed in (("event_id", opened.event_id), ("producer", opened.producer))
+                      if getattr(referral, name) != signed]
+        if mismatched:
+            return self._refuse(raw, origin, "metadata-mismatch", ", ".join(mismatched))
+        if referral.recipient != recipient.agency.id:
+            return self._refuse(raw, origin, "misaddressed", "recipient does not match the topic's agency")
+        return ReferralArrival(referral_id=referral.referral_id, recipient_id=recipient.agency.id,
+                               event_id=referral.event_id, envelope=raw)
+
+    def _refuse(self, raw: bytes, origin: Origin, reason: str, detail: str) -> Output:
+        return refuse(raw, origin, reason=reason, detail=detail, deadletter_topic=self.names.deadletter)

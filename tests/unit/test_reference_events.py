@@ -1,0 +1,126 @@
+"""Consent and enrolment events change what the router decides next, through its durable state."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import date, datetime, timedelta
+
+from safebus.assembly import Settings, build_handler, key_service_for
+from safebus.directory import AgencyKind
+from safebus.envelope import seal_event
+from safebus.producers.publisher import AgencyPublisher
+from safebus.producers.synthetic import IncidentFactory
+from safebus.records import DLQ_REASON, Origin, Output
+from safebus.schemas import consent, education
+from safebus.schemas._base import Event, event_metadata
+from safebus.schemas.decision import SharingDecision
+from safebus.schemas.police import Adult, AdultRole, Child, Relationship, RiskGrade
+from safebus.schemas.registry import Family
+from safebus.topics import TopicNames
+from tests.conftest import FIXED_NOW, Partnership
+
+NAMES = TopicNames(prefix="t")
+VICTIM = Adult(first_name="Elsie", surname="Calloway", date_of_birth=date(1991, 4, 12), role=AdultRole.VICTIM,
+               relationship=Relationship.PARENT)
+IVY = Child(first_name="Ivy", surname="Calloway", date_of_birth=date(2016, 3, 4), present=True, school_urn="900101")
+
+
+def _publisher(p: Partnership, agency: str, kind: AgencyKind) -> AgencyPublisher:
+    return AgencyPublisher(bootstrap="127.0.0.1:1", agency=p.keys(agency), kind=kind, router=p.router.public(),
+                           names=NAMES, tokeniser=p.tokeniser, keys=key_service_for(p.state_dir),
+                           clock=lambda: FIXED_NOW)
+
+
+class Router:
+    """The router's handler on a synthetic partnership, fed records like the agent would be."""
+
+    def __init__(self, partnership: Partnership) -> None:
+        self.p = partnership
+        self.handler = build_handler(Settings(state_dir=partnership.state_dir, bootstrap="x", names=NAMES),
+                                     clock=lambda: FIXED_NOW)
+        self.offset = 0
+
+    def feed(self, record: Output) -> list[Output]:
+        self.offset += 1
+        return self.handler.handle(record.value, Origin(topic=record.topic, partition=0, offset=self.offset))
+
+    def incident(self, *, risk: RiskGrade = RiskGrade.MEDIUM) -> dict[str, SharingDecision]:
+
+
+        base = IncidentFactory(random.Random(1), now=FIXED_NOW).incident("schools")
+        incident = base.model_copy(update={"event_id": str(uuid.uuid4()), "adults": (VICTIM, *base.adults[1:]),
+                                           "children": (IVY,), "risk_grade": risk})
+        outputs = self.feed(_publisher(self.p, "northdale-police", AgencyKind.POLICE).seal(incident))
+        decisions = [SharingDecision.model_validate_json(o.value) for o in outputs if o.topic == NAMES.audit]
+        return {d.agreement_id: d for d in decisions if d.agreement_id != "operation-encompass" or
+                d.clause.startswith("4.")}
+
+
+def _victim_token(p: Partnership) -> str:
+    return p.tokeniser.person(first_name=VICTIM.first_name, surname=VICTIM.surname,
+                              date_of_birth=VICTIM.date_of_birth)
+
+
+def _consent(p: Partnership, event_type: type[Event], *, at: datetime = FIXED_NOW, **fields: object) -> Event:
+    """A consent event about the victim, parsed as a partner's JSON would be."""
+    meta = event_metadata(event_type, producer="northdale-idva", occurred_at=at, recorded_at=FIXED_NOW)
+    common = {"consent_id": "CN-1", "subject": _victim_token(p), "purpose": "voluntary-sector-referral",
+              "recorded_by": {"agency": "northdale-idva", "staff_id": "IDVA-1"}, "how_obtained": "verbal"}
+    return event_type.model_validate_json(json.dumps({**meta, **common, **fields}, default=str))
+
+
+def test_consent_given_then_withdrawn_changes_the_hub_referral(partnership: Partnership) -> None:
+    """With consent a medium-risk victim is referred to the hub; after withdrawal, the next incident is not."""
+    router = Router(partnership)
+    idva = _publisher(partnership, "northdale-idva", AgencyKind.IDVA)
+    assert router.incident()["domestic-abuse-hub"].clause == "4 no-consent"
+
+    given = _consent(partnership, consent.ConsentRecorded, given=True, recorded_on=FIXED_NOW,
+                     scope={"recipient_kinds": ["da-hub"]}, at=FIXED_NOW - timedelta(days=2))
+    assert router.feed(idva.seal(given)) == []
+    assert router.incident()["domestic-abuse-hub"].clause == "2 consent-given"
+
+    withdrawn = _consent(partnership, consent.ConsentWithdrawn, withdrawn_at=FIXED_NOW,
+                         at=FIXED_NOW - timedelta(days=1))
+    router.feed(idva.seal(withdrawn))
+    after = router.incident()
+    assert after["domestic-abuse-hub"].clause == "3 consent-withdrawn"
+    assert after["childrens-services-referral"].outcome.value == "shared", "statutory shares continue"
+
+    stale = _consent(partnership, consent.ConsentRecorded, given=True, recorded_on=FIXED_NOW,
+                     scope={"recipient_kinds": ["da-hub"]}, at=FIXED_NOW - timedelta(days=5))
+    router.feed(idva.seal(stale))
+    assert router.incident()["domestic-abuse-hub"].clause == "3 consent-withdrawn", "older news never overrides"
+
+
+def test_elective_home_education_redirects_the_notification(partnership: Partnership) -> None:
+    """Once the LA records a child as home educated, Encompass goes to its officer, not the old school."""
+    router = Router(partnership)
+    assert router.incident()["operation-encompass"].recipient == "school-900101"
+    la = _publisher(partnership, "northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES)
+    ehe = education.ElectiveHomeEducationRecorded(
+        **event_metadata(education.ElectiveHomeEducationRecorded, producer="northdale-childrens-services",
+                         occurred_at=FIXED_NOW, recorded_at=FIXED_NOW),
+        child=education.ChildIdentity(first_name="Ivy", surname="Calloway", date_of_birth=date(2016, 3, 4)),
+        from_date=date(2026, 11, 1), la_officer=education.LaOfficer(name="Otis Redfern", email="ehe@nd.example"),
+    )
+    router.feed(la.seal(ehe))
+    decision = router.incident()["operation-encompass"]
+    assert (decision.clause, decision.recipient) == ("4.2 home-educated", "northdale-childrens-services")
+
+
+def test_an_event_on_another_familys_topic_is_refused(partnership: Partnership) -> None:
+    """A genuine consent event copied onto the incident topic is dead-lettered as not permitted there."""
+    router = Router(partnership)
+    idva = _publisher(partnership, "northdale-idva", AgencyKind.IDVA)
+    event = _consent(partnership, consent.ConsentRecorded, given=True, recorded_on=FIXED_NOW,
+                     scope={"recipient_kinds": ["da-hub"]})
+    topic = NAMES.ingress("northdale-idva", Family.DA_INCIDENT)
+    misplaced = Output(topic=topic, key=b"k", value=seal_event(event, sender=partnership.keys("northdale-idva"),
+                                                                recipient=partnership.router.public(), topic=topic,
+                                                                now=FIXED_NOW))
+    [output] = router.feed(misplaced)
+    assert dict(output.headers)[DLQ_REASON] == b"not-permitted"
+    assert idva.topic_for(event.event_type).endswith(".consent")
