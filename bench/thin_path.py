@@ -59,10 +59,14 @@ from safebus.assembly import Settings, build_police_publisher, topics_for, utc_n
 from safebus.consumers.inbox_store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
+from safebus.directory import PartnershipStore
 from safebus.errors import BrokerError
 from safebus.kafka_io import produce_all, reliable_producer
+from safebus.processors.agreements import load_agreements
+from safebus.processors.engine import SharingEngine
 from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import IncidentFactory, create_partnership
+from safebus.pseudonyms import Tokeniser
 from safebus.records import Output
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import DomesticAbuseIncident
@@ -457,7 +461,7 @@ class Flow:
     """What has been seen so far of one set of published incidents, until every alert is in an inbox."""
 
     published_at: dict[str, float]  # event id -> epoch seconds its batch was acknowledged
-    decisions_due: int  # one decision per child (every incident here has children)
+    decisions_due: int  # one per (agreement, subject): what the engine decides for these incidents
     decisions: set[str] = field(default_factory=set)  # decision ids (receivers may see duplicates)
     alert_event: dict[str, str] = field(default_factory=dict)  # notification id -> event id
     decided_at: dict[str, float] = field(default_factory=dict)  # notification id -> epoch seconds of its decision
@@ -471,7 +475,7 @@ class Flow:
         self.decisions.add(decision.decision_id)
         decided_at = decision.occurred_at.timestamp()
         self.last_decided_at = max(self.last_decided_at, decided_at)
-        if decision.outcome is Outcome.SHARED and decision.output_id:
+        if decision.outcome is Outcome.SHARED and decision.recipient_kind == "school" and decision.output_id:
             self.alert_event[decision.output_id] = decision.about_event_id
             self.decided_at[decision.output_id] = decided_at
 
@@ -497,6 +501,20 @@ class Flow:
         return [self.decided_at[nid] - self.published_at[self.alert_event[nid]] for nid in self.received_at]
 
 
+_COUNTER: list[SharingEngine] = []
+
+
+def decision_count(incident: DomesticAbuseIncident) -> int:
+    """How many decisions the router makes about `incident`: one per agreement and subject, whatever its state."""
+    if not _COUNTER:
+        with tempfile.TemporaryDirectory() as scratch:
+            store = PartnershipStore(Path(scratch))
+            create_partnership(store)
+            _COUNTER.append(SharingEngine(agreements=load_agreements(), directory=store.load_directory(),
+                                          tokeniser=Tokeniser(b"k" * 32)))
+    return len(_COUNTER[0].route(incident, decided_at=utc_now()).decisions)
+
+
 def publish(publisher: PolicePublisher, incidents: list[DomesticAbuseIncident], batch_size: int,
             deadline: Deadline, *, interval_s: float = 0.0) -> tuple[float, Flow]:
     """
@@ -519,7 +537,7 @@ def publish(publisher: PolicePublisher, incidents: list[DomesticAbuseIncident], 
         # seal-and-flush time.  Wall clock, as the inbox worker's received_at is.
         acked = time.time()
         published_at.update(dict.fromkeys(event_ids, acked))
-    return started, Flow(published_at=published_at, decisions_due=sum(len(i.children) for i in incidents))
+    return started, Flow(published_at=published_at, decisions_due=sum(decision_count(i) for i in incidents))
 
 
 def wait_for_delivery(flow: Flow, *, audit: AuditTail, inbox: InboxStore, workers: Workers, deadline: Deadline,
