@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, Producer
 
-from safebus.kafka_io import to_record
+from safebus.kafka_io import produce_all, to_record
 from safebus.logs import get_logger
 from safebus.records import Origin, Output, Record, dead_letter
 
 _log = get_logger("consumer.delivery")
+A = TypeVar("A")
 
 DELIVER_STAGE = "deliver"
 """The dead-letter stage of everything a consumer refuses (unopenable, invalid, misaddressed)."""
@@ -69,6 +71,37 @@ def run_batches(
                 consumer.commit(asynchronous=False)
     finally:
         consumer.close()
+
+
+def deliver_batch(
+    records: list[Record],
+    admit: Callable[[bytes, Origin], A | Output],
+    store_many: Callable[[list[A]], int],
+    producer: Producer,
+    *,
+    what: str,
+) -> int:
+    """
+    Admit each record or refuse it; dead-letter the refused, then store the admitted in one go.
+
+    Dead letters are confirmed by the broker before the store's transaction, and
+    both happen before the caller commits offsets: nothing refused is lost and
+    nothing admitted is skipped.  Returns how many admitted records were new.
+    """
+    admitted: list[A] = []
+    refused: list[Output] = []
+    for record in records:
+        outcome = admit(record.value, origin_of(record))
+        if isinstance(outcome, Output):
+            refused.append(outcome)
+        else:
+            admitted.append(outcome)
+    if refused:
+        produce_all(producer, refused)
+    new = store_many(admitted) if admitted else 0
+    _log.info(f"{what}_delivered", received=len(records), new=new, redelivered=len(admitted) - new,
+              dead_lettered=len(refused))
+    return new
 
 
 def origin_of(record: Record) -> Origin:

@@ -18,12 +18,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from safebus.consumers._delivery import delivery_consumer, origin_of, refuse, run_batches
+from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
 from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
@@ -75,20 +75,8 @@ class InboxWorker:
 
     def deliver(self, records: list[Record]) -> int:
         """Store each record in its school's inbox; dead-letter the rest; return how many alerts were new."""
-        accepted: list[Arrival] = []
-        rejected: list[Output] = []
-        for record in records:
-            outcome = self._open(record.value, origin_of(record))
-            if isinstance(outcome, Arrival):
-                accepted.append(outcome)
-            else:
-                rejected.append(outcome)
-        if rejected:
-            produce_all(self._producer, rejected)
-        new = self.store.store_many(accepted, received_at=self.clock()) if accepted else 0
-        _log.info("alerts_delivered", received=len(records), new=new, redelivered=len(accepted) - new,
-                  dead_lettered=len(rejected))
-        return new
+        return deliver_batch(records, self._open, lambda arrivals: self.store.store_many(
+            arrivals, received_at=self.clock()), self._producer, what="alerts")
 
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:
         school = self.schools[origin.topic]

@@ -20,12 +20,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from safebus.consumers._delivery import delivery_consumer, origin_of, refuse, run_batches
+from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
 from safebus.consumers.queue_store import QueueStore, ReferralArrival
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
@@ -85,20 +85,8 @@ class QueueWorker:
 
     def deliver(self, records: list[Record]) -> int:
         """Store each record in its agency's queue; dead-letter the rest; return how many referrals were new."""
-        accepted: list[ReferralArrival] = []
-        rejected: list[Output] = []
-        for record in records:
-            outcome = self.admit(record.value, origin_of(record))
-            if isinstance(outcome, ReferralArrival):
-                accepted.append(outcome)
-            else:
-                rejected.append(outcome)
-        if rejected:
-            produce_all(self._producer, rejected)
-        new = self.store.store_many(accepted, received_at=self.clock()) if accepted else 0
-        _log.info("referrals_delivered", received=len(records), new=new, redelivered=len(accepted) - new,
-                  dead_lettered=len(rejected))
-        return new
+        return deliver_batch(records, self.admit, lambda arrivals: self.store.store_many(
+            arrivals, received_at=self.clock()), self._producer, what="referrals")
 
     def admit(self, raw: bytes, origin: Origin) -> ReferralArrival | Output:
         """The arrival to store for one record, or its dead letter (stage ``deliver``) with the reason."""
