@@ -9,6 +9,7 @@ else a testcontainers Kafka where a Docker engine runs.  No broker is a test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -189,14 +191,12 @@ class Bus:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
-@pytest.fixture(scope="module")
-def bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
-    """A fresh bus (own topic prefix, keys and state) with router and inbox running."""
-    state = tmp_path_factory.mktemp("bus")
+@contextlib.contextmanager
+def running_bus(kafka: Broker, state: Path, *, prefix: str, stop_signal: int = signal.SIGTERM) -> Iterator[Bus]:
+    """A fresh partnership in `state` with its topics applied and router and inbox running; stopped on exit."""
     store = PartnershipStore(state)
     create_partnership(store)
-    settings = Settings(state_dir=state, bootstrap=kafka.bootstrap,
-                        names=TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}"))
+    settings = Settings(state_dir=state, bootstrap=kafka.bootstrap, names=TopicNames(prefix=prefix))
     apply_topics(kafka.bootstrap, topics_for(settings))
     running = Bus(settings=settings, store=store)
     running.start("processor")
@@ -205,7 +205,14 @@ def bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus
         yield running
     finally:
         for name in list(running.processes):
-            running.stop(name)
+            running.stop(name, stop_signal)
+
+
+@pytest.fixture(scope="module")
+def bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """A fresh bus (own topic prefix, keys and state) with router and inbox running."""
+    with running_bus(kafka, tmp_path_factory.mktemp("bus"), prefix=f"t{uuid.uuid4().hex[:10]}") as running:
+        yield running
 
 
 def make_incident(*children: Child, adults: tuple[Adult, ...] | None = None, narrative: str = "Synthetic.") -> (
