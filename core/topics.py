@@ -27,7 +27,7 @@ DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
 _TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
-ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION})
+ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION, Family.ENCOMPASS_NOTIFICATION})
 """Ingress families the router consumes today (incidents to route; consent and enrolments it must know)."""
 
 INFORMATION_GOVERNANCE = "information-governance"
@@ -126,7 +126,7 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
     """
     templates = []
     for family in sorted(INGRESS_FAMILIES):
-        publishers = family_publishers(family)
+        publishers = family_publishers(family) - {AgencyKind.ROUTER}
         templates.append(ChannelTemplate(
             key=f"ingress-{family.value}", role=TopicRole.INGRESS,
             address=names.ingress("{agency}", family), partitions=3 if family is Family.DA_INCIDENT else 1,

@@ -30,7 +30,7 @@ from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision
 from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
-from safebus.schemas.police import AdultRole, DomesticAbuseIncident
+from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
 from safebus.schemas.sharing import Referral
 
 _IDS = uuid.UUID("6f1c2a52-6d0e-4c55-9a51-0c8f0a5e1b7d")
@@ -125,6 +125,27 @@ class RoutingResult:
     def decisions(self) -> tuple[SharingDecision, ...]:
         """One decision per (agreement, subject)."""
         return tuple(e.decision for e in self.explanations)
+
+
+def incident_view(notification: EncompassNotification) -> DomesticAbuseIncident:
+    """
+    The one-child incident a police-published Encompass notification stands for.
+
+    Only rules that list ``encompass.notification`` apply to it, and the
+    notification id is derived from police reference, child and setting as on
+    the incident path, so a force that publishes both the incident and its
+    notification gives the school one alert.  Built without validation: it is
+    a view for the engine, never published.
+    """
+    child = Child(first_name=notification.child_first_name, surname=notification.child_surname,
+                  date_of_birth=notification.child_date_of_birth, present=notification.child_present,
+                  school_urn=notification.setting_urn)
+    return DomesticAbuseIncident.model_construct(
+        event_id=notification.event_id, event_type=notification.event_type, schema_version=notification.schema_version,
+        producer=notification.producer, occurred_at=notification.occurred_at, recorded_at=notification.recorded_at,
+        correlation_id=notification.correlation_id, subjects=(), police_reference=notification.police_reference,
+        incident_at=notification.incident_at, adults=(), children=(child,), narrative="",
+    )
 
 
 def validate(agreements: tuple[Agreement, ...]) -> None:

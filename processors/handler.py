@@ -24,7 +24,7 @@ from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
-from safebus.processors.engine import RoutingResult, SharingEngine
+from safebus.processors.engine import RoutingResult, SharingEngine, incident_view
 from safebus.processors.reference import apply_reference
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
@@ -127,12 +127,15 @@ class IncidentHandler:
                       if getattr(event, name) != signed]
         if mismatched:
             return [self._reject(raw, origin, "validate", "metadata-mismatch", ", ".join(mismatched))]
-        if not isinstance(event, police.DomesticAbuseIncident):
-            if apply_reference(event, self.reference_state, self.router.tokeniser):
-                _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
-                return []
+        if isinstance(event, EncompassNotification):
+            incident = incident_view(event)  # a police system published the notification itself
+        elif isinstance(event, police.DomesticAbuseIncident):
+            incident = event
+        elif apply_reference(event, self.reference_state, self.router.tokeniser):
+            _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
+            return []
+        else:
             return [self._reject(raw, origin, "validate", "not-routed", opened.event_type[:100])]
-        incident = event
 
         # (4): the agreement decides.
         result = self.router.route(incident, decided_at=self.clock())

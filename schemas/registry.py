@@ -98,7 +98,7 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(police.DomesticAbuseIncident, Family.DA_INCIDENT, {_K.POLICE}),
     _spec(police.DapnIssued, Family.PROTECTION_ORDER, {_K.POLICE}),
     _spec(police.DapoMade, Family.PROTECTION_ORDER, {_K.POLICE}),
-    _spec(encompass.EncompassNotification, Family.ENCOMPASS_NOTIFICATION, {_K.ROUTER}),
+    _spec(encompass.EncompassNotification, Family.ENCOMPASS_NOTIFICATION, {_K.ROUTER, _K.POLICE}),
     _spec(encompass.EncompassAcknowledged, Family.ENCOMPASS_ACK, {_K.SCHOOL}),
     _spec(education.EducationSettingRecorded, Family.EDUCATION, {_K.CHILDRENS_SERVICES}),
     _spec(education.EnrolmentRecorded, Family.EDUCATION, {_K.CHILDRENS_SERVICES, _K.SCHOOL}),
@@ -123,9 +123,9 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
 )
 
-INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS) - {
-    Family.ENCOMPASS_NOTIFICATION, Family.REFERRAL, Family.AUDIT}
-"""Families that agencies publish into the bus (one ingress topic per publishing agency)."""
+INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS if spec.publishers - {_K.ROUTER})
+"""Families that agencies publish into the bus (one ingress topic per publishing agency); a police system
+may publish an Operation Encompass notification itself, so that family has ingress topics as well as egress."""
 
 
 def by_type(event_type: str) -> ContractSpec | None:

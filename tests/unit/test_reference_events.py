@@ -7,15 +7,19 @@ import random
 import uuid
 from datetime import date, datetime, timedelta
 
+import pytest
+
 from safebus.assembly import Settings, build_handler, key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import seal_event
+from safebus.errors import EnvelopeError
 from safebus.producers.publisher import AgencyPublisher
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import DLQ_REASON, Origin, Output
 from safebus.schemas import consent, education
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.decision import SharingDecision
+from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.police import Adult, AdultRole, Child, Relationship, RiskGrade
 from safebus.schemas.registry import Family
 from safebus.topics import TopicNames
@@ -124,3 +128,60 @@ def test_an_event_on_another_familys_topic_is_refused(partnership: Partnership) 
     [output] = router.feed(misplaced)
     assert dict(output.headers)[DLQ_REASON] == b"not-permitted"
     assert idva.topic_for(event.event_type).endswith(".consent")
+
+
+def _encompass_shares(outputs: list[Output]) -> dict[str, bytes]:
+    """Egress notifications by key (the notification id)."""
+    return {o.key.decode(): o.value for o in outputs if o.topic.endswith(".encompass-notification")}
+
+
+def test_a_police_published_notification_is_routed_by_the_same_agreement(partnership: Partnership) -> None:
+    """A force that publishes the notification itself reaches the same school, under the same clause."""
+    router = Router(partnership)
+    police = _publisher(partnership, "northdale-police", AgencyKind.POLICE)
+    notification = EncompassNotification(
+        **event_metadata(EncompassNotification, producer="northdale-police", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW),
+        notification_id="police-side-id", setting_urn="900101", child_first_name=IVY.first_name,
+        child_surname=IVY.surname, child_date_of_birth=IVY.date_of_birth, police_reference="NDP-2026-777777",
+        incident_at=FIXED_NOW - timedelta(hours=2), child_present=True,
+    )
+    outputs = router.feed(police.seal(notification))
+    decisions = [SharingDecision.model_validate_json(o.value) for o in outputs if o.topic == NAMES.audit]
+    assert [(d.agreement_id, d.clause, d.recipient) for d in decisions] == [
+        ("operation-encompass", "4.1 notify-setting", "school-900101")]
+    assert decisions[0].about_event_type == "encompass.notification"
+    assert len(_encompass_shares(outputs)) == 1
+
+
+def test_an_incident_and_its_notification_give_the_school_one_alert(partnership: Partnership) -> None:
+    """Published both ways, the child's alert has one id, so the school's inbox shows it once."""
+    router = Router(partnership)
+    police = _publisher(partnership, "northdale-police", AgencyKind.POLICE)
+    incident = IncidentFactory(random.Random(3), now=FIXED_NOW).incident("schools").model_copy(
+        update={"event_id": str(uuid.uuid4()), "children": (IVY,)})
+    from_incident = _encompass_shares(router.feed(police.seal(incident)))
+    notification = EncompassNotification(
+        **event_metadata(EncompassNotification, producer="northdale-police", occurred_at=incident.occurred_at,
+                         recorded_at=FIXED_NOW),
+        notification_id="police-side-id", setting_urn="900101", child_first_name=IVY.first_name,
+        child_surname=IVY.surname, child_date_of_birth=IVY.date_of_birth, police_reference=incident.police_reference,
+        incident_at=incident.incident_at, child_present=IVY.present,
+    )
+    from_notification = _encompass_shares(router.feed(police.seal(notification)))
+    assert set(from_incident) == set(from_notification)
+    assert len(from_incident) == 1
+
+
+def test_a_school_cannot_publish_a_notification(partnership: Partnership) -> None:
+    """Only the police (and the router) may originate an Encompass notification."""
+    school = _publisher(partnership, "school-900101", AgencyKind.SCHOOL)
+    notification = EncompassNotification(
+        **event_metadata(EncompassNotification, producer="school-900101", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW),
+        notification_id="x", setting_urn="900101", child_first_name="A", child_surname="B",
+        child_date_of_birth=date(2015, 1, 1), police_reference="NDP-2026-000001", incident_at=FIXED_NOW,
+        child_present=True,
+    )
+    with pytest.raises(EnvelopeError, match=r"does not publish encompass\.notification"):
+        school.seal(notification)
