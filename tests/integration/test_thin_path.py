@@ -154,11 +154,13 @@ def test_no_adult_name_narrative_or_risk_grade_reaches_any_school(bus: Bus) -> N
     wait_for(lambda: bus.delivered(shared) == shared, what="every shared alert in the inbox")
     inbox = bus.inbox()
     try:
-        rows = " ".join(" ".join(row) for row in inbox.raw_rows()).lower()
+        rows = " ".join(" ".join(row) for row in inbox.raw_rows())
     finally:
         inbox.close()
-    for word in forbidden:
-        assert word.lower() not in rows
+    # The inbox holds sealed envelopes (random base64url), where short words occur by chance: look only for
+    # what cannot (the random marker, dates of birth). The plaintext of every alert was checked word by word above.
+    for text in (marker, "1988-02-03", "1985-07-08"):
+        assert text not in rows
 
 
 def test_school_inbox_refuses_an_alert_the_router_did_not_sign(bus: Bus) -> None:
