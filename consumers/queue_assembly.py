@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING
 from safebus.consumers.queue_store import Opener, QueueStore
 from safebus.consumers.queue_worker import HostedRecipient, QueueWorker
 from safebus.consumers.receipts import send_due_receipts
-from safebus.directory import Agency, AgencyKind, Directory, OnlyFrom
-from safebus.envelope import open_envelope
-from safebus.errors import ConfigError, InvalidEnvelope
-from safebus.keys import PrivateKeys
+from safebus.directory import Agency, AgencyKind, Directory
+from safebus.errors import ConfigError
 from safebus.producers.publisher import AgencyPublisher
 from safebus.schemas.sharing import Referral
 from safebus.topics import TopicNames, channel_templates
@@ -76,24 +74,18 @@ def queue_opener(settings: Settings) -> Opener:
     Raises ConfigError when the agency's keys are not in this state directory:
     that is a wrong machine, not an erasure, and must not be shown as one.
     """
-    from safebus.assembly import key_service_for
+    from safebus.assembly import router_sealed_reader
 
-    store = settings.store
-    directory = store.load_directory()
-    senders = OnlyFrom(directory, directory.router().id)
-    keys = key_service_for(settings.state_dir)
-    keyrings: dict[str, list[PrivateKeys]] = {}
+    directory = settings.store.load_directory()
+    read = router_sealed_reader(settings)
+    checked: set[str] = set()
 
     def open_referral(recipient_id: str, envelope: bytes) -> Referral | None:
-        if recipient_id not in keyrings:
+        if recipient_id not in checked:
             queue_recipient(settings, recipient_id, directory)
-            keyrings[recipient_id] = store.keyring(recipient_id)
-        try:
-            opened = open_envelope(envelope, recipient=keyrings[recipient_id], senders=senders,
-                                   subject_keys=keys.lookup)
-        except InvalidEnvelope:
-            return None
-        return Referral.model_validate_json(opened.plaintext)
+            checked.add(recipient_id)
+        plaintext = read(recipient_id, envelope)
+        return Referral.model_validate_json(plaintext) if plaintext else None
 
     return open_referral
 

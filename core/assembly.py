@@ -20,6 +20,7 @@ from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
+from safebus.keys import PrivateKeys
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
 from safebus.processors.agreements import load_agreements
@@ -144,23 +145,41 @@ def ingress_topics(settings: Settings) -> list[str]:
     return subscribed_topics(directory, settings.names, party=AgencyKind.ROUTER.value, role=TopicRole.INGRESS)
 
 
-def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
-    """Decrypts a stored alert for its school; None once the child's data has been erased."""
+def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | None]:
+    """
+    Opens what the router sealed for a local agency: plaintext, or None once it can no longer be read.
+
+    Shared by the school inbox and the referral queues, which store envelopes
+    and open them on display (so erasing a subject reaches them too).  Only
+    the router is accepted as sender; each agency's keyring is read once.
+    """
     store = settings.store
     directory = store.load_directory()
     senders = OnlyFrom(directory, directory.router().id)
     keys = key_service_for(settings.state_dir)
+    keyrings: dict[str, list[PrivateKeys]] = {}
+
+    def read(agency_id: str, envelope: bytes) -> bytes | None:
+        if agency_id not in keyrings:
+            keyrings[agency_id] = store.keyring(agency_id)
+        try:
+            return open_envelope(envelope, recipient=keyrings[agency_id], senders=senders,
+                                 subject_keys=keys.lookup).plaintext
+        except InvalidEnvelope:
+            return None
+
+    return read
+
+
+def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
+    """Decrypts a stored alert for its school; None once the child's data has been erased."""
+    directory = settings.store.load_directory()
+    read = router_sealed_reader(settings)
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
         school = directory.school_by_urn(setting_urn)
-        if school is None:
-            return None
-        try:
-            opened = open_envelope(envelope, recipient=store.keyring(school.id), senders=senders,
-                                   subject_keys=keys.lookup)
-        except InvalidEnvelope:
-            return None
-        return EncompassNotification.model_validate_json(opened.plaintext)
+        plaintext = read(school.id, envelope) if school else None
+        return EncompassNotification.model_validate_json(plaintext) if plaintext else None
 
     return open_alert
 
