@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 # Any change to the package's files re-runs the (fast) editable install, which
 # keeps the strict-mode link tree in step with new modules (docs/adr/0001).
 SOURCES := pyproject.toml constraints.txt $(shell find core schemas producers processors consumers deploy \
-             -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name 'py.typed' \) 2>/dev/null)
+             -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name '*.toml' -o -name '*.html' -o -name 'py.typed' \) 2>/dev/null)
 
 .PHONY: demo test lint typecheck unit integration bench clean tools
 
@@ -34,8 +34,9 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/thin_path.py
 
-# Java 17+ runs the broker, Maven fetches it, and kcat (a non-Python Kafka
-# client) proves the contracts stand without our code. Java and Maven ship with
+# Java 17+ runs the broker, Maven fetches it, kcat (a non-Python Kafka
+# client) proves the contracts stand without our code, and Debian's Chromium
+# runs the browser tests (Playwright drives it; it never downloads a browser). Java and Maven ship with
 # this project's machines; on a Debian/Ubuntu host running as root, whatever is
 # missing is installed with apt.
 tools:
@@ -43,11 +44,12 @@ tools:
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "safebus needs:$$missing (Java 17+, Maven, kcat)" >&2; exit 1; fi; \
+	  else echo "safebus needs:$$missing (Java 17+, Maven, kcat, Chromium)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/.installed: $(SOURCES)
