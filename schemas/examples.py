@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from safebus.schemas import (
+    audit,
     consent,
     decision,
     dvds,
@@ -294,13 +295,72 @@ def _erased() -> Event:
     )
 
 
+_DIGEST = "9b2e8f0c4d1a7e3b5c6d8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e"
+
+
+def _delivered() -> Event:
+    return audit.Delivered(
+        **_meta(audit.Delivered, "safebus-inbox", 27, subjects=(_SUBJECT,)),
+        output_id="00000000-0000-5000-8000-000000000021", recipient="brookfield-primary",
+        channel=audit.DeliveryChannel.SCHOOL_INBOX, delivered_at=_RECORDED + timedelta(seconds=2),
+    )
+
+
+def _dead_lettered() -> Event:
+    return audit.DeadLettered(
+        **_meta(audit.DeadLettered, "safebus-audit", 28), reason="bad-signature", stage="verify",
+        detail="signature does not verify with any key of the producer", origin_topic="safebus.in.police.da-incident",
+        origin_partition=0, origin_offset=41, about_event_id="00000000-0000-4000-8000-000000000001",
+        content_sha256=_DIGEST,
+    )
+
+
+def _directory_entry() -> Event:
+    return audit.DirectoryEntryPublished(
+        **_meta(audit.DirectoryEntryPublished, "safebus-audit", 29), agency_id="brookfield-primary", kind="school",
+        entry_sha256=_DIGEST, signed_at=_AT,
+        keys=(audit.KeyGenerationState(key_id="brookfield-primary/2026-11-01", status="active"),),
+    )
+
+
+def _ruleset() -> Event:
+    return audit.RulesetLoaded(
+        **_meta(audit.RulesetLoaded, "safebus-router", 30), ruleset_sha256=_DIGEST,
+        agreements=(audit.AgreementVersion(agreement_id="operation-encompass", version="2.1.0", sha256=_DIGEST),),
+    )
+
+
+def _viewed() -> Event:
+    return audit.AuditViewed(
+        **_meta(audit.AuditViewed, "safebus-audit", 31, subjects=(_SUBJECT,)), viewer="igo-1",
+        viewer_role="information-governance", view="subject-chronology", parameters={"subject": _SUBJECT}, results=7,
+    )
+
+
+def _audit_acknowledged() -> Event:
+    return audit.Acknowledged(
+        **_meta(audit.Acknowledged, "brookfield-primary", 32, subjects=(_SUBJECT,)),
+        notification_id="00000000-0000-5000-8000-000000000021", setting_urn="900101", staff_id="KA-1",
+        role="key-adult", acknowledged_at=_RECORDED + timedelta(hours=10), due_by=_RECORDED + timedelta(hours=11),
+    )
+
+
+def _escalated() -> Event:
+    return audit.Escalated(
+        **_meta(audit.Escalated, "safebus-inbox", 33, subjects=(_SUBJECT,)),
+        notification_id="00000000-0000-5000-8000-000000000021", setting_urn="900101",
+        step=audit.EscalationStep.DEPUTIES, due_by=_RECORDED + timedelta(hours=11), notified=("KA-2",),
+    )
+
+
 EXAMPLES: dict[str, Callable[[], Event]] = {
     builder().event_type: builder
     for builder in (
         _incident, _dapn, _dapo, _notification, _acknowledged, _setting, _enrolment, _enrolment_changed, _ehe,
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
-        _referral, _received,
+        _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
+        _escalated,
     )
 }
 """Example builders by event type."""

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from safebus.directory import AgencyKind
-from safebus.schemas import consent, decision, dvds, education, encompass, marac, police, risk, safeguarding, sharing
+from safebus.schemas import audit, consent, decision, dvds, education, encompass, marac, police, risk, safeguarding, sharing
 from safebus.schemas._base import Event
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -121,6 +121,10 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(sharing.ReferralReceived, Family.RECEIPT, {_K.CHILDRENS_SERVICES, _K.DA_HUB, _K.IDVA, _K.MARAC, _K.HEALTH}),
     _spec(decision.SharingDecision, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
     _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
+    *(_spec(model, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE)
+      for model in (audit.Delivered, audit.DeadLettered, audit.DirectoryEntryPublished, audit.RulesetLoaded,
+                    audit.AuditViewed, audit.Escalated)),
+    _spec(audit.Acknowledged, Family.AUDIT, {_K.SCHOOL}, Compatibility.BACKWARD_TRANSITIVE),
 )
 
 INGRESS_FAMILIES = frozenset(spec.family for spec in CONTRACTS if spec.publishers - {_K.ROUTER})

@@ -1,0 +1,135 @@
+"""
+Audit facts beyond sharing decisions: what the tamper-evident audit log records.
+
+The audit log (issue 6) must answer "who received what about whom, when and
+why" and also "what went wrong and who looked": so deliveries, dead letters,
+changes to the agency directory and the rule set, and every view of audit data
+are facts in the same log as the decisions.
+
+Every fact here names people only by pseudonymous subject tokens (in
+``subjects``) and data only by field names and SHA-256 digests, never by
+content: the log is kept for years and erasing a person's data (destroying
+their keys) must never require changing a leaf of it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from safebus.schemas._base import URN, AgencyId, AwareDatetime, Contract, Event, Name, Text
+
+Sha256Hex = str
+
+
+class DeliveryChannel(StrEnum):
+    """How a recipient was given what the router sealed for it."""
+
+    SCHOOL_INBOX = "school-inbox"
+    WORK_QUEUE = "work-queue"
+
+
+class Delivered(Event):
+    """A sealed share reached its recipient's store (the inbox or work queue that holds it)."""
+
+    event_type: Literal["audit.delivered"]
+    output_id: str = Field(description="The notification or referral id, as in the sharing decision")
+    recipient: AgencyId
+    channel: DeliveryChannel
+    delivered_at: AwareDatetime
+
+
+class DeadLettered(Event):
+    """An input was refused and kept on the dead-letter topic; the fact holds its digest, never its bytes."""
+
+    event_type: Literal["audit.dead-lettered"]
+    reason: Name
+    stage: Name
+    detail: Text | None = None
+    origin_topic: Name
+    origin_partition: int = Field(ge=0)
+    origin_offset: int = Field(ge=0)
+    about_event_id: str | None = None
+    content_sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class KeyGenerationState(Contract):
+    """One key generation of an agency as the directory lists it."""
+
+    key_id: Name
+    status: Name
+
+
+class DirectoryEntryPublished(Event):
+    """A signed agency-directory entry was published: who is on the bus, and with which keys."""
+
+    event_type: Literal["audit.directory-entry-published"]
+    agency_id: AgencyId
+    kind: Name
+    entry_sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    signed_at: datetime | None = None
+    keys: tuple[KeyGenerationState, ...] = ()
+
+
+class AgreementVersion(Contract):
+    """One Information Sharing Agreement file as the router loaded it."""
+
+    agreement_id: Name
+    version: Name
+    sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RulesetLoaded(Event):
+    """The router started routing with this set of agreements (logged once per distinct set)."""
+
+    event_type: Literal["audit.ruleset-loaded"]
+    ruleset_sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    agreements: tuple[AgreementVersion, ...]
+
+
+class AuditViewed(Event):
+    """Someone looked at audit data: every view of the audit trail is itself audited."""
+
+    event_type: Literal["audit.viewed"]
+    viewer: Name
+    viewer_role: Name
+    view: Name = Field(description="What was looked at: a page or command name")
+    parameters: dict[Name, str] = Field(default_factory=dict, description="The query, with tokens, never names")
+    results: int = Field(ge=0, description="How many records were shown")
+
+
+class Acknowledged(Event):
+    """A Key Adult acknowledged an Operation Encompass alert (mirrors ``encompass.acknowledged``)."""
+
+    event_type: Literal["audit.acknowledged"]
+    notification_id: str
+    setting_urn: URN
+    staff_id: Name
+    role: Name
+    acknowledged_at: AwareDatetime
+    due_by: AwareDatetime | None = None
+
+
+class EscalationStep(StrEnum):
+    """Who was told that an alert was not acknowledged in time."""
+
+    DEPUTIES = "deputies"
+    EDUCATION_SAFEGUARDING_OFFICER = "education-safeguarding-officer"
+    MASH_EDUCATION_DESK = "mash-education-desk"
+    RESURFACED = "resurfaced"
+    FILE_TRANSFER_PROMPTED = "file-transfer-prompted"
+    FILE_TRANSFER_OVERDUE = "file-transfer-overdue"
+
+
+class Escalated(Event):
+    """A delivery deadline step fired: deputies alerted, the LA officer told, an alert resurfaced."""
+
+    event_type: Literal["audit.escalated"]
+    notification_id: str
+    setting_urn: URN | None
+    step: EscalationStep
+    due_by: AwareDatetime
+    notified: tuple[Name, ...] = Field(default=(), description="Staff or desk ids told, never names")
