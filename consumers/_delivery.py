@@ -51,13 +51,21 @@ def run_batches(
     *,
     batch_size: int = 500,
     poll_s: float = 0.5,
+    idle: Callable[[], object] | None = None,
 ) -> None:
-    """Subscribe to `topics` and hand each batch of records to `deliver`, committing after it, until `stop`."""
+    """
+    Subscribe to `topics` and hand each batch of records to `deliver`, committing after it, until `stop`.
+
+    `idle` runs whenever a poll finds nothing, for work that is due by time
+    rather than by arrival (an audit checkpoint, an escalation).
+    """
     consumer.subscribe(sorted(topics))
     try:
         while not stop.is_set():
             first = consumer.poll(poll_s)
             if first is None:
+                if idle is not None:
+                    idle()
                 continue
             records = []
             for msg in [first, *consumer.consume(num_messages=batch_size - 1, timeout=0)]:

@@ -19,16 +19,18 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
+from safebus.consumers.audit_facts import delivered_fact
 from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import reliable_producer
+from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
+from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.encompass import EncompassNotification
 from safebus.topics import TopicNames
 
@@ -68,15 +70,26 @@ class InboxWorker:
         self.clock = clock
         self._consumer = delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
+        self._delivered: list[Output] = []
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
         run_batches(self._consumer, sorted(self.schools), self.deliver, stop, batch_size=batch_size)
 
     def deliver(self, records: list[Record]) -> int:
-        """Store each record in its school's inbox; dead-letter the rest; return how many alerts were new."""
-        return deliver_batch(records, self._open, lambda arrivals: self.store.store_many(
+        """
+        Store each record in its school's inbox; dead-letter the rest; return how many alerts were new.
+
+        Then log each delivery as an audit fact, before the loop commits the
+        offsets: a crash in between redelivers, and the fact's derived id
+        keeps the log from counting it twice.
+        """
+        self._delivered = []
+        new = deliver_batch(records, self._open, lambda arrivals: self.store.store_many(
             arrivals, received_at=self.clock()), self._producer, what="alerts")
+        if self._delivered:
+            produce_all(self._producer, self._delivered)
+        return new
 
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:
         school = self.schools[origin.topic]
@@ -91,6 +104,9 @@ class InboxWorker:
             return self._reject(raw, origin, "schema-violation", validation_detail(exc))
         if notification.setting_urn != school.agency.urn:
             return self._reject(raw, origin, "misaddressed", "setting_urn does not match the topic's school")
+        self._delivered.append(delivered_fact(
+            output_id=notification.notification_id, recipient=school.agency.id, channel=DeliveryChannel.SCHOOL_INBOX,
+            subjects=notification.subjects, at=self.clock(), audit_topic=self.names.audit))
         return Arrival(notification_id=notification.notification_id, setting_urn=notification.setting_urn,
                        envelope=raw)
 

@@ -21,16 +21,18 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
+from safebus.consumers.audit_facts import delivered_fact
 from safebus.consumers.queue_store import QueueStore, ReferralArrival
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import reliable_producer
+from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
+from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.registry import Family
 from safebus.schemas.sharing import Referral
 from safebus.topics import TopicNames
@@ -72,6 +74,7 @@ class QueueWorker:
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._producer = reliable_producer(bootstrap)
+        self._delivered: list[Output] = []
 
     @property
     def topics(self) -> list[str]:
@@ -84,9 +87,18 @@ class QueueWorker:
                     batch_size=batch_size)
 
     def deliver(self, records: list[Record]) -> int:
-        """Store each record in its agency's queue; dead-letter the rest; return how many referrals were new."""
-        return deliver_batch(records, self.admit, lambda arrivals: self.store.store_many(
+        """
+        Store each record in its agency's queue; dead-letter the rest; return how many referrals were new.
+
+        Each delivery is then logged as an audit fact before offsets are
+        committed (its derived id makes a redelivery the same fact).
+        """
+        self._delivered = []
+        new = deliver_batch(records, self.admit, lambda arrivals: self.store.store_many(
             arrivals, received_at=self.clock()), self._producer, what="referrals")
+        if self._delivered:
+            produce_all(self._producer, self._delivered)
+        return new
 
     def admit(self, raw: bytes, origin: Origin) -> ReferralArrival | Output:
         """The arrival to store for one record, or its dead letter (stage ``deliver``) with the reason."""
@@ -111,6 +123,9 @@ class QueueWorker:
             return self._refuse(raw, origin, "metadata-mismatch", ", ".join(mismatched))
         if referral.recipient != recipient.agency.id:
             return self._refuse(raw, origin, "misaddressed", "recipient does not match the topic's agency")
+        self._delivered.append(delivered_fact(
+            output_id=referral.referral_id, recipient=recipient.agency.id, channel=DeliveryChannel.WORK_QUEUE,
+            subjects=referral.subjects, at=self.clock(), audit_topic=self.names.audit))
         return ReferralArrival(referral_id=referral.referral_id, recipient_id=recipient.agency.id,
                                event_id=referral.event_id, envelope=raw)
 

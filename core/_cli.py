@@ -409,10 +409,12 @@ def _topics(action: str, settings: Settings) -> int:
 
 
 def _processor(settings: Settings) -> int:
-    from safebus.assembly import build_handler, ingress_topics
+    from safebus.assembly import announce_ruleset, build_handler, ingress_topics
     from safebus.processors.app import create_app, run_worker
 
-    app = create_app(bootstrap=settings.bootstrap, handler=build_handler(settings),
+    handler = build_handler(settings)
+    announce_ruleset(settings)
+    app = create_app(bootstrap=settings.bootstrap, handler=handler,
                      ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")
     run_worker(app)

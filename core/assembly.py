@@ -14,22 +14,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from safebus.consumers.audit_ledger import AuditLedger, LogKey
+from safebus.consumers.audit_sequencer import AuditSequencer
 from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
+from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
-from safebus.processors.agreements import load_agreements
+from safebus.processors.agreements import agreement_files, load_agreements, ruleset_loaded
 from safebus.processors.engine import SharingEngine
 from safebus.processors.handler import IncidentHandler
 from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
 from safebus.processors.state import SqliteRouterState
 from safebus.producers.police import PolicePublisher
 from safebus.pseudonyms import Tokeniser
+from safebus.records import EVENT_ID, Output
 from safebus.schemas.encompass import EncompassNotification
 from safebus.topics import TopicNames, TopicRole, TopicSpec, bus_topics, subscribed_topics
 
@@ -51,6 +55,16 @@ class Settings:
     def store(self) -> PartnershipStore:
         """The partnership's directory and local keys."""
         return PartnershipStore(self.state_dir)
+
+    @property
+    def audit_dir(self) -> Path:
+        """The audit log's ledger, key and projection."""
+        return self.state_dir / "audit" / self.names.prefix
+
+    @property
+    def audit_origin(self) -> str:
+        """The audit log's checkpoint origin line (C2SP: a schema-less URL naming the log)."""
+        return f"audit.safebus.invalid/{self.names.prefix}"
 
     @property
     def inbox_path(self) -> Path:
@@ -137,6 +151,31 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
                            clock_window=window, reference_state=state)
+
+
+def announce_ruleset(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:
+    """Record on the audit topic which agreement files the router is about to route under (once per set)."""
+    directory = settings.store.load_directory()
+    fact = ruleset_loaded(agreement_files(), producer=directory.router().id, at=clock())
+    produce_all(reliable_producer(settings.bootstrap), [Output(
+        topic=settings.names.audit, key=fact.ruleset_sha256.encode(), value=fact.model_dump_json().encode(),
+        headers=((EVENT_ID, fact.event_id.encode()),))])
+
+
+def open_ledger(settings: Settings) -> AuditLedger:
+    """The audit ledger on this machine, with the log key (created on first use)."""
+    key = LogKey.load_or_create(settings.audit_dir / "log-key.pem", origin=settings.audit_origin)
+    every = int(os.environ.get("SAFEBUS_CHECKPOINT_EVERY", "1000"))
+    interval = float(os.environ.get("SAFEBUS_CHECKPOINT_SECONDS", "10"))
+    return AuditLedger(settings.audit_dir / "ledger.sqlite", key, checkpoint_every=every,
+                       checkpoint_interval=timedelta(seconds=interval))
+
+
+def build_audit_sequencer(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                          on_appended: Callable[[list[int]], object] | None = None) -> AuditSequencer:
+    """The sequencer that appends every fact on the bus to this machine's audit ledger."""
+    return AuditSequencer(bootstrap=settings.bootstrap, names=settings.names, ledger=open_ledger(settings),
+                          clock=clock, on_appended=on_appended)
 
 
 def ingress_topics(settings: Settings) -> list[str]:

@@ -71,6 +71,13 @@ def _messages() -> dict[str, Any]:
         "contentType": "application/json",
         "payload": SignedAgency.model_json_schema(),
     }
+    messages["checkpoint"] = {
+        "name": "checkpoint",
+        "title": "Signed audit-log checkpoint",
+        "summary": "A C2SP tlog-checkpoint (origin, tree size, root hash) in a signed note, by the audit log's key.",
+        "contentType": "text/plain",
+        "payload": {"type": "string", "description": "the signed note, UTF-8"},
+    }
     return messages
 
 

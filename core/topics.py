@@ -7,7 +7,8 @@ so the two cannot disagree.  Names follow the data flow::
 
     <prefix>.ingress.<agency>.<family>   one per producing agency and contract family
     <prefix>.egress.<recipient>.<family> one per recipient agency and kind of share (ACL boundary)
-    <prefix>.audit.decisions             every sharing decision, never deleted
+    <prefix>.audit.decisions             every audit fact (decisions, deliveries, views...), never deleted
+    <prefix>.audit.checkpoints           signed checkpoints of the audit log (Merkle tree heads)
     <prefix>.deadletter                  rejected input, original bytes kept
 
 A template whose address contains ``{agency}`` becomes one topic per agency of
@@ -100,6 +101,11 @@ class TopicNames:
         return f"{self.prefix}.audit.decisions"
 
     @property
+    def checkpoints(self) -> str:
+        """The topic of the audit log's signed checkpoints."""
+        return f"{self.prefix}.audit.checkpoints"
+
+    @property
     def deadletter(self) -> str:
         """The dead-letter topic."""
         return f"{self.prefix}.deadletter"
@@ -160,6 +166,13 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         messages=tuple(s.event_type for s in in_family(Family.AUDIT)),
         publishers=(AgencyKind.ROUTER.value,), subscribers=(INFORMATION_GOVERNANCE,),
         description="Every sharing decision (shared, withheld, deferred, escalated) with its lawful basis",
+    ))
+    templates.append(ChannelTemplate(
+        key="audit-checkpoints", role=TopicRole.AUDIT, address=names.checkpoints, partitions=1,
+        config={"retention.ms": "-1", "cleanup.policy": "delete"}, messages=("checkpoint",),
+        publishers=("audit-sequencer",), subscribers=(INFORMATION_GOVERNANCE, "witness"),
+        description="Signed checkpoints of the audit log (RFC 9162 tree heads), for anyone to check the log "
+                    "never rewrites its history",
     ))
     templates.append(ChannelTemplate(
         key="deadletter", role=TopicRole.DEADLETTER, address=names.deadletter, partitions=1,

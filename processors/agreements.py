@@ -17,14 +17,19 @@ clause, instead of routing by a rule that cannot mean what it says.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
+import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from safebus.errors import ConfigError
+from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import AgreementVersion, RulesetLoaded
 from safebus.schemas.decision import Outcome
 
 ConsentStance = Literal["must-not-be-sought", "required", "not-required"]
@@ -152,9 +157,7 @@ def load_agreements(files: Mapping[str, str] | None = None) -> tuple[Agreement, 
     Raises ConfigError for any invalid file; agreement ids must be unique.
     """
     if files is None:
-        folder = resources.files("safebus.processors").joinpath("agreements")
-        files = {entry.name: entry.read_text() for entry in sorted(folder.iterdir(), key=lambda e: e.name)
-                 if entry.name.endswith(".toml")}
+        files = agreement_files()
     agreements = tuple(parse_agreement(name, text) for name, text in files.items())
     ids = [a.id for a in agreements]
     if len(set(ids)) != len(ids):
@@ -162,3 +165,30 @@ def load_agreements(files: Mapping[str, str] | None = None) -> tuple[Agreement, 
     if not agreements:
         raise ConfigError("no agreements found: the router will not share without one")
     return agreements
+
+
+def agreement_files() -> dict[str, str]:
+    """The packaged agreement files, name -> text."""
+    folder = resources.files("safebus.processors").joinpath("agreements")
+    return {entry.name: entry.read_text() for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+            if entry.name.endswith(".toml")}
+
+
+def ruleset_loaded(files: Mapping[str, str], *, producer: str, at: datetime) -> RulesetLoaded:
+    """
+    The audit fact that routing runs under these agreement files.
+
+    Its id is the digest of the whole set, so a restart under the same rules is
+    the same fact (logged once) and any change to any file is a new one: the
+    audit log then shows exactly when each rule version took effect.
+    """
+    agreements = load_agreements(files)
+    digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
+    versions = tuple(AgreementVersion(agreement_id=a.id, version=a.version, sha256=digests[name])
+                     for name, a in zip(files, agreements, strict=True))
+    ruleset = hashlib.sha256("".join(f"{v.agreement_id}@{v.version}:{v.sha256}\n" for v in versions).encode())
+    return RulesetLoaded(
+        **event_metadata(RulesetLoaded, producer=producer, occurred_at=at, recorded_at=at,
+                         event_id=str(uuid.UUID(bytes=ruleset.digest()[:16], version=5))),
+        ruleset_sha256=ruleset.hexdigest(), agreements=versions,
+    )

@@ -1,0 +1,120 @@
+"""
+The audit sequencer: the one process that assigns audit facts their place in the log.
+
+It reads every topic that carries evidence — the audit topic (decisions,
+erasures, deliveries, rule sets, views, acknowledgements, escalations), the
+dead-letter topic and the agency directory — turns each record into a fact
+(`safebus.consumers.audit_facts`), appends the new ones to the ledger, and
+signs a checkpoint at least every N leaves or T seconds, publishing it on the
+checkpoint topic so anyone holding an older one can demand a consistency proof.
+
+Ordering and failure: a batch's leaves are stored (one transaction) before its
+offsets are committed, and appending is idempotent by fact id, so a crash
+re-reads and re-skips.  A record on the audit or directory topic that is not a
+valid fact is not dropped: it is dead-lettered with the reason, and that dead
+letter in turn becomes a fact.  The leaf order across the audit topic's
+partitions is the order this sequencer read them in; what the log guarantees
+is that, once appended, a fact's place never changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from confluent_kafka import Producer
+
+from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
+from safebus.consumers.audit_facts import (
+    NotAFact,
+    fact_from_audit_record,
+    fact_from_dead_letter,
+    fact_from_directory_record,
+    leaf_bytes,
+)
+from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.logs import get_logger
+from safebus.records import Output, Record, dead_letter
+from safebus.schemas._base import Event
+from safebus.topics import TopicNames
+
+_log = get_logger("audit.sequencer")
+
+SEQUENCE_STAGE = "audit-sequence"
+GROUP_ID = "safebus-audit-sequencer"
+
+
+class AuditSequencer:
+    """Appends every fact on the bus to the ledger, once, and publishes checkpoints."""
+
+    def __init__(self, *, bootstrap: str, names: TopicNames, ledger: AuditLedger,
+                 clock: Callable[[], datetime],
+                 on_appended: Callable[[list[int]], object] | None = None) -> None:
+        """`on_appended` is told the new leaf indexes after each batch (the projection follows the log)."""
+        self.bootstrap = bootstrap
+        self.names = names
+        self.ledger = ledger
+        self.clock = clock
+        self.on_appended = on_appended
+        self._producer: Producer = reliable_producer(bootstrap)
+
+    @property
+    def topics(self) -> list[str]:
+        """What the sequencer reads."""
+        return [self.names.audit, self.names.deadletter, self.names.agencies]
+
+    def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
+        """Sequence until `stop` is set, then sign a last checkpoint."""
+        latest = self.ledger.latest_checkpoint()
+        if latest is not None:
+            self._publish(latest)  # in case the last run stopped between storing and publishing it
+        run_batches(delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+                    batch_size=batch_size, idle=self.checkpoint_if_due)
+        self.checkpoint_if_due(force=True)
+
+    def sequence(self, records: list[Record]) -> list[int]:
+        """Append the facts `records` carry (dead-lettering what is not a fact); return new leaf indexes."""
+        now = self.clock()
+        facts: list[NewFact] = []
+        refused: list[Output] = []
+        for record in records:
+            fact: Event
+            try:
+                if record.topic == self.names.deadletter:
+                    fact = fact_from_dead_letter(record, observed_at=now)
+                elif record.topic == self.names.agencies:
+                    fact = fact_from_directory_record(record, observed_at=now)
+                else:
+                    fact = fact_from_audit_record(record)
+            except NotAFact as exc:
+                refused.append(dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE,
+                                           reason="not-an-audit-fact", detail=str(exc),
+                                           topic=self.names.deadletter))
+                continue
+            facts.append(NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact)))
+        if refused:
+            produce_all(self._producer, refused)
+        appended = self.ledger.append(facts, now=now)
+        _log.info("audit_sequenced", received=len(records), appended=len(appended),
+                  already_logged=len(facts) - len(appended), refused=len(refused), size=self.ledger.size)
+        if appended and self.on_appended is not None:
+            self.on_appended(appended)
+        self.checkpoint_if_due()
+        return appended
+
+    def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
+        """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
+        now = self.clock()
+        if not (force or self.ledger.checkpoint_due(now)):
+            return None
+        checkpoint = self.ledger.make_checkpoint(now=now)
+        if checkpoint is not None:
+            self._publish(checkpoint)
+            _log.info("audit_checkpoint", size=checkpoint.size, root=checkpoint.root.hex())
+        return checkpoint
+
+    def _publish(self, checkpoint: StoredCheckpoint) -> None:
+        produce_all(self._producer, [Output(topic=self.names.checkpoints, key=str(checkpoint.size).encode(),
+                                            value=checkpoint.note)])
