@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safebus import logs
+from safebus import _cli_audit, logs
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
 from safebus.paths import cache_dir, state_dir
@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("action", choices=["explain", "check", "list"])
     rules.add_argument("event", nargs="?", type=Path, help="a police incident payload (JSON), for explain")
 
+    _cli_audit.add_parser(commands)
+
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     demo.add_argument("--incidents", type=int, default=40)
@@ -154,7 +156,11 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _queue_show(Settings(state_dir=state, bootstrap="", names=names), args.recipient)
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
+    if args.command == "audit" and args.audit_action != "sequence":
+        return _cli_audit.run(args, Settings(state_dir=state, bootstrap="", names=names))
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
+    if args.command == "audit":
+        return _cli_audit.run(args, settings)
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":
