@@ -18,7 +18,19 @@ from enum import StrEnum
 from typing import Any
 
 from safebus.directory import AgencyKind
-from safebus.schemas import audit, consent, decision, dvds, education, encompass, marac, police, risk, safeguarding, sharing
+from safebus.schemas import (
+    audit,
+    consent,
+    decision,
+    dvds,
+    education,
+    encompass,
+    marac,
+    police,
+    risk,
+    safeguarding,
+    sharing,
+)
 from safebus.schemas._base import Event
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
