@@ -1,0 +1,363 @@
+"""
+Operation Encompass deadlines: every notification tracked to acknowledgement, or escalated.
+
+The standard is that a setting's Key Adult knows before the next school day
+starts.  This monitor makes that measurable and enforced, from audit facts
+alone (so it holds no personal data and can run beside the audit log):
+
+- a sharing decision under the Operation Encompass agreement that shares (or
+  defers to the MASH education desk) starts tracking its notification, with
+  ``due_by`` = the setting's next session start after the bus recorded the
+  incident (the router's decision time, seconds after the police published);
+- ``audit.delivered`` marks when it reached the setting's inbox and
+  ``audit.acknowledged`` when a Key Adult or deputy read it;
+- time-driven steps (`due_steps`) fire exactly once each, only while nobody has
+  acknowledged: the alert is surfaced again before the first session back when
+  it arrived while the setting was closed; the deputies are alerted a lead time
+  before ``due_by``; at ``due_by`` the local authority's education
+  safeguarding officer is told.  A child whose setting is unknown is recorded as
+  gone to the MASH education desk with the same deadline.
+
+Each step becomes an ``audit.escalated`` fact with a deterministic id, so a
+monitor restarted after a crash re-fires nothing that was recorded and misses
+nothing that was not.  The policy (lead times, contacts) is a versioned data
+file, ``consumers/encompass_policy.toml``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import tomllib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from safebus.calendars import CalendarBook, SettingCalendar
+from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import Escalated, EscalationStep
+
+ENCOMPASS_AGREEMENT = "operation-encompass"
+MONITOR_PRODUCER = "safebus-encompass-monitor"
+_STEP_NAMESPACE = uuid.UUID("0b6f1d8e-3c2a-4e57-9a1d-7e2f4c5b6a90")
+
+
+class Contact(BaseModel):
+    """A desk or officer the monitor tells (by id in the audit log; e-mail to reach them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    email: str
+
+
+class DeliveryPolicy(BaseModel):
+    """The escalation policy, as the versioned TOML file states it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    deputies_lead_minutes: int = Field(ge=0, le=24 * 60)
+    resurface_lead_minutes: int = Field(ge=0, le=24 * 60)
+    file_transfer_school_days: int = Field(ge=1, le=30)
+    education_safeguarding_officer: Contact
+    mash_education_desk: Contact
+
+    @property
+    def deputies_lead(self) -> timedelta:
+        """How long before ``due_by`` deputies are alerted."""
+        return timedelta(minutes=self.deputies_lead_minutes)
+
+    @property
+    def resurface_lead(self) -> timedelta:
+        """How long before ``due_by`` an alert that waited over a closure is surfaced again."""
+        return timedelta(minutes=self.resurface_lead_minutes)
+
+
+def load_policy(path: Path | None = None) -> DeliveryPolicy:
+    """The policy at `path`, or the packaged default."""
+    text = path.read_text() if path else resources.files("safebus.consumers").joinpath(
+        "encompass_policy.toml").read_text()
+    return DeliveryPolicy.model_validate(tomllib.loads(text))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracked (
+    notification_id TEXT PRIMARY KEY,
+    desk            TEXT NOT NULL,          -- setting | mash | officer
+    recipient_id    TEXT,
+    setting_urn     TEXT,
+    subject         TEXT,
+    recorded_at     TEXT NOT NULL,
+    due_by          TEXT NOT NULL,
+    calendar_version TEXT NOT NULL,
+    delivered_at    TEXT,
+    acknowledged_at TEXT,
+    acknowledged_by TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    notification_id TEXT NOT NULL,
+    step            TEXT NOT NULL,
+    fired_at        TEXT NOT NULL,
+    PRIMARY KEY (notification_id, step)
+);
+CREATE INDEX IF NOT EXISTS tracked_open ON tracked (acknowledged_at, due_by);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tracked:
+    """One notification's delivery record."""
+
+    notification_id: str
+    desk: str
+    recipient_id: str | None
+    setting_urn: str | None
+    subject: str | None
+    recorded_at: datetime
+    due_by: datetime
+    calendar_version: str
+    delivered_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+    @property
+    def acknowledged_on_time(self) -> bool:
+        """Whether a Key Adult acknowledged before the deadline."""
+        return self.acknowledged_at is not None and self.acknowledged_at <= self.due_by
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A step that is due: what, for which notification, from when."""
+
+    tracked: Tracked
+    step: EscalationStep
+    due_at: datetime
+
+
+def _dt(value: object) -> datetime | None:
+    return datetime.fromisoformat(str(value)) if value is not None else None
+
+
+class EncompassMonitor:
+    """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
+
+    def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
+                 urn_of: dict[str, str]) -> None:
+        """`urn_of` maps school agency ids to their URN (from the directory)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self.calendars = calendars
+        self.policy = policy
+        self.urn_of = urn_of
+
+    def calendar(self, urn: str | None) -> SettingCalendar:
+        """The setting's calendar; the partnership default when the setting is unknown."""
+        return self.calendars.for_setting(urn) if urn else self.calendars.default_calendar
+
+    def observe(self, facts: Iterable[dict[str, Any]]) -> int:
+        """Apply audit facts (as JSON objects); return how many changed what is tracked."""
+        changed = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for fact in facts:
+                changed += self._observe(fact)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _observe(self, fact: dict[str, Any]) -> int:
+        kind = fact.get("event_type")
+        if kind == "audit.sharing-decision":
+            return self._track(fact)
+        if kind == "audit.delivered":
+            return self._db.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
+                                    "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
+        if kind == "audit.acknowledged":
+            return self._db.execute(
+                "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
+                "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
+            ).rowcount
+        if kind == "audit.escalated":
+            return self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
+                                    (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
+        return 0
+
+    def _track(self, fact: dict[str, Any]) -> int:
+        if fact.get("agreement_id") != ENCOMPASS_AGREEMENT or fact.get("outcome") not in ("shared", "deferred"):
+            return 0
+        if not fact.get("output_id"):
+            return 0
+        recipient = fact.get("recipient")
+        if fact["recipient_kind"] == "school":
+            desk, urn = "setting", self.urn_of.get(str(recipient))
+        elif fact["outcome"] == "deferred":
+            desk, urn = "mash", None
+        else:
+            desk, urn = "officer", None
+        recorded_at = datetime.fromisoformat(fact["recorded_at"])
+        calendar = self.calendar(urn)
+        due_by = calendar.due_by(recorded_at)
+        subjects = fact.get("subjects") or [None]
+        return self._db.execute(
+            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+            "due_by, calendar_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (fact["output_id"], desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
+             calendar.calendar_version),
+        ).rowcount
+
+    def tracked(self, notification_id: str) -> Tracked | None:
+        """One notification's record."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE notification_id = ?",  # noqa: S608
+                               (notification_id,)).fetchone()
+        return _tracked(row) if row else None
+
+    def all(self) -> list[Tracked]:
+        """Every tracked notification, oldest first."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked ORDER BY recorded_at").fetchall()  # noqa: S608
+        return [_tracked(row) for row in rows]
+
+    def fired(self, notification_id: str) -> dict[EscalationStep, datetime]:
+        """The steps already taken for a notification, with when."""
+        rows = self._db.execute("SELECT step, fired_at FROM steps WHERE notification_id = ?",
+                                (notification_id,)).fetchall()
+        return {EscalationStep(step): datetime.fromisoformat(at) for step, at in rows}
+
+    def due_steps(self, now: datetime) -> list[Step]:
+        """Steps whose time has come and that have not been taken, earliest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tracked WHERE acknowledged_at IS NULL",  # noqa: S608
+        ).fetchall()
+        due: list[Step] = []
+        for row in rows:
+            tracked = _tracked(row)
+            fired = self.fired(tracked.notification_id)
+            for step, at in self._schedule(tracked):
+                if at <= now and step not in fired:
+                    due.append(Step(tracked=tracked, step=step, due_at=at))
+        return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
+
+    def _schedule(self, tracked: Tracked) -> list[tuple[EscalationStep, datetime]]:
+        if tracked.desk == "mash":
+            return [(EscalationStep.MASH_EDUCATION_DESK, tracked.recorded_at)]
+        if tracked.desk != "setting":
+            return []
+        steps = [(EscalationStep.DEPUTIES, tracked.due_by - self.policy.deputies_lead),
+                 (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, tracked.due_by)]
+        arrived = tracked.delivered_at
+        if arrived is not None and self._waited_over_a_closure(tracked, arrived):
+            steps.append((EscalationStep.RESURFACED, tracked.due_by - self.policy.resurface_lead))
+        return steps
+
+    def _waited_over_a_closure(self, tracked: Tracked, arrived: datetime) -> bool:
+        """Whether a whole calendar day passes between arrival and the deadline (a weekend, a holiday)."""
+        zone = self.calendar(tracked.setting_urn).tz
+        return (tracked.due_by.astimezone(zone).date() - arrived.astimezone(zone).date()).days > 1
+
+    def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...]) -> Escalated:
+        """The audit fact for a step taken (its id fixed by notification and step, so it is logged once)."""
+        fact_id = str(uuid.uuid5(_STEP_NAMESPACE, f"{step.tracked.notification_id}\x1f{step.step.value}"))
+        return Escalated(
+            **event_metadata(Escalated, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at, event_id=fact_id,
+                             subjects=(step.tracked.subject,) if step.tracked.subject else ()),
+            notification_id=step.tracked.notification_id, setting_urn=step.tracked.setting_urn, step=step.step,
+            due_by=step.tracked.due_by, notified=notified,
+        )
+
+    def mark_fired(self, step: Step, *, at: datetime) -> None:
+        """Remember that `step` was taken (the audit fact makes it durable across machines)."""
+        self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
+                         (step.tracked.notification_id, step.step.value, at.isoformat()))
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+_COLUMNS = ("notification_id, desk, recipient_id, setting_urn, subject, recorded_at, due_by, calendar_version, "
+            "delivered_at, acknowledged_at, acknowledged_by")
+
+
+def _tracked(row: tuple[Any, ...]) -> Tracked:
+    (nid, desk, recipient, urn, subject, recorded, due, version, delivered, acked, acked_by) = row
+    recorded_at, due_by = _dt(recorded), _dt(due)
+    assert recorded_at is not None
+    assert due_by is not None
+    return Tracked(notification_id=nid, desk=desk, recipient_id=recipient, setting_urn=urn, subject=subject,
+                   recorded_at=recorded_at, due_by=due_by, calendar_version=version, delivered_at=_dt(delivered),
+                   acknowledged_at=_dt(acked), acknowledged_by=acked_by)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnTimeLine:
+    """The on-time figures for one setting (or the partnership, with `setting_urn` None)."""
+
+    setting_urn: str | None
+    sent: int
+    delivered: int
+    delivered_before_due: int
+    acknowledged: int
+    acknowledged_before_due: int
+    median_minutes_to_acknowledge: float | None
+    escalations: int
+    unresolved: int
+
+    @property
+    def on_time_rate(self) -> float | None:
+        """Share of notifications acknowledged before ``due_by``."""
+        return self.acknowledged_before_due / self.sent if self.sent else None
+
+
+def on_time_report(monitor: EncompassMonitor, *, now: datetime, since: datetime | None = None,
+                   until: datetime | None = None) -> list[OnTimeLine]:
+    """Per-setting lines (by URN) and a last partnership line, for notifications recorded in [since, until)."""
+    chosen = [t for t in monitor.all() if t.desk == "setting"
+              and (since is None or t.recorded_at >= since) and (until is None or t.recorded_at < until)]
+    by_setting: dict[str | None, list[Tracked]] = {}
+    for tracked in chosen:
+        by_setting.setdefault(tracked.setting_urn, []).append(tracked)
+    escalations = {t.notification_id: len([s for s in monitor.fired(t.notification_id)
+                                           if s is not EscalationStep.RESURFACED]) for t in chosen}
+    lines = [_line(urn, group, escalations, now) for urn, group in sorted(by_setting.items(), key=lambda i: str(i[0]))]
+    lines.append(_line(None, chosen, escalations, now))
+    return lines
+
+
+def _line(urn: str | None, group: list[Tracked], escalations: dict[str, int], now: datetime) -> OnTimeLine:
+    minutes = [(t.acknowledged_at - (t.delivered_at or t.recorded_at)) / timedelta(minutes=1)
+               for t in group if t.acknowledged_at is not None]
+    return OnTimeLine(
+        setting_urn=urn, sent=len(group), delivered=sum(t.delivered_at is not None for t in group),
+        delivered_before_due=sum(t.delivered_at is not None and t.delivered_at <= t.due_by for t in group),
+        acknowledged=len(minutes), acknowledged_before_due=sum(t.acknowledged_on_time for t in group),
+        median_minutes_to_acknowledge=statistics.median(minutes) if minutes else None,
+        escalations=sum(escalations.get(t.notification_id, 0) for t in group),
+        unresolved=sum(t.acknowledged_at is None and t.due_by < now for t in group),
+    )
+
+
+REPORT_COLUMNS = ("setting_urn", "sent", "delivered", "delivered_before_due", "acknowledged",
+                  "acknowledged_before_due", "on_time_rate", "median_minutes_to_acknowledge", "escalations",
+                  "unresolved")
+
+
+def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
+    """The report as rows of text (for CSV and the terminal)."""
+    return [{
+        "setting_urn": line.setting_urn or "partnership", "sent": str(line.sent), "delivered": str(line.delivered),
+        "delivered_before_due": str(line.delivered_before_due), "acknowledged": str(line.acknowledged),
+        "acknowledged_before_due": str(line.acknowledged_before_due),
+        "on_time_rate": f"{line.on_time_rate:.3f}" if line.on_time_rate is not None else "",
+        "median_minutes_to_acknowledge": f"{line.median_minutes_to_acknowledge:.1f}"
+        if line.median_minutes_to_acknowledge is not None else "",
+        "escalations": str(line.escalations), "unresolved": str(line.unresolved),
+    } for line in lines]
