@@ -1,0 +1,156 @@
+"""
+Taking escalation steps: telling people, then recording that they were told.
+
+The monitor (`safebus.consumers.encompass_monitor`) says which steps are due;
+this module takes them.  Each notice is an e-mail with no personal data — the
+same rule as the Key Adult notice (`safebus.consumers.email_notice`): it says
+that an alert at a setting is waiting or overdue, and where to sign in; never
+who the child is.  After the notice, the step becomes an ``audit.escalated``
+fact on the audit topic, which the monitor reads back to know it was taken.
+
+Order and failure: notice first, then the fact.  A crash in between repeats the
+notice on restart (people may be told twice) rather than recording a step that
+nobody was told about.  If the relay is down, the step is not recorded and is
+retried on the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from zoneinfo import ZoneInfo
+
+from safebus.consumers._delivery import delivery_consumer, run_batches
+from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
+from safebus.consumers.encompass_monitor import EncompassMonitor, Step
+from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.logs import get_logger
+from safebus.records import EVENT_ID, Output, Record
+from safebus.schemas.audit import EscalationStep
+from safebus.schemas.encompass import KeyAdultRole
+from safebus.topics import TopicNames
+
+_log = get_logger("encompass.escalation")
+_LONDON = ZoneInfo("Europe/London")
+
+OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
+
+
+class EscalationNotices:
+    """Sends the notice each step calls for; returns who was told (ids, for the audit fact)."""
+
+    def __init__(self, *, notifier: EmailNotifier, key_adults: KeyAdults,
+                 settings: Mapping[str, EducationSetting], monitor: EncompassMonitor) -> None:
+        """Send through `notifier`'s relay; people come from `key_adults` and the monitor's policy."""
+        self.notifier = notifier
+        self.key_adults = key_adults
+        self.settings = settings
+        self.monitor = monitor
+
+    def notify(self, step: Step) -> tuple[str, ...]:
+        """Tell whoever `step` names; raise EmailNoticeError if the relay refuses."""
+        urn = step.tracked.setting_urn
+        setting = self.settings.get(urn) if urn else None
+        policy = self.monitor.policy
+        if step.step in (EscalationStep.DEPUTIES, EscalationStep.RESURFACED) and setting is not None:
+            roles = {KeyAdultRole.DEPUTY} if step.step is EscalationStep.DEPUTIES else set(KeyAdultRole)
+            people = [k for k in self.key_adults.for_setting(setting.urn) if k.role in roles]
+            self.notifier.notify(setting, people)
+            return tuple(k.staff_id for k in people)
+        if step.step is EscalationStep.EDUCATION_SAFEGUARDING_OFFICER:
+            contact = policy.education_safeguarding_officer
+        elif step.step is EscalationStep.MASH_EDUCATION_DESK:
+            contact = policy.mash_education_desk
+        else:
+            return ()
+        self._send(contact.email, _overdue_text(step, setting, self.notifier.inbox_url))
+        return (contact.id,)
+
+    def _send(self, address: str, text: str) -> None:
+        message = EmailMessage()
+        message["From"] = self.notifier.sender
+        message["To"] = address
+        message["Subject"] = OVERDUE_SUBJECT
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(domain=self.notifier.sender.rpartition("@")[2] or "safebus.invalid")
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text)
+        try:
+            with smtplib.SMTP(self.notifier.host, self.notifier.port, timeout=self.notifier.timeout) as smtp:
+                smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise EmailNoticeError(f"could not send an escalation notice: {type(exc).__name__}", sent=[],
+                                   failed=1) from exc
+
+
+def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) -> str:
+    due = step.tracked.due_by.astimezone(_LONDON).strftime("%A %d %B %Y, %H:%M")
+    if step.step is EscalationStep.MASH_EDUCATION_DESK:
+        return (f"An Operation Encompass notification for a child whose education setting is not known is waiting "
+                f"in the MASH education queue. The setting must know before {due}.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\n")
+    where = f"{setting.name} (URN {setting.urn})" if setting else "a setting"
+    return (f"An Operation Encompass alert for {where} has not been acknowledged by its deadline, {due}.\n"
+            f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+            f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
+
+
+class MonitorWorker:
+    """Feeds the monitor from the audit topic and takes due steps on every tick."""
+
+    def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
+                 notices: EscalationNotices | None, clock: Callable[[], datetime],
+                 group_id: str = "safebus-encompass-monitor") -> None:
+        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run)."""
+        self.bootstrap = bootstrap
+        self.names = names
+        self.monitor = monitor
+        self.notices = notices
+        self.clock = clock
+        self.group_id = group_id
+        self._producer = reliable_producer(bootstrap)
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the audit topic until `stop`."""
+        run_batches(delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+                    idle=self.tick)
+
+    def observe(self, records: list[Record]) -> None:
+        """Apply a batch of audit facts, then take any steps now due."""
+        facts = []
+        for record in records:
+            try:
+                parsed = json.loads(record.value)
+            except ValueError:
+                continue  # the audit sequencer dead-letters what is not a fact
+            if isinstance(parsed, dict):
+                facts.append(parsed)
+        self.monitor.observe(facts)
+        self.tick()
+
+    def tick(self) -> int:
+        """Take every step now due; return how many were taken."""
+        now = self.clock()
+        taken = 0
+        for step in self.monitor.due_steps(now):
+            try:
+                notified = self.notices.notify(step) if self.notices else ()
+            except EmailNoticeError:
+                _log.warning("escalation_notice_failed", notification_id=step.tracked.notification_id,
+                             step=step.step.value)
+                continue
+            fact = self.monitor.step_fact(step, at=now, notified=notified)
+            produce_all(self._producer, [Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
+                                                value=fact.model_dump_json().encode(),
+                                                headers=((EVENT_ID, fact.event_id.encode()),))])
+            self.monitor.mark_fired(step, at=now)
+            _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,
+                      notified=len(notified), event_id=fact.event_id)
+            taken += 1
+        return taken

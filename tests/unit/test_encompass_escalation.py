@@ -1,0 +1,77 @@
+"""
+Escalation notices reach the right people over a real SMTP server on loopback, with no personal data.
+
+Deputies hear 45 minutes before the deadline; the local authority's education
+safeguarding officer at the deadline; the MASH education desk when the setting
+is unknown.  None of them learns from the e-mail who the child is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from safebus.calendars import sample_calendars
+from safebus.consumers.email_notice import EmailNotifier
+from safebus.consumers.encompass_escalation import OVERDUE_SUBJECT, EscalationNotices
+from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
+from safebus.consumers.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
+from safebus.schemas.audit import EscalationStep
+from tests.unit.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
+
+SETTING = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
+RECORDED = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+TOKEN = "subj_0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def monitor(tmp_path: Path) -> EncompassMonitor:
+    """A monitor tracking one Hollowmere notification and one deferral to the MASH desk."""
+    monitor = EncompassMonitor(tmp_path / "m.sqlite", calendars=sample_calendars(), policy=load_policy(),
+                               urn_of={"school-900101": "900101"})
+    common = {"event_type": "audit.sharing-decision", "agreement_id": "operation-encompass",
+              "recorded_at": RECORDED.isoformat(), "subjects": [TOKEN]}
+    monitor.observe([
+        {**common, "outcome": "shared", "recipient": "school-900101", "recipient_kind": "school", "output_id": "n1"},
+        {**common, "outcome": "deferred", "recipient": "northdale-childrens-services",
+         "recipient_kind": "childrens-services", "output_id": "n2"},
+        {"event_type": "audit.delivered", "output_id": "n1", "delivered_at": RECORDED.isoformat()},
+    ])
+    return monitor
+
+
+def _notices(tmp_path: Path, port: int, monitor: EncompassMonitor) -> EscalationNotices:
+    key_adults = KeyAdults(tmp_path / "key-adults.json")
+    ensure_synthetic_key_adults(key_adults, [SETTING], password="synthetic-demo-password")
+    notifier = EmailNotifier("127.0.0.1", port, "encompass-alerts@northdale.example", "http://127.0.0.1:8080/")
+    return EscalationNotices(notifier=notifier, key_adults=key_adults, settings={SETTING.urn: SETTING},
+                             monitor=monitor)
+
+
+def test_deputies_then_the_officer_then_the_mash_desk_are_told(
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+) -> None:
+    """Each step e-mails exactly its people, and says nothing about the child."""
+    recorder, port = smtp
+    notices = _notices(tmp_path, port, monitor)
+    steps = {s.step: s for s in monitor.due_steps(RECORDED + timedelta(days=1))}
+    assert set(steps) == {EscalationStep.DEPUTIES, EscalationStep.EDUCATION_SAFEGUARDING_OFFICER,
+                          EscalationStep.MASH_EDUCATION_DESK}
+
+    assert notices.notify(steps[EscalationStep.DEPUTIES]) == ("900101-deputy",)
+    assert notices.notify(steps[EscalationStep.EDUCATION_SAFEGUARDING_OFFICER]) == (
+        "northdale-la-education-safeguarding",)
+    assert notices.notify(steps[EscalationStep.MASH_EDUCATION_DESK]) == ("northdale-mash-education-desk",)
+
+    assert [r.rcpt_tos for r in recorder.received] == [
+        ["deputy-dsl@school-900101.example"], ["education.safeguarding@northdale-la.example"],
+        ["mash.education@northdale-cs.example"]]
+    officer = recorder.received[1].message
+    assert officer["Subject"] == OVERDUE_SUBJECT
+    body = officer.get_content()
+    assert "Hollowmere Primary School" in body
+    assert "Thursday 19 November 2026, 08:55" in body  # the deadline, in UK time
+    for received in recorder.received:
+        assert TOKEN.encode() not in received.raw
