@@ -8,17 +8,35 @@ stored twice, which is what makes delivery effectively once for the Key Adult.
 Alerts are stored as the sealed envelopes they arrived in and opened when read,
 so the inbox holds no plaintext: when a child's data is erased (their data keys
 destroyed), their alerts here become unreadable with every other copy.
+
+Acknowledgements (domain A4) live beside the alert they acknowledge:
+
+- **First acknowledgement wins.**  The update only touches a row that is not
+  yet acknowledged, so a double click, a resubmitted form or a deputy who
+  acknowledges a moment after the Key Adult cannot rewrite who read it first
+  or when.  The acknowledgement holds a staff id and a role, no other detail.
+- **Bounded by setting.**  The update names the setting as well as the
+  notification id, so a member of staff can acknowledge only their own
+  setting's alerts, even when one database hosts several schools.
+- **Outbox.**  The ``encompass.acknowledged`` event is reported from the stored
+  acknowledgement, and marked sent only after it was handed over, so a failed
+  publish is retried from `acknowledgements_unsent` and a sent one is never
+  sent again.
+
+One connection serves the threads of a web server and a worker: it is opened
+with ``check_same_thread=False`` and every use holds the store's lock.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from safebus.schemas.encompass import EncompassNotification
+from safebus.schemas.encompass import Acknowledger, EncompassNotification, KeyAdultRole
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -30,6 +48,15 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_by_setting ON alerts (setting_urn, received_at);
 """
+
+_ACKNOWLEDGEMENT_COLUMNS = (
+    ("acknowledged_by", "TEXT"),          # staff id
+    ("acknowledged_role", "TEXT"),        # KeyAdultRole value
+    ("acknowledgement_sent_at", "TEXT"),  # when the encompass.acknowledged event was handed over
+)
+"""Columns added after the first release; an older inbox file gains them when opened."""
+
+_ALERT_COLUMNS = "notification_id, envelope, received_at, acknowledged_at, acknowledged_by, acknowledged_role"
 
 
 Opener = Callable[[str, bytes], EncompassNotification | None]
@@ -53,6 +80,7 @@ class StoredAlert:
     notification: EncompassNotification | None
     received_at: datetime
     acknowledged_at: datetime | None
+    acknowledged_by: Acknowledger | None = None
 
     def describe(self) -> str:
         """One line for a Key Adult: the child, the police reference, the incident and its status."""
@@ -66,15 +94,31 @@ class StoredAlert:
                 f"{status}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class Acknowledgement:
+    """A stored acknowledgement: which alert, at which setting, who read it first, and when."""
+
+    notification_id: str
+    setting_urn: str
+    acknowledged_by: Acknowledger
+    acknowledged_at: datetime
+
+
 class InboxStore:
     """The inbox database; one file can hold the inboxes of several schools."""
 
     def __init__(self, path: Path) -> None:
         """Open (creating if needed) the inbox at `path`."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        with self._db:
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(alerts)")}
+            for name, kind in _ACKNOWLEDGEMENT_COLUMNS:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {kind}")
 
     def store(self, arrival: Arrival, *, received_at: datetime) -> bool:
         """Store `arrival`; return False when it was already there (a redelivery)."""
@@ -82,7 +126,7 @@ class InboxStore:
 
     def store_many(self, arrivals: list[Arrival], *, received_at: datetime) -> int:
         """Store `arrivals` in one transaction; return how many were new."""
-        with self._db:
+        with self._lock, self._db:
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO alerts (notification_id, setting_urn, received_at, envelope) "
@@ -93,20 +137,70 @@ class InboxStore:
 
     def alerts(self, setting_urn: str, opener: Opener) -> list[StoredAlert]:
         """Return the setting's alerts, oldest first, opened with `opener`."""
-        rows = self._db.execute(
-            "SELECT notification_id, envelope, received_at, acknowledged_at FROM alerts WHERE setting_urn = ? "
-            "ORDER BY received_at, notification_id",
-            (setting_urn,),
-        ).fetchall()
-        return [
-            StoredAlert(
-                notification_id=row[0],
-                notification=opener(setting_urn, row[1]),
-                received_at=datetime.fromisoformat(row[2]),
-                acknowledged_at=datetime.fromisoformat(row[3]) if row[3] else None,
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE setting_urn = ? "  # noqa: S608
+                "ORDER BY received_at, notification_id",
+                (setting_urn,),
+            ).fetchall()
+        return [_stored_alert(setting_urn, row, opener) for row in rows]
+
+    def alert(self, setting_urn: str, notification_id: str, opener: Opener) -> StoredAlert | None:
+        """Return one of the setting's alerts, opened with `opener`; None if the setting has no such alert."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE setting_urn = ? AND notification_id = ?",  # noqa: S608
+                (setting_urn, notification_id),
+            ).fetchone()
+        return None if row is None else _stored_alert(setting_urn, row, opener)
+
+    def acknowledge(self, notification_id: str, setting_urn: str, *, staff_id: str, role: KeyAdultRole,
+                    at: datetime) -> bool:
+        """
+        Record that `staff_id` (in `role`) at `setting_urn` acknowledged the alert, at `at`.
+
+        Return True if this call recorded the acknowledgement.  False means
+        nothing changed: the alert was already acknowledged (the first
+        acknowledgement stands, whoever made it) or `setting_urn` has no alert
+        `notification_id` (staff cannot acknowledge another setting's alert).
+        Raises ValueError if `at` has no time zone.
+        """
+        if at.tzinfo is None:
+            raise ValueError("an acknowledgement time must be timezone-aware")
+        with self._lock, self._db:
+            cursor = self._db.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, acknowledged_role = ? "
+                "WHERE notification_id = ? AND setting_urn = ? AND acknowledged_at IS NULL",
+                (at.isoformat(), staff_id, KeyAdultRole(role).value, notification_id, setting_urn),
             )
-            for row in rows
+            return cursor.rowcount == 1
+
+    def acknowledgements_unsent(self, setting_urn: str | None = None) -> list[Acknowledgement]:
+        """Acknowledgements whose event has not been handed over yet (of one setting, or of all), oldest first."""
+        query = ("SELECT notification_id, setting_urn, acknowledged_by, acknowledged_role, acknowledged_at "
+                 "FROM alerts WHERE acknowledged_at IS NOT NULL AND acknowledged_by IS NOT NULL "
+                 "AND acknowledged_role IS NOT NULL AND acknowledgement_sent_at IS NULL")
+        parameters: tuple[str, ...] = ()
+        if setting_urn is not None:
+            query += " AND setting_urn = ?"
+            parameters = (setting_urn,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY acknowledged_at, notification_id", parameters).fetchall()
+        return [
+            Acknowledgement(notification_id=nid, setting_urn=urn,
+                            acknowledged_by=Acknowledger(staff_id=staff_id, role=KeyAdultRole(role)),
+                            acknowledged_at=datetime.fromisoformat(at))
+            for nid, urn, staff_id, role, at in rows
         ]
+
+    def acknowledgement_sent(self, notification_id: str, *, at: datetime) -> None:
+        """Mark the acknowledgement event of `notification_id` as handed over, so it is never sent again."""
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE alerts SET acknowledgement_sent_at = ? "
+                "WHERE notification_id = ? AND acknowledged_at IS NOT NULL AND acknowledgement_sent_at IS NULL",
+                (at.isoformat(), notification_id),
+            )
 
     def received_at(self, notification_ids: list[str]) -> dict[str, datetime]:
         """Return when each of `notification_ids` that has arrived was received."""
@@ -114,20 +208,40 @@ class InboxStore:
         for start in range(0, len(notification_ids), 500):
             chunk = notification_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for nid, received in self._db.execute(
-                f"SELECT notification_id, received_at FROM alerts WHERE notification_id IN ({marks})",  # noqa: S608
-                chunk,
-            ):
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT notification_id, received_at FROM alerts WHERE notification_id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchall()
+            for nid, received in rows:
                 found[nid] = datetime.fromisoformat(received)
         return found
 
     def raw_rows(self) -> list[tuple[str, ...]]:
         """Every stored row as text (blobs decoded leniently), for disclosure checks over the whole database."""
-        return [
-            tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in row)
-            for row in self._db.execute("SELECT * FROM alerts")
-        ]
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM alerts").fetchall()
+        return [tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in row) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+
+def _acknowledger(staff_id: str | None, role: str | None) -> Acknowledger | None:
+    if staff_id is None or role is None:
+        return None
+    return Acknowledger(staff_id=staff_id, role=KeyAdultRole(role))
+
+
+def _stored_alert(setting_urn: str, row: tuple[str, bytes, str, str | None, str | None, str | None],
+                  opener: Opener) -> StoredAlert:
+    nid, envelope, received, acknowledged_at, staff_id, role = row
+    return StoredAlert(
+        notification_id=nid,
+        notification=opener(setting_urn, envelope),
+        received_at=datetime.fromisoformat(received),
+        acknowledged_at=datetime.fromisoformat(acknowledged_at) if acknowledged_at else None,
+        acknowledged_by=_acknowledger(staff_id, role) if acknowledged_at else None,
+    )
