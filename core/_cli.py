@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safebus import _cli_audit, logs
+from safebus import _cli_audit, _cli_encompass, logs
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
 from safebus.paths import cache_dir, state_dir
@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     processor.add_argument("--bootstrap")
 
     inbox = commands.add_parser("inbox", help="school inboxes")
-    inbox.add_argument("action", choices=["run", "show"])
+    inbox.add_argument("action", choices=["run", "show", "web"])
+    inbox.add_argument("--host", default="127.0.0.1", help="web: the address to serve on")
+    inbox.add_argument("--port", type=int, default=8080, help="web: the port to serve on")
     inbox.add_argument("--bootstrap")
     inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
 
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("event", nargs="?", type=Path, help="a police incident payload (JSON), for explain")
 
     _cli_audit.add_parser(commands)
+    _cli_encompass.add_parsers(commands)
 
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
@@ -156,11 +159,19 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _queue_show(Settings(state_dir=state, bootstrap="", names=names), args.recipient)
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
+    if args.command == "calendar":
+        return _cli_encompass.due_by(args)
+    if args.command == "encompass" and args.action == "report":
+        return _cli_encompass.run(args, Settings(state_dir=state, bootstrap="", names=names))
     if args.command == "audit" and args.audit_action != "sequence":
         return _cli_audit.run(args, Settings(state_dir=state, bootstrap="", names=names))
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
     if args.command == "audit":
         return _cli_audit.run(args, settings)
+    if args.command == "encompass":
+        return _cli_encompass.run(args, settings)
+    if args.command == "inbox" and args.action == "web":
+        return _cli_encompass.inbox_web(settings, host=args.host, port=args.port)
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":

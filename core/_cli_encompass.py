@@ -1,0 +1,110 @@
+"""
+``safebus calendar``, ``safebus encompass`` and ``safebus inbox web``: Operation Encompass delivery.
+
+The commands a partnership runs so that a Key Adult knows before the next
+school day starts, or someone is told why not: the deadline of any incident
+for any setting, the monitor that escalates, the web inbox for Key Adults, and
+the on-time report (terminal or CSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import secrets
+import signal
+import sys
+import threading
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safebus.assembly import Settings
+
+
+def add_parsers(commands: Any) -> None:
+    """Add ``calendar`` and ``encompass`` to the command line."""
+    calendar = commands.add_parser("calendar", help="setting calendars and Operation Encompass deadlines")
+    calendar.add_argument("action", choices=["due-by"])
+    calendar.add_argument("--urn", required=True, help="the setting's URN")
+    calendar.add_argument("--at", required=True, type=datetime.fromisoformat,
+                          help="when the incident was recorded, ISO 8601 with a UTC offset")
+    encompass = commands.add_parser("encompass", help="Operation Encompass deadlines, escalation and on-time report")
+    encompass.add_argument("action", choices=["monitor", "report"])
+    encompass.add_argument("--csv", type=Path, help="write the report as CSV to this file")
+    encompass.add_argument("--since", type=date.fromisoformat, help="report: incidents recorded from this date")
+    encompass.add_argument("--until", type=date.fromisoformat, help="report: incidents recorded before this date")
+    encompass.add_argument("--bootstrap")
+
+
+def due_by(args: argparse.Namespace) -> int:
+    """Print a setting's deadline for an incident recorded at ``--at``."""
+    from safebus.encompass_assembly import calendars_for
+
+    if args.at.tzinfo is None:
+        print("safebus: --at needs a UTC offset (e.g. 2026-11-20T21:30:00+00:00)", file=sys.stderr)
+        return 2
+    book = calendars_for()
+    calendar = book.for_setting(args.urn)
+    due = calendar.due_by(args.at)
+    print(f"setting      {args.urn} ({calendar.resolution})")
+    print(f"due by       {due.astimezone(calendar.tz).isoformat()} ({due.isoformat()})")
+    print(f"calendar     {book.version}")
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run an ``encompass`` action."""
+    from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows
+    from safebus.encompass_assembly import build_monitor_worker, open_monitor
+
+    if args.action == "monitor":
+        worker = build_monitor_worker(settings)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        worker.run(stop)
+        return 0
+    monitor = open_monitor(settings)
+    try:
+        since = datetime.combine(args.since, time(), UTC) if args.since else None
+        until = datetime.combine(args.until, time(), UTC) if args.until else None
+        rows = report_rows(on_time_report(monitor, now=datetime.now(UTC), since=since, until=until))
+    finally:
+        monitor.close()
+    if args.csv:
+        with args.csv.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=REPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.csv}")
+        return 0
+    print(" ".join(f"{c:>14}" for c in REPORT_COLUMNS))
+    for row in rows:
+        print(" ".join(f"{row[c]:>14}" for c in REPORT_COLUMNS))
+    return 0
+
+
+def inbox_web(settings: Settings, *, host: str, port: int) -> int:
+    """Serve the Key Adults' web inbox until interrupted."""
+    from aiohttp import web
+
+    from safebus.assembly import inbox_opener
+    from safebus.consumers.inbox_store import InboxStore
+    from safebus.consumers.key_adults import education_settings
+    from safebus.consumers.school_web import SchoolInbox
+    from safebus.encompass_assembly import acknowledgement_publisher, due_by_lookup, key_adults_for, open_monitor
+
+    monitor = open_monitor(settings)
+    secret_text = os.environ.get("SAFEBUS_WEB_SECRET")
+    inbox = SchoolInbox(
+        store=InboxStore(settings.inbox_path), opener=inbox_opener(settings), key_adults=key_adults_for(settings),
+        settings=education_settings(settings.store.load_directory()), clock=lambda: datetime.now(UTC),
+        due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
+        secret=secret_text.encode() if secret_text else secrets.token_bytes(32),
+        secure_cookies=host not in ("127.0.0.1", "localhost"),
+    )
+    web.run_app(inbox.app(), host=host, port=port, print=lambda text: print(text, file=sys.stderr))
+    return 0
