@@ -23,7 +23,7 @@ from safebus.consumers.audit_facts import delivered_fact
 from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
-from safebus.errors import InvalidEnvelope
+from safebus.errors import InvalidEnvelope, SafebusError
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
@@ -60,8 +60,15 @@ class InboxWorker:
         clock: Callable[[], datetime],
         subject_keys: KeyService,
         group_id: str = "safebus-school-inbox",
+        notify: Callable[[set[str]], object] | None = None,
     ) -> None:
-        """Subscribe nothing yet; `run` does."""
+        """
+        Subscribe nothing yet; `run` does.
+
+        `notify` is told the URNs of settings that received new alerts in a
+        batch, after they are stored (the e-mail notice that an alert waits).
+        """
+        self.notify = notify
         self.subject_keys = subject_keys
         self.schools = {names.egress(s.agency.id): s for s in schools}
         self.directory = directory
@@ -85,10 +92,21 @@ class InboxWorker:
         keeps the log from counting it twice.
         """
         self._delivered = []
-        new = deliver_batch(records, self._open, lambda arrivals: self.store.store_many(
-            arrivals, received_at=self.clock()), self._producer, what="alerts")
+        fresh: set[str] = set()
+
+        def store(arrivals: list[Arrival]) -> int:
+            known = self.store.received_at([a.notification_id for a in arrivals])
+            fresh.update(a.setting_urn for a in arrivals if a.notification_id not in known)
+            return self.store.store_many(arrivals, received_at=self.clock())
+
+        new = deliver_batch(records, self._open, store, self._producer, what="alerts")
         if self._delivered:
             produce_all(self._producer, self._delivered)
+        if fresh and self.notify is not None:
+            try:
+                self.notify(fresh)
+            except SafebusError as exc:  # the alert is in the inbox; a failed notice must not redeliver it
+                _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
         return new
 
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:

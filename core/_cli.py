@@ -440,8 +440,9 @@ def _processor(settings: Settings) -> int:
 
 def _inbox_run(settings: Settings) -> int:
     from safebus.assembly import build_inbox_worker
+    from safebus.encompass_assembly import alert_notice
 
-    worker = build_inbox_worker(settings)
+    worker = build_inbox_worker(settings, notify=alert_notice(settings))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

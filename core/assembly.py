@@ -223,7 +223,8 @@ def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotifica
     return open_alert
 
 
-def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> InboxWorker:
+def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                       notify: Callable[[set[str]], object] | None = None) -> InboxWorker:
     """An inbox worker for every school whose private key is in this state directory."""
     store = settings.store
     directory = store.load_directory()
@@ -239,5 +240,5 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
         bootstrap=settings.bootstrap, schools=hosted, directory=directory_source(store, clock=clock),
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
-        group_id=f"{settings.names.prefix}-school-inbox",
+        group_id=f"{settings.names.prefix}-school-inbox", notify=notify,
     )

@@ -25,7 +25,12 @@ from safebus.calendars import CalendarBook, load_calendars, sample_calendars
 from safebus.consumers.email_notice import EmailNotifier
 from safebus.consumers.encompass_escalation import EscalationNotices, MonitorWorker
 from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
-from safebus.consumers.key_adults import KeyAdults, default_key_adults_path, education_settings
+from safebus.consumers.key_adults import (
+    KeyAdults,
+    default_key_adults_path,
+    education_settings,
+    ensure_synthetic_key_adults,
+)
 from safebus.directory import AgencyKind
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.producers.publisher import AgencyPublisher
@@ -136,3 +141,28 @@ def due_by_lookup(monitor: EncompassMonitor) -> Callable[[str], datetime | None]
         return tracked.due_by if tracked else None
 
     return lookup
+
+
+def alert_notice(settings: Settings) -> Callable[[set[str]], None] | None:
+    """
+    The e-mail that new alerts wait in these settings' inboxes (None without a relay).
+
+    Settings hosted here get a Key Adult and a deputy account on first use when
+    ``SAFEBUS_DEMO_PASSWORD`` is set (synthetic partnerships only).
+    """
+    notifier = email_notifier()
+    if notifier is None:
+        return None
+    key_adults = key_adults_for(settings)
+    settings_by_urn = education_settings(settings.store.load_directory())
+    demo_password = os.environ.get("SAFEBUS_DEMO_PASSWORD")
+    if demo_password:
+        ensure_synthetic_key_adults(key_adults, settings_by_urn.values(), password=demo_password)
+
+    def notify(urns: set[str]) -> None:
+        for urn in sorted(urns):
+            setting = settings_by_urn.get(urn)
+            if setting is not None:
+                notifier.notify(setting, key_adults.for_setting(urn))
+
+    return notify

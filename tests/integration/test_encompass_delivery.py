@@ -1,0 +1,120 @@
+"""
+Operation Encompass delivery on a real broker: alert, e-mail notice, deadline, acknowledgement, report.
+
+A police incident tonight becomes an alert in the school's inbox; the Key
+Adult and deputy get an e-mail (from a real SMTP server on loopback) that says
+an alert is waiting and nothing else; the deadline is the school's next session
+start; the Key Adult's acknowledgement is a signed event on the bus and an
+audit fact, and the on-time report counts it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from safebus.encompass_assembly import acknowledgement_publisher, open_monitor
+from safebus.schemas._base import event_metadata
+from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, KeyAdultRole
+from safebus.schemas.police import Child
+from safebus.schemas.registry import Family
+from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
+from tests.unit.test_email_notice import _free_port, _Recorder
+
+pytestmark = pytest.mark.kafka
+
+CHILD = Child(first_name="Perpetua", surname="Quarrington", date_of_birth=date(2016, 9, 14), present=True,
+              school_urn="900101")
+
+
+@pytest.fixture(scope="module")
+def mail() -> Iterator[_Recorder]:
+    """A real SMTP server on loopback that records what it receives."""
+    from aiosmtpd.controller import Controller
+
+    recorder = _Recorder()
+    port = _free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    saved = {k: os.environ.get(k) for k in ("SAFEBUS_SMTP", "SAFEBUS_DEMO_PASSWORD", "SAFEBUS_INBOX_URL")}
+    os.environ.update({"SAFEBUS_SMTP": f"127.0.0.1:{port}", "SAFEBUS_DEMO_PASSWORD": "synthetic-demo-password",
+                       "SAFEBUS_INBOX_URL": "http://127.0.0.1:8080/"})
+    try:
+        yield recorder
+    finally:
+        controller.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def encompass_bus(kafka: Broker, mail: _Recorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    """A bus whose inbox e-mails notices and whose deadline monitor runs."""
+    with running_bus(kafka, tmp_path_factory.mktemp("encompass"), prefix=f"e{uuid.uuid4().hex[:10]}") as bus:
+        bus.start("monitor")
+        yield bus
+
+
+def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, mail: _Recorder) -> None:
+    """The whole morning-after path for one child, checked at every hand-over."""
+    bus = encompass_bus
+    incident = make_incident(CHILD)
+    bus.publisher().publish([incident])
+    decision = wait_for(lambda: next(iter(bus.encompass({incident.event_id}).values()), None),
+                        what="the Encompass decision")
+    notification_id = decision.output_id
+    assert notification_id is not None
+    wait_for(lambda: bus.alert("900101", notification_id), what="the alert in the inbox")
+
+    received = wait_for(lambda: mail.received if len(mail.received) >= 2 else None, what="two e-mail notices")
+    assert sorted(r.rcpt_tos[0] for r in received[:2]) == ["deputy-dsl@school-900101.example",
+                                                           "dsl@school-900101.example"]
+    for message in received:
+        for secret in (b"Perpetua", b"Quarrington", b"2016-09-14", b"14/09/2016", incident.police_reference.encode(),
+                       notification_id.encode()):
+            assert secret not in message.raw
+        assert "http://127.0.0.1:8080/" in message.message.get_content()
+
+    monitor = open_monitor(bus.settings)
+    try:
+        tracked = wait_for(lambda: monitor.tracked(notification_id), what="the monitor tracking the alert")
+        calendar = monitor.calendar("900101")
+        assert tracked.due_by == calendar.due_by(decision.recorded_at)
+        assert tracked.due_by.astimezone(calendar.tz).time() == calendar.session_start_time(
+            tracked.due_by.astimezone(calendar.tz).date())
+
+        acknowledge = acknowledgement_publisher(bus.settings, monitor)
+        event = EncompassAcknowledged(
+            **event_metadata(EncompassAcknowledged, producer="school-900101", occurred_at=decision.recorded_at,
+                             recorded_at=decision.recorded_at),
+            notification_id=notification_id, setting_urn="900101",
+            acknowledged_by=Acknowledger(staff_id="900101-ka", role=KeyAdultRole.KEY_ADULT),
+            acknowledged_at=decision.recorded_at,
+        )
+        acknowledge(event)
+
+        def acknowledged() -> bool | None:
+            current = monitor.tracked(notification_id)
+            return True if current and current.acknowledged_at is not None else None
+
+        wait_for(acknowledged, what="the acknowledgement reaching the monitor")
+    finally:
+        monitor.close()
+    school_ingress = bus.names.ingress("school-900101", Family.ENCOMPASS_ACK)
+    assert [r for r in bus.topic(school_ingress) if r.header("safebus.event_id") == event.event_id]
+
+    env = {**os.environ, "SAFEBUS_HOME": str(bus.settings.state_dir), "SAFEBUS_TOPIC_PREFIX": bus.names.prefix}
+    report = subprocess.run([sys.executable, "-m", "safebus", "encompass", "report"], env=env, capture_output=True,
+                            text=True, check=True).stdout
+    [partnership] = [line.split() for line in report.splitlines() if line.split()[:1] == ["partnership"]]
+    assert partnership[1] == "1"  # sent
+    assert partnership[5] == "1"  # acknowledged before due_by
