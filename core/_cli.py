@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     inbox.add_argument("action", choices=["run", "show", "web"])
     inbox.add_argument("--host", default="127.0.0.1", help="web: the address to serve on")
     inbox.add_argument("--port", type=int, default=8080, help="web: the port to serve on")
+    inbox.add_argument("--plain-http", action="store_true",
+                       help="web: cookies without the Secure flag (only behind a TLS proxy on the same host)")
     inbox.add_argument("--bootstrap")
     inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
 
@@ -159,6 +161,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _queue_show(Settings(state_dir=state, bootstrap="", names=names), args.recipient)
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
+    if args.command == "key-adult":
+        return _cli_encompass.key_adult(args, Settings(state_dir=state, bootstrap="", names=names))
     if args.command == "calendar":
         return _cli_encompass.due_by(args)
     if args.command == "encompass" and args.action == "report":
@@ -171,7 +175,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "encompass":
         return _cli_encompass.run(args, settings)
     if args.command == "inbox" and args.action == "web":
-        return _cli_encompass.inbox_web(settings, host=args.host, port=args.port)
+        return _cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http)
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":

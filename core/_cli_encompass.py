@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from safebus.assembly import Settings
+    from safebus.consumers.school_web import SchoolInbox
 
 
 def add_parsers(commands: Any) -> None:
@@ -37,6 +38,13 @@ def add_parsers(commands: Any) -> None:
     encompass.add_argument("--since", type=date.fromisoformat, help="report: incidents recorded from this date")
     encompass.add_argument("--until", type=date.fromisoformat, help="report: incidents recorded before this date")
     encompass.add_argument("--bootstrap")
+    key_adult = commands.add_parser("key-adult", help="Key Adult and deputy accounts of the school web inbox")
+    key_adult.add_argument("key_adult_action", choices=["add", "reset-password", "list"])
+    key_adult.add_argument("--school", metavar="URN", help="the setting (add, list)")
+    key_adult.add_argument("--staff-id", help="the account's staff id (add, reset-password)")
+    key_adult.add_argument("--role", choices=["key-adult", "deputy"], default="key-adult")
+    key_adult.add_argument("--name", help="display name (add)")
+    key_adult.add_argument("--email", help="where notices go (add)")
 
 
 def due_by(args: argparse.Namespace) -> int:
@@ -87,24 +95,59 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def inbox_web(settings: Settings, *, host: str, port: int) -> int:
-    """Serve the Key Adults' web inbox until interrupted."""
-    from aiohttp import web
+def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool) -> int:
+    """Serve the Key Adults' web inbox until interrupted; retry unreported acknowledgements every 30 s."""
+    from safebus.consumers.web_common import run_app
 
+    inbox = build_school_inbox(settings, secure_cookies=not plain_http)
+    stop = threading.Event()
+
+    def retry() -> None:
+        while not stop.wait(30):
+            inbox.send_pending_acknowledgements()
+
+    threading.Thread(target=retry, name="acknowledgement-outbox", daemon=True).start()
+    try:
+        run_app(inbox.app(), host=host, port=port)
+    finally:
+        stop.set()
+    return 0
+
+
+def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> SchoolInbox:
+    """The web inbox of every school hosted here, acknowledging onto the bus."""
     from safebus.assembly import inbox_opener
     from safebus.consumers.inbox_store import InboxStore
     from safebus.consumers.key_adults import education_settings
     from safebus.consumers.school_web import SchoolInbox
+    from safebus.consumers.web_common import load_or_create_secret
     from safebus.encompass_assembly import acknowledgement_publisher, due_by_lookup, key_adults_for, open_monitor
 
     monitor = open_monitor(settings)
-    secret_text = os.environ.get("SAFEBUS_WEB_SECRET")
-    inbox = SchoolInbox(
+    return SchoolInbox(
         store=InboxStore(settings.inbox_path), opener=inbox_opener(settings), key_adults=key_adults_for(settings),
         settings=education_settings(settings.store.load_directory()), clock=lambda: datetime.now(UTC),
         due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
-        secret=secret_text.encode() if secret_text else secrets.token_bytes(32),
-        secure_cookies=host not in ("127.0.0.1", "localhost"),
+        secret=load_or_create_secret(settings.state_dir / "school-inbox" / "web-secret"),
+        secure_cookies=secure_cookies,
     )
-    web.run_app(inbox.app(), host=host, port=port, print=lambda text: print(text, file=sys.stderr))
+
+
+def key_adult(args: argparse.Namespace, settings: Settings) -> int:
+    """Add, reset or list Key Adult accounts (the password is asked for, never given on the command line)."""
+    from safebus.encompass_assembly import key_adults_for
+    from safebus.schemas.encompass import KeyAdultRole
+
+    accounts = key_adults_for(settings)
+    if args.key_adult_action == "list":
+        for person in accounts.for_setting(args.school):
+            print(f"{person.staff_id:24} {person.role.value:10} {person.display_name}")
+        return 0
+    password = os.environ.get("SAFEBUS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    if args.key_adult_action == "reset-password":
+        accounts.reset_password(args.staff_id, password)
+    else:
+        accounts.add(args.staff_id, setting_urn=args.school, role=KeyAdultRole(args.role), display_name=args.name,
+                     email=args.email, password=password)
+    print(f"{args.key_adult_action}: {args.staff_id}")
     return 0
