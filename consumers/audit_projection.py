@@ -65,9 +65,9 @@ from safebus.schemas.audit import Acknowledged, AuditViewed, DeadLettered, Deliv
 from safebus.schemas.decision import Outcome, SharingDecision, SubjectErased
 
 __all__ = [
-    "ENCOMPASS_RECIPIENT_KINDS", "MAX_LIMIT", "AuditProjection", "Chronology", "ChronologyEntry", "Dialect", "Filters",
-    "Flow", "MonthlyStatistics", "OnTime", "PostgreSQLDialect", "QueryError", "ReasonCount", "Row", "SQLiteDialect",
-    "ViewEntry", "month_bounds",
+    "ENCOMPASS_RECIPIENT_KINDS", "MAX_LIMIT", "UNREADABLE", "AuditProjection", "Chronology", "ChronologyEntry",
+    "Dialect", "Filters", "Flow", "MonthlyStatistics", "OnTime", "PostgreSQLDialect", "QueryError", "ReasonCount",
+    "Row", "SQLiteDialect", "ViewEntry", "month_bounds",
 ]
 
 _log = get_logger("audit.projection")
