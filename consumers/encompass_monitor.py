@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (notification_id, step)
 );
 CREATE INDEX IF NOT EXISTS tracked_open ON tracked (acknowledged_at, due_by);
+-- Deliveries and acknowledgements as they arrive: the audit topic has several
+-- partitions, so one may be read before the decision it follows.
+CREATE TABLE IF NOT EXISTS deliveries (notification_id TEXT PRIMARY KEY, delivered_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    notification_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, acknowledged_by TEXT NOT NULL
+);
 """
 
 
@@ -180,9 +186,13 @@ class EncompassMonitor:
         if kind == "audit.sharing-decision":
             return self._track(fact)
         if kind == "audit.delivered":
+            self._db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)",
+                             (fact["output_id"], fact["delivered_at"]))
             return self._db.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
                                     "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
         if kind == "audit.acknowledged":
+            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
+                             (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
             return self._db.execute(
                 "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
                 "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
@@ -208,11 +218,17 @@ class EncompassMonitor:
         calendar = self.calendar(urn)
         due_by = calendar.due_by(recorded_at)
         subjects = fact.get("subjects") or [None]
+        nid = fact["output_id"]
+        delivered = self._db.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
+                                     (nid,)).fetchone()
+        acked = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                                 "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
         return self._db.execute(
             "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
-            "due_by, calendar_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (fact["output_id"], desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
-             calendar.calendar_version),
+            "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (nid, desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
+             calendar.calendar_version, delivered[0] if delivered else None, *acked),
         ).rowcount
 
     def tracked(self, notification_id: str) -> Tracked | None:

@@ -13,7 +13,6 @@ and every corrupted event was dead-lettered with the expected reason.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -30,6 +29,14 @@ from safebus.consumers.audit_log import read_facts
 from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.queue_assembly import open_queue_store
 from safebus.consumers.queue_store import QueueStore
+from safebus.demo_evidence import (
+    DEMO_PASSWORD,
+    acknowledge_first_alerts,
+    mail_sink,
+    report_evidence,
+    wait_for_evidence,
+    worker_env,
+)
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind
@@ -90,20 +97,33 @@ def run_demo(
     changes = apply_topics(bootstrap, topics_for(settings))
     say(f"· topics applied: {Counter(c.action for c in changes)}")
 
-    processes = _start_workers(settings, say)
-    try:
-        expectation, batch = _publish(settings, incidents=incidents, seed=seed, say=say)
-        progress = _wait(settings, expectation, timeout_s=timeout_s, say=say)
-    finally:
-        _stop_workers(processes)
-    complete = _is_complete(progress, expectation)
-    _report(settings, directory.partnership, progress, expectation, batch, say)
+    with mail_sink() as (sink, mail_env):
+        processes = _start_workers(settings, say, mail_env)
+        try:
+            expectation, batch = _publish(settings, incidents=incidents, seed=seed, say=say)
+            progress = _wait(settings, expectation, timeout_s=timeout_s, say=say)
+            complete = _is_complete(progress, expectation)
+            if complete:
+                delivered = _shares(progress) & progress.delivered
+                acknowledged = acknowledge_first_alerts(settings, delivered, say)
+                complete = wait_for_evidence(settings, decisions=len(progress.decisions), delivered=delivered,
+                                             acknowledged=acknowledged, timeout_s=timeout_s, say=say)
+        finally:
+            _stop_workers(processes)
+        _report(settings, directory.partnership, progress, expectation, batch, say)
+        forbidden = sorted({text for incident in batch.values() for child in incident.children
+                            for text in (f"{child.first_name} {child.surname}", child.surname.upper(),
+                                         str(child.date_of_birth))}
+                           | {i.police_reference for i in batch.values()})
+        complete = report_evidence(settings, sink, forbidden, say) and complete
     if not complete:
         say(f"INCOMPLETE: the flow did not finish within {timeout_s:.0f}s; worker logs are in {state_dir / 'logs'}")
         return 1
-    say("complete: every event was routed, every share delivered or queued, every corrupted event dead-lettered")
+    say("complete: every event was routed, every share delivered or queued, every corrupted event dead-lettered, "
+        "the audit log verified")
     if started_broker:
-        say("the broker keeps running: try 'safebus inbox show --school 900101'; stop it with 'safebus broker down'")
+        say("the broker keeps running: try 'safebus inbox show --school 900101', 'safebus inbox web --plain-http' "
+            f"(sign in as 900101-ka / {DEMO_PASSWORD}), 'safebus audit verify'; stop it with 'safebus broker down'")
     return 0
 
 
@@ -116,19 +136,22 @@ def _printer(out: TextIO) -> Say:
     return say
 
 
-def _start_workers(settings: Settings, say: Say) -> list[subprocess.Popen[bytes]]:
+def _start_workers(settings: Settings, say: Say, extra_env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
+    env = {**worker_env(extra_env), "SAFEBUS_HOME": str(settings.state_dir),
+           "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
     processes = []
-    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"]), ("queues", ["queue", "run"])):
+    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"]), ("queues", ["queue", "run"]),
+                       ("sequencer", ["audit", "sequence"]), ("monitor", ["encompass", "monitor"])):
         log = (logs / f"{name}.log").open("ab")
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "safebus", *argv, "--bootstrap", settings.bootstrap],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         ))
         log.close()
-    say("· started the router (Faust worker), the school-inbox worker and the referral-queue worker")
+    say("· started the router (Faust worker), the school-inbox, referral-queue, audit-sequencer and deadline-monitor "
+        "workers")
     return processes
 
 

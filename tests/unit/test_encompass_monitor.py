@@ -132,3 +132,16 @@ def test_the_on_time_report_counts_per_setting_and_for_the_partnership(monitor: 
     assert (partnership.sent, partnership.acknowledged_before_due) == (3, 1)
     assert partnership.on_time_rate == pytest.approx(1 / 3)
     assert report_rows([partnership])[0]["on_time_rate"] == "0.333"
+
+
+def test_a_delivery_read_before_its_decision_still_counts(monitor: EncompassMonitor) -> None:
+    """The audit topic has several partitions: a delivery or acknowledgement may be read before the decision."""
+    recorded = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+    monitor.observe([_delivered("n9", recorded + timedelta(seconds=2)),
+                     _acknowledged("n9", recorded + timedelta(minutes=5))])
+    monitor.observe([_decision("n9", at=recorded)])
+    tracked = monitor.tracked("n9")
+    assert tracked is not None
+    assert tracked.delivered_at == recorded + timedelta(seconds=2)
+    assert tracked.acknowledged_on_time
+    assert _steps(monitor, datetime(2026, 11, 20, tzinfo=UTC)) == []
