@@ -172,28 +172,54 @@ class NewFact:
 class AuditLedger:
     """The audit log's leaves, tree and checkpoints in one SQLite file."""
 
-    def __init__(self, path: Path, key: LogKey, *, checkpoint_every: int = 1000,
-                 checkpoint_interval: timedelta = timedelta(seconds=10)) -> None:
-        """Open (or create) the ledger and rebuild its tree from the stored leaf hashes."""
+    def __init__(self, path: Path, key: LogKey | None, *, identity: LogIdentity | None = None,
+                 checkpoint_every: int = 1000, checkpoint_interval: timedelta = timedelta(seconds=10)) -> None:
+        """
+        Open (or create) the ledger and rebuild its tree from the stored leaf hashes.
+
+        Without `key` the ledger is read-only (for readers such as the
+        dashboard, which must not hold the log's private key): pass the log's
+        public `identity` instead; appending and checkpointing then fail.
+        """
+        if key is None and identity is None:
+            raise ValueError("a ledger needs the log key, or its public identity to open it read-only")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self.key = key
+        self._key = key
+        self._identity = identity or (key.identity if key else None)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self._tree = MerkleTree.from_leaf_hashes(
             bytes(row[0]) for row in self._db.execute("SELECT leaf_hash FROM leaves ORDER BY idx"))
 
     @property
+    def key(self) -> LogKey:
+        """The log's private key (only the sequencer's ledger has it)."""
+        if self._key is None:
+            raise PermissionError("this ledger is open read-only: only the sequencer holds the log key")
+        return self._key
+
+    @property
     def identity(self) -> LogIdentity:
         """The log's public identity."""
-        return self.key.identity
+        assert self._identity is not None
+        return self._identity
 
     @property
     def size(self) -> int:
-        """How many leaves the log holds."""
+        """How many leaves the log holds (including any another process appended since we looked)."""
+        self.refresh()
         return self._tree.size
+
+    def refresh(self) -> int:
+        """Take in leaves appended by the sequencer since this ledger was opened; return how many."""
+        rows = self._db.execute("SELECT leaf_hash FROM leaves WHERE idx >= ? ORDER BY idx",
+                                (self._tree.size,)).fetchall()
+        for (hashed,) in rows:
+            self._tree.append(bytes(hashed))
+        return len(rows)
 
     def append(self, facts: list[NewFact], *, now: datetime) -> list[int]:
         """Append the facts not already in the log, in order; return the new leaves' indexes."""
@@ -230,6 +256,7 @@ class AuditLedger:
 
     def root(self, size: int | None = None) -> bytes:
         """The Merkle tree hash of the first `size` leaves (all of them by default)."""
+        self.refresh()
         return self._tree.root(self.size if size is None else size)
 
     def checkpoint_due(self, now: datetime) -> bool:
@@ -297,10 +324,12 @@ class AuditLedger:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The RFC 9162 inclusion proof of leaf `index` in the tree of `size` leaves."""
+        self.refresh()
         return self._tree.inclusion_proof(index, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """The RFC 9162 consistency proof that the tree of `new_size` extends that of `old_size`."""
+        self.refresh()
         return self._tree.consistency_proof(old_size, new_size)
 
     def close(self) -> None:

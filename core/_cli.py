@@ -167,7 +167,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _cli_encompass.due_by(args)
     if args.command == "encompass" and args.action == "report":
         return _cli_encompass.run(args, Settings(state_dir=state, bootstrap="", names=names))
-    if args.command == "audit" and args.audit_action != "sequence":
+    if args.command == "audit" and args.audit_action not in _cli_audit.NEEDS_BUS:
         return _cli_audit.run(args, Settings(state_dir=state, bootstrap="", names=names))
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
     if args.command == "audit":

@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,18 +45,70 @@ def add_parser(commands: Any) -> None:
     actions.add_parser("vkey", help="print the log's verifier key, for auditors to pin")
     actions.add_parser("checkpoints", help="list the signed checkpoints")
 
+    def reader(name: str, help_text: str) -> argparse.ArgumentParser:
+        action: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        action.add_argument("--viewer", required=True, help="your officer id (every view is itself audited)")
+        action.add_argument("--role", required=True, choices=["information-governance", "auditor"])
+        action.add_argument("--bootstrap")
+        return action
+
+    query = reader("query", "search the audit trail (tokens, agencies, agreements, outcomes, time)")
+    for name in ("subject", "agency", "recipient", "agreement", "outcome", "fact-type"):
+        query.add_argument(f"--{name}")
+    query.add_argument("--since", type=date.fromisoformat)
+    query.add_argument("--until", type=date.fromisoformat)
+    query.add_argument("--limit", type=int, default=100)
+    chronology = reader("chronology", "everything shared or withheld about one person (subject access, DHR)")
+    chronology.add_argument("--subject", metavar="TOKEN")
+    chronology.add_argument("--first-name")
+    chronology.add_argument("--surname")
+    chronology.add_argument("--dob", type=date.fromisoformat, help="date of birth, YYYY-MM-DD")
+    chronology.add_argument("--format", choices=["csv", "json"], default="csv")
+    chronology.add_argument("--out", type=Path, help="write the export here (default: standard output)")
+    stats = reader("stats", "monthly partnership statistics")
+    stats.add_argument("--month", required=True, help="YYYY-MM (UK time)")
+    stats.add_argument("--format", choices=["csv", "svg"], default="csv")
+    stats.add_argument("--out", type=Path)
+    flows = reader("flows", "what flowed between agencies, by agreement and outcome")
+    flows.add_argument("--since", type=date.fromisoformat)
+    flows.add_argument("--until", type=date.fromisoformat)
+    web = actions.add_parser("web", help="the information-governance dashboard")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8090)
+    web.add_argument("--plain-http", action="store_true", help="cookies without Secure (behind a local TLS proxy)")
+    web.add_argument("--bootstrap")
+    officer = actions.add_parser("officer", help="dashboard accounts of information-governance officers")
+    officer.add_argument("officer_action", choices=["add", "reset-password"])
+    officer.add_argument("--id", required=True)
+    officer.add_argument("--role", choices=["information-governance", "auditor"], default="auditor")
+    officer.add_argument("--name", help="display name (add)")
+
+
+NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web"})
+"""Actions that publish (the sequencer's checkpoints, every reader's view fact)."""
+
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one ``audit`` action."""
     from safebus.assembly import build_audit_sequencer, open_ledger
 
     if args.audit_action == "sequence":
+        from safebus.consumers.audit_projection import AuditProjection
+
         sequencer = build_audit_sequencer(settings)
+        projection = AuditProjection(settings.audit_dir / "projection.sqlite")
+        sequencer.on_appended = lambda _indexes: projection.catch_up(sequencer.ledger)  # queries stay current
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         sequencer.run(stop)
         return 0
+    if args.audit_action in ("query", "chronology", "stats", "flows"):
+        return _read(args, settings)
+    if args.audit_action == "web":
+        return _web(args, settings)
+    if args.audit_action == "officer":
+        return _officer(args, settings)
     if args.audit_action == "check-proof":
         return _check_proof(args.file, args.vkey)
     if args.audit_action == "verify" and args.file is not None:
@@ -138,4 +190,127 @@ def _check_proof(path: Path, vkey: str) -> int:
     except ProofError as exc:
         print(f"NOT VERIFIED: {exc}")
         return EXIT_NOT_VERIFIED
+    return 0
+
+
+def _view_recorder(settings: Settings) -> Any:
+    """Publishes each view fact to the audit topic and waits for the broker: no view goes unrecorded."""
+    from safebus.kafka_io import produce_all, reliable_producer
+    from safebus.records import EVENT_ID, Output
+    from safebus.schemas.audit import AuditViewed
+
+    producer = reliable_producer(settings.bootstrap)
+
+    def record(fact: AuditViewed) -> None:
+        produce_all(producer, [Output(topic=settings.names.audit, key=fact.event_id.encode(),
+                                      value=fact.model_dump_json().encode(),
+                                      headers=((EVENT_ID, fact.event_id.encode()),))])
+
+    return record
+
+
+def _projection(settings: Settings) -> Any:
+    """The projection, caught up with this machine's ledger."""
+    from safebus.assembly import open_ledger
+    from safebus.consumers.audit_projection import AuditProjection
+
+    projection = AuditProjection(settings.audit_dir / "projection.sqlite")
+    ledger = open_ledger(settings, read_only=True)
+    try:
+        projection.catch_up(ledger)
+    finally:
+        ledger.close()
+    return projection
+
+
+def _day(value: date | None) -> datetime | None:
+    return datetime.combine(value, time(), UTC) if value else None
+
+
+def _read(args: argparse.Namespace, settings: Settings) -> int:
+    from safebus.assembly import tokeniser_for
+    from safebus.consumers.audit_projection import Filters
+    from safebus.consumers.audit_reports import AuditedReader, IdentifyingDetails, Viewer
+
+    reader = AuditedReader(_projection(settings), record_view=_view_recorder(settings),
+                           clock=lambda: datetime.now(UTC), channel="cli")
+    viewer = Viewer(user_id=args.viewer, role=args.role)
+    action = args.audit_action
+    if action == "query":
+        filters = Filters(subject=args.subject, agency=args.agency, recipient=args.recipient,
+                          agreement=args.agreement, outcome=args.outcome, fact_type=args.fact_type,
+                          since=_day(args.since), until=_day(args.until), limit=args.limit)
+        for row in reader.query(viewer, filters):
+            print(f"{row.index:>8} {row.at.isoformat()} {row.fact_type:32} {row.agency or '-':28} "
+                  f"-> {row.recipient or '-':28} {' '.join(row.subjects)}")
+        return 0
+    if action == "chronology":
+        names: dict[str, str] | None = None
+        if args.first_name or args.surname or args.dob:
+            if args.role != "information-governance":
+                print("safebus: only an information-governance officer may look a person up by name",
+                      file=sys.stderr)
+                return 2
+            if not (args.first_name and args.surname and args.dob):
+                print("safebus: give --first-name, --surname and --dob together", file=sys.stderr)
+                return 2
+            details = IdentifyingDetails(first_name=args.first_name, surname=args.surname,
+                                         date_of_birth=args.dob)
+            tokeniser = tokeniser_for(settings.state_dir)
+            subject, names, how = details.token(tokeniser), details.names(tokeniser), "name-and-date-of-birth"
+        elif args.subject:
+            subject, how = args.subject, "token"
+        else:
+            print("safebus: audit chronology needs --subject TOKEN, or --first-name, --surname and --dob",
+                  file=sys.stderr)
+            return 2
+        export = (reader.chronology_csv if args.format == "csv" else reader.chronology_json)(
+            viewer, subject, names=names, identified_by=how)
+        _emit(export, args.out)
+        return 0
+    if action == "stats":
+        _emit((reader.statistics_csv if args.format == "csv" else reader.statistics_svg)(viewer, args.month),
+              args.out)
+        return 0
+    for flow in reader.flows(viewer, since=_day(args.since), until=_day(args.until)):
+        print(flow)
+    return 0
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from safebus.assembly import open_ledger, tokeniser_for
+    from safebus.consumers.audit_web import AuditDashboard
+    from safebus.consumers.officers import Officers, default_officers_path
+    from safebus.consumers.web_common import load_or_create_secret, run_app
+
+    dashboard = AuditDashboard(
+        projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
+        tokeniser=tokeniser_for(settings.state_dir), officers=Officers(default_officers_path(settings.state_dir)),
+        record_view=_view_recorder(settings), clock=lambda: datetime.now(UTC),
+        secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http)
+    run_app(dashboard.app(), host=args.host, port=args.port)
+    return 0
+
+
+def _officer(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import os
+
+    from safebus.consumers.officers import OfficerRole, Officers, default_officers_path
+
+    officers = Officers(default_officers_path(settings.state_dir))
+    password = os.environ.get("SAFEBUS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    if args.officer_action == "add":
+        officers.add(args.id, role=OfficerRole(args.role), display_name=args.name or args.id, password=password)
+    else:
+        officers.reset_password(args.id, password)
+    print(f"{args.officer_action}: {args.id}")
     return 0

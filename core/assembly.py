@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from safebus.consumers.audit_ledger import AuditLedger, LogKey
+from safebus.consumers.audit_ledger import AuditLedger, LogIdentity, LogKey
 from safebus.consumers.audit_sequencer import AuditSequencer
 from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
@@ -162,9 +162,22 @@ def announce_ruleset(settings: Settings, *, clock: Callable[[], datetime] = utc_
         headers=((EVENT_ID, fact.event_id.encode()),))])
 
 
-def open_ledger(settings: Settings) -> AuditLedger:
-    """The audit ledger on this machine, with the log key (created on first use)."""
+def open_ledger(settings: Settings, *, read_only: bool = False) -> AuditLedger:
+    """
+    The audit ledger on this machine, with the log key (created on first use).
+
+    `read_only` opens it with only the published verifier key (``log.vkey``),
+    for readers such as the dashboard that must not hold the log's private key.
+    """
+    vkey = settings.audit_dir / "log.vkey"
+    if read_only:
+        if not vkey.exists():
+            raise ConfigError(f"no audit log here yet ({vkey} is missing): run 'safebus audit sequence' first")
+        return AuditLedger(settings.audit_dir / "ledger.sqlite", None,
+                           identity=LogIdentity.from_vkey(vkey.read_text().strip()))
     key = LogKey.load_or_create(settings.audit_dir / "log-key.pem", origin=settings.audit_origin)
+    if not vkey.exists():
+        vkey.write_text(key.identity.vkey + "\n")
     every = int(os.environ.get("SAFEBUS_CHECKPOINT_EVERY", "1000"))
     interval = float(os.environ.get("SAFEBUS_CHECKPOINT_SECONDS", "10"))
     return AuditLedger(settings.audit_dir / "ledger.sqlite", key, checkpoint_every=every,

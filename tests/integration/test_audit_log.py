@@ -55,7 +55,8 @@ def _facts(bus: Bus) -> dict[str, dict[str, object]]:
 
 
 def _cli(bus: Bus, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SAFEBUS_HOME": str(bus.settings.state_dir), "SAFEBUS_TOPIC_PREFIX": bus.names.prefix}
+    env = {**os.environ, "SAFEBUS_HOME": str(bus.settings.state_dir), "SAFEBUS_TOPIC_PREFIX": bus.names.prefix,
+           "KAFKA_BOOTSTRAP_SERVERS": bus.settings.bootstrap}
     return subprocess.run([sys.executable, "-m", "safebus", "audit", *argv], env=env, capture_output=True,
                           text=True, check=False, timeout=120)
 
@@ -150,3 +151,31 @@ def test_a_decision_is_proved_in_the_log_with_the_key_alone(audited_bus: Bus, tm
     assert checkpoints, "checkpoints are published for witnesses"
     identity = LogIdentity.from_vkey(vkey)
     assert all(identity.open(r.value).size > 0 for r in checkpoints)
+
+
+def test_an_officer_exports_a_chronology_by_name_and_the_view_is_itself_audited(audited_bus: Bus) -> None:
+    """`audit chronology --first-name … --dob …` finds what was decided about a child; the log records who looked."""
+    bus = audited_bus
+    [event] = bus.publisher().publish([make_incident(Child(first_name="Oriel", surname="Thackray",
+                                                           date_of_birth=date(2015, 3, 3), present=True,
+                                                           school_urn="900101"))])
+    wait_for(lambda: any(f.get("about_event_id") == event for f in _facts(bus).values()) or None,
+             what="the decision in the log")
+    exported = _cli(bus, "chronology", "--first-name", "Oriel", "--surname", "Thackray", "--dob", "2015-03-03",
+                    "--format", "json", "--viewer", "igo-7", "--role", "information-governance")
+    assert exported.returncode == 0, exported.stderr
+    chronology = json.loads(exported.stdout)
+    assert "Oriel Thackray" in exported.stdout  # the officer typed the name, so the export may show it
+    text = json.dumps(chronology)
+    assert "operation-encompass" in text
+    assert "notify-setting" in text or "4.1" in text
+    refused = _cli(bus, "chronology", "--first-name", "Oriel", "--surname", "Thackray", "--dob", "2015-03-03",
+                   "--viewer", "aud-1", "--role", "auditor")
+    assert refused.returncode == 2
+    views = wait_for(lambda: [f for f in _facts(bus).values() if f["event_type"] == "audit.viewed"
+                              and f["viewer"] == "igo-7"] or None, what="the view in the audit log")
+    assert "Oriel" not in json.dumps(views)  # the log says who looked and at whom (a token), never the name
+    assert views[0]["subjects"]
+    listed = _cli(bus, "query", "--fact-type", "audit.viewed", "--viewer", "aud-1", "--role", "auditor")
+    assert listed.returncode == 0, listed.stderr
+    assert "audit.viewed" in listed.stdout

@@ -255,3 +255,14 @@ def test_a_dead_letter_becomes_a_fact_without_its_content(tmp_path: Path) -> Non
     assert fact.event_id == again.event_id  # the same dead letter read twice is one fact
     assert (fact.reason, fact.stage, fact.origin_offset) == ("malformed-envelope", "verify", 77)
     assert b"Tamsin" not in leaf_bytes(fact)
+
+
+def test_a_reader_sees_new_leaves_and_cannot_write(tmp_path: Path) -> None:
+    """The dashboard opens the ledger with the public key only: it follows the sequencer and cannot append."""
+    writer = _ledger(tmp_path, 3)
+    reader = AuditLedger(tmp_path / "ledger.sqlite", None, identity=writer.identity)
+    writer.append([_decision(3), _decision(4)], now=FIXED_NOW)
+    assert reader.size == 5
+    assert reader.root() == writer.root()
+    with pytest.raises(PermissionError):
+        reader.append([_decision(5)], now=FIXED_NOW)
