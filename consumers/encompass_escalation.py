@@ -20,7 +20,7 @@ import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ _log = get_logger("encompass.escalation")
 _LONDON = ZoneInfo("Europe/London")
 
 OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
+TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
 
 
 class EscalationNotices:
@@ -63,7 +64,13 @@ class EscalationNotices:
             people = [k for k in self.key_adults.for_setting(setting.urn) if k.role in roles]
             self.notifier.notify(setting, people)
             return tuple(k.staff_id for k in people)
-        if step.step is EscalationStep.EDUCATION_SAFEGUARDING_OFFICER:
+        if step.step is EscalationStep.FILE_TRANSFER_PROMPTED and setting is not None:
+            people = self.key_adults.for_setting(setting.urn)
+            for person in people:
+                self._send(person.email, _transfer_text(step, setting, self.notifier.inbox_url),
+                           subject=TRANSFER_SUBJECT)
+            return tuple(k.staff_id for k in people)
+        if step.step in (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, EscalationStep.FILE_TRANSFER_OVERDUE):
             contact = policy.education_safeguarding_officer
         elif step.step is EscalationStep.MASH_EDUCATION_DESK:
             contact = policy.mash_education_desk
@@ -72,11 +79,11 @@ class EscalationNotices:
         self._send(contact.email, _overdue_text(step, setting, self.notifier.inbox_url))
         return (contact.id,)
 
-    def _send(self, address: str, text: str) -> None:
+    def _send(self, address: str, text: str, *, subject: str = OVERDUE_SUBJECT) -> None:
         message = EmailMessage()
         message["From"] = self.notifier.sender
         message["To"] = address
-        message["Subject"] = OVERDUE_SUBJECT
+        message["Subject"] = subject
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = make_msgid(domain=self.notifier.sender.rpartition("@")[2] or "safebus.invalid")
         message["Auto-Submitted"] = "auto-generated"
@@ -96,9 +103,27 @@ def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) 
                 f"in the MASH education queue. The setting must know before {due}.\n\n"
                 f"Reference for the partnership: {step.tracked.notification_id}\n")
     where = f"{setting.name} (URN {setting.urn})" if setting else "a setting"
+    if step.step is EscalationStep.FILE_TRANSFER_OVERDUE:
+        return (f"A pupil with Operation Encompass history has moved from {where}; the child-protection file "
+                f"was due at the new setting by the end of {_last_day(step)} and has not been confirmed as sent.\n"
+                f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\n")
     return (f"An Operation Encompass alert for {where} has not been acknowledged by its deadline, {due}.\n"
             f"Please contact the setting's Designated Safeguarding Lead.\n\n"
             f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
+
+
+def _last_day(step: Step) -> str:
+    """A file-transfer deadline is the end of a school day: name that day."""
+    return (step.tracked.due_by - timedelta(minutes=1)).astimezone(_LONDON).strftime("%A %d %B %Y")
+
+
+def _transfer_text(step: Step, setting: EducationSetting, inbox_url: str) -> str:
+    return (f"A pupil with Operation Encompass history has moved from {setting.name} to another setting.\n"
+            f"Please transfer the child-protection file, with its Operation Encompass history, separately from the "
+            f"main file and securely, by the end of {_last_day(step)}, and confirm it in the inbox under "
+            f"'File transfers'.\n\n"
+            f"Inbox: {inbox_url}transfers\n")
 
 
 class MonitorWorker:

@@ -32,7 +32,7 @@ import tomllib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def load_policy(path: Path | None = None) -> DeliveryPolicy:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracked (
     notification_id TEXT PRIMARY KEY,
-    desk            TEXT NOT NULL,          -- setting | mash | officer
+    desk            TEXT NOT NULL,          -- setting | mash | officer | transfer
     recipient_id    TEXT,
     setting_urn     TEXT,
     subject         TEXT,
@@ -185,6 +185,15 @@ class EncompassMonitor:
         kind = fact.get("event_type")
         if kind == "audit.sharing-decision":
             return self._track(fact)
+        if kind == "audit.enrolment-moved":
+            return self._track_transfer(fact)
+        if kind == "audit.file-transfer-confirmed":
+            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
+                             (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
+            return self._db.execute(
+                "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
+                "AND acknowledged_at IS NULL", (fact["confirmed_at"], fact["staff_id"], fact["transfer_id"]),
+            ).rowcount
         if kind == "audit.delivered":
             self._db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)",
                              (fact["output_id"], fact["delivered_at"]))
@@ -231,6 +240,44 @@ class EncompassMonitor:
              calendar.calendar_version, delivered[0] if delivered else None, *acked),
         ).rowcount
 
+    def _track_transfer(self, fact: dict[str, Any]) -> int:
+        """
+        A child left a setting that holds their Operation Encompass history: it must send the file on.
+
+        Only moves away from a partnership school whose Encompass alerts this
+        monitor tracked for the child start the clock: that history is what the
+        bus knows must travel (other child-protection records are the
+        schools' own business).  The deadline is the end of the fifth school
+        day after the move (or after the bus learnt of it, if later).
+        """
+        urn, subjects = fact.get("previous_setting_urn"), fact.get("subjects") or []
+        if not urn or not subjects:
+            return 0
+        history = self._db.execute("SELECT 1 FROM tracked WHERE desk = 'setting' AND setting_urn = ? AND subject = ?",
+                                   (urn, subjects[0])).fetchone()
+        if history is None:
+            return 0
+        recorded_at = datetime.fromisoformat(fact["recorded_at"])
+        calendar = self.calendar(urn)
+        start = max(date.fromisoformat(fact["effective_date"]), recorded_at.astimezone(calendar.tz).date())
+        last_day = calendar.add_school_days(start, self.policy.file_transfer_school_days)
+        due_by = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=calendar.tz).astimezone(UTC)
+        confirmed = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                                     "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
+        return self._db.execute(
+            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+            "due_by, calendar_version, acknowledged_at, acknowledged_by) "
+            "VALUES (?, 'transfer', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fact["event_id"], fact.get("new_setting_urn"), urn, subjects[0], recorded_at.isoformat(),
+             due_by.isoformat(), calendar.calendar_version, *confirmed),
+        ).rowcount
+
+    def pending_transfers(self, urn: str) -> list[Tracked]:
+        """Child-protection files `urn` still has to send on (the new setting's URN is in `recipient_id`)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE desk = 'transfer' AND setting_urn = ? "  # noqa: S608
+                                "AND acknowledged_at IS NULL ORDER BY due_by", (urn,)).fetchall()
+        return [_tracked(row) for row in rows]
+
     def tracked(self, notification_id: str) -> Tracked | None:
         """One notification's record."""
         row = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE notification_id = ?",  # noqa: S608
@@ -263,6 +310,9 @@ class EncompassMonitor:
         return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
 
     def _schedule(self, tracked: Tracked) -> list[tuple[EscalationStep, datetime]]:
+        if tracked.desk == "transfer":
+            return [(EscalationStep.FILE_TRANSFER_PROMPTED, tracked.recorded_at),
+                    (EscalationStep.FILE_TRANSFER_OVERDUE, tracked.due_by)]
         if tracked.desk == "mash":
             return [(EscalationStep.MASH_EDUCATION_DESK, tracked.recorded_at)]
         if tracked.desk != "setting":
@@ -377,3 +427,25 @@ def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
         if line.median_minutes_to_acknowledge is not None else "",
         "escalations": str(line.escalations), "unresolved": str(line.unresolved),
     } for line in lines]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferLine:
+    """Child-protection file transfers after moves: how many were due, done in time, late, still open."""
+
+    due: int
+    confirmed_in_time: int
+    confirmed_late: int
+    overdue_open: int
+    open_in_time: int
+
+
+def transfer_report(monitor: EncompassMonitor, *, now: datetime) -> TransferLine:
+    """The partnership's file-transfer figures."""
+    transfers = [t for t in monitor.all() if t.desk == "transfer"]
+    return TransferLine(
+        due=len(transfers), confirmed_in_time=sum(t.acknowledged_on_time for t in transfers),
+        confirmed_late=sum(t.acknowledged_at is not None and not t.acknowledged_on_time for t in transfers),
+        overdue_open=sum(t.acknowledged_at is None and t.due_by < now for t in transfers),
+        open_in_time=sum(t.acknowledged_at is None and t.due_by >= now for t in transfers),
+    )

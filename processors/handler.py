@@ -25,7 +25,7 @@ from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
 from safebus.processors.engine import RoutingResult, SharingEngine, incident_view
-from safebus.processors.reference import apply_reference
+from safebus.processors.reference import apply_reference, enrolment_moved
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
@@ -133,7 +133,11 @@ class IncidentHandler:
             incident = event
         elif apply_reference(event, self.reference_state, self.router.tokeniser):
             _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
-            return []
+            moved = enrolment_moved(event, self.router.tokeniser, producer=directory.router().id, at=self.clock())
+            return [] if moved is None else [Output(
+                topic=self.names.audit, key=moved.event_id.encode(),
+                value=canonical_json(moved.model_dump(mode="json")),
+                headers=((EVENT_ID, moved.event_id.encode()), ("safebus.cause", event.event_id.encode())))]
         else:
             return [self._reject(raw, origin, "validate", "not-routed", opened.event_type[:100])]
 

@@ -9,10 +9,16 @@ pseudonymous tokens, newest first (a late, older event never overrides).
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from safebus.processors.state import SqliteRouterState
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas import consent, education
-from safebus.schemas._base import Event
+from safebus.schemas._base import Event, event_metadata
+from safebus.schemas.audit import EnrolmentMoved
+
+_MOVE_IDS = uuid.UUID("3e9a7c1b-5d2f-4b8e-a6c0-1f7d2e9b4c58")
 
 
 def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser) -> bool:
@@ -40,3 +46,23 @@ def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser
     else:
         return False
     return True
+
+
+def enrolment_moved(event: Event, tokeniser: Tokeniser, *, producer: str, at: datetime) -> EnrolmentMoved | None:
+    """
+    The audit fact for an applied enrolment change (None for other events).
+
+    It records that later notifications follow the child, and starts the old
+    setting's clock to transfer the child-protection file.  Its id derives from
+    the change's event id, so reprocessing the change logs it once.
+    """
+    if not isinstance(event, education.EnrolmentChanged):
+        return None
+    child = event.child
+    token = tokeniser.person(first_name=child.first_name, surname=child.surname, date_of_birth=child.date_of_birth)
+    return EnrolmentMoved(
+        **event_metadata(EnrolmentMoved, producer=producer, occurred_at=event.occurred_at, recorded_at=at,
+                         event_id=str(uuid.uuid5(_MOVE_IDS, event.event_id)), subjects=(token,)),
+        about_event_id=event.event_id, previous_setting_urn=event.previous_setting_urn,
+        new_setting_urn=event.new_setting_urn, effective_date=event.effective_date, reason=event.reason.value,
+    )

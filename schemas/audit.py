@@ -14,7 +14,7 @@ their keys) must never require changing a leaf of it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -133,3 +133,29 @@ class Escalated(Event):
     step: EscalationStep
     due_by: AwareDatetime
     notified: tuple[Name, ...] = Field(default=(), description="Staff or desk ids told, never names")
+
+
+class EnrolmentMoved(Event):
+    """
+    The router applied a change of a child's setting: later notifications go to the new one.
+
+    The old setting must transfer the child-protection file, with its Operation
+    Encompass history, within a few school days; this fact starts that clock.
+    """
+
+    event_type: Literal["audit.enrolment-moved"]
+    about_event_id: str
+    previous_setting_urn: URN | None
+    new_setting_urn: URN | None
+    effective_date: date
+    reason: Name
+
+
+class FileTransferConfirmed(Event):
+    """The old setting's Key Adult confirmed the child-protection file was sent to the new setting."""
+
+    event_type: Literal["audit.file-transfer-confirmed"]
+    transfer_id: str
+    setting_urn: URN
+    staff_id: Name
+    confirmed_at: AwareDatetime

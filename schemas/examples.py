@@ -353,6 +353,22 @@ def _escalated() -> Event:
     )
 
 
+def _moved() -> Event:
+    return audit.EnrolmentMoved(
+        **_meta(audit.EnrolmentMoved, "safebus-router", 34, subjects=(_SUBJECT,)),
+        about_event_id="00000000-0000-4000-8000-000000000007", previous_setting_urn="900101",
+        new_setting_urn="900103", effective_date=date(2026, 11, 23), reason="moved-school",
+    )
+
+
+def _transfer_confirmed() -> Event:
+    return audit.FileTransferConfirmed(
+        **_meta(audit.FileTransferConfirmed, "school-900101", 35, subjects=(_SUBJECT,)),
+        transfer_id="00000000-0000-5000-8000-000000000034", setting_urn="900101", staff_id="900101-ka",
+        confirmed_at=_RECORDED + timedelta(days=2),
+    )
+
+
 EXAMPLES: dict[str, Callable[[], Event]] = {
     builder().event_type: builder
     for builder in (
@@ -360,7 +376,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
         _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
-        _escalated,
+        _escalated, _moved, _transfer_confirmed,
     )
 }
 """Example builders by event type."""

@@ -75,3 +75,24 @@ def test_deputies_then_the_officer_then_the_mash_desk_are_told(
     assert "Thursday 19 November 2026, 08:55" in body  # the deadline, in UK time
     for received in recorder.received:
         assert TOKEN.encode() not in received.raw
+
+
+def test_the_old_setting_is_asked_to_transfer_the_file_without_being_told_who_in_the_email(
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+) -> None:
+    """A move prompts the old setting's Key Adult and deputy; an unsent file goes to the officer."""
+    recorder, port = smtp
+    notices = _notices(tmp_path, port, monitor)
+    moved_at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    monitor.observe([{"event_type": "audit.enrolment-moved", "event_id": "move-1", "previous_setting_urn": "900101",
+                      "new_setting_urn": "900103", "effective_date": "2026-11-20", "recorded_at": moved_at.isoformat(),
+                      "subjects": [TOKEN]}])
+    steps = {s.step: s for s in monitor.due_steps(datetime(2026, 11, 28, tzinfo=UTC))
+             if s.tracked.notification_id == "move-1"}
+    assert notices.notify(steps[EscalationStep.FILE_TRANSFER_PROMPTED]) == ("900101-ka", "900101-deputy")
+    assert notices.notify(steps[EscalationStep.FILE_TRANSFER_OVERDUE]) == ("northdale-la-education-safeguarding",)
+    prompt = recorder.received[0].message.get_content()
+    assert "by the end of Friday 27 November 2026" in prompt
+    assert "/transfers" in prompt
+    for received in recorder.received:
+        assert TOKEN.encode() not in received.raw

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from safebus.calendars import sample_calendars
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy, on_time_report, report_rows
+from safebus.consumers.encompass_monitor import (
+    EncompassMonitor,
+    load_policy,
+    on_time_report,
+    report_rows,
+    transfer_report,
+)
 from safebus.schemas.audit import EscalationStep
 
 LONDON_WINTER = UTC  # November: UK time is UTC
@@ -145,3 +151,46 @@ def test_a_delivery_read_before_its_decision_still_counts(monitor: EncompassMoni
     assert tracked.delivered_at == recorded + timedelta(seconds=2)
     assert tracked.acknowledged_on_time
     assert _steps(monitor, datetime(2026, 11, 20, tzinfo=UTC)) == []
+
+
+def _moved(tid: str, *, at: datetime, subject_of: str, previous: str = "900101") -> dict[str, Any]:
+    decision = _decision(subject_of, at=at)
+    return {"event_type": "audit.enrolment-moved", "event_id": tid, "previous_setting_urn": previous,
+            "new_setting_urn": "900103", "effective_date": at.date().isoformat(), "recorded_at": at.isoformat(),
+            "subjects": decision["subjects"]}
+
+
+def test_a_move_prompts_the_old_setting_and_escalates_an_unsent_file_after_five_school_days(
+        monitor: EncompassMonitor) -> None:
+    """Move on Friday 20 Nov: prompt at once; the file is due by the end of Friday 27 Nov; then the officer."""
+    night = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+    monitor.observe([_decision("alert-1", at=night), _acknowledged("alert-1", night)])
+    moved_at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    monitor.observe([_moved("move-1", at=moved_at, subject_of="alert-1")])
+    [transfer] = monitor.pending_transfers("900101")
+    assert transfer.due_by == datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # end of the 5th school day after Friday
+    assert _steps(monitor, moved_at) == [("move-1", EscalationStep.FILE_TRANSFER_PROMPTED)]
+    for step in monitor.due_steps(moved_at):
+        monitor.mark_fired(step, at=moved_at)
+    assert _steps(monitor, datetime(2026, 11, 27, 23, 59, tzinfo=UTC)) == []
+    assert _steps(monitor, datetime(2026, 11, 28, 0, 0, tzinfo=UTC)) == [
+        ("move-1", EscalationStep.FILE_TRANSFER_OVERDUE)]
+
+
+def test_a_confirmed_transfer_is_closed_and_counted(monitor: EncompassMonitor) -> None:
+    """The Key Adult's confirmation stops the escalation and the report counts it in time."""
+    night = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+    monitor.observe([_decision("alert-2", at=night), _moved("move-2", at=night, subject_of="alert-2"),
+                     {"event_type": "audit.file-transfer-confirmed", "transfer_id": "move-2", "staff_id": "900101-ka",
+                      "confirmed_at": (night + timedelta(days=2)).isoformat()}])
+    assert monitor.pending_transfers("900101") == []
+    assert [s for s in _steps(monitor, night + timedelta(days=30)) if s[0] == "move-2"] == []
+    line = transfer_report(monitor, now=night + timedelta(days=30))
+    assert (line.due, line.confirmed_in_time, line.overdue_open) == (1, 1, 0)
+
+
+def test_a_move_from_a_setting_without_encompass_history_starts_no_clock(monitor: EncompassMonitor) -> None:
+    """Only the Encompass history the bus delivered is its business to see transferred."""
+    at = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+    monitor.observe([_decision("alert-3", at=at), _moved("move-3", at=at, subject_of="alert-3", previous="900102")])
+    assert monitor.pending_transfers("900102") == []

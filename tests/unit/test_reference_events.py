@@ -16,7 +16,7 @@ from safebus.errors import EnvelopeError
 from safebus.producers.publisher import AgencyPublisher
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import DLQ_REASON, Origin, Output
-from safebus.schemas import consent, education
+from safebus.schemas import audit, consent, education
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.decision import SharingDecision
 from safebus.schemas.encompass import EncompassNotification
@@ -113,6 +113,30 @@ def test_elective_home_education_redirects_the_notification(partnership: Partner
     router.feed(la.seal(ehe))
     decision = router.incident()["operation-encompass"]
     assert (decision.clause, decision.recipient) == ("4.2 home-educated", "northdale-childrens-services")
+
+
+def test_a_school_move_redirects_later_notifications_and_is_audited(partnership: Partnership) -> None:
+    """After a move the next alert goes to the new setting, and the move itself is an audit fact (once)."""
+    router = Router(partnership)
+    assert router.incident()["operation-encompass"].recipient == "school-900101"
+    school = _publisher(partnership, "school-900101", AgencyKind.SCHOOL)
+    move = education.EnrolmentChanged(
+        **event_metadata(education.EnrolmentChanged, producer="school-900101", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW),
+        child=education.ChildIdentity(first_name="Ivy", surname="Calloway", date_of_birth=date(2016, 3, 4)),
+        previous_setting_urn="900101", new_setting_urn="900103", effective_date=date(2026, 11, 23),
+        reason=education.MoveReason.MOVED_SCHOOL,
+    )
+    sealed = school.seal(move)
+    [fact] = router.feed(sealed)
+    moved = audit.EnrolmentMoved.model_validate_json(fact.value)
+    assert (fact.topic, moved.previous_setting_urn, moved.new_setting_urn) == (NAMES.audit, "900101", "900103")
+    assert moved.subjects == (partnership.tokeniser.person(first_name="Ivy", surname="Calloway",
+                                                           date_of_birth=date(2016, 3, 4)),)
+    assert "Ivy" not in fact.value.decode()
+    redelivered = router.handler.handle(sealed.value, Origin(topic=sealed.topic, partition=0, offset=router.offset))
+    assert [audit.EnrolmentMoved.model_validate_json(o.value).event_id for o in redelivered] == [moved.event_id]
+    assert router.incident()["operation-encompass"].recipient == "school-900103"
 
 
 def test_an_event_on_another_familys_topic_is_refused(partnership: Partnership) -> None:
