@@ -49,6 +49,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
@@ -66,9 +67,29 @@ from safebus.consumers.web_common import (
 )
 from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import FileTransferConfirmed
 from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, EncompassNotification, KeyAdultRole
 
-__all__ = ["AcknowledgedCallback", "DueByLookup", "SchoolInbox", "acknowledgement_event_id"]
+__all__ = ["AcknowledgedCallback", "DueByLookup", "PendingTransfer", "SchoolInbox", "acknowledgement_event_id"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingTransfer:
+    """A child-protection file this setting must send on after a move (from the deadline monitor)."""
+
+    transfer_id: str
+    subject: str
+    new_setting_urn: str | None
+    due_by: datetime
+
+
+TransfersLookup = Callable[[str], list[PendingTransfer]]
+"""setting URN -> its pending file transfers."""
+
+TransferConfirmedCallback = Callable[[FileTransferConfirmed], None]
+"""Hands a confirmation over (publishes the audit fact); raises if it could not."""
+
+_TRANSFER_IDS = uuid.UUID("9d3b2a61-0f4e-4c7a-8b15-6e2c9a7d3f40")
 
 AcknowledgedCallback = Callable[[EncompassAcknowledged], None]
 """Hands an acknowledgement event over (for example, publishes it); raises if it could not."""
@@ -111,6 +132,8 @@ class SchoolInbox:
         on_acknowledged: AcknowledgedCallback,
         secret: bytes,
         secure_cookies: bool = True,
+        transfers: TransfersLookup | None = None,
+        on_transfer_confirmed: TransferConfirmedCallback | None = None,
     ) -> None:
         """
         Serve `store`'s alerts to the Key Adults in `key_adults`.
@@ -127,6 +150,9 @@ class SchoolInbox:
         self.clock = clock
         self.due_by = due_by
         self.on_acknowledged = on_acknowledged
+        self.transfers = transfers or (lambda _urn: [])
+        self.on_transfer_confirmed = on_transfer_confirmed
+        self._confirmed: set[str] = set()
         self._secret = secret
         self._secure_cookies = secure_cookies
         self._reporting = threading.Lock()
@@ -159,6 +185,8 @@ class SchoolInbox:
         app.router.add_get("/alerts/{notification_id}", guard(self._alert))
         app.router.add_post("/alerts/{notification_id}/acknowledge", guard(self._acknowledge))
         app.router.add_get("/children/{child_ref}", guard(self._child))
+        app.router.add_get("/transfers", guard(self._transfers))
+        app.router.add_post("/transfers/{transfer_id}/confirm", guard(self._confirm_transfer))
         return app
 
     def child_ref(self, setting_urn: str, notification: EncompassNotification) -> str:
@@ -205,6 +233,55 @@ class SchoolInbox:
         child_ref = self.child_ref(urn, alert.notification) if alert.notification else None
         return render(request, "school/alert.html", setting_name=self.settings[urn].name, alert=alert, due_by=due,
                       child_ref=child_ref)
+
+    async def _transfers(self, request: web.Request) -> web.StreamResponse:
+        """Files to send on after moves, each named by the child's own alerts here (the monitor has only tokens)."""
+        urn = current_principal(request).scope
+
+        def rows() -> list[dict[str, object]]:
+            alerts = self.store.alerts(urn, self.opener)
+            shown: list[dict[str, object]] = []
+            for transfer in self.transfers(urn):
+                child = next((a.notification for a in alerts if a.notification is not None
+                              and transfer.subject in a.notification.subjects), None)
+                new = self.settings.get(transfer.new_setting_urn or "")
+                shown.append({
+                    "transfer_id": transfer.transfer_id,
+                    "child_name": f"{child.child_first_name} {child.child_surname}" if child else None,
+                    "child_date_of_birth": child.child_date_of_birth if child else None,
+                    "new_setting": new.name if new else (f"URN {transfer.new_setting_urn}"
+                                                         if transfer.new_setting_urn else "not known"),
+                    "due_by": transfer.due_by,
+                    "confirmed": transfer.transfer_id in self._confirmed,
+                })
+            return shown
+
+        shown = await asyncio.to_thread(rows)
+        return render(request, "school/transfers.html", setting_name=self.settings[urn].name, rows=shown)
+
+    async def _confirm_transfer(self, request: web.Request) -> web.StreamResponse:
+        principal = current_principal(request)
+        urn = principal.scope
+        transfer_id = request.match_info["transfer_id"]
+        if not _NOTIFICATION_ID.match(transfer_id):
+            raise web.HTTPNotFound
+        pending = await asyncio.to_thread(self.transfers, urn)
+        if transfer_id not in {t.transfer_id for t in pending}:
+            raise web.HTTPNotFound  # another setting's transfer, or already closed
+        if transfer_id not in self._confirmed and self.on_transfer_confirmed is not None:
+            subject = next(t.subject for t in pending if t.transfer_id == transfer_id)
+            now = self.clock()
+            fact = FileTransferConfirmed(
+                **event_metadata(FileTransferConfirmed, producer=self.settings[urn].agency_id, occurred_at=now,
+                                 recorded_at=now, event_id=str(uuid.uuid5(_TRANSFER_IDS, transfer_id)),
+                                 subjects=(subject,)),
+                transfer_id=transfer_id, setting_urn=urn, staff_id=principal.user_id, confirmed_at=now,
+            )
+            await asyncio.to_thread(self.on_transfer_confirmed, fact)
+            self._confirmed.add(transfer_id)
+            _log.info("school_web.transfer_confirmed", transfer_id=transfer_id, event_id=fact.event_id,
+                      setting_urn=urn, staff_id=principal.user_id)
+        raise web.HTTPSeeOther("/transfers")
 
     async def _acknowledge(self, request: web.Request) -> web.StreamResponse:
         notification_id = request.match_info["notification_id"]

@@ -65,7 +65,7 @@ def due_by(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
-    from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows
+    from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
     from safebus.encompass_assembly import build_monitor_worker, open_monitor
 
     if args.action == "monitor":
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         since = datetime.combine(args.since, time(), UTC) if args.since else None
         until = datetime.combine(args.until, time(), UTC) if args.until else None
         rows = report_rows(on_time_report(monitor, now=datetime.now(UTC), since=since, until=until))
+        transfers = transfer_report(monitor, now=datetime.now(UTC))
     finally:
         monitor.close()
     if args.csv:
@@ -92,6 +93,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(" ".join(f"{c:>14}" for c in REPORT_COLUMNS))
     for row in rows:
         print(" ".join(f"{row[c]:>14}" for c in REPORT_COLUMNS))
+    print(f"file transfers after moves: {transfers.due} due, {transfers.confirmed_in_time} confirmed in time, "
+          f"{transfers.confirmed_late} late, {transfers.overdue_open} overdue and open, "
+          f"{transfers.open_in_time} open within time")
     return 0
 
 
@@ -121,7 +125,14 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
     from safebus.consumers.key_adults import education_settings
     from safebus.consumers.school_web import SchoolInbox
     from safebus.consumers.web_common import load_or_create_secret
-    from safebus.encompass_assembly import acknowledgement_publisher, due_by_lookup, key_adults_for, open_monitor
+    from safebus.encompass_assembly import (
+        acknowledgement_publisher,
+        due_by_lookup,
+        key_adults_for,
+        open_monitor,
+        transfer_confirmation_publisher,
+        transfers_lookup,
+    )
 
     monitor = open_monitor(settings)
     return SchoolInbox(
@@ -129,7 +140,8 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
         settings=education_settings(settings.store.load_directory()), clock=lambda: datetime.now(UTC),
         due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
         secret=load_or_create_secret(settings.state_dir / "school-inbox" / "web-secret"),
-        secure_cookies=secure_cookies,
+        secure_cookies=secure_cookies, transfers=transfers_lookup(monitor),
+        on_transfer_confirmed=transfer_confirmation_publisher(settings),
     )
 
 

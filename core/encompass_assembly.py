@@ -31,12 +31,13 @@ from safebus.consumers.key_adults import (
     education_settings,
     ensure_synthetic_key_adults,
 )
+from safebus.consumers.school_web import PendingTransfer
 from safebus.directory import AgencyKind
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.producers.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
-from safebus.schemas.audit import Acknowledged
+from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
 from safebus.schemas.encompass import EncompassAcknowledged
 
 
@@ -166,3 +167,24 @@ def alert_notice(settings: Settings) -> Callable[[set[str]], None] | None:
                 notifier.notify(setting, key_adults.for_setting(urn))
 
     return notify
+
+
+def transfers_lookup(monitor: EncompassMonitor) -> Callable[[str], list[PendingTransfer]]:
+    """The file transfers a setting still owes, for the inbox's transfers page."""
+    def lookup(urn: str) -> list[PendingTransfer]:
+        return [PendingTransfer(transfer_id=t.notification_id, subject=t.subject or "", new_setting_urn=t.recipient_id,
+                                due_by=t.due_by) for t in monitor.pending_transfers(urn)]
+
+    return lookup
+
+
+def transfer_confirmation_publisher(settings: Settings) -> Callable[[FileTransferConfirmed], None]:
+    """Publishes a Key Adult's confirmation that a file was sent on, as an audit fact (the monitor closes it)."""
+    producer = reliable_producer(settings.bootstrap)
+
+    def publish(fact: FileTransferConfirmed) -> None:
+        produce_all(producer, [Output(topic=settings.names.audit, key=fact.transfer_id.encode(),
+                                      value=fact.model_dump_json().encode(),
+                                      headers=((EVENT_ID, fact.event_id.encode()),))])
+
+    return publish

@@ -118,3 +118,52 @@ def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, ma
     [partnership] = [line.split() for line in report.splitlines() if line.split()[:1] == ["partnership"]]
     assert partnership[1] == "1"  # sent
     assert partnership[5] == "1"  # acknowledged before due_by
+
+
+def test_a_move_sends_later_alerts_to_the_new_school_and_prompts_the_old_one(encompass_bus: Bus,
+                                                                            mail: _Recorder) -> None:
+    """After an enrolment change the next alert goes to the new setting; the old one is asked for the file."""
+    from safebus.assembly import key_service_for, tokeniser_for
+    from safebus.consumers.encompass_escalation import TRANSFER_SUBJECT
+    from safebus.directory import AgencyKind
+    from safebus.producers.publisher import AgencyPublisher
+    from safebus.schemas import education
+
+    bus = encompass_bus
+    child = Child(first_name="Lorcan", surname="Ibbetson", date_of_birth=date(2017, 2, 2), present=False,
+                  school_urn="900101")
+    first = make_incident(child)
+    bus.publisher().publish([first])
+    wait_for(lambda: next(iter(bus.encompass({first.event_id}).values()), None), what="the first alert decided")
+    directory = bus.store.load_directory()
+    school = AgencyPublisher(bootstrap=bus.settings.bootstrap, agency=bus.store.private_keys("school-900101"),
+                             kind=AgencyKind.SCHOOL, router=directory.router().public_keys(), names=bus.names,
+                             tokeniser=tokeniser_for(bus.settings.state_dir),
+                             keys=key_service_for(bus.settings.state_dir))
+    move = education.EnrolmentChanged(
+        **event_metadata(education.EnrolmentChanged, producer="school-900101", occurred_at=first.recorded_at,
+                         recorded_at=first.recorded_at),
+        child=education.ChildIdentity(first_name="Lorcan", surname="Ibbetson", date_of_birth=date(2017, 2, 2)),
+        previous_setting_urn="900101", new_setting_urn="900103", effective_date=first.recorded_at.date(),
+        reason=education.MoveReason.MOVED_SCHOOL,
+    )
+    school.publish([move])
+    token = tokeniser_for(bus.settings.state_dir).person(first_name="Lorcan", surname="Ibbetson",
+                                                         date_of_birth=date(2017, 2, 2))
+    monitor = open_monitor(bus.settings)
+    try:
+        [transfer] = wait_for(lambda: [t for t in monitor.pending_transfers("900101") if t.subject == token] or None,
+                              what="the file transfer tracked for the old setting")
+        assert transfer.recipient_id == "900103"
+    finally:
+        monitor.close()
+    prompts = wait_for(lambda: [r for r in mail.received if r.message["Subject"] == TRANSFER_SUBJECT] or None,
+                       what="the old setting prompted by e-mail")
+    assert {r.rcpt_tos[0] for r in prompts} == {"dsl@school-900101.example", "deputy-dsl@school-900101.example"}
+    assert all(b"Lorcan" not in r.raw for r in prompts)
+
+    later = make_incident(child.model_copy(update={"school_urn": None}))
+    bus.publisher().publish([later])
+    decision = wait_for(lambda: next(iter(bus.encompass({later.event_id}).values()), None),
+                        what="the later alert decided")
+    assert decision.recipient == "school-900103"
