@@ -78,6 +78,8 @@ class InboxWorker:
         self._consumer = delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
+        self.publish_audit: Callable[[list[Output]], None] = lambda facts: produce_all(self._producer, facts)
+        """Where delivery facts go (the audit topic, acknowledged by the broker); tests may capture them."""
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
@@ -101,7 +103,7 @@ class InboxWorker:
 
         new = deliver_batch(records, self._open, store, self._producer, what="alerts")
         if self._delivered:
-            produce_all(self._producer, self._delivered)
+            self.publish_audit(self._delivered)
         if fresh and self.notify is not None:
             try:
                 self.notify(fresh)

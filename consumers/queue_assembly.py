@@ -21,7 +21,7 @@ from safebus.consumers.receipts import send_due_receipts
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.producers.publisher import AgencyPublisher
-from safebus.schemas.sharing import Referral
+from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.topics import TopicNames, channel_templates
 
 if TYPE_CHECKING:
@@ -80,12 +80,15 @@ def queue_opener(settings: Settings) -> Opener:
     read = router_sealed_reader(settings)
     checked: set[str] = set()
 
-    def open_referral(recipient_id: str, envelope: bytes) -> Referral | None:
+    def open_referral(recipient_id: str, envelope: bytes) -> AnyReferral | None:
         if recipient_id not in checked:
             queue_recipient(settings, recipient_id, directory)
             checked.add(recipient_id)
         plaintext = read(recipient_id, envelope)
-        return Referral.model_validate_json(plaintext) if plaintext else None
+        if not plaintext:
+            return None
+        kind = CaseReferral if b'"sharing.case-referral"' in plaintext else Referral
+        return kind.model_validate_json(plaintext)
 
     return open_referral
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from safebus.errors import SafebusError
-from safebus.schemas.sharing import Person, Referral, ReleasedValue
+from safebus.schemas.sharing import AnyReferral, Person, ReleasedValue
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS referrals (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS referrals (
 CREATE INDEX IF NOT EXISTS referrals_by_recipient ON referrals (recipient_id, received_at);
 """
 
-Opener = Callable[[str, bytes], Referral | None]
+Opener = Callable[[str, bytes], AnyReferral | None]
 """Opens a stored envelope for a recipient agency id; None when it can no longer be read (erased)."""
 
 
@@ -103,7 +103,7 @@ class QueueItem:
 
     referral_id: str
     recipient_id: str
-    referral: Referral | None
+    referral: AnyReferral | None
     received_at: datetime
     taken_at: datetime | None
     taken_by: str | None

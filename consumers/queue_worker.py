@@ -34,7 +34,7 @@ from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
 from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.registry import Family
-from safebus.schemas.sharing import Referral
+from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.topics import TopicNames
 
 _log = get_logger("consumer.queue")
@@ -75,6 +75,8 @@ class QueueWorker:
         self._group_id = group_id
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
+        self.publish_audit: Callable[[list[Output]], None] = lambda facts: produce_all(self._producer, facts)
+        """Where delivery facts go (the audit topic, acknowledged by the broker); tests may capture them."""
 
     @property
     def topics(self) -> list[str]:
@@ -97,7 +99,7 @@ class QueueWorker:
         new = deliver_batch(records, self.admit, lambda arrivals: self.store.store_many(
             arrivals, received_at=self.clock()), self._producer, what="referrals")
         if self._delivered:
-            produce_all(self._producer, self._delivered)
+            self.publish_audit(self._delivered)
         return new
 
     def admit(self, raw: bytes, origin: Origin) -> ReferralArrival | Output:
@@ -111,10 +113,11 @@ class QueueWorker:
                                    topic=origin.topic, subject_keys=self.subject_keys.lookup)
         except InvalidEnvelope as exc:
             return self._refuse(raw, origin, exc.reason, "")
-        if opened.event_type != Referral.type_name():
+        if opened.event_type not in (Referral.type_name(), CaseReferral.type_name()):
             return self._refuse(raw, origin, "unexpected-event-type", opened.event_type[:100])
         try:
-            referral = Referral.model_validate_json(opened.plaintext)
+            referral: AnyReferral = (Referral if opened.event_type == Referral.type_name() else CaseReferral
+                                     ).model_validate_json(opened.plaintext)
         except ValidationError as exc:
             return self._refuse(raw, origin, "schema-violation", validation_detail(exc))
         mismatched = [name for name, signed in (("event_id", opened.event_id), ("producer", opened.producer))

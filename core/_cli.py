@@ -300,10 +300,11 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
     from safebus.assembly import tokeniser_for, utc_now
     from safebus.directory import PartnershipStore
     from safebus.processors.agreements import load_agreements
-    from safebus.processors.engine import SharingEngine
+    from safebus.processors.engine import SharingEngine, incident_view
     from safebus.processors.explain import explain_event
     from safebus.producers.synthetic import create_partnership
-    from safebus.schemas.police import DomesticAbuseIncident
+    from safebus.schemas.encompass import EncompassNotification
+    from safebus.schemas.registry import by_type
 
     agreements = load_agreements()  # raises ConfigError naming the file and clause if any is wrong
     if action == "list":
@@ -325,10 +326,17 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
         print(f"{len(agreements)} agreements valid: {', '.join(f'{a.id} v{a.version}' for a in agreements)}")
         return 0
     if event is None:
-        print("safebus: rules explain needs an EVENT.json (a police incident payload)", file=sys.stderr)
+        print("safebus: rules explain needs an EVENT.json (a police incident, risk assessment or MARAC event)",
+              file=sys.stderr)
         return 2
-    incident = DomesticAbuseIncident.model_validate_json(event.read_text())
-    print("\n".join(explain_event(engine, incident, now=utc_now())))
+    text = event.read_text()
+    spec = by_type(str(json.loads(text).get("event_type")))
+    if spec is None:
+        print("safebus: the payload's event_type is not a known contract", file=sys.stderr)
+        return 2
+    payload = spec.model.model_validate_json(text)
+    routed = incident_view(payload) if isinstance(payload, EncompassNotification) else payload
+    print("\n".join(explain_event(engine, routed, now=utc_now())))
     if scratch:
         scratch.cleanup()
     return 0

@@ -143,7 +143,7 @@ def _on_ledger(args: argparse.Namespace, ledger: Any) -> int:
         print(f"exported {ledger.size} leaves to {args.file}")
         return 0
     if action == "verify":
-        return _verify_lines(list(export_lines(ledger, now=now)), args.vkey or ledger.identity.vkey)
+        return _verify_lines(export_lines(ledger, now=now), args.vkey or ledger.identity.vkey)
     if action == "prove":
         if args.event:
             bundle = inclusion_bundle(ledger, args.event, now=now)

@@ -28,8 +28,9 @@ DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
 _TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
-ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION, Family.ENCOMPASS_NOTIFICATION})
-"""Ingress families the router consumes today (incidents to route; consent and enrolments it must know)."""
+ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION, Family.ENCOMPASS_NOTIFICATION,
+                             Family.RISK, Family.MARAC})
+"""Ingress families the router consumes (incidents and case events to route; consent and enrolments it must know)."""
 
 INFORMATION_GOVERNANCE = "information-governance"
 """The audit trail's reader: not an agency on the bus but a role (issue: audit trail)."""
@@ -152,7 +153,7 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         description="Operation Encompass notifications for one setting, encrypted for that setting",
     ))
     referral_recipients = frozenset({AgencyKind.CHILDRENS_SERVICES, AgencyKind.DA_HUB, AgencyKind.IDVA,
-                                     AgencyKind.MARAC, AgencyKind.HEALTH})
+                                     AgencyKind.MARAC, AgencyKind.HEALTH, AgencyKind.POLICE})
     templates.append(ChannelTemplate(
         key="egress-referral", role=TopicRole.EGRESS, address=names.egress("{agency}", Family.REFERRAL), partitions=1,
         config=_TRANSPORT, messages=tuple(s.event_type for s in in_family(Family.REFERRAL)),

@@ -19,19 +19,31 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from safebus.directory import Agency, Directory
+from safebus.directory import Agency, AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.processors.agreements import Agreement, Condition, Rule
-from safebus.processors.facts import FACTS, RECIPIENTS, MemoryState, RouterState, Situation, Subject, Value, subjects_of
+from safebus.processors.case_sources import CASE_SOURCES, case_subject_token
+from safebus.processors.facts import (
+    FACT_EVENTS,
+    FACTS,
+    INCIDENT_TYPES,
+    RECIPIENTS,
+    MemoryState,
+    RouterState,
+    Situation,
+    Subject,
+    Value,
+    subjects_of,
+)
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision
 from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
 from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
-from safebus.schemas.sharing import Referral
+from safebus.schemas.sharing import CaseReferral, Referral
 
 _IDS = uuid.UUID("6f1c2a52-6d0e-4c55-9a51-0c8f0a5e1b7d")
 """Namespace for deterministic (UUIDv5) ids of notifications, referrals and decisions."""
@@ -163,22 +175,59 @@ def validate(agreements: tuple[Agreement, ...]) -> None:
                     continue
                 if condition.fact not in FACTS:
                     raise ConfigError(f"{where}: unknown fact {condition.fact!r} (known: {', '.join(sorted(FACTS))})")
+                unsupported = sorted(set(rule.applies_to) - FACT_EVENTS[condition.fact])
+                if unsupported:
+                    raise ConfigError(f"{where}: fact {condition.fact} cannot be computed for {', '.join(unsupported)}")
                 kind = FACTS[condition.fact][0]
                 if kind not in (rule.for_each, "event"):
                     raise ConfigError(f"{where}: fact {condition.fact} is about a {kind}, the rule about a "
                                       f"{rule.for_each}")
             if rule.recipient is not None and rule.recipient not in RECIPIENTS:
                 raise ConfigError(f"{where}: unknown recipient {rule.recipient!r}")
-            unknown = sorted(set(rule.fields) - set(FIELDS[rule.for_each]))
-            if unknown:
-                raise ConfigError(f"{where}: fields not available for a {rule.for_each}: {', '.join(unknown)}")
+            for event_type in rule.applies_to:
+                available = fields_for(event_type, rule.for_each)
+                unknown = sorted(set(rule.fields) - set(available))
+                if unknown:
+                    raise ConfigError(f"{where}: fields not available for a {rule.for_each} of {event_type}: "
+                                      f"{', '.join(unknown)}")
             if rule.recipient_kind == "school" and rule.fields and set(rule.fields) != ENCOMPASS_FIELDS:
                 raise ConfigError(f"{where}: a school receives exactly the Encompass fields "
                                   f"({', '.join(sorted(ENCOMPASS_FIELDS))})")
 
 
+def fields_for(event_type: str, kind: str) -> dict[str, Callable[[Event, Subject], Any]]:
+    """The fields a clause about a `kind` subject of `event_type` may release, and their sources."""
+    if event_type in INCIDENT_TYPES:
+        return FIELDS.get(kind, {})  # type: ignore[return-value] # incident sources take the incident
+    source = CASE_SOURCES.get(event_type)
+    if source is None or source.subject_kind != kind:
+        return {}
+    return {name: _ignoring_subject(read) for name, read in source.fields.items()}
+
+
+def _ignoring_subject(read: Callable[[Any], Any]) -> Callable[[Event, Subject], Any]:
+    def field(event: Event, _subject: Subject) -> Any:
+        return read(event)
+
+    return field
+
+
+def reference_of(event: Event) -> str:
+    """The event's own reference, which ids of what it causes derive from (re-sends give the same ids)."""
+    if isinstance(event, DomesticAbuseIncident):
+        return event.police_reference
+    return CASE_SOURCES[event.event_type].reference(event)
+
+
+def day_of(event: Event) -> date:
+    """The day the event is about (for 12-month histories)."""
+    if isinstance(event, DomesticAbuseIncident):
+        return event.incident_at.date()
+    return CASE_SOURCES[event.event_type].day(event)
+
+
 class SharingEngine:
-    """Applies a validated set of agreements to police incidents."""
+    """Applies a validated set of agreements to police incidents and case events."""
 
     def __init__(self, *, agreements: tuple[Agreement, ...], directory: Directory, tokeniser: Tokeniser,
                  state: RouterState | None = None) -> None:
@@ -189,7 +238,7 @@ class SharingEngine:
         self.tokeniser = tokeniser
         self.state: RouterState = state if state is not None else MemoryState()
 
-    def route(self, incident: DomesticAbuseIncident, *, decided_at: datetime) -> RoutingResult:
+    def route(self, incident: Event, *, decided_at: datetime) -> RoutingResult:
         """
         Every decision about `incident`, why, and the shares they make.
 
@@ -199,12 +248,22 @@ class SharingEngine:
         subject; (3) build each share from its rule's fields only; (4) remember
         MARAC referrals, which the repeat criterion reads.
         """
-        subjects = subjects_of(incident, lambda f, s, d: self.tokeniser.person(first_name=f, surname=s,
-                                                                               date_of_birth=d))
-        # (1)
-        for victim in subjects["victim"]:
-            if victim.token:
-                self.state.record_incident(victim.token, incident.event_id, incident.incident_at.date())
+        def token_of(first: str, surname: str, born: date | None) -> str:
+            return self.tokeniser.person(first_name=first, surname=surname, date_of_birth=born)
+
+        if isinstance(incident, DomesticAbuseIncident):
+            subjects = subjects_of(incident, token_of)
+            # (1)
+            for victim in subjects["victim"]:
+                if victim.token:
+                    self.state.record_incident(victim.token, incident.event_id, incident.incident_at.date())
+        elif incident.event_type in CASE_SOURCES:
+            kind = CASE_SOURCES[incident.event_type].subject_kind
+            subjects = {"child": [], "victim": [], "event": [Subject(kind="event", token=None)]}
+            if kind == "victim":
+                subjects["victim"] = [Subject(kind="victim", token=case_subject_token(incident, token_of))]
+        else:
+            raise ConfigError(f"the engine does not route {incident.event_type}")
         # (2)
         explanations = self._explain(incident, subjects, decided_at)
         # (3)
@@ -212,10 +271,10 @@ class SharingEngine:
         # (4)
         for e in explanations:
             if e.decision.recipient_kind == "marac" and e.decision.outcome is Outcome.SHARED and e.subject.token:
-                self.state.record_marac_referral(e.subject.token, incident.incident_at.date())
+                self.state.record_marac_referral(e.subject.token, day_of(incident))
         return RoutingResult(explanations=tuple(explanations), shares=tuple(shares))
 
-    def _explain(self, incident: DomesticAbuseIncident, subjects: dict[str, list[Subject]],
+    def _explain(self, incident: Event, subjects: dict[str, list[Subject]],
                  decided_at: datetime) -> list[Explanation]:
         explanations = []
         for agreement in self.agreements:
@@ -228,9 +287,9 @@ class SharingEngine:
                         explanations.append(explanation)
         return explanations
 
-    def _decide(self, agreement: Agreement, rules: list[Rule], incident: DomesticAbuseIncident, subject: Subject,
+    def _decide(self, agreement: Agreement, rules: list[Rule], incident: Event, subject: Subject,
                 decided_at: datetime) -> Explanation | None:
-        situation = Situation(incident=incident, subject=subject, directory=self.directory, state=self.state)
+        situation = Situation(event=incident, subject=subject, directory=self.directory, state=self.state)
         trials = []
         for rule in rules:
             checks = []
@@ -257,11 +316,17 @@ class SharingEngine:
             return agreement.options[condition.fact.removeprefix("option.")]
         return FACTS[condition.fact][1](situation)
 
-    def _record(self, agreement: Agreement, rule: Rule, incident: DomesticAbuseIncident, subject: Subject,
+    def _record(self, agreement: Agreement, rule: Rule, incident: Event, subject: Subject,
                 recipient: Agency | None, decided_at: datetime) -> SharingDecision:
         outcome, reason = rule.outcome, rule.text
         if outcome is not Outcome.WITHHELD and recipient is None:
             outcome, reason = Outcome.WITHHELD, f"{rule.text} Not shared: no {rule.recipient} is in the directory."
+        elif (outcome is not Outcome.WITHHELD and recipient is not None and recipient.kind is AgencyKind.SCHOOL
+              and rule.recipient_kind != "school"):
+            # A selector such as "action.owner" can name a school: it still gets only Encompass data.
+            outcome, reason = Outcome.WITHHELD, (f"{rule.text} Not shared: a school receives only the Operation "
+                                                 "Encompass fields on this bus.")
+            recipient = None
         decision_id = uuid.uuid5(_IDS, f"decision|{incident.event_id}|{agreement.id}|{subject.kind}|{subject.token}"
                                        f"|{rule.clause}|{recipient.id if recipient else None}")
         stance = agreement.consent_for(rule)
@@ -283,22 +348,24 @@ class SharingEngine:
         )
 
     @staticmethod
-    def _output_id(agreement: Agreement, rule: Rule, incident: DomesticAbuseIncident, subject: Subject,
+    def _output_id(agreement: Agreement, rule: Rule, incident: Event, subject: Subject,
                    recipient: Agency | None) -> str:
-        if rule.recipient_kind == "school" and recipient is not None:
+        if rule.recipient_kind == "school" and recipient is not None and isinstance(incident, DomesticAbuseIncident):
             # Keyed on the police reference, not the event id: a force that
             # re-sends the same incident must not give the school a second alert.
             return str(uuid.uuid5(_IDS, f"encompass|{incident.police_reference}|{subject.token}|{recipient.urn}"))
-        return str(uuid.uuid5(_IDS, f"referral|{agreement.id}|{rule.clause}|{incident.police_reference}"
+        return str(uuid.uuid5(_IDS, f"referral|{agreement.id}|{rule.clause}|{reference_of(incident)}"
                                     f"|{subject.token}|{recipient.id if recipient else None}"))
 
-    def _share(self, incident: DomesticAbuseIncident, explanation: Explanation, decided_at: datetime) -> Share | None:
+    def _share(self, incident: Event, explanation: Explanation, decided_at: datetime) -> Share | None:
         decision = explanation.decision
         if decision.outcome is Outcome.WITHHELD or decision.recipient is None or decision.output_id is None:
             return None
         recipient = self.directory.get(decision.recipient)
         rule = explanation.trials[-1].rule
         assert recipient is not None
+        if not isinstance(incident, DomesticAbuseIncident):
+            return self._case_share(incident, explanation, recipient, decided_at)
         released = {name: FIELDS[rule.for_each][name](incident, explanation.subject) for name in rule.fields}
         meta = event_metadata(
             EncompassNotification if rule.recipient_kind == "school" else Referral,
@@ -319,4 +386,22 @@ class SharingEngine:
             })
         tokens = (explanation.subject.token,) if rule.for_each == "child" and explanation.subject.token else tuple(
             dict.fromkeys([*([explanation.subject.token] if explanation.subject.token else []), *incident.subjects]))
+        return Share(recipient=recipient, payload=payload, subject_tokens=tokens)
+
+    def _case_share(self, event: Event, explanation: Explanation, recipient: Agency, decided_at: datetime) -> Share:
+        """A case referral: exactly the clause's fields of a risk assessment or MARAC event."""
+        decision = explanation.decision
+        rule = explanation.trials[-1].rule
+        fields = fields_for(event.event_type, rule.for_each)
+        released = {name: fields[name](event, explanation.subject) for name in rule.fields}
+        assert decision.output_id is not None
+        payload = CaseReferral(
+            **event_metadata(CaseReferral, producer=self.directory.router().id, occurred_at=event.occurred_at,
+                             recorded_at=decided_at, event_id=decision.output_id, correlation_id=event.event_id),
+            referral_id=decision.output_id, recipient=recipient.id, agreement_id=decision.agreement_id,
+            agreement_version=decision.agreement_version, clause=decision.clause, purpose=decision.purpose,
+            about_event_type=event.event_type, reference=reference_of(event)[:100], released=released,
+        )
+        tokens = tuple(dict.fromkeys([*([explanation.subject.token] if explanation.subject.token else []),
+                                      *event.subjects]))
         return Share(recipient=recipient, payload=payload, subject_tokens=tokens)

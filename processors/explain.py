@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from safebus.processors.engine import Explanation, SharingEngine
-from safebus.schemas.police import DomesticAbuseIncident
+from safebus.processors.engine import Explanation, SharingEngine, reference_of
+from safebus.schemas._base import Event
 
 
 def render(explanation: Explanation) -> list[str]:
     """The lines describing one decision."""
     d, subject = explanation.decision, explanation.subject
     who = {"child": f"child {subject.child.first_name if subject.child else ''}".strip(), "victim": "the victim",
-           "event": "the incident"}[subject.kind]
+           "event": "the event"}[subject.kind]
     target = f" -> {d.recipient}" if d.recipient else ""
     lines = [f"{d.agreement_id} v{d.agreement_version} · {who}: {d.outcome.value.upper()}{target}  (clause {d.clause})",
              f"    why: {d.reason}"]
@@ -34,10 +34,10 @@ def render(explanation: Explanation) -> list[str]:
     return lines
 
 
-def explain_event(engine: SharingEngine, incident: DomesticAbuseIncident, *, now: datetime) -> list[str]:
-    """Every decision about `incident`, explained."""
+def explain_event(engine: SharingEngine, incident: Event, *, now: datetime) -> list[str]:
+    """Every decision about `incident` (a police incident or a case event), explained."""
     result = engine.route(incident, decided_at=now)
-    lines = [f"{incident.event_type} {incident.event_id} ({incident.police_reference}): "
+    lines = [f"{incident.event_type} {incident.event_id} ({reference_of(incident)}): "
              f"{len(result.decisions)} decisions, {len(result.shares)} shares"]
     for explanation in result.explanations:
         lines.append("")

@@ -16,7 +16,11 @@ from datetime import date
 from typing import Protocol
 
 from safebus.directory import Agency, AgencyKind, Directory
+from safebus.processors.case_sources import CASE_SOURCES
+from safebus.schemas._base import Event
+from safebus.schemas.marac import MaracReferralSubmitted
 from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
+from safebus.schemas.risk import RiskAssessmentCompleted
 
 Value = str | int | bool | None
 
@@ -102,10 +106,17 @@ class Subject:
 class Situation:
     """Everything facts are computed from for one subject of one event."""
 
-    incident: DomesticAbuseIncident
+    event: Event
     subject: Subject
     directory: Directory
     state: RouterState
+
+    @property
+    def incident(self) -> DomesticAbuseIncident:
+        """The event as a police incident (incident facts are only ever asked of incident rules)."""
+        if not isinstance(self.event, DomesticAbuseIncident):
+            raise TypeError(f"an incident fact was asked of a {self.event.event_type}")
+        return self.event
 
 
 def _year_before(day: date) -> date:
@@ -144,6 +155,29 @@ def _consent(purpose: str) -> Callable[[Situation], Value]:
     return lambda s: s.state.consent(s.subject.token, purpose) if s.subject.token else "none"
 
 
+def _dash_yes_count(s: Situation) -> Value:
+    event = s.event
+    if isinstance(event, RiskAssessmentCompleted):
+        return event.yes_count
+    return event.dash_yes_count if isinstance(event, MaracReferralSubmitted) else None
+
+
+def _owner_kind(s: Situation) -> Value:
+    owner = getattr(s.event, "owner_agency", None)
+    agency = s.directory.get(owner) if isinstance(owner, str) else None
+    return agency.kind.value if agency else "unknown"
+
+
+def _event_day(s: Situation) -> date:
+    return s.incident.incident_at.date() if isinstance(s.event, DomesticAbuseIncident) else (
+        CASE_SOURCES[s.event.event_type].day(s.event))
+
+
+def _victim_referred_12m_any(s: Situation) -> bool:
+    last = s.state.last_marac_referral(s.subject.token) if s.subject.token else None
+    return last is not None and last >= _year_before(_event_day(s))
+
+
 FACTS: dict[str, tuple[str, Callable[[Situation], Value]]] = {
     "child.age": ("child", _child_age),
     "child.setting": ("child", _child_setting),
@@ -157,8 +191,26 @@ FACTS: dict[str, tuple[str, Callable[[Situation], Value]]] = {
     "victim.marac_referral_12m": ("victim", _victim_referred_12m),
     "victim.consent.idva-support": ("victim", _consent("idva-support")),
     "victim.consent.voluntary-sector-referral": ("victim", _consent("voluntary-sector-referral")),
+    "victim.dash_yes_count": ("victim", _dash_yes_count),
+    "victim.risk_level": ("victim", lambda s: s.event.level.value if isinstance(s.event, RiskAssessmentCompleted)
+                          else None),
+    "case.marac_referral_12m": ("victim", _victim_referred_12m_any),
+    "case.criterion": ("event", lambda s: s.event.criterion.value if isinstance(s.event, MaracReferralSubmitted)
+                       else None),
+    "action.owner_kind": ("event", _owner_kind),
 }
 """Fact name -> (the subject kind it belongs to, how it is computed)."""
+
+INCIDENT_TYPES = frozenset({"police.domestic-abuse-incident", "encompass.notification"})
+FACT_EVENTS: dict[str, frozenset[str]] = {
+    **{name: INCIDENT_TYPES for name in FACTS},
+    "victim.dash_yes_count": frozenset({"risk.assessment-completed", "marac.referral-submitted"}),
+    "victim.risk_level": frozenset({"risk.assessment-completed"}),
+    "case.marac_referral_12m": frozenset({"risk.assessment-completed", "marac.referral-submitted"}),
+    "case.criterion": frozenset({"marac.referral-submitted"}),
+    "action.owner_kind": frozenset({"marac.action-assigned", "marac.action-updated"}),
+}
+"""Fact name -> the event types it can be computed for (start-up refuses a rule that asks otherwise)."""
 
 
 def fact(name: str, situation: Situation) -> Value:
@@ -185,6 +237,7 @@ RECIPIENTS: dict[str, Callable[[Situation], Agency | None]] = {
     "da-hub": _by_kind(AgencyKind.DA_HUB),
     "idva": _by_kind(AgencyKind.IDVA),
     "marac": _by_kind(AgencyKind.MARAC),
+    "action.owner": lambda s: s.directory.get(str(getattr(s.event, "owner_agency", ""))),
 }
 """Recipient selector -> the directory agency it names for a situation (None: not resolvable)."""
 

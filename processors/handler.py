@@ -24,12 +24,14 @@ from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
+from safebus.processors.case_sources import CASE_EVENTS
 from safebus.processors.engine import RoutingResult, SharingEngine, incident_view
 from safebus.processors.reference import apply_reference, enrolment_moved
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
+from safebus.schemas._base import Event
 from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.registry import Family, by_type
 from safebus.schemas.validation import json_path
@@ -127,10 +129,11 @@ class IncidentHandler:
                       if getattr(event, name) != signed]
         if mismatched:
             return [self._reject(raw, origin, "validate", "metadata-mismatch", ", ".join(mismatched))]
+        incident: Event
         if isinstance(event, EncompassNotification):
             incident = incident_view(event)  # a police system published the notification itself
-        elif isinstance(event, police.DomesticAbuseIncident):
-            incident = event
+        elif isinstance(event, (police.DomesticAbuseIncident, *CASE_EVENTS)):
+            incident = event  # an incident, a risk assessment or a MARAC referral or action
         elif apply_reference(event, self.reference_state, self.router.tokeniser):
             _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
             moved = enrolment_moved(event, self.router.tokeniser, producer=directory.router().id, at=self.clock())
@@ -149,7 +152,7 @@ class IncidentHandler:
         # between the two, reprocessing repeats both and receivers deduplicate.
         return self._shares(result, incident) + self._audit(result)
 
-    def _shares(self, result: RoutingResult, incident: police.DomesticAbuseIncident) -> list[Output]:
+    def _shares(self, result: RoutingResult, incident: Event) -> list[Output]:
         outputs = []
         period = period_of(incident.occurred_at)
         for share in result.shares:

@@ -279,6 +279,19 @@ def _referral() -> Event:
     )
 
 
+def _case_referral() -> Event:
+    return sharing.CaseReferral(
+        **_meta(sharing.CaseReferral, "safebus-router", 36, subjects=(_SUBJECT,)),
+        referral_id="00000000-0000-5000-8000-000000000036", recipient="northdale-marac",
+        agreement_id="marac-referral", agreement_version="1.1.0", clause="5 professional-judgement",
+        purpose="Bring high-risk cases to a multi-agency meeting that plans the victim's and children's safety.",
+        about_event_type="marac.referral-submitted", reference="MR-2026-0042",
+        released={"criterion": "professional-judgement",
+                  "professional_judgement_rationale": "Escalating controlling behaviour and a recent separation.",
+                  "victim": ({"first_name": "Elsie", "surname": "Calloway", "date_of_birth": "1991-04-12"},)},
+    )
+
+
 def _received() -> Event:
     return sharing.ReferralReceived(
         **_meta(sharing.ReferralReceived, "northdale-childrens-services", 26),
@@ -376,7 +389,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
         _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
-        _escalated, _moved, _transfer_confirmed,
+        _escalated, _moved, _transfer_confirmed, _case_referral,
     )
 }
 """Example builders by event type."""

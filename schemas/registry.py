@@ -130,7 +130,9 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     _spec(dvds.DvdsApplication, Family.DVDS, {_K.POLICE}),
     _spec(dvds.DvdsDecision, Family.DVDS, {_K.POLICE}),
     _spec(sharing.Referral, Family.REFERRAL, {_K.ROUTER}),
-    _spec(sharing.ReferralReceived, Family.RECEIPT, {_K.CHILDRENS_SERVICES, _K.DA_HUB, _K.IDVA, _K.MARAC, _K.HEALTH}),
+    _spec(sharing.CaseReferral, Family.REFERRAL, {_K.ROUTER}),
+    _spec(sharing.ReferralReceived, Family.RECEIPT,
+          {_K.CHILDRENS_SERVICES, _K.DA_HUB, _K.IDVA, _K.MARAC, _K.HEALTH, _K.POLICE}),
     _spec(decision.SharingDecision, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
     _spec(decision.SubjectErased, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE),
     *(_spec(model, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE)

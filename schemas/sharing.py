@@ -34,6 +34,32 @@ class Referral(Event):
     released: dict[str, ReleasedValue]
 
 
+class CaseReferral(Event):
+    """
+    A minimal share about a case rather than a police incident: a risk assessment, a MARAC referral or action.
+
+    Same shape and rule as `Referral` — only the clause's fields, in
+    ``released`` — but it names the event it is about and that event's own
+    reference (assessment, MARAC referral or action), since there is no police
+    incident behind it.
+    """
+
+    event_type: Literal["sharing.case-referral"]
+    referral_id: str = Field(description="Deterministic: the same decision always gives the same id")
+    recipient: AgencyId
+    agreement_id: Name
+    agreement_version: Name
+    clause: Name
+    purpose: str
+    about_event_type: Name
+    reference: Name = Field(description="The assessment, MARAC referral or action reference")
+    released: dict[str, ReleasedValue]
+
+
+AnyReferral = Referral | CaseReferral
+"""What a recipient's work queue holds."""
+
+
 class ReferralReceived(Event):
     """A recipient has taken a referral from its queue: the sender and the audit trail can see it arrived."""
 

@@ -23,9 +23,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole session."""
+    """
+    One headless Chromium for the browser tests.
+
+    Package scope, not session: Playwright's sync API keeps an asyncio loop
+    marked as running in the main thread while it is alive, and later tests
+    that call ``asyncio.run`` would fail.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is missing at {CHROMIUM}: run `make tools`, which installs Debian's chromium package "
                     "(Playwright must not download a browser)", pytrace=False)

@@ -5,21 +5,26 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
+from safebus.assembly import key_service_for, tokeniser_for
 from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener, take_referral
 from safebus.consumers.queue_store import QueueItem
 from safebus.directory import OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.processors.agreements import load_agreements
+from safebus.producers.publisher import AgencyPublisher
 from safebus.records import Record
+from safebus.schemas import marac, risk
+from safebus.schemas._base import Person as Person_
+from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import Adult, AdultRole, Child, Relationship, RiskGrade
 from safebus.schemas.registry import Family
-from safebus.schemas.sharing import Person, ReferralReceived, ReleasedValue
+from safebus.schemas.sharing import CaseReferral, Person, Referral, ReferralReceived, ReleasedValue
 from tests.integration.conftest import Bus, make_incident, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -139,7 +144,7 @@ def test_high_risk_incident_with_children_fills_each_queue_with_exactly_its_clau
         assert decision.output_id is not None
         items[recipient] = _await_item(bus, queues, recipient, decision.output_id)
         referral = items[recipient].referral
-        assert referral is not None
+        assert isinstance(referral, Referral)
         assert (referral.agreement_id, referral.agreement_version, referral.clause) == (
             agreement_id, decision.agreement_version, decision.clause)
         rule = rules[(agreement_id, decision.clause.split()[0])]
@@ -157,7 +162,7 @@ def test_high_risk_incident_with_children_fills_each_queue_with_exactly_its_clau
     assert idva is not None
     assert [v["first_name"] for v in _people(idva.released["victim"])] == [victim.first_name]
     assert "circumstances" not in idva.released
-    assert not any(i.referral and i.referral.police_reference == incident.police_reference
+    assert not any(isinstance(i.referral, Referral) and i.referral.police_reference == incident.police_reference
                    for i in _queue(bus, DA_HUB)), "high risk goes to the IDVA, not the consent-based hub route"
 
     store = open_queue_store(bus.settings)
@@ -185,3 +190,55 @@ def test_high_risk_incident_with_children_fills_each_queue_with_exactly_its_clau
     assert (again.taken, again.receipts) == (False, ())
     assert len(_receipts(bus, referral_id)) == 1, "taking again publishes nothing new"
     assert queues.thread.is_alive(), queues.describe()
+
+
+def _agency_publisher(bus: Bus, agency_id: str) -> AgencyPublisher:
+    directory = bus.store.load_directory()
+    agency = directory.get(agency_id)
+    assert agency is not None
+    return AgencyPublisher(bootstrap=bus.settings.bootstrap, agency=bus.store.private_keys(agency_id),
+                           kind=agency.kind, router=directory.router().public_keys(), names=bus.names,
+                           tokeniser=tokeniser_for(bus.settings.state_dir),
+                           keys=key_service_for(bus.settings.state_dir))
+
+
+def test_a_high_dash_and_a_marac_plan_reach_marac_and_the_owning_agency_only(bus: Bus, queues: QueueThread) -> None:
+    """An IDVA's DASH of 16 reaches the MARAC coordinator; the plan's police action reaches the police, no one else;
+    the school's action is withheld with its reason."""
+    now = datetime.now(UTC)
+    assessment = risk.RiskAssessmentCompleted(
+        **event_metadata(risk.RiskAssessmentCompleted, producer=IDVA, occurred_at=now, recorded_at=now),
+        assessment_reference=f"RA-{uuid.uuid4().hex[:8]}", victim=Person_(first_name="Hester", surname="Quayle",
+                                                                          date_of_birth=date(1988, 8, 8)),
+        tool=risk.AssessmentTool.DASH_SAFELIVES, yes_count=16, level=risk.RiskLevel.HIGH, assessing_agency=IDVA,
+        assessed_at=now,
+    )
+    _agency_publisher(bus, IDVA).publish([assessment])
+    decision = wait_for(lambda: next(iter(bus.decisions({assessment.event_id}).values()), None),
+                        what="the assessment's decision")
+    assert (decision.agreement_id, decision.clause, decision.recipient) == (
+        "marac-referral", "5 dash-visible-high-risk", MARAC)
+    assert decision.output_id is not None
+    item = _await_item(bus, queues, MARAC, decision.output_id)
+    assert isinstance(item.referral, CaseReferral)
+    assert item.referral.released["yes_count"] == 16
+
+    actions = [marac.MaracActionAssigned(
+        **event_metadata(marac.MaracActionAssigned, producer=MARAC, occurred_at=now, recorded_at=now),
+        action_id=f"MA-{uuid.uuid4().hex[:6]}-{n}", case_reference="MC-2026-0042", owner_agency=owner,
+        description="Flag the address for an urgent response.", due_date=now.date()) for n, owner in
+        enumerate(("northdale-police", "school-900101"))]
+    _agency_publisher(bus, MARAC).publish(actions)
+    police_action, school_action = actions
+    to_police = wait_for(lambda: next(iter(bus.decisions({police_action.event_id}).values()), None),
+                         what="the police action's decision")
+    assert to_police.recipient == "northdale-police"
+    assert to_police.output_id is not None
+    _await_item(bus, queues, "northdale-police", to_police.output_id)
+    to_school = wait_for(lambda: next(iter(bus.decisions({school_action.event_id}).values()), None),
+                         what="the school action's decision")
+    assert (to_school.outcome, to_school.recipient) == (Outcome.WITHHELD, None)
+    assert "Operation Encompass" in to_school.reason
+    for other in (CS, DA_HUB, IDVA):
+        assert not any(isinstance(i.referral, CaseReferral) and i.referral.reference == police_action.action_id
+                       for i in _queue(bus, other))

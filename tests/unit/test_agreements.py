@@ -21,7 +21,7 @@ def test_the_default_set_loads() -> None:
     """The packaged agreements are valid, distinct and cover the partnership's flows."""
     agreements = {a.id: a for a in load_agreements()}
     assert set(agreements) == {"operation-encompass", "childrens-services-referral", "domestic-abuse-hub",
-                               "marac-referral"}
+                               "marac-referral", "marac-actions"}
     assert agreements["operation-encompass"].consent == "must-not-be-sought"
     assert "s.49A" in (agreements["operation-encompass"].lawful_basis.statute or "")
     validate(tuple(agreements.values()))
@@ -81,4 +81,4 @@ def test_rules_explain_names_each_decision_with_its_clause_and_basis(tmp_path: P
     assert "operation-encompass v2.1.0 · child Ivy: SHARED -> school-900101  (clause 4.1 notify-setting)" in out
     assert "tried clause 3.1 not-a-child: did not apply — ✗ child.age >= 18 (is 10)" in out
     assert "Domestic Abuse Act 2021 s.49A" in out
-    assert "marac-referral v1.0.0 · the victim: SHARED -> northdale-marac" in out
+    assert "marac-referral v1.1.0 · the victim: SHARED -> northdale-marac" in out

@@ -9,16 +9,20 @@ every rule of every default agreement and its edges.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
+from safebus.directory import AgencyKind
 from safebus.processors.agreements import Agreement, load_agreements
 from safebus.processors.engine import SharingEngine
 from safebus.processors.facts import MemoryState
-from safebus.schemas._base import event_metadata
+from safebus.schemas import marac, risk
+from safebus.schemas._base import Event, Person, event_metadata
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import (
     Adult,
@@ -30,6 +34,7 @@ from safebus.schemas.police import (
     RiskGrade,
     RiskTool,
 )
+from safebus.schemas.sharing import CaseReferral
 from tests.conftest import FIXED_NOW, Partnership
 
 INCIDENT_DAY = FIXED_NOW.date()
@@ -304,10 +309,157 @@ def run(s: Scenario, partnership: Partnership) -> list[SharingDecision]:
     return list(engine.route(_incident(s), decided_at=FIXED_NOW).decisions)
 
 
+# Case events: risk assessments, practitioners' MARAC referrals, MARAC actions.
+
+HIGH_JUDGEMENT = "Recent strangulation attempt and escalating threats; the assessor judges the risk high."
+
+
+def _assessment(yes: int, *, level: str | None = None, judgement: bool = False) -> risk.RiskAssessmentCompleted:
+    return risk.RiskAssessmentCompleted(
+        **event_metadata(risk.RiskAssessmentCompleted, producer="northdale-idva", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW, event_id="1b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a"),
+        assessment_reference="RA-2026-0099", victim=VICTIM_PERSON, tool=risk.AssessmentTool.DASH_SAFELIVES,
+        yes_count=yes, level=risk.RiskLevel(level) if level else risk.level_for(yes),
+        professional_judgement=risk.ProfessionalJudgement(applied=True, rationale=HIGH_JUDGEMENT) if judgement
+        else None, assessing_agency="northdale-idva", assessed_at=FIXED_NOW,
+    )
+
+
+def _marac_referral(criterion: str) -> marac.MaracReferralSubmitted:
+    return marac.MaracReferralSubmitted(
+        **event_metadata(marac.MaracReferralSubmitted, producer="northdale-idva", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW, event_id="2b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a"),
+        referral_reference="MR-2026-0042", referring_agency="northdale-idva",
+        referrer=marac.Contact(name="IDVA Practitioner 4", email="idva4@northdale-idva.example"),
+        referred_on=INCIDENT_DAY, victim=marac.Victim(**VICTIM_PERSON.model_dump(), safe_to_call=False),
+        perpetrators=(Person(first_name="Reuben", surname="Garside"),),
+        criterion=marac.Criterion(criterion),
+        dash_yes_count=16 if criterion == "high-risk" else None,
+        professional_judgement_rationale=HIGH_JUDGEMENT if criterion == "professional-judgement" else None,
+        victim_informed=True, prior_referral_on=INCIDENT_DAY - timedelta(days=90) if criterion == "repeat" else None,
+    )
+
+
+def _action(owner: str) -> marac.MaracActionAssigned:
+    return marac.MaracActionAssigned(
+        **event_metadata(marac.MaracActionAssigned, producer="northdale-marac", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW, event_id="3b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a"),
+        action_id="MA-2026-0042-3", case_reference="MC-2026-0042", owner_agency=owner,
+        description="Flag the address for an urgent response and review bail conditions.",
+        due_date=INCIDENT_DAY + timedelta(days=14),
+    )
+
+
+def _action_update() -> marac.MaracActionUpdated:
+    return marac.MaracActionUpdated(
+        **event_metadata(marac.MaracActionUpdated, producer="northdale-police", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW, event_id="4b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a"),
+        action_id="MA-2026-0042-3", case_reference="MC-2026-0042", owner_agency="northdale-police",
+        status=marac.ActionStatus.COMPLETE, note="Address flagged; bail conditions reviewed.", updated_on=INCIDENT_DAY,
+    )
+
+
+VICTIM_PERSON = Person(first_name=VICTIM.first_name, surname=VICTIM.surname, date_of_birth=VICTIM.date_of_birth)
+MR, MA = "marac-referral", "marac-actions"
+
+
+@dataclass(frozen=True)
+class CaseScenario:
+    """One row about a case event."""
+
+    name: str
+    event: Callable[[], Event]
+    marac_days_ago: int | None = None
+    expect: tuple[tuple[str, str, str, str | None], ...] = ()
+    released: frozenset[str] | None = None  # exactly the fields the share carries, when given
+
+
+CASE_SCENARIOS = [
+    CaseScenario("dash 15 is visible high risk", lambda: _assessment(15),
+                 expect=((MR, "5 dash-visible-high-risk", "shared", "northdale-marac"),)),
+    CaseScenario("dash 14 is the threshold", lambda: _assessment(14),
+                 expect=((MR, "5 dash-visible-high-risk", "shared", "northdale-marac"),),
+                 released=frozenset({"assessment_reference", "tool", "yes_count", "level", "assessing_agency",
+                                     "assessed_at", "victim", "key_indicators"})),
+    CaseScenario("dash 13 stays with the assessor", lambda: _assessment(13),
+                 expect=((MR, "8 dash-below-threshold", "withheld", None),)),
+    CaseScenario("dash 11 raised to high by professional judgement",
+                 lambda: _assessment(11, level="high", judgement=True),
+                 expect=((MR, "6 dash-judged-high", "shared", "northdale-marac"),)),
+    CaseScenario("dash 8 within 12 months of a MARAC referral", lambda: _assessment(8), marac_days_ago=100,
+                 expect=((MR, "7 dash-repeat", "shared", "northdale-marac"),)),
+    CaseScenario("dash 8 after more than 12 months", lambda: _assessment(8), marac_days_ago=400,
+                 expect=((MR, "8 dash-below-threshold", "withheld", None),)),
+    CaseScenario("professional-judgement referral with its rationale",
+                 lambda: _marac_referral("professional-judgement"),
+                 expect=((MR, "9 professional-judgement", "shared", "northdale-marac"),)),
+    CaseScenario("high-risk referral from a practitioner", lambda: _marac_referral("high-risk"),
+                 expect=((MR, "10 practitioner-referral", "shared", "northdale-marac"),)),
+    CaseScenario("repeat referral from a practitioner", lambda: _marac_referral("repeat"),
+                 expect=((MR, "10 practitioner-referral", "shared", "northdale-marac"),)),
+    CaseScenario("a police action goes to the police only", lambda: _action("northdale-police"),
+                 expect=((MA, "2 owning-agency", "shared", "northdale-police"),),
+                 released=frozenset({"action_id", "case_reference", "owner_agency", "description", "due_date"})),
+    CaseScenario("an IDVA action goes to the IDVA service only", lambda: _action("northdale-idva"),
+                 expect=((MA, "2 owning-agency", "shared", "northdale-idva"),)),
+    CaseScenario("a school's action is not sent to the school", lambda: _action("school-900101"),
+                 expect=((MA, "1 school-owned-action", "withheld", None),)),
+    CaseScenario("an owner not on the bus", lambda: _action("rivermouth-housing"),
+                 expect=((MA, "3 owner-not-on-the-bus", "withheld", None),)),
+    CaseScenario("an action update goes to the coordinator", _action_update,
+                 expect=((MA, "4 update-to-coordinator", "shared", "northdale-marac"),)),
+]
+
+
+def run_case(s: CaseScenario, partnership: Partnership) -> tuple[list[SharingDecision], list[Any]]:
+    """Route one case event; return its decisions and the payloads it shares."""
+    state = MemoryState()
+    if s.marac_days_ago is not None:
+        victim = partnership.tokeniser.person(first_name=VICTIM.first_name, surname=VICTIM.surname,
+                                              date_of_birth=VICTIM.date_of_birth)
+        state.record_marac_referral(victim, INCIDENT_DAY - timedelta(days=s.marac_days_ago))
+    engine = SharingEngine(agreements=load_agreements(), directory=partnership.directory,
+                           tokeniser=partnership.tokeniser, state=state)
+    result = engine.route(s.event(), decided_at=FIXED_NOW)
+    return list(result.decisions), [share.payload for share in result.shares]
+
+
+@pytest.mark.parametrize("scenario", CASE_SCENARIOS, ids=lambda s: s.name)
+def test_golden_case_events(scenario: CaseScenario, partnership: Partnership) -> None:
+    """Each case event gets exactly the expected decision, and a share carries exactly its clause's fields."""
+    decisions, payloads = run_case(scenario, partnership)
+    got = {(d.agreement_id, d.clause, d.outcome.value, d.recipient) for d in decisions}
+    assert set(scenario.expect) == got
+    for payload in payloads:
+        assert isinstance(payload, CaseReferral)
+        assert payload.recipient in {r for *_, r in scenario.expect}
+        if scenario.released is not None:
+            assert set(payload.released) == scenario.released
+    assert len(payloads) == sum(1 for *_, outcome, _ in scenario.expect if outcome == "shared")
+
+
+def test_no_case_share_ever_reaches_a_school(partnership: Partnership) -> None:
+    """Whatever a MARAC plan says, a school is given no case data by the bus (only Encompass alerts)."""
+    schools = {a.id for a in partnership.directory.of_kind(AgencyKind.SCHOOL)}
+    for school in schools:
+        decisions, payloads = run_case(CaseScenario("school", functools.partial(_action, school)), partnership)
+        assert payloads == []
+        assert all(d.recipient is None for d in decisions)
+
+
+def test_the_rationale_travels_only_with_judgement_referrals(partnership: Partnership) -> None:
+    """The professional-judgement rationale is released to MARAC only where that is the criterion."""
+    _, judged = run_case(CASE_SCENARIOS[6], partnership)
+    _, high = run_case(CASE_SCENARIOS[7], partnership)
+    assert judged[0].released["professional_judgement_rationale"] == HIGH_JUDGEMENT
+    assert "professional_judgement_rationale" not in high[0].released
+
+
 def test_the_table_has_at_least_thirty_scenarios_and_covers_every_clause() -> None:
     """Every clause of every default agreement is expected by some row."""
     assert len(SCENARIOS) >= 30
-    expected = {(a, c) for s in SCENARIOS for a, c, _, _ in s.expect}
+    rows = [s.expect for s in SCENARIOS] + [s.expect for s in CASE_SCENARIOS]
+    expected = {(a, c) for expect in rows for a, c, _, _ in expect}
     every = {(a.id, f"{r.clause} {r.name}") for a in load_agreements() for r in a.rules}
     assert every <= expected, f"clauses without a scenario: {sorted(every - expected)}"
 

@@ -19,6 +19,7 @@ from safebus.processors.agreements import load_agreements
 from safebus.producers.publisher import AgencyPublisher
 from safebus.records import DLQ_REASON, DLQ_STAGE, Origin, Output, Record
 from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import Delivered
 from safebus.schemas.police import (
     Adult,
     AdultRole,
@@ -44,9 +45,17 @@ def settings(partnership: Partnership) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings) -> QueueWorker:
+def delivered_facts() -> list[Output]:
+    """The delivery facts the worker hands to the audit topic."""
+    return []
+
+
+@pytest.fixture
+def worker(settings: Settings, delivered_facts: list[Output]) -> QueueWorker:
     """A worker that never connects: these tests call `admit` and `deliver` without rejections."""
-    return build_queue_worker(settings, clock=lambda: FIXED_NOW)
+    built = build_queue_worker(settings, clock=lambda: FIXED_NOW)
+    built.publish_audit = delivered_facts.extend
+    return built
 
 
 @pytest.fixture
@@ -96,12 +105,16 @@ def _reason(outcome: ReferralArrival | Output) -> tuple[str, str]:
 
 
 def test_each_agency_queue_gets_its_referral_with_exactly_its_clause_fields(
-    worker: QueueWorker, referrals: dict[str, Output], settings: Settings,
+    worker: QueueWorker, referrals: dict[str, Output], settings: Settings, delivered_facts: list[Output],
 ) -> None:
     """Delivered referrals open for their own agency and hold precisely the fields of the deciding clause."""
     records = [_record(o) for o in referrals.values()]
     assert worker.deliver(records) == 3
     assert worker.deliver(records) == 0, "a redelivered batch adds nothing"
+    facts = [Delivered.model_validate_json(o.value) for o in delivered_facts]
+    assert {f.recipient for f in facts} == {CS, IDVA, MARAC}
+    assert len({f.event_id for f in facts}) == 3, "a redelivery is the same audit fact (same id), logged once"
+    assert all(o.topic == NAMES.audit for o in delivered_facts)
     rules = {(a.id, r.clause): r for a in load_agreements() for r in a.rules}
     opener = queue_opener(settings)
     for agency_id in (CS, IDVA, MARAC):
@@ -240,12 +253,12 @@ def test_an_agency_cannot_publish_another_agencys_receipt(
 
 
 def test_an_agency_kind_without_a_referral_topic_has_no_queue(partnership: Partnership) -> None:
-    """The hosted set follows the topic registry: schools, police and the router are never hosted."""
+    """The hosted set follows the topic registry: schools and the router are never hosted (police: MARAC actions)."""
     settings = Settings(state_dir=partnership.state_dir, bootstrap="127.0.0.1:1", names=NAMES)
     hosted = build_queue_worker(settings).recipients.values()
     kinds = {r.agency.kind for r in hosted}
     assert kinds == {AgencyKind.CHILDRENS_SERVICES, AgencyKind.DA_HUB, AgencyKind.IDVA, AgencyKind.MARAC,
-                     AgencyKind.HEALTH}
+                     AgencyKind.HEALTH, AgencyKind.POLICE}
 
 
 def test_erasing_the_victim_reaches_the_queues(

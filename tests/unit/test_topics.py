@@ -20,19 +20,22 @@ def test_registry_declares_ingress_egress_audit_and_deadletter(partnership: Part
     assert "safebus.ingress.school-900101.encompass-ack" in specs
     assert "safebus.ingress.northdale-police.encompass-ack" not in specs, "only schools acknowledge"
     egress = {s.name for s in specs.values() if s.role is TopicRole.EGRESS}
-    assert len(egress) == 6 + 5, "Encompass egress for each school, referral egress for each other recipient"
+    assert len(egress) == 6 + 6, "Encompass egress for each school, referral egress for each other agency (police too)"
     assert "safebus.egress.northdale-childrens-services.referral" in egress
-    assert "safebus.egress.northdale-police.referral" not in egress, "police receive nothing yet"
+    assert "safebus.egress.northdale-police.referral" in egress, "police receive the MARAC actions they own"
+    assert not any(".egress.school-" in t and t.endswith(".referral") for t in egress), "schools: Encompass only"
 
 
 def test_router_consumes_only_what_it_routes(partnership: Partnership) -> None:
-    """The router subscribes to incidents, consent and education topics, and nothing it cannot yet handle."""
+    """The router subscribes to incidents, consent, education, risk and MARAC topics, nothing it cannot handle."""
     names = TopicNames()
     topics = set(subscribed_topics(partnership.directory, names, party="router", role=TopicRole.INGRESS))
     assert names.ingress("northdale-police", Family.DA_INCIDENT) in topics
     assert names.ingress("northdale-idva", Family.CONSENT) in topics
     assert names.ingress("school-900101", Family.EDUCATION) in topics
-    assert not any(t.endswith((".marac", ".dvds", ".risk")) for t in topics)
+    assert names.ingress("northdale-idva", Family.RISK) in topics
+    assert names.ingress("northdale-marac", Family.MARAC) in topics
+    assert not any(t.endswith((".dvds", ".safeguarding", ".protection-order")) for t in topics)
 
 
 def test_every_topic_states_partitions_and_retention(partnership: Partnership) -> None:
