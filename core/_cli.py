@@ -438,11 +438,13 @@ def _topics(action: str, settings: Settings) -> int:
 
 
 def _processor(settings: Settings) -> int:
-    from safebus.assembly import announce_ruleset, build_handler, ingress_topics
+    from safebus.assembly import announce_ruleset, build_handler, ingress_topics, restore_router_state
     from safebus.processors.app import create_app, run_worker
 
+    restored = restore_router_state(settings)  # a lost disk or a new machine resumes with the same state
     handler = build_handler(settings)
     announce_ruleset(settings)
+    logs.get_logger("cli").info("router_state_restored", changes=restored)
     app = create_app(bootstrap=settings.bootstrap, handler=handler,
                      ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")

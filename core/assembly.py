@@ -22,7 +22,7 @@ from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import produce_all, read_topic, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
@@ -31,6 +31,7 @@ from safebus.processors.engine import SharingEngine
 from safebus.processors.handler import IncidentHandler
 from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
 from safebus.processors.state import SqliteRouterState
+from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.producers.police import PolicePublisher
 from safebus.pseudonyms import Tokeniser
 from safebus.records import EVENT_ID, Output
@@ -140,7 +141,8 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
     """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
     directory = directory_source(settings.store, clock=clock)
-    state = SqliteRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite")
+    state = ChangelogRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite",
+                                 topic=settings.names.router_state)
     router = SharingEngine(agreements=load_agreements(), directory=directory(),
                            tokeniser=tokeniser_for(settings.state_dir), state=state)
     keys = settings.store.keyring(directory().router().id)
@@ -151,6 +153,12 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
                            clock_window=window, reference_state=state)
+
+
+def restore_router_state(settings: Settings) -> int:
+    """Replay the router-state changelog into the local store (idempotent); return the changes applied."""
+    state = SqliteRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite")
+    return restore(state, read_topic(settings.bootstrap, settings.names.router_state))
 
 
 def announce_ruleset(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:

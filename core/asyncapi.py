@@ -71,6 +71,15 @@ def _messages() -> dict[str, Any]:
         "contentType": "application/json",
         "payload": SignedAgency.model_json_schema(),
     }
+    messages["state-change"] = {
+        "name": "state-change",
+        "title": "Router state change",
+        "summary": "One idempotent, newest-wins change of the router's state, keyed for compaction.",
+        "contentType": "application/json",
+        "payload": {"type": "object", "required": ["format", "op"],
+                    "properties": {"format": {"const": "safebus-router-state/1"},
+                                   "op": {"enum": ["incident", "marac", "enrolment", "consent"]}}},
+    }
     messages["checkpoint"] = {
         "name": "checkpoint",
         "title": "Signed audit-log checkpoint",

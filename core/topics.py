@@ -102,6 +102,11 @@ class TopicNames:
         return f"{self.prefix}.audit.decisions"
 
     @property
+    def router_state(self) -> str:
+        """The compacted changelog of the router's state (enrolments, consent, histories, MARAC referrals)."""
+        return f"{self.prefix}.router.state"
+
+    @property
     def checkpoints(self) -> str:
         """The topic of the audit log's signed checkpoints."""
         return f"{self.prefix}.audit.checkpoints"
@@ -167,6 +172,13 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         messages=tuple(s.event_type for s in in_family(Family.AUDIT)),
         publishers=(AgencyKind.ROUTER.value,), subscribers=(INFORMATION_GOVERNANCE,),
         description="Every sharing decision (shared, withheld, deferred, escalated) with its lawful basis",
+    ))
+    templates.append(ChannelTemplate(
+        key="router-state", role=TopicRole.REFERENCE, address=names.router_state, partitions=1,
+        config={"retention.ms": "-1", "cleanup.policy": "compact"}, messages=("state-change",),
+        publishers=(AgencyKind.ROUTER.value,), subscribers=(AgencyKind.ROUTER.value,),
+        description="The router's state as a changelog (tokens, URNs and dates only): replayed at start-up, so a "
+                    "lost disk or a new instance resumes with the same enrolments, consent and histories",
     ))
     templates.append(ChannelTemplate(
         key="audit-checkpoints", role=TopicRole.AUDIT, address=names.checkpoints, partitions=1,

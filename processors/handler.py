@@ -29,6 +29,7 @@ from safebus.processors.engine import RoutingResult, SharingEngine, incident_vie
 from safebus.processors.reference import apply_reference, enrolment_moved
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
+from safebus.processors.state_changelog import ChangelogRouterState
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
 from safebus.schemas import police
 from safebus.schemas._base import Event
@@ -82,12 +83,21 @@ class IncidentHandler:
         self.reference_state = reference_state
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
-        """Return every output for one ingress record; never raises."""
+        """
+        Return every output for one ingress record; never raises.
+
+        The outputs end with the state changes the record caused (for the
+        router-state changelog), so they are durable before its offset is
+        committed, like the shares and decisions themselves.
+        """
         try:
-            return self._handle(raw, origin)
+            outputs = self._handle(raw, origin)
         except Exception as exc:  # noqa: BLE001 - a bug must dead-letter, not kill the worker
             _log.exception("handler_internal_error", topic=origin.topic, offset=origin.offset)
-            return [self._reject(raw, origin, "route", "internal-error", type(exc).__name__)]
+            outputs = [self._reject(raw, origin, "route", "internal-error", type(exc).__name__)]
+        if isinstance(self.reference_state, ChangelogRouterState):
+            outputs.extend(self.reference_state.drain())
+        return outputs
 
     def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
         # (1) and (2): signature, then decryption; one opaque error with a reason code.

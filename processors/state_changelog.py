@@ -1,0 +1,102 @@
+"""
+The router's state, replicated through a compacted changelog topic (what a Faust table's changelog does).
+
+`SqliteRouterState` answers the rules' questions fast and locally; this
+subclass also records every change it makes, and the handler publishes those
+changes to ``<prefix>.router.state`` as outputs of the same event — so they are
+acknowledged by the broker before the event's offset is committed, exactly
+like the shares and decisions it caused.  At start-up the router replays the
+topic into its local store, so a lost disk, a new machine or a second
+instance taking over starts with the same enrolments, consent, incident
+history and MARAC referrals.
+
+Every change is idempotent and newest-wins (the store's own rule), so replaying
+the changelog any number of times, in any state, gives the same answers.  The
+topic is compacted by key: the latest enrolment per child, consent per
+(subject, purpose), MARAC referral per subject, and one record per incident in
+a subject's history.  Records hold pseudonymous tokens, URNs and dates only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from safebus.processors.state import SqliteRouterState
+from safebus.records import Output, Record
+
+CHANGE_FORMAT = "safebus-router-state/1"
+
+
+class ChangelogRouterState(SqliteRouterState):
+    """A router state whose every change is also queued for the changelog topic."""
+
+    def __init__(self, path: Path, *, topic: str) -> None:
+        """Open the local store at `path`; changes will be published to `topic`."""
+        super().__init__(path)
+        self.topic = topic
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def record_incident(self, subject_token: str, event_id: str, day: date) -> None:
+        """See `RouterState`; also queued for the changelog."""
+        super().record_incident(subject_token, event_id, day)
+        self._queue(f"incident|{subject_token}|{event_id}",
+                    {"op": "incident", "subject": subject_token, "event_id": event_id, "day": day.isoformat()})
+
+    def record_marac_referral(self, subject_token: str, day: date) -> None:
+        """See `RouterState`; also queued for the changelog."""
+        super().record_marac_referral(subject_token, day)
+        latest = self.last_marac_referral(subject_token) or day
+        self._queue(f"marac|{subject_token}", {"op": "marac", "subject": subject_token, "day": latest.isoformat()})
+
+    def set_enrolment(self, child_token: str, setting: str | None, at: datetime) -> None:
+        """See `SqliteRouterState`; also queued for the changelog."""
+        super().set_enrolment(child_token, setting, at)
+        self._queue(f"enrolment|{child_token}",
+                    {"op": "enrolment", "child": child_token, "setting": setting, "at": at.isoformat()})
+
+    def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime) -> None:
+        """See `SqliteRouterState`; also queued for the changelog."""
+        super().set_consent(subject_token, purpose, status, at)
+        self._queue(f"consent|{subject_token}|{purpose}", {"op": "consent", "subject": subject_token,
+                                                          "purpose": purpose, "status": status, "at": at.isoformat()})
+
+    def _queue(self, key: str, change: dict[str, Any]) -> None:
+        self._pending.append((key, {"format": CHANGE_FORMAT, **change}))
+
+    def drain(self) -> list[Output]:
+        """The changes made since the last drain, as records for the changelog topic."""
+        pending, self._pending = self._pending, []
+        return [Output(topic=self.topic, key=key.encode(), value=json.dumps(change, sort_keys=True).encode())
+                for key, change in pending]
+
+
+def restore(state: SqliteRouterState, records: Iterable[Record]) -> int:
+    """Apply changelog records to `state` (idempotently); return how many were applied."""
+    applied = 0
+    for record in records:
+        try:
+            change = json.loads(record.value)
+        except ValueError:
+            continue
+        if not isinstance(change, dict) or change.get("format") != CHANGE_FORMAT:
+            continue
+        op = change.get("op")
+        if op == "incident":
+            SqliteRouterState.record_incident(state, change["subject"], change["event_id"],
+                                              date.fromisoformat(change["day"]))
+        elif op == "marac":
+            SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]))
+        elif op == "enrolment":
+            SqliteRouterState.set_enrolment(state, change["child"], change["setting"],
+                                            datetime.fromisoformat(change["at"]))
+        elif op == "consent":
+            SqliteRouterState.set_consent(state, change["subject"], change["purpose"], change["status"],
+                                          datetime.fromisoformat(change["at"]))
+        else:
+            continue
+        applied += 1
+    return applied
