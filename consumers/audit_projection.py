@@ -440,6 +440,17 @@ class ReasonCount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SettingOnTime:
+    """One education setting's Operation Encompass figures for the month."""
+
+    recipient: str
+    sent: int
+    delivered: int
+    acknowledged: int
+    acknowledged_on_time: OnTime
+
+
+@dataclass(frozen=True, kw_only=True)
 class MonthlyStatistics:
     """
     One calendar month's Operation Encompass figures, withheld shares and dead letters.
@@ -460,6 +471,8 @@ class MonthlyStatistics:
     median_time_to_acknowledge: timedelta | None
     withheld_by_reason: tuple[ReasonCount, ...]
     dead_letters_by_reason: tuple[ReasonCount, ...]
+    by_setting: tuple[SettingOnTime, ...] = ()
+    """The same, per education setting (the recipient agency), most notifications first."""
 
     @property
     def withheld(self) -> int:
@@ -871,8 +884,16 @@ class AuditProjection:
         dead: dict[str, int] = {}
         for row in self._select(["f.fact_type = ?", *window], [_DEAD_LETTERED, *bounds]):
             dead[row.reason or "unknown"] = dead.get(row.reason or "unknown", 0) + 1
+        per_setting: dict[str, dict[str, Row]] = {}
+        for output, row in sent.items():
+            per_setting.setdefault(row.recipient or "unknown", {})[output] = row
+        by_setting = tuple(sorted((SettingOnTime(
+            recipient=recipient, sent=len(outputs), delivered=sum(1 for o in outputs if o in delivered_at),
+            acknowledged=sum(1 for o in outputs if o in acknowledged_at),
+            acknowledged_on_time=_on_time(outputs, acknowledged_at, due_by),
+        ) for recipient, outputs in per_setting.items()), key=lambda s: (-s.sent, s.recipient)))
         return MonthlyStatistics(
-            month=month, zone=zone, notifications_sent=len(sent),
+            month=month, zone=zone, notifications_sent=len(sent), by_setting=by_setting,
             delivered=sum(1 for o in sent if o in delivered_at),
             delivered_on_time=_on_time(sent, delivered_at, due_by),
             acknowledged=sum(1 for o in sent if o in acknowledged_at),

@@ -440,6 +440,15 @@ def _statistics_rows(stats: MonthlyStatistics) -> list[tuple[str, str, object, s
         ]
     rows.append(("encompass", "median time to acknowledge", _duration(stats.median_time_to_acknowledge),
                  "hours:minutes:seconds from delivery"))
+    for setting in stats.by_setting:
+        rows += [
+            ("by setting", f"{setting.recipient}: sent", setting.sent, ""),
+            ("by setting", f"{setting.recipient}: delivered", setting.delivered, ""),
+            ("by setting", f"{setting.recipient}: acknowledged", setting.acknowledged, ""),
+            ("by setting", f"{setting.recipient}: acknowledged on-time rate", _rate(setting.acknowledged_on_time),
+             f"{setting.acknowledged_on_time.on_time} on time, {setting.acknowledged_on_time.late} late, "
+             f"{setting.acknowledged_on_time.unknown} deadline unknown"),
+        ]
     rows += [("withheld", r.label, r.count, r.reason) for r in stats.withheld_by_reason]
     rows += [("dead letters", r.reason, r.count, "") for r in stats.dead_letters_by_reason]
     return rows

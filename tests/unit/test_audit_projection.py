@@ -447,6 +447,12 @@ class TestMonthlyStatistics:
         assert stats.acknowledged_on_time == OnTime(on_time=1, late=2, unknown=1)
         assert stats.acknowledged_on_time.rate == pytest.approx(1 / 3)
         assert stats.median_time_to_acknowledge == timedelta(hours=13, minutes=44, seconds=30)
+        by_setting = {s.recipient: s for s in stats.by_setting}
+        assert stats.by_setting[0].recipient == SCHOOL_A  # most notifications first
+        assert (by_setting[SCHOOL_A].sent, by_setting[SCHOOL_A].acknowledged) == (2, 1)
+        assert by_setting[SCHOOL_A].acknowledged_on_time == OnTime(on_time=1, late=1, unknown=0)
+        assert by_setting[SCHOOL_B].acknowledged_on_time == OnTime(on_time=0, late=1, unknown=0)
+        assert by_setting[SCHOOL_C].acknowledged_on_time == OnTime(on_time=0, late=0, unknown=1)
         assert stats.withheld_by_reason == (
             ReasonCount(agreement_id="operation-encompass", clause="3.1 not-a-child", count=2,
                         reason="The person was 18 or over on the incident date: Operation Encompass does not apply."),
