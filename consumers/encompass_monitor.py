@@ -44,6 +44,7 @@ from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Escalated, EscalationStep
 
 ENCOMPASS_AGREEMENT = "operation-encompass"
+NOTIFYING_EVENTS = frozenset({"police.domestic-abuse-incident", "encompass.notification"})
 MONITOR_PRODUCER = "safebus-encompass-monitor"
 _STEP_NAMESPACE = uuid.UUID("0b6f1d8e-3c2a-4e57-9a1d-7e2f4c5b6a90")
 
@@ -214,6 +215,8 @@ class EncompassMonitor:
     def _track(self, fact: dict[str, Any]) -> int:
         if fact.get("agreement_id") != ENCOMPASS_AGREEMENT or fact.get("outcome") not in ("shared", "deferred"):
             return 0
+        if fact.get("about_event_type", "police.domestic-abuse-incident") not in NOTIFYING_EVENTS:
+            return 0  # e.g. an acknowledgement passed on to the police: not a notification with a deadline
         if not fact.get("output_id"):
             return 0
         recipient = fact.get("recipient")

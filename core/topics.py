@@ -29,7 +29,7 @@ _DAY_MS = 24 * 60 * 60 * 1000
 _TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
 
 ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION, Family.ENCOMPASS_NOTIFICATION,
-                             Family.RISK, Family.MARAC})
+                             Family.RISK, Family.MARAC, Family.ENCOMPASS_ACK})
 """Ingress families the router consumes (incidents and case events to route; consent and enrolments it must know)."""
 
 INFORMATION_GOVERNANCE = "information-governance"

@@ -15,7 +15,10 @@ deterministic ids and for the recipient), and the day it happened (for the
   included (clause 5);
 - ``marac.action-assigned`` / ``marac.action-updated``: the event; an action
   goes to its owning agency only, its updates to the MARAC coordinator
-  (``marac-actions`` agreement).
+  (``marac-actions`` agreement);
+- ``encompass.acknowledged``: the event; the police force learns that a Key
+  Adult read its notification (Operation Encompass, clause 5) — who and when,
+  by role, and nothing about the child.
 
 The agreements name fields; what a field holds is defined here once, so a
 clause can never release more than its list.
@@ -29,6 +32,7 @@ from datetime import date
 from typing import Any
 
 from safebus.schemas._base import Event, Person
+from safebus.schemas.encompass import EncompassAcknowledged
 from safebus.schemas.marac import MaracActionAssigned, MaracActionUpdated, MaracReferralSubmitted
 from safebus.schemas.risk import RiskAssessmentCompleted
 
@@ -117,12 +121,22 @@ _ACTION_UPDATED = CaseSource(
     day=lambda e: e.updated_on,
 )
 
+_ACKNOWLEDGED = CaseSource(
+    event_type="encompass.acknowledged", subject_kind="event", person=None,
+    fields={"notification_id": lambda e: e.notification_id, "setting_urn": lambda e: e.setting_urn,
+            "acknowledged_at": lambda e: e.acknowledged_at.isoformat(),
+            "acknowledged_role": lambda e: e.acknowledged_by.role.value},
+    reference=lambda e: e.notification_id, day=lambda e: e.acknowledged_at.date(),
+)
+
 CASE_SOURCES: dict[str, CaseSource] = {
-    source.event_type: source for source in (_RISK, _MARAC_REFERRAL, _ACTION_ASSIGNED, _ACTION_UPDATED)
+    source.event_type: source
+    for source in (_RISK, _MARAC_REFERRAL, _ACTION_ASSIGNED, _ACTION_UPDATED, _ACKNOWLEDGED)
 }
 """Case event type -> how the engine reads it."""
 
-CASE_EVENTS = (RiskAssessmentCompleted, MaracReferralSubmitted, MaracActionAssigned, MaracActionUpdated)
+CASE_EVENTS = (RiskAssessmentCompleted, MaracReferralSubmitted, MaracActionAssigned, MaracActionUpdated,
+               EncompassAcknowledged)
 """The case event models the router routes."""
 
 

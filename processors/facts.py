@@ -237,6 +237,7 @@ RECIPIENTS: dict[str, Callable[[Situation], Agency | None]] = {
     "da-hub": _by_kind(AgencyKind.DA_HUB),
     "idva": _by_kind(AgencyKind.IDVA),
     "marac": _by_kind(AgencyKind.MARAC),
+    "police": _by_kind(AgencyKind.POLICE),
     "action.owner": lambda s: s.directory.get(str(getattr(s.event, "owner_agency", ""))),
 }
 """Recipient selector -> the directory agency it names for a situation (None: not resolvable)."""

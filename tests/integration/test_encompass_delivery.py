@@ -111,6 +111,11 @@ def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, ma
         monitor.close()
     school_ingress = bus.names.ingress("school-900101", Family.ENCOMPASS_ACK)
     assert [r for r in bus.topic(school_ingress) if r.header("safebus.event_id") == event.event_id]
+    to_police = wait_for(lambda: next(iter(bus.decisions({event.event_id}).values()), None),
+                         what="the acknowledgement routed back to the police")
+    assert (to_police.clause, to_police.recipient) == ("5 acknowledgement-to-police", "northdale-police")
+    assert set(to_police.fields_released) == {"notification_id", "setting_urn", "acknowledged_at",
+                                             "acknowledged_role"}
 
     env = {**os.environ, "SAFEBUS_HOME": str(bus.settings.state_dir), "SAFEBUS_TOPIC_PREFIX": bus.names.prefix}
     report = subprocess.run([sys.executable, "-m", "safebus", "encompass", "report"], env=env, capture_output=True,

@@ -96,7 +96,7 @@ def test_demo_runs_end_to_end(kafka: Broker, tmp_path: Path) -> None:
     out = result.stdout
     assert "== What each school received" in out
     assert "== Every decision, by agreement and clause" in out
-    assert "operation-encompass v2.1.0 clause 4.1 notify-setting: shared" in out
+    assert "operation-encompass v2.2.0 clause 4.1 notify-setting: shared" in out
     for reason in ("bad-signature", "malformed", "unknown-sender", "wrong-recipient", "schema-violation"):
         assert f"reason={reason} " in out
     assert "complete:" in out

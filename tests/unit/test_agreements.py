@@ -30,7 +30,7 @@ def test_the_default_set_loads() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace('version = "2.1.0"', 'version = "two"'), "version"),
+        (lambda t: t.replace('version = "2.2.0"', 'version = "two"'), "version"),
         (lambda t: t.replace('consent = "must-not-be-sought"', 'consent = "maybe"'), "consent"),
         (lambda t: t.replace('outcome = "deferred"', 'outcome = "ignored"'), "outcome"),
         (lambda t: t + '\nsurprise = "x"\n', "surprise"),
@@ -78,7 +78,7 @@ def test_rules_explain_names_each_decision_with_its_clause_and_basis(tmp_path: P
     """'safebus rules explain EVENT.json' prints every decision, the clause behind it and the rules tried."""
     out = subprocess.run([sys.executable, "-m", "safebus", "--state-dir", str(tmp_path), "rules", "explain",
                           str(EXAMPLE)], capture_output=True, text=True, check=True).stdout
-    assert "operation-encompass v2.1.0 · child Ivy: SHARED -> school-900101  (clause 4.1 notify-setting)" in out
+    assert "operation-encompass v2.2.0 · child Ivy: SHARED -> school-900101  (clause 4.1 notify-setting)" in out
     assert "tried clause 3.1 not-a-child: did not apply — ✗ child.age >= 18 (is 10)" in out
     assert "Domestic Abuse Act 2021 s.49A" in out
     assert "marac-referral v1.1.0 · the victim: SHARED -> northdale-marac" in out

@@ -21,7 +21,7 @@ from safebus.directory import AgencyKind
 from safebus.processors.agreements import Agreement, load_agreements
 from safebus.processors.engine import SharingEngine
 from safebus.processors.facts import MemoryState
-from safebus.schemas import marac, risk
+from safebus.schemas import encompass, marac, risk
 from safebus.schemas._base import Event, Person, event_metadata
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import (
@@ -359,6 +359,16 @@ def _action_update() -> marac.MaracActionUpdated:
     )
 
 
+def _acknowledgement() -> encompass.EncompassAcknowledged:
+    return encompass.EncompassAcknowledged(
+        **event_metadata(encompass.EncompassAcknowledged, producer="school-900101", occurred_at=FIXED_NOW,
+                         recorded_at=FIXED_NOW, event_id="5b8a3d52-5f4e-4d6a-9a3c-2f1e0d9c8b7a"),
+        notification_id="6b8a3d52-5f4e-5d6a-9a3c-2f1e0d9c8b7a", setting_urn="900101",
+        acknowledged_by=encompass.Acknowledger(staff_id="900101-ka", role=encompass.KeyAdultRole.KEY_ADULT),
+        acknowledged_at=FIXED_NOW,
+    )
+
+
 VICTIM_PERSON = Person(first_name=VICTIM.first_name, surname=VICTIM.surname, date_of_birth=VICTIM.date_of_birth)
 MR, MA = "marac-referral", "marac-actions"
 
@@ -408,6 +418,9 @@ CASE_SCENARIOS = [
                  expect=((MA, "3 owner-not-on-the-bus", "withheld", None),)),
     CaseScenario("an action update goes to the coordinator", _action_update,
                  expect=((MA, "4 update-to-coordinator", "shared", "northdale-marac"),)),
+    CaseScenario("a Key Adult's acknowledgement goes back to the police", _acknowledgement,
+                 expect=(("operation-encompass", "5 acknowledgement-to-police", "shared", "northdale-police"),),
+                 released=frozenset({"notification_id", "setting_urn", "acknowledged_at", "acknowledged_role"})),
 ]
 
 
