@@ -38,7 +38,9 @@ bench: $(VENV)/.installed tools
 
 # Java 17+ runs the broker, Maven fetches it, kcat (a non-Python Kafka
 # client) proves the contracts stand without our code, and Debian's Chromium
-# runs the browser tests (Playwright drives it; it never downloads a browser). Java and Maven ship with
+# runs the browser tests (Playwright drives it; it never downloads a browser);
+# PostgreSQL's server binaries run the audit projection's PostgreSQL test (it
+# starts a throwaway cluster of its own). Java and Maven ship with
 # this project's machines; on a Debian/Ubuntu host running as root, whatever is
 # missing is installed with apt.
 tools:
@@ -47,11 +49,12 @@ tools:
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v kcat >/dev/null || missing="$$missing kcat"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "safebus needs:$$missing (Java 17+, Maven, kcat, Chromium)" >&2; exit 1; fi; \
+	  else echo "safebus needs:$$missing (Java 17+, Maven, kcat, Chromium, PostgreSQL)" >&2; exit 1; fi; \
 	fi
 
 $(VENV)/.installed: $(SOURCES)

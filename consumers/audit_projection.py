@@ -28,13 +28,22 @@ Why it is built this way:
   nothing to run).  PostgreSQL is selected by configuration
   (`AuditProjection.from_url("postgresql://…")`).  Everything that differs
   between the two lives behind `Dialect`: how to connect, the driver's
-  parameter style and the 64-bit integer type.  Upserts use ``INSERT … ON
-  CONFLICT … DO NOTHING/UPDATE``, which both engines accept.  NULL ordering
-  differs between the engines, so results that could hold NULLs are sorted in
-  Python.  Times are stored as fixed-width UTC text
-  (``2026-11-18T21:30:00.000000Z``), so text order is time order in both.
-  **The PostgreSQL dialect is not exercised by this project's tests** (no
-  server here): treat it as a starting point to test before production use.
+  parameter style, the 64-bit integer type and how to tell a lost
+  connection.  Upserts use ``INSERT … ON CONFLICT … DO NOTHING/UPDATE``,
+  which both engines accept.  NULL ordering differs between the engines, so
+  results that could hold NULLs are sorted in Python.  Times are stored as
+  fixed-width UTC text (``2026-11-18T21:30:00.000000Z``), so text order is
+  time order in both, whatever the server's collation.  PostgreSQL's text
+  cannot hold NUL and no UTF-8 text holds a lone surrogate, so every text
+  value is stored (and searched for) with those replaced by U+FFFD in both
+  engines alike: a tampered leaf is projected, as ``unreadable`` or with a
+  replacement character, instead of stopping the projection at its index.
+  A PostgreSQL connection can be lost (a restart, a failover): the call that
+  meets it fails and the next one reconnects.  **Both dialects are tested**:
+  SQLite by the unit tests, PostgreSQL 15 in CI by
+  ``tests/integration/test_audit_projection_postgresql.py``, which projects
+  the same log into a throwaway server and requires every answer to equal
+  SQLite's.
 - **No personal data.**  Facts name people only by pseudonymous tokens; this
   module never sees a name, and logs only leaf indexes and counts.
 
@@ -108,6 +117,8 @@ UNREADABLE = "unreadable"
 _NEVER = datetime(1, 1, 1, tzinfo=UTC)
 _TOKEN = re.compile(r"^subj_[0-9a-f]{32}$")
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""Characters some engine or UTF-8 cannot store: NUL (PostgreSQL's text) and lone surrogates (any UTF-8)."""
 
 
 class QueryError(SafebusError, ValueError):
@@ -153,7 +164,9 @@ class Dialect(Protocol):
     Everything that differs between the SQL engines the projection runs on.
 
     Statements are written once with ``?`` placeholders and portable SQL;
-    `sql` rewrites them for the driver.  A new engine needs one class.
+    `sql` rewrites them for the driver.  A new engine needs one class, and a
+    run of ``tests/integration/test_audit_projection_postgresql.py``'s
+    comparison against SQLite.
     """
 
     @property
@@ -169,6 +182,9 @@ class Dialect(Protocol):
 
     def sql(self, statement: str) -> str:
         """`statement` with its ``?`` placeholders in the driver's parameter style."""
+
+    def lost(self, connection: _Connection) -> bool:
+        """Whether `connection` can no longer be used (its server restarted, the network dropped): reconnect."""
 
 
 @dataclass(frozen=True)
@@ -191,15 +207,21 @@ class SQLiteDialect:
         """SQLite takes ``?`` (qmark) as it is."""
         return statement
 
+    def lost(self, connection: _Connection) -> bool:
+        """A file is never lost the way a server connection is."""
+        return False
+
 
 @dataclass(frozen=True)
 class PostgreSQLDialect:
     """
-    PostgreSQL through psycopg 3 (``pip install 'psycopg[binary]'``): untested in this project.
+    PostgreSQL through psycopg 3 (``pip install 'psycopg[binary]'``), tested against PostgreSQL 15 in CI.
 
     Selected by configuration (`AuditProjection.from_url`) where several
-    dashboards share one projection.  `connect` raises QueryError, saying what
-    to install, if psycopg is missing.
+    dashboards share one projection.  Its answers are tested to equal the
+    SQLite dialect's, on a server whose collation is not byte order.
+    `connect` raises QueryError, saying what to install, if psycopg is
+    missing (it is an optional dependency: SQLite needs nothing).
     """
 
     dsn: str
@@ -218,6 +240,10 @@ class PostgreSQLDialect:
         """psycopg takes ``%s`` (format); our statements hold no literal ``%`` or ``?``."""
         assert "%" not in statement
         return statement.replace("?", "%s")
+
+    def lost(self, connection: _Connection) -> bool:
+        """psycopg marks a connection closed once it has seen it break (``closed`` is psycopg's attribute)."""
+        return bool(getattr(connection, "closed", False))
 
 
 def _schema(integer: str) -> list[str]:
@@ -683,6 +709,10 @@ class AuditProjection:
     @contextmanager
     def _transaction(self) -> Iterator[_Cursor]:
         with self._lock:
+            if self.dialect.lost(self._db):
+                # Nothing is lost with it: every write is in a transaction, and projecting again changes nothing.
+                _log.warning("audit_projection.reconnecting", engine=self.dialect.name)
+                self._db = self.dialect.connect()
             cursor = self._db.cursor()
             try:
                 yield cast(_Cursor, _Rewriting(cursor, self.dialect))
@@ -944,20 +974,31 @@ def _on_time(sent: Mapping[str, Row], done_at: Mapping[str, datetime], due_by: M
     return OnTime(on_time=on_time, late=late, unknown=unknown)
 
 
+def _storable(parameters: Sequence[Any]) -> tuple[Any, ...]:
+    """`parameters` with every `_UNSTORABLE` character in text replaced by U+FFFD, the same for every engine."""
+    return tuple(_UNSTORABLE.sub("\ufffd", p) if isinstance(p, str) else p for p in parameters)
+
+
 @dataclass
 class _Rewriting:
-    """A cursor that rewrites ``?`` placeholders for the dialect's driver."""
+    """
+    A cursor that rewrites ``?`` placeholders for the dialect's driver and makes text storable.
+
+    Every value written or searched for passes here, so cleaning text once
+    keeps the engines in agreement: a filter holding NUL finds what the same
+    cleaned text was stored as, instead of failing on PostgreSQL only.
+    """
 
     cursor: Any
     dialect: Dialect
 
     def execute(self, sql: str, parameters: Sequence[Any], /) -> object:
         """Run one statement."""
-        return self.cursor.execute(self.dialect.sql(sql), tuple(parameters))
+        return self.cursor.execute(self.dialect.sql(sql), _storable(parameters))
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> object:
         """Run one statement for each parameter row."""
-        rows = [tuple(p) for p in seq_of_parameters]
+        rows = [_storable(p) for p in seq_of_parameters]
         return self.cursor.executemany(self.dialect.sql(sql), rows) if rows else None
 
     def fetchall(self) -> list[Any]:

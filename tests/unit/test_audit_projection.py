@@ -304,21 +304,25 @@ class TestCatchUp:
             projection.catch_up(small)
 
 
+QUERY_CASES: list[tuple[Filters, set[str]]] = [
+    (Filters(subject=TOKEN[IVY]),
+     {d("N5"), d("N1"), d("R1"), d("N6"), uid("delivered-N5"), uid("delivered-N1"), uid("delivered-M1")}),
+    (Filters(agency=WEST), {d("N4")}),
+    (Filters(recipient=SCHOOL_A),
+     {d("N5"), d("N1"), d("N3"), uid("delivered-N5"), uid("delivered-N1"), uid("delivered-N3")}),
+    (Filters(agreement="domestic-abuse-hub"), {d("V1")}),
+    (Filters(outcome="withheld"), {d("O1"), d("O2"), d("V1"), d("X1")}),
+    (Filters(outcome="deferred"), {d("N6")}),
+    (Filters(fact_type="audit.acknowledged"), {uid("ack-N5"), uid("ack-N1"), uid("ack-N2")}),
+    (Filters(fact_type="audit.dead-lettered", since=t(1, 0), until=t(7, 9)), {uid("dlq-1"), uid("dlq-2")}),
+    (Filters(outcome="shared", recipient=SCHOOL_A, since=t(1, 0)), {d("N1"), d("N3")}),
+    (Filters(subject=TOKEN[MIA]), {d("N4"), uid("delivered-N4"), uid("erase-mia")}),
+]
+"""Every filter, alone and combined, with the facts it must select (also run against PostgreSQL)."""
+
+
 class TestQuery:
-    @pytest.mark.parametrize(("filters", "expected"), [
-        (Filters(subject=TOKEN[IVY]),
-         {d("N5"), d("N1"), d("R1"), d("N6"), uid("delivered-N5"), uid("delivered-N1"), uid("delivered-M1")}),
-        (Filters(agency=WEST), {d("N4")}),
-        (Filters(recipient=SCHOOL_A),
-         {d("N5"), d("N1"), d("N3"), uid("delivered-N5"), uid("delivered-N1"), uid("delivered-N3")}),
-        (Filters(agreement="domestic-abuse-hub"), {d("V1")}),
-        (Filters(outcome="withheld"), {d("O1"), d("O2"), d("V1"), d("X1")}),
-        (Filters(outcome="deferred"), {d("N6")}),
-        (Filters(fact_type="audit.acknowledged"), {uid("ack-N5"), uid("ack-N1"), uid("ack-N2")}),
-        (Filters(fact_type="audit.dead-lettered", since=t(1, 0), until=t(7, 9)), {uid("dlq-1"), uid("dlq-2")}),
-        (Filters(outcome="shared", recipient=SCHOOL_A, since=t(1, 0)), {d("N1"), d("N3")}),
-        (Filters(subject=TOKEN[MIA]), {d("N4"), uid("delivered-N4"), uid("erase-mia")}),
-    ])
+    @pytest.mark.parametrize(("filters", "expected"), QUERY_CASES)
     def test_each_filter_selects_exactly_its_facts(self, projection: AuditProjection, filters: Filters,
                                                    expected: set[str]) -> None:
         """Every filter, alone and combined, returns exactly the hand-picked facts."""
