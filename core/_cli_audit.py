@@ -33,6 +33,7 @@ def add_parser(commands: Any) -> None:
     sequence.add_argument("--bootstrap")
     export = actions.add_parser("export", help="write the whole log, receipts and checkpoints as JSON lines")
     export.add_argument("file", type=Path)
+    _viewer_arguments(export)
     verify = actions.add_parser("verify", help="verify an export (or this machine's log); name any tampered leaf")
     verify.add_argument("file", nargs="?", type=Path, help="an export; the live log when omitted")
     verify.add_argument("--vkey", help="the log's verifier key as published (pin it; else the export's own)")
@@ -40,6 +41,7 @@ def add_parser(commands: Any) -> None:
     prove.add_argument("--event", metavar="FACT_ID", help="the fact (audit event id) to prove")
     prove.add_argument("--from-size", type=int, help="consistency: the older checkpoint's size")
     prove.add_argument("--to-size", type=int, help="consistency: the newer checkpoint's size")
+    _viewer_arguments(prove)
     check = actions.add_parser("check-proof", help="check a proof bundle with only the log's verifier key")
     check.add_argument("file", type=Path)
     check.add_argument("--vkey", required=True, help="the log's verifier key as published")
@@ -85,7 +87,13 @@ def add_parser(commands: Any) -> None:
     officer.add_argument("--name", help="display name (add)")
 
 
-NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web"})
+def _viewer_arguments(action: argparse.ArgumentParser) -> None:
+    action.add_argument("--viewer", required=True, help="your officer id (every view is itself audited)")
+    action.add_argument("--role", required=True, choices=["information-governance", "auditor"])
+    action.add_argument("--bootstrap")
+
+
+NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web", "export", "prove"})
 """Actions that publish (the sequencer's checkpoints, every reader's view fact)."""
 
 
@@ -117,12 +125,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _verify_lines((line.rstrip("\n") for line in lines), args.vkey)
     ledger = open_ledger(settings)
     try:
-        return _on_ledger(args, ledger)
+        return _on_ledger(args, ledger, settings)
     finally:
         ledger.close()
 
 
-def _on_ledger(args: argparse.Namespace, ledger: Any) -> int:
+def _record_view(args: argparse.Namespace, settings: Settings, view: str, parameters: dict[str, str], *,
+                 results: int, subjects: Iterable[str] = ()) -> None:
+    """Publish that `args.viewer` is about to see this (the log's own copy of who looked at what)."""
+    from safebus.consumers.audit_reports import Viewer, viewed_fact
+
+    _view_recorder(settings)(viewed_fact(viewer=Viewer(user_id=args.viewer, role=args.role), view=f"cli/{view}",
+                                         parameters=parameters, results=results, at=datetime.now(UTC),
+                                         subjects=subjects))
+
+
+def _on_ledger(args: argparse.Namespace, ledger: Any, settings: Settings) -> int:
     from safebus.consumers.audit_verify import consistency_bundle, export_lines, inclusion_bundle
 
     now = datetime.now(UTC)
@@ -136,6 +154,7 @@ def _on_ledger(args: argparse.Namespace, ledger: Any) -> int:
         return 0
     if action == "export":
         count = 0
+        _record_view(args, settings, "export", {"leaves": str(ledger.size)}, results=ledger.size)
         with args.file.open("w", encoding="utf-8") as out:
             for line in export_lines(ledger, now=now):
                 out.write(line + "\n")
@@ -147,6 +166,8 @@ def _on_ledger(args: argparse.Namespace, ledger: Any) -> int:
     if action == "prove":
         if args.event:
             bundle = inclusion_bundle(ledger, args.event, now=now)
+            _record_view(args, settings, "prove", {"event": args.event}, results=1,
+                         subjects=bundle["fact"].get("subjects", ()))
         elif args.from_size is not None and args.to_size is not None:
             bundle = consistency_bundle(ledger, args.from_size, args.to_size)
         else:

@@ -115,7 +115,7 @@ def test_the_officer_verifies_the_log_and_an_edited_export_fails_naming_the_leaf
     live = _cli(bus, "verify")
     assert live.returncode == 0, live.stdout + live.stderr
     export = tmp_path / "audit.jsonl"
-    assert _cli(bus, "export", str(export)).returncode == 0
+    assert _cli(bus, "export", str(export), "--viewer", "igo-2", "--role", "information-governance").returncode == 0
     assert _cli(bus, "verify", str(export), "--vkey", vkey).returncode == 0
     lines = export.read_text().splitlines()
     entry = json.loads(lines[3])
@@ -139,7 +139,7 @@ def test_a_decision_is_proved_in_the_log_with_the_key_alone(audited_bus: Bus, tm
                      if f.get("about_event_id") == event), None)
 
     fact_id = wait_for(decision_id, what="the decision in the log")
-    proof = _cli(bus, "prove", "--event", fact_id)
+    proof = _cli(bus, "prove", "--event", fact_id, "--viewer", "aud-2", "--role", "auditor")
     assert proof.returncode == 0, proof.stderr
     bundle = tmp_path / "proof.json"
     bundle.write_text(proof.stdout)
@@ -179,3 +179,5 @@ def test_an_officer_exports_a_chronology_by_name_and_the_view_is_itself_audited(
     listed = _cli(bus, "query", "--fact-type", "audit.viewed", "--viewer", "aud-1", "--role", "auditor")
     assert listed.returncode == 0, listed.stderr
     assert "audit.viewed" in listed.stdout
+    exports = [f for f in _facts(bus).values() if f["event_type"] == "audit.viewed" and f["view"] == "cli/export"]
+    assert [f["viewer"] for f in exports] == ["igo-2"], "exporting the log is itself a view, audited"
