@@ -71,15 +71,17 @@ def create_app(
 async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence[faust.EventT[Any]]) -> None:
     """Handle `events` and return only once every output they caused is durable; otherwise stop the process."""
     try:
-        deliveries = []
-        for event in events:
-            message = event.message
-            origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key)
-            for output in handler.handle(event.value, origin):
-                deliveries.append(await app.producer.send(
-                    output.topic, output.key, output.value, None, None, list(output.headers)
-                ))
-        await asyncio.gather(*deliveries)
+        with handler.batch():  # one SQLite commit per batch, once its outputs are durable
+            deliveries = []
+            for event in events:
+                message = event.message
+                origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset,
+                                key=message.key)
+                for output in handler.handle(event.value, origin):
+                    deliveries.append(await app.producer.send(
+                        output.topic, output.key, output.value, None, None, list(output.headers)
+                    ))
+            await asyncio.gather(*deliveries)
     except BaseException as exc:  # noqa: BLE001 - including cancellation: the batch is not durable
         _log.critical("outputs_not_durable_stopping", error=type(exc).__name__, batch=len(events))
         os._exit(EXIT_OUTPUT_NOT_DURABLE)

@@ -13,7 +13,8 @@ one dead-letter output with its stage and reason; nothing raises out of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -81,6 +82,12 @@ class IncidentHandler:
         self.replay_guard = replay_guard
         self.clock_window = clock_window
         self.reference_state = reference_state
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Commit the replay guard's and the state's writes once, when the block (a Faust batch) ends."""
+        with self.replay_guard.batch(), self.reference_state.batch():
+            yield
 
     def handle(self, raw: bytes, origin: Origin) -> list[Output]:
         """

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from safebus.processors.batched import BatchedCommits
 from safebus.records import Origin
 
 DEFAULT_MAX_AGE = timedelta(days=7)
@@ -50,7 +51,7 @@ class ClockWindow:
         return now - self.max_age <= created_at <= now + self.max_skew
 
 
-class ReplayGuard:
+class ReplayGuard(BatchedCommits):
     """The router's durable record of event ids already routed."""
 
     def __init__(self, path: Path) -> None:
@@ -65,7 +66,7 @@ class ReplayGuard:
 
     def sight(self, event_id: str, origin: Origin) -> tuple[Sighting, str]:
         """Record `event_id` at `origin`; return whether it is new, a redelivery or a duplicate (and where first)."""
-        with self._db:
+        with self._write():
             inserted = self._db.execute(
                 "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
                 (event_id, origin.topic, origin.partition, origin.offset),

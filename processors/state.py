@@ -17,6 +17,8 @@ import sqlite3
 from datetime import date, datetime
 from pathlib import Path
 
+from safebus.processors.batched import BatchedCommits
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrolments (child TEXT PRIMARY KEY, setting TEXT, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS consents (subject TEXT, purpose TEXT, status TEXT NOT NULL, at TEXT NOT NULL,
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS marac (subject TEXT PRIMARY KEY, day TEXT NOT NULL);
 """
 
 
-class SqliteRouterState:
+class SqliteRouterState(BatchedCommits):
     """`RouterState` in one SQLite file, plus the writes that reference events make."""
 
     def __init__(self, path: Path) -> None:
@@ -62,26 +64,26 @@ class SqliteRouterState:
 
     def record_incident(self, subject_token: str, event_id: str, day: date) -> None:
         """See `RouterState`."""
-        with self._db:
+        with self._write():
             self._db.execute("INSERT OR IGNORE INTO incidents VALUES (?, ?, ?)",
                              (subject_token, event_id, day.isoformat()))
 
     def record_marac_referral(self, subject_token: str, day: date) -> None:
         """See `RouterState`."""
-        with self._db:
+        with self._write():
             self._db.execute("INSERT INTO marac VALUES (?, ?) ON CONFLICT(subject) DO UPDATE SET day = "
                              "MAX(day, excluded.day)", (subject_token, day.isoformat()))
 
     def set_enrolment(self, child_token: str, setting: str | None, at: datetime) -> None:
         """Record a child's setting (a URN, ``home-educated``, or None: unknown) as of `at`; older news loses."""
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT INTO enrolments VALUES (?, ?, ?) ON CONFLICT(child) DO UPDATE SET setting = excluded.setting, "
                 "at = excluded.at WHERE excluded.at > enrolments.at", (child_token, setting, at.isoformat()))
 
     def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime) -> None:
         """Record a subject's consent status for a purpose as of `at`; an older record never overrides a newer one."""
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT INTO consents VALUES (?, ?, ?, ?) ON CONFLICT(subject, purpose) DO UPDATE SET "
                 "status = excluded.status, at = excluded.at WHERE excluded.at > consents.at",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,6 @@ class _Event:
     message: _Message
 
 
-class _Handler:
-    def handle(self, raw: bytes, origin: Origin) -> list[Output]:
-        return [Output(topic="out", key=raw, value=raw), Output(topic="audit", key=raw, value=raw)]
-
-
 class _Producer:
     def __init__(self, fail: bool) -> None:
         self.fail = fail
@@ -47,21 +43,39 @@ class _Producer:
         return future
 
 
+class _Handler:
+    def __init__(self, producer: _Producer) -> None:
+        self.producer = producer
+        self.commits: list[int] = []
+        """How many outputs had been confirmed each time the batch's local writes were committed."""
+
+    def handle(self, raw: bytes, origin: Origin) -> list[Output]:
+        return [Output(topic="out", key=raw, value=raw), Output(topic="audit", key=raw, value=raw)]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        yield  # an exception (an unconfirmed output) skips the commit, as SQLite's rollback does
+        self.commits.append(len(self.producer.sent))
+
+
 @dataclass
 class _App:
     producer: _Producer
 
 
-def _run(producer: _Producer) -> None:
+def _run(producer: _Producer) -> _Handler:
     events = [_Event(value=f"e{i}".encode(), message=_Message(offset=i)) for i in range(3)]
-    asyncio.run(processor_app.route_batch(_App(producer), _Handler(), events))  # type: ignore[arg-type]
+    handler = _Handler(producer)
+    asyncio.run(processor_app.route_batch(_App(producer), handler, events))  # type: ignore[arg-type]
+    return handler
 
 
 def test_batch_sends_every_output_of_every_event() -> None:
-    """All outputs of a batch are sent before the batch step returns."""
+    """All outputs of a batch are sent before the batch step returns, and local writes commit once, after them."""
     producer = _Producer(fail=False)
-    _run(producer)
+    handler = _run(producer)
     assert len(producer.sent) == 6
+    assert handler.commits == [6]
 
 
 def test_an_unconfirmed_output_stops_the_worker_instead_of_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:
