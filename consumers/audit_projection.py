@@ -70,7 +70,7 @@ from zoneinfo import ZoneInfo
 from safebus.consumers.audit_ledger import AuditLedger
 from safebus.errors import SafebusError
 from safebus.logs import get_logger
-from safebus.schemas.audit import Acknowledged, AuditViewed, DeadLettered, Delivered, Escalated
+from safebus.schemas.audit import Acknowledged, AuditViewed, DeadLettered, DeadlineSet, Delivered, Escalated
 from safebus.schemas.decision import Outcome, SharingDecision, SubjectErased
 
 __all__ = [
@@ -108,7 +108,8 @@ _ESCALATED = Escalated.type_name()
 _ERASED = SubjectErased.type_name()
 _VIEWED = AuditViewed.type_name()
 _DEAD_LETTERED = DeadLettered.type_name()
-_FOLLOW_UPS = (_DELIVERED, _ACKNOWLEDGED, _ESCALATED)
+_DEADLINE = DeadlineSet.type_name()
+_FOLLOW_UPS = (_DELIVERED, _ACKNOWLEDGED, _ESCALATED, _DEADLINE)
 """Facts about an output (a notification or referral), linked to its decision by output id."""
 
 UNREADABLE = "unreadable"
@@ -578,7 +579,7 @@ def _columns(index: int, body: bytes | str) -> tuple[tuple[Any, ...], tuple[str,
     elif kind == _ACKNOWLEDGED:
         at = _when(fact.get("acknowledged_at")) or at
         output_id = _text(fact, "notification_id")
-    elif kind == _ESCALATED:
+    elif kind in (_ESCALATED, _DEADLINE):
         output_id = _text(fact, "notification_id")
     due_by = _when(fact.get("due_by"))
     row = (index, _text(fact, "event_id") or f"leaf-{index}", kind, _text(fact, "producer"), agency, _stamp(at),
@@ -624,6 +625,11 @@ def _entry(row: Row) -> ChronologyEntry:
         due = _stamp(row.due_by) if row.due_by else "unknown"
         return ChronologyEntry(kind="escalated", output_id=row.output_id,
                                detail=f"step {_text(fact, 'step')}, due by {due}, notified {notified}", **common)
+    if row.fact_type == _DEADLINE:
+        due = _stamp(row.due_by) if row.due_by else "unknown"
+        return ChronologyEntry(kind="deadline", output_id=row.output_id,
+                               detail=f"due by {due} ({_text(fact, 'desk')}, calendar "
+                                      f"{(_text(fact, 'calendar_version') or '')[:19]})", **common)
     if row.fact_type == _ERASED:
         keys = len(_texts(fact, "key_ids_destroyed"))
         return ChronologyEntry(kind="erased", reason=row.reason,
@@ -899,6 +905,7 @@ class AuditProjection:
         acknowledged_at: dict[str, datetime] = {}
         due_from_ack: dict[str, datetime] = {}
         due_from_escalation: dict[str, datetime] = {}
+        due_from_monitor: dict[str, datetime] = {}
         for row in sorted(self._by_output(sorted(sent), _FOLLOW_UPS), key=lambda r: (r.at, r.index)):
             output = row.output_id or ""
             if row.fact_type == _DELIVERED:
@@ -907,9 +914,12 @@ class AuditProjection:
                 acknowledged_at.setdefault(output, row.at)
                 if row.due_by is not None:
                     due_from_ack.setdefault(output, row.due_by)
+            elif row.fact_type == _DEADLINE and row.due_by is not None:
+                due_from_monitor.setdefault(output, row.due_by)
             elif row.due_by is not None:
                 due_from_escalation.setdefault(output, row.due_by)
-        due_by = {**due_from_escalation, **due_from_ack}  # the first acknowledgement's deadline, if it has one
+        # The monitor's own record of the deadline wins; else the first acknowledgement's, else an escalation's.
+        due_by = {**due_from_escalation, **due_from_ack, **due_from_monitor}
         waits = [acknowledged_at[o] - delivered_at.get(o, sent[o].at) for o in sent if o in acknowledged_at]
         dead: dict[str, int] = {}
         for row in self._select(["f.fact_type = ?", *window], [_DEAD_LETTERED, *bounds]):

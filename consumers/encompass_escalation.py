@@ -157,6 +157,11 @@ class MonitorWorker:
             if isinstance(parsed, dict):
                 facts.append(parsed)
         self.monitor.observe(facts)
+        deadlines = self.monitor.new_deadlines(at=self.clock())
+        if deadlines:  # every deadline is itself on the record, not only those that were met or missed
+            produce_all(self._producer, [Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                                value=d.model_dump_json().encode(),
+                                                headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
         self.tick()
 
     def tick(self) -> int:

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from safebus.calendars import CalendarBook, SettingCalendar
 from safebus.schemas._base import event_metadata
-from safebus.schemas.audit import Escalated, EscalationStep
+from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
 
 ENCOMPASS_AGREEMENT = "operation-encompass"
 NOTIFYING_EVENTS = frozenset({"police.domestic-abuse-incident", "encompass.notification"})
@@ -164,6 +164,7 @@ class EncompassMonitor:
         self.calendars = calendars
         self.policy = policy
         self.urn_of = urn_of
+        self._new: list[str] = []
 
     def calendar(self, urn: str | None) -> SettingCalendar:
         """The setting's calendar; the partnership default when the setting is unknown."""
@@ -235,13 +236,16 @@ class EncompassMonitor:
                                      (nid,)).fetchone()
         acked = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
                                  "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
-        return self._db.execute(
+        inserted = self._db.execute(
             "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (nid, desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
              calendar.calendar_version, delivered[0] if delivered else None, *acked),
         ).rowcount
+        if inserted:
+            self._new.append(nid)
+        return inserted
 
     def _track_transfer(self, fact: dict[str, Any]) -> int:
         """
@@ -267,13 +271,16 @@ class EncompassMonitor:
         due_by = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=calendar.tz).astimezone(UTC)
         confirmed = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
                                      "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
-        return self._db.execute(
+        inserted = self._db.execute(
             "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, acknowledged_at, acknowledged_by) "
             "VALUES (?, 'transfer', ?, ?, ?, ?, ?, ?, ?, ?)",
             (fact["event_id"], fact.get("new_setting_urn"), urn, subjects[0], recorded_at.isoformat(),
              due_by.isoformat(), calendar.calendar_version, *confirmed),
         ).rowcount
+        if inserted:
+            self._new.append(fact["event_id"])
+        return inserted
 
     def pending_transfers(self, urn: str) -> list[Tracked]:
         """Child-protection files `urn` still has to send on (the new setting's URN is in `recipient_id`)."""
@@ -331,6 +338,23 @@ class EncompassMonitor:
         """Whether a whole calendar day passes between arrival and the deadline (a weekend, a holiday)."""
         zone = self.calendar(tracked.setting_urn).tz
         return (tracked.due_by.astimezone(zone).date() - arrived.astimezone(zone).date()).days > 1
+
+    def new_deadlines(self, *, at: datetime) -> list[DeadlineSet]:
+        """The deadline facts of everything that started being tracked since the last call (ids fixed per item)."""
+        new, self._new = self._new, []
+        facts = []
+        for item in new:
+            tracked = self.tracked(item)
+            if tracked is None:
+                continue
+            facts.append(DeadlineSet(
+                **event_metadata(DeadlineSet, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at,
+                                 event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{item}\x1fdeadline")),
+                                 subjects=(tracked.subject,) if tracked.subject else ()),
+                notification_id=item, setting_urn=tracked.setting_urn, desk=tracked.desk, due_by=tracked.due_by,
+                calendar_version=tracked.calendar_version,
+            ))
+        return facts
 
     def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...]) -> Escalated:
         """The audit fact for a step taken (its id fixed by notification and step, so it is logged once)."""

@@ -159,3 +159,20 @@ class FileTransferConfirmed(Event):
     setting_urn: URN
     staff_id: Name
     confirmed_at: AwareDatetime
+
+
+class DeadlineSet(Event):
+    """
+    The deadline monitor fixed a notification's (or a file transfer's) deadline from the setting's calendar.
+
+    Recorded once per notification when tracking starts, so the audit log says
+    by when every alert had to be read — not only for those that were
+    acknowledged or escalated — and which calendar version said so.
+    """
+
+    event_type: Literal["audit.deadline-set"]
+    notification_id: str
+    setting_urn: URN | None
+    desk: Name = Field(description="setting, mash (setting unknown), officer or transfer")
+    due_by: AwareDatetime
+    calendar_version: Name

@@ -279,6 +279,15 @@ def _referral() -> Event:
     )
 
 
+def _deadline() -> Event:
+    return audit.DeadlineSet(
+        **_meta(audit.DeadlineSet, "safebus-encompass-monitor", 37, subjects=(_SUBJECT,)),
+        notification_id="00000000-0000-5000-8000-000000000021", setting_urn="900101", desk="setting",
+        due_by=datetime(2026, 11, 19, 8, 55, tzinfo=UTC),
+        calendar_version="sha256:bc2502aec608c825ceb670ec8c8878fca3f67cafeae93d62aec2063105c5e216",
+    )
+
+
 def _case_referral() -> Event:
     return sharing.CaseReferral(
         **_meta(sharing.CaseReferral, "safebus-router", 36, subjects=(_SUBJECT,)),
@@ -389,7 +398,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
         _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
-        _escalated, _moved, _transfer_confirmed, _case_referral,
+        _escalated, _moved, _transfer_confirmed, _case_referral, _deadline,
     )
 }
 """Example builders by event type."""

@@ -50,7 +50,15 @@ from safebus.consumers.audit_reports import (
 )
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import Event, event_metadata
-from safebus.schemas.audit import Acknowledged, AuditViewed, DeadLettered, Delivered, DeliveryChannel, Escalated
+from safebus.schemas.audit import (
+    Acknowledged,
+    AuditViewed,
+    DeadLettered,
+    DeadlineSet,
+    Delivered,
+    DeliveryChannel,
+    Escalated,
+)
 from safebus.schemas.audit import EscalationStep as Step
 from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision, SubjectErased
 
@@ -661,3 +669,20 @@ class TestOfficers:
         assert demoted.credential_version != added.credential_version
         with pytest.raises(ConfigError, match="at least 12"):
             officers.add("au-01", role=OfficerRole.AUDITOR, display_name="A", password="short")
+
+
+def test_the_monitors_deadline_makes_an_unread_alert_count_as_late(tmp_path: Path) -> None:
+    """N4 had no known deadline; once the monitor's deadline fact is in the log, its silence counts as late."""
+    ledger = new_ledger(tmp_path / "ledger.sqlite")
+    deadline = DeadlineSet(
+        **event_metadata(DeadlineSet, producer="safebus-encompass-monitor", occurred_at=t(25, 17, 2),
+                         recorded_at=t(25, 17, 2), event_id=uid("deadline-N4"), subjects=(TOKEN[MIA],)),
+        notification_id=uid("N4"), setting_urn="900103", desk="setting", due_by=t(26, 8, 45),
+        calendar_version="sha256:synthetic")
+    append(ledger, [*FACTS, deadline])
+    projection = AuditProjection(tmp_path / "projection.sqlite")
+    projection.catch_up(ledger)
+    stats = projection.monthly_statistics("2026-11")
+    assert stats.acknowledged_on_time == OnTime(on_time=1, late=3, unknown=0)
+    chronology = projection.chronology(TOKEN[MIA])
+    assert any(e.kind == "deadline" and "2026-11-26T08:45" in (e.detail or "") for e in chronology.entries)

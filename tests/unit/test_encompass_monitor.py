@@ -194,3 +194,16 @@ def test_a_move_from_a_setting_without_encompass_history_starts_no_clock(monitor
     at = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
     monitor.observe([_decision("alert-3", at=at), _moved("move-3", at=at, subject_of="alert-3", previous="900102")])
     assert monitor.pending_transfers("900102") == []
+
+
+def test_every_tracked_notification_gets_one_deadline_fact(monitor: EncompassMonitor) -> None:
+    """The monitor records each deadline it sets (with the calendar version), once, whatever happens next."""
+    recorded = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
+    monitor.observe([_decision("n1", at=recorded), _decision("n1", at=recorded)])
+    [fact] = monitor.new_deadlines(at=recorded)
+    assert (fact.notification_id, fact.setting_urn, fact.desk) == ("n1", "900101", "setting")
+    assert fact.due_by == datetime(2026, 11, 19, 8, 55, tzinfo=UTC)
+    assert fact.calendar_version.startswith("sha256:")
+    assert monitor.new_deadlines(at=recorded) == []
+    monitor.observe([_decision("n1", at=recorded)])  # a redelivered decision is not a new deadline
+    assert monitor.new_deadlines(at=recorded) == []
