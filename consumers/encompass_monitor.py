@@ -98,7 +98,8 @@ CREATE TABLE IF NOT EXISTS tracked (
     calendar_version TEXT NOT NULL,
     delivered_at    TEXT,
     acknowledged_at TEXT,
-    acknowledged_by TEXT
+    acknowledged_by TEXT,
+    settled         INTEGER NOT NULL DEFAULT 0  -- every scheduled step taken: nothing left to wait for
 );
 CREATE TABLE IF NOT EXISTS steps (
     notification_id TEXT NOT NULL,
@@ -106,7 +107,7 @@ CREATE TABLE IF NOT EXISTS steps (
     fired_at        TEXT NOT NULL,
     PRIMARY KEY (notification_id, step)
 );
-CREATE INDEX IF NOT EXISTS tracked_open ON tracked (acknowledged_at, due_by);
+CREATE INDEX IF NOT EXISTS tracked_open ON tracked (settled, acknowledged_at);
 -- Deliveries and acknowledgements as they arrive: the audit topic has several
 -- partitions, so one may be read before the decision it follows.
 CREATE TABLE IF NOT EXISTS deliveries (notification_id TEXT PRIMARY KEY, delivered_at TEXT NOT NULL);
@@ -306,17 +307,34 @@ class EncompassMonitor:
         return {EscalationStep(step): datetime.fromisoformat(at) for step, at in rows}
 
     def due_steps(self, now: datetime) -> list[Step]:
-        """Steps whose time has come and that have not been taken, earliest first."""
+        """
+        Steps whose time has come and that have not been taken, earliest first.
+
+        Runs on every idle tick, so it reads only open items (unacknowledged and
+        not yet settled) and their taken steps in two queries; an item whose
+        every scheduled step has been taken is marked settled and not read again.
+        """
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM tracked WHERE acknowledged_at IS NULL",  # noqa: S608
-        ).fetchall()
+            f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL "  # noqa: S608
+            "AND desk != 'officer'").fetchall()
+        taken: dict[str, set[str]] = {}
+        for nid, step in self._db.execute(
+                "SELECT s.notification_id, s.step FROM steps s JOIN tracked t ON t.notification_id = "
+                "s.notification_id WHERE t.settled = 0 AND t.acknowledged_at IS NULL"):
+            taken.setdefault(nid, set()).add(step)
         due: list[Step] = []
+        settled: list[tuple[str]] = []
         for row in rows:
             tracked = _tracked(row)
-            fired = self.fired(tracked.notification_id)
-            for step, at in self._schedule(tracked):
-                if at <= now and step not in fired:
-                    due.append(Step(tracked=tracked, step=step, due_at=at))
+            fired = taken.get(tracked.notification_id, set())
+            schedule = self._schedule(tracked)
+            if all(step.value in fired for step, _ in schedule):
+                settled.append((tracked.notification_id,))
+                continue
+            due.extend(Step(tracked=tracked, step=step, due_at=at) for step, at in schedule
+                       if at <= now and step.value not in fired)
+        if settled:
+            self._db.executemany("UPDATE tracked SET settled = 1 WHERE notification_id = ?", settled)
         return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
 
     def _schedule(self, tracked: Tracked) -> list[tuple[EscalationStep, datetime]]:
