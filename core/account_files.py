@@ -248,7 +248,7 @@ class PasswordAccounts(Generic[AccountT]):
         with _locked(self.path, self._file_model, self._what) as current:
             if account_id in current.accounts:
                 raise ConfigError(f"{self._id_name} {account_id!r} already has an account")
-            _write(self.path, self._file_model.holding({**current.accounts, account_id: account}))
+            write_private_json(self.path, self._file_model.holding({**current.accounts, account_id: account}))
         return account
 
     def update(self, account_id: str, changes: Mapping[str, object]) -> AccountT:
@@ -258,7 +258,7 @@ class PasswordAccounts(Generic[AccountT]):
             if account is None:
                 raise ConfigError(f"no {self._what} account {account_id!r}")
             updated = account.model_copy(update=changes)
-            _write(self.path, self._file_model.holding({**current.accounts, account_id: updated}))
+            write_private_json(self.path, self._file_model.holding({**current.accounts, account_id: updated}))
         return updated
 
     def remove(self, account_id: str) -> None:
@@ -266,7 +266,8 @@ class PasswordAccounts(Generic[AccountT]):
         with _locked(self.path, self._file_model, self._what) as current:
             if account_id not in current.accounts:
                 raise ConfigError(f"no {self._what} account {account_id!r}")
-            _write(self.path, self._file_model.holding({k: v for k, v in current.accounts.items() if k != account_id}))
+            kept = {k: v for k, v in current.accounts.items() if k != account_id}
+            write_private_json(self.path, self._file_model.holding(kept))
 
 
 def _read(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> AccountFile[AccountT]:
@@ -280,7 +281,7 @@ def _read(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> Acc
         raise ConfigError(f"invalid {what} accounts {path}: {exc.error_count()} errors") from exc
 
 
-def _write(path: Path, content: AccountFile[AccountT]) -> None:
+def write_private_json(path: Path, content: BaseModel) -> None:
     """Replace the file atomically with a 0600 file, so a reader never sees half of it."""
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -295,12 +296,19 @@ def _write(path: Path, content: AccountFile[AccountT]) -> None:
 
 
 @contextmanager
-def _locked(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> Iterator[AccountFile[AccountT]]:
-    """Hold the file's lock for a read-modify-write and yield its content (empty if there is no file yet)."""
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold `path`'s lock file (``<name>.lock``, 0600) for a read-modify-write of `path`."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield _read(path, file_model, what) if path.exists() else file_model.holding()
+        yield
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextmanager
+def _locked(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> Iterator[AccountFile[AccountT]]:
+    """Hold the file's lock for a read-modify-write and yield its content (empty if there is no file yet)."""
+    with exclusive_lock(path):
+        yield _read(path, file_model, what) if path.exists() else file_model.holding()

@@ -52,7 +52,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import hmac
 import ipaddress
@@ -65,7 +64,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -77,6 +75,7 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from safebus.account_files import exclusive_lock, write_private_json
 from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
@@ -168,30 +167,11 @@ def _read(path: Path) -> CredentialFile:
         raise ConfigError(f"invalid gateway credentials {path}: {exc.error_count()} errors") from exc
 
 
-def _write(path: Path, content: CredentialFile) -> None:
-    """Replace the file atomically with a 0600 file, so a reader never sees half of it."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 @contextmanager
 def _locked(path: Path) -> Iterator[CredentialFile]:
     """Hold the file's lock for a read-modify-write and yield its content (empty if there is no file yet)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive_lock(path):
         yield _read(path) if path.exists() else CredentialFile()
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def add_credential(path: Path, agency_id: str, *, directory: Directory | None = None,
@@ -220,7 +200,7 @@ def add_credential(path: Path, agency_id: str, *, directory: Directory | None = 
     except ValidationError as exc:
         raise ConfigError(f"not an agency id: {agency_id!r}") from exc
     with _locked(path) as current:
-        _write(path, CredentialFile(credentials={**current.credentials, credential_id: credential}))
+        write_private_json(path, CredentialFile(credentials={**current.credentials, credential_id: credential}))
     return f"{credential_id}.{secret}"
 
 
@@ -233,7 +213,7 @@ def revoke_credential(path: Path, credential_id: str, *, now: datetime | None = 
         if credential.revoked_at is not None:
             return
         revoked = credential.model_copy(update={"revoked_at": now or datetime.now(UTC)})
-        _write(path, CredentialFile(credentials={**current.credentials, credential_id: revoked}))
+        write_private_json(path, CredentialFile(credentials={**current.credentials, credential_id: revoked}))
 
 
 class _Credentials:
