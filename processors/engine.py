@@ -36,6 +36,7 @@ from safebus.processors.facts import (
     Situation,
     Subject,
     Value,
+    consent_purpose,
     subjects_of,
 )
 from safebus.pseudonyms import Tokeniser
@@ -182,6 +183,10 @@ def validate(agreements: tuple[Agreement, ...]) -> None:
                 if kind not in (rule.for_each, "event"):
                     raise ConfigError(f"{where}: fact {condition.fact} is about a {kind}, the rule about a "
                                       f"{rule.for_each}")
+            purposes = {p for c in rule.when if (p := consent_purpose(c.fact))}
+            if len(purposes) > 1:
+                raise ConfigError(f"{where}: a clause tests consent for one purpose, so its decision can record "
+                                  f"which (it tests {', '.join(sorted(purposes))})")
             if rule.recipient is not None and rule.recipient not in RECIPIENTS:
                 raise ConfigError(f"{where}: unknown recipient {rule.recipient!r}")
             for event_type in rule.applies_to:
@@ -210,6 +215,24 @@ def _ignoring_subject(read: Callable[[Any], Any]) -> Callable[[Event, Subject], 
         return read(event)
 
     return field
+
+
+def consent_used(trials: tuple[Trial, ...]) -> tuple[str | None, Value]:
+    """
+    The consent purpose a decision rests on, and the status the engine read for it.
+
+    That is the purpose the deciding clause tested; a clause that tests no
+    consent (a catch-all such as "no consent recorded") rests on the nearest
+    clause tried before it that did, since the decision fell through that
+    test.  The status is the value the condition saw, not a second look-up, so
+    the record says exactly what the rule used.  (None, None) when no clause
+    tried tested consent.
+    """
+    for trial in reversed(trials):
+        for condition, value, _ in trial.checks:
+            if (purpose := consent_purpose(condition.fact)) is not None:
+                return purpose, value
+    return None, None
 
 
 def reference_of(event: Event) -> str:
@@ -304,7 +327,8 @@ class SharingEngine:
             if trial.matched:
                 recipient = RECIPIENTS[rule.recipient](situation) if rule.recipient else None
                 return Explanation(agreement=agreement, subject=subject, trials=tuple(trials),
-                                   decision=self._record(agreement, rule, incident, subject, recipient, decided_at))
+                                   decision=self._record(agreement, tuple(trials), incident, subject, recipient,
+                                                         decided_at))
         if subject.kind == "event":
             return None  # event-level clauses are optional: people are always decided on one by one
         raise ConfigError(f"agreement {agreement.id}: no rule decides for a {subject.kind} "
@@ -316,8 +340,9 @@ class SharingEngine:
             return agreement.options[condition.fact.removeprefix("option.")]
         return FACTS[condition.fact][1](situation)
 
-    def _record(self, agreement: Agreement, rule: Rule, incident: Event, subject: Subject,
+    def _record(self, agreement: Agreement, trials: tuple[Trial, ...], incident: Event, subject: Subject,
                 recipient: Agency | None, decided_at: datetime) -> SharingDecision:
+        rule = trials[-1].rule
         outcome, reason = rule.outcome, rule.text
         if outcome is not Outcome.WITHHELD and recipient is None:
             outcome, reason = Outcome.WITHHELD, f"{rule.text} Not shared: no {rule.recipient} is in the directory."
@@ -329,9 +354,8 @@ class SharingEngine:
             recipient = None
         decision_id = uuid.uuid5(_IDS, f"decision|{incident.event_id}|{agreement.id}|{subject.kind}|{subject.token}"
                                        f"|{rule.clause}|{recipient.id if recipient else None}")
-        stance = agreement.consent_for(rule)
-        consent = _CONSENT.get(stance) or _CONSENT_BY_STATE[
-            self.state.consent(subject.token, "idva-support") if subject.token else "none"]
+        purpose, used = consent_used(trials)
+        consent = _CONSENT.get(agreement.consent_for(rule)) or _CONSENT_BY_STATE[str(used or "none")]
         return SharingDecision(
             **event_metadata(SharingDecision, producer=self.directory.router().id, occurred_at=decided_at,
                              recorded_at=decided_at, event_id=str(decision_id), correlation_id=incident.event_id,
@@ -341,7 +365,7 @@ class SharingEngine:
             recipient=recipient.id if recipient and outcome is not Outcome.WITHHELD else None,
             recipient_kind=rule.recipient_kind, reason=reason, agreement_id=agreement.id,
             agreement_version=agreement.version, clause=f"{rule.clause} {rule.name}",
-            lawful_basis=agreement.lawful_basis.lines(), consent_status=consent,
+            lawful_basis=agreement.lawful_basis.lines(), consent_status=consent, consent_purpose=purpose,
             fields_released=rule.fields if outcome is not Outcome.WITHHELD else (),
             output_id=self._output_id(agreement, rule, incident, subject, recipient)
             if outcome is not Outcome.WITHHELD and recipient else None,

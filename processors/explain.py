@@ -26,7 +26,8 @@ def render(explanation: Explanation) -> list[str]:
              f"    why: {d.reason}"]
     if d.fields_released:
         lines.append(f"    fields released: {', '.join(d.fields_released)}")
-    lines.append(f"    lawful basis: {'; '.join(d.lawful_basis)} · consent: {d.consent_status.value}")
+    purpose = f" (for {d.consent_purpose})" if d.consent_purpose else ""
+    lines.append(f"    lawful basis: {'; '.join(d.lawful_basis)} · consent: {d.consent_status.value}{purpose}")
     for trial in explanation.trials:
         mark = "matched" if trial.matched else "did not apply"
         conditions = ", ".join(f"{'✓' if ok else '✗'} {c} (is {value!r})" for c, value, ok in trial.checks) or "always"

@@ -18,6 +18,7 @@ from typing import Protocol
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.processors.case_sources import CASE_SOURCES
 from safebus.schemas._base import Event
+from safebus.schemas.consent import Purpose
 from safebus.schemas.marac import MaracReferralSubmitted
 from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
 from safebus.schemas.risk import RiskAssessmentCompleted
@@ -151,6 +152,15 @@ def _victim_referred_12m(s: Situation) -> bool:
     return last is not None and last >= _year_before(s.incident.incident_at.date())
 
 
+CONSENT_FACT_PREFIX = "victim.consent."
+"""A fact named ``victim.consent.<purpose>`` is the victim's consent status for that purpose."""
+
+
+def consent_purpose(fact_name: str) -> str | None:
+    """The consent purpose a fact tests (``victim.consent.idva-support`` -> ``idva-support``), or None."""
+    return fact_name.removeprefix(CONSENT_FACT_PREFIX) if fact_name.startswith(CONSENT_FACT_PREFIX) else None
+
+
 def _consent(purpose: str) -> Callable[[Situation], Value]:
     return lambda s: s.state.consent(s.subject.token, purpose) if s.subject.token else "none"
 
@@ -189,8 +199,7 @@ FACTS: dict[str, tuple[str, Callable[[Situation], Value]]] = {
     "victim.risk_grade": ("victim", lambda s: s.incident.risk_grade.value),
     "victim.incidents_12m": ("victim", _victim_incidents),
     "victim.marac_referral_12m": ("victim", _victim_referred_12m),
-    "victim.consent.idva-support": ("victim", _consent("idva-support")),
-    "victim.consent.voluntary-sector-referral": ("victim", _consent("voluntary-sector-referral")),
+    **{f"{CONSENT_FACT_PREFIX}{purpose.value}": ("victim", _consent(purpose.value)) for purpose in Purpose},
     "victim.dash_yes_count": ("victim", _dash_yes_count),
     "victim.risk_level": ("victim", lambda s: s.event.level.value if isinstance(s.event, RiskAssessmentCompleted)
                           else None),

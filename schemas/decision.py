@@ -11,6 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
+from pydantic import Field
+
 from safebus.schemas._base import AgencyId, Event, Name, SubjectToken, Text
 
 
@@ -37,6 +39,8 @@ class ConsentStatus(StrEnum):
 class SharingDecision(Event):
     """One decision, shared or not, with the agreement clause and lawful basis behind it."""
 
+    SCHEMA_VERSION = "1.1.0"
+
     event_type: Literal["audit.sharing-decision"]
     about_event_id: str
     about_event_type: Name
@@ -51,6 +55,8 @@ class SharingDecision(Event):
     clause: Name
     lawful_basis: tuple[str, ...]
     consent_status: ConsentStatus
+    consent_purpose: Name | None = Field(
+        default=None, description="The consent purpose the clause tested (1.1.0); consent_status is for this purpose")
     fields_released: tuple[Name, ...]
     output_id: str | None
 
