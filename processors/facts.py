@@ -17,6 +17,7 @@ from typing import Protocol
 
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.processors.case_sources import CASE_SOURCES
+from safebus.processors.ordering import UNRESOLVED
 from safebus.schemas._base import Event
 from safebus.schemas.consent import Purpose
 from safebus.schemas.marac import MaracReferralSubmitted
@@ -36,7 +37,13 @@ class RouterState(Protocol):
     """What the router remembers between events (by subject token)."""
 
     def enrolment(self, child_token: str) -> str | None:
-        """The URN a child is enrolled at, ``"home-educated"``, or None if unknown."""
+        """
+        The URN a child is enrolled at, ``"home-educated"``, None if unknown, or ``"unresolved"``.
+
+        `UNRESOLVED`: changes for the same instant disagree, so no setting is
+        trusted (not even the one on the police record) until a later change
+        settles it.
+        """
         ...
 
     def consent(self, subject_token: str, purpose: str) -> str:
@@ -130,6 +137,8 @@ def _child_setting(s: Situation) -> str:
     enrolled = s.state.enrolment(token) if token else None
     if enrolled == "home-educated":
         return "home-educated"
+    if enrolled == UNRESOLVED:
+        return "unknown"  # a conflicting move: the MASH education desk resolves it, not the old school
     urn = enrolled or (child.school_urn if child else None)
     if urn is None:
         return "unknown"
@@ -234,7 +243,7 @@ def _by_kind(kind: AgencyKind) -> Callable[[Situation], Agency | None]:
 def _setting(s: Situation) -> Agency | None:
     token, child = s.subject.token, s.subject.child
     urn = (s.state.enrolment(token) if token else None) or (child.school_urn if child else None)
-    return s.directory.school_by_urn(urn) if urn and urn != "home-educated" else None
+    return s.directory.school_by_urn(urn) if urn and urn not in ("home-educated", UNRESOLVED) else None
 
 
 RECIPIENTS: dict[str, Callable[[Situation], Agency | None]] = {

@@ -27,7 +27,7 @@ from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
 from safebus.processors.case_sources import CASE_EVENTS
 from safebus.processors.engine import RoutingResult, SharingEngine, incident_view
-from safebus.processors.reference import apply_reference, enrolment_moved
+from safebus.processors.reference import apply_reference, reference_facts
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState
@@ -151,13 +151,14 @@ class IncidentHandler:
             incident = incident_view(event)  # a police system published the notification itself
         elif isinstance(event, (police.DomesticAbuseIncident, *CASE_EVENTS)):
             incident = event  # an incident, a risk assessment or a MARAC referral or action
-        elif apply_reference(event, self.reference_state, self.router.tokeniser):
+        elif (applied := apply_reference(event, self.reference_state, self.router.tokeniser)) is not None:
             _log.info("reference_applied", event_id=event.event_id, event_type=event.event_type)
-            moved = enrolment_moved(event, self.router.tokeniser, producer=directory.router().id, at=self.clock())
-            return [] if moved is None else [Output(
-                topic=self.names.audit, key=moved.event_id.encode(),
-                value=canonical_json(moved.model_dump(mode="json")),
-                headers=((EVENT_ID, moved.event_id.encode()), ("safebus.cause", event.event_id.encode())))]
+            facts = reference_facts(event, applied, self.router.tokeniser, producer=directory.router().id,
+                                    at=self.clock())
+            return [Output(
+                topic=self.names.audit, key=fact.event_id.encode(), value=canonical_json(fact.model_dump(mode="json")),
+                headers=((EVENT_ID, fact.event_id.encode()), ("safebus.cause", event.event_id.encode())))
+                for fact in facts]
         else:
             return [self._reject(raw, origin, "validate", "not-routed", opened.event_type[:100])]
 

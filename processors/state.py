@@ -9,23 +9,56 @@ ingress topics with different partition counts.  This store implements the
 same `RouterState` protocol (docs/adr/0008), keyed by pseudonymous tokens, so a
 changelog-backed implementation can replace it without touching the rules.
 Every write is idempotent: replaying an event changes nothing.
+
+Consent and enrolment changes are merged in the total order of
+`safebus.processors.ordering`, so ties never drop a change and the state is
+the same whatever order the changes arrive in.  A child's enrolment keeps every
+change at its latest ordering point (they decide together what stands); a
+consent keeps the change that stands.  A write that meets a conflicting change
+at the same ordering point returns a `Conflict` for the audit log.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 from safebus.processors.batched import BatchedCommits
+from safebus.processors.ordering import (
+    UNRESOLVED,
+    ConsentChange,
+    EnrolmentChange,
+    anonymous_id,
+    instant,
+    resolve_enrolment,
+)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS enrolments (child TEXT PRIMARY KEY, setting TEXT, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS consents (subject TEXT, purpose TEXT, status TEXT NOT NULL, at TEXT NOT NULL,
-                                     PRIMARY KEY (subject, purpose));
+CREATE TABLE IF NOT EXISTS enrolment_changes (child TEXT, event_id TEXT, setting TEXT, previous TEXT,
+                                              occurred_at TEXT NOT NULL, recorded_at TEXT NOT NULL,
+                                              PRIMARY KEY (child, event_id));
+CREATE TABLE IF NOT EXISTS consent_changes (subject TEXT, purpose TEXT, status TEXT NOT NULL,
+                                            occurred_at TEXT NOT NULL, recorded_at TEXT NOT NULL,
+                                            event_id TEXT NOT NULL, PRIMARY KEY (subject, purpose));
 CREATE TABLE IF NOT EXISTS incidents (subject TEXT, event_id TEXT, day TEXT NOT NULL, PRIMARY KEY (subject, event_id));
 CREATE TABLE IF NOT EXISTS marac (subject TEXT PRIMARY KEY, day TEXT NOT NULL);
 """
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conflict:
+    """Changes at one ordering point that disagree, and what stands (tokens, URNs and statuses only)."""
+
+    kind: str
+    """``consent`` or ``enrolment``."""
+    subject: str
+    purpose: str | None
+    ordering_point: str
+    changes: tuple[tuple[str, str], ...]
+    """(event id, what it said), sorted by event id."""
+    resolved_to: str
 
 
 class SqliteRouterState(BatchedCommits):
@@ -37,19 +70,48 @@ class SqliteRouterState(BatchedCommits):
         self._db = sqlite3.connect(path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._migrate_newest_wins_tables()
+
+    def _migrate_newest_wins_tables(self) -> None:
+        """Carry a store written before the total order (one row per key, ``at`` only) into the new tables."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "enrolments" in tables:
+            for child, setting, at in self._db.execute("SELECT child, setting, at FROM enrolments").fetchall():
+                SqliteRouterState.set_enrolment(self, child, setting, datetime.fromisoformat(at))
+            with self._db:
+                self._db.execute("DROP TABLE enrolments")
+        if "consents" in tables:
+            for subject, purpose, status, at in self._db.execute(
+                    "SELECT subject, purpose, status, at FROM consents").fetchall():
+                SqliteRouterState.set_consent(self, subject, purpose, status, datetime.fromisoformat(at))
+            with self._db:
+                self._db.execute("DROP TABLE consents")
 
     def _one(self, sql: str, *args: str) -> str | None:
         row = self._db.execute(sql, args).fetchone()
         return str(row[0]) if row else None
 
     def enrolment(self, child_token: str) -> str | None:
-        """See `RouterState`."""
-        return self._one("SELECT setting FROM enrolments WHERE child = ? AND setting IS NOT NULL", child_token)
+        """See `RouterState` (`UNRESOLVED` while same-instant changes conflict)."""
+        return resolve_enrolment(self.enrolment_changes(child_token))
 
     def consent(self, subject_token: str, purpose: str) -> str:
         """See `RouterState`."""
-        return self._one("SELECT status FROM consents WHERE subject = ? AND purpose = ?", subject_token,
-                         purpose) or "none"
+        change = self.consent_change(subject_token, purpose)
+        return change.status if change else "none"
+
+    def enrolment_changes(self, child_token: str) -> list[EnrolmentChange]:
+        """Every change to a child's enrolment at its latest ordering point (what decides the setting)."""
+        rows = self._db.execute("SELECT setting, previous, occurred_at, recorded_at, event_id FROM enrolment_changes "
+                                "WHERE child = ? ORDER BY event_id", (child_token,)).fetchall()
+        return [EnrolmentChange(setting=r[0], previous=r[1], occurred_at=r[2], recorded_at=r[3], event_id=r[4])
+                for r in rows]
+
+    def consent_change(self, subject_token: str, purpose: str) -> ConsentChange | None:
+        """The change that stands for a subject's consent to a purpose, if any."""
+        row = self._db.execute("SELECT status, occurred_at, recorded_at, event_id FROM consent_changes "
+                               "WHERE subject = ? AND purpose = ?", (subject_token, purpose)).fetchone()
+        return ConsentChange(status=row[0], occurred_at=row[1], recorded_at=row[2], event_id=row[3]) if row else None
 
     def incidents_since(self, subject_token: str, since: date) -> int:
         """See `RouterState`."""
@@ -74,17 +136,60 @@ class SqliteRouterState(BatchedCommits):
             self._db.execute("INSERT INTO marac VALUES (?, ?) ON CONFLICT(subject) DO UPDATE SET day = "
                              "MAX(day, excluded.day)", (subject_token, day.isoformat()))
 
-    def set_enrolment(self, child_token: str, setting: str | None, at: datetime) -> None:
-        """Record a child's setting (a URN, ``home-educated``, or None: unknown) as of `at`; older news loses."""
-        with self._write():
-            self._db.execute(
-                "INSERT INTO enrolments VALUES (?, ?, ?) ON CONFLICT(child) DO UPDATE SET setting = excluded.setting, "
-                "at = excluded.at WHERE excluded.at > enrolments.at", (child_token, setting, at.isoformat()))
+    def set_enrolment(self, child_token: str, setting: str | None, at: datetime, *,
+                      recorded_at: datetime | None = None, event_id: str | None = None,
+                      previous: str | None = None) -> Conflict | None:
+        """
+        Merge a change of a child's setting (a URN, ``home-educated``, or None: unknown) that happened at `at`.
 
-    def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime) -> None:
-        """Record a subject's consent status for a purpose as of `at`; an older record never overrides a newer one."""
+        `previous` is the setting the change moves from, if it says.  An older
+        change loses; a newer one replaces what is known; one at the same
+        ordering point joins the others there, and they decide together
+        (`resolve_enrolment`).  Returns the conflict if they now disagree.
+        """
+        change = EnrolmentChange(setting=setting, previous=previous, occurred_at=instant(at),
+                                 recorded_at=instant(recorded_at or at),
+                                 event_id=event_id or anonymous_id("enrolment", child_token, setting, previous,
+                                                                   instant(at)))
         with self._write():
-            self._db.execute(
-                "INSERT INTO consents VALUES (?, ?, ?, ?) ON CONFLICT(subject, purpose) DO UPDATE SET "
-                "status = excluded.status, at = excluded.at WHERE excluded.at > consents.at",
-                (subject_token, purpose, status, at.isoformat()))
+            known = self.enrolment_changes(child_token)
+            point = max((c.occurred_at for c in known), default=None)
+            if point is not None and change.occurred_at < point:
+                return None
+            if point is not None and change.occurred_at > point:
+                self._db.execute("DELETE FROM enrolment_changes WHERE child = ?", (child_token,))
+            self._db.execute("INSERT OR IGNORE INTO enrolment_changes VALUES (?, ?, ?, ?, ?, ?)",
+                             (child_token, change.event_id, setting, previous, change.occurred_at,
+                              change.recorded_at))
+            latest = self.enrolment_changes(child_token)
+        if resolve_enrolment(latest) != UNRESOLVED:
+            return None
+        return Conflict(kind="enrolment", subject=child_token, purpose=None, ordering_point=change.occurred_at,
+                        changes=tuple((c.event_id, c.setting or "unknown") for c in latest), resolved_to=UNRESOLVED)
+
+    def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime, *,
+                    recorded_at: datetime | None = None, event_id: str | None = None) -> Conflict | None:
+        """
+        Merge a subject's consent status for a purpose, as of `at`: the greatest change in the total order stands.
+
+        An older change never overrides a newer one; at the same ordering point
+        the safer status stands (withdrawn, then refused, then given) and the
+        disagreement is returned as a conflict.
+        """
+        change = ConsentChange(status=status, occurred_at=instant(at), recorded_at=instant(recorded_at or at),
+                               event_id=event_id or anonymous_id("consent", subject_token, purpose, status,
+                                                                 instant(at)))
+        with self._write():
+            current = self.consent_change(subject_token, purpose)
+            if current is None or change.key > current.key:
+                self._db.execute(
+                    "INSERT INTO consent_changes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subject, purpose) DO UPDATE "
+                    "SET status = excluded.status, occurred_at = excluded.occurred_at, "
+                    "recorded_at = excluded.recorded_at, event_id = excluded.event_id",
+                    (subject_token, purpose, status, change.occurred_at, change.recorded_at, change.event_id))
+        if current is None or current.occurred_at != change.occurred_at or current.status == change.status:
+            return None
+        stands = max(current, change, key=lambda c: c.key)
+        return Conflict(kind="consent", subject=subject_token, purpose=purpose, ordering_point=change.occurred_at,
+                        changes=tuple(sorted(((current.event_id, current.status), (change.event_id, change.status)))),
+                        resolved_to=stands.status)

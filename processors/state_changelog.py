@@ -10,11 +10,19 @@ topic into its local store, so a lost disk, a new machine or a second
 instance taking over starts with the same enrolments, consent, incident
 history and MARAC referrals.
 
-Every change is idempotent and newest-wins (the store's own rule), so replaying
-the changelog any number of times, in any state, gives the same answers.  The
-topic is compacted by key: the latest enrolment per child, consent per
-(subject, purpose), MARAC referral per subject, and one record per incident in
-a subject's history.  Records hold pseudonymous tokens, URNs and dates only.
+Every record is the whole state of its key *after* the change — the changes at
+a child's latest enrolment ordering point, the consent change that stands —
+not the event that came in.  So the topic's compaction, which keeps the last
+record per key, keeps exactly what the store holds; and since the store
+merges changes in the total order of `safebus.processors.ordering` (order-
+and repeat-independent), replaying the changelog any number of times, in any
+order, into any state gives the same answers as the router that wrote it.  A
+late, older event re-publishes the state it did not change, never itself.
+The topic is compacted by key: enrolment per child, consent per (subject,
+purpose), MARAC referral per subject, and one record per incident in a
+subject's history.  Records hold pseudonymous tokens, URNs, dates and event
+ids only.  Records of format 1 (one change per record, ``at`` only) are still
+read.
 """
 
 from __future__ import annotations
@@ -25,10 +33,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from safebus.processors.state import SqliteRouterState
+from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.records import Output, Record
 
-CHANGE_FORMAT = "safebus-router-state/1"
+CHANGE_FORMAT = "safebus-router-state/2"
+_FORMAT_1 = "safebus-router-state/1"
 
 
 class ChangelogRouterState(SqliteRouterState):
@@ -52,17 +61,28 @@ class ChangelogRouterState(SqliteRouterState):
         latest = self.last_marac_referral(subject_token) or day
         self._queue(f"marac|{subject_token}", {"op": "marac", "subject": subject_token, "day": latest.isoformat()})
 
-    def set_enrolment(self, child_token: str, setting: str | None, at: datetime) -> None:
-        """See `SqliteRouterState`; also queued for the changelog."""
-        super().set_enrolment(child_token, setting, at)
-        self._queue(f"enrolment|{child_token}",
-                    {"op": "enrolment", "child": child_token, "setting": setting, "at": at.isoformat()})
+    def set_enrolment(self, child_token: str, setting: str | None, at: datetime, *,
+                      recorded_at: datetime | None = None, event_id: str | None = None,
+                      previous: str | None = None) -> Conflict | None:
+        """See `SqliteRouterState`; the child's enrolment changes that now stand are queued for the changelog."""
+        conflict = super().set_enrolment(child_token, setting, at, recorded_at=recorded_at, event_id=event_id,
+                                         previous=previous)
+        changes = [{"setting": c.setting, "previous": c.previous, "at": c.occurred_at, "recorded_at": c.recorded_at,
+                    "event_id": c.event_id} for c in self.enrolment_changes(child_token)]
+        self._queue(f"enrolment|{child_token}", {"op": "enrolment", "child": child_token, "changes": changes})
+        return conflict
 
-    def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime) -> None:
-        """See `SqliteRouterState`; also queued for the changelog."""
-        super().set_consent(subject_token, purpose, status, at)
-        self._queue(f"consent|{subject_token}|{purpose}", {"op": "consent", "subject": subject_token,
-                                                          "purpose": purpose, "status": status, "at": at.isoformat()})
+    def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime, *,
+                    recorded_at: datetime | None = None, event_id: str | None = None) -> Conflict | None:
+        """See `SqliteRouterState`; the consent change that now stands is queued for the changelog."""
+        conflict = super().set_consent(subject_token, purpose, status, at, recorded_at=recorded_at,
+                                       event_id=event_id)
+        stands = self.consent_change(subject_token, purpose)
+        assert stands is not None  # a write always leaves a change standing
+        self._queue(f"consent|{subject_token}|{purpose}", {
+            "op": "consent", "subject": subject_token, "purpose": purpose, "status": stands.status,
+            "at": stands.occurred_at, "recorded_at": stands.recorded_at, "event_id": stands.event_id})
+        return conflict
 
     def _queue(self, key: str, change: dict[str, Any]) -> None:
         self._pending.append((key, {"format": CHANGE_FORMAT, **change}))
@@ -75,14 +95,14 @@ class ChangelogRouterState(SqliteRouterState):
 
 
 def restore(state: SqliteRouterState, records: Iterable[Record]) -> int:
-    """Apply changelog records to `state` (idempotently); return how many were applied."""
+    """Merge changelog records into `state` (idempotently, in any order); return how many were applied."""
     applied = 0
     for record in records:
         try:
             change = json.loads(record.value)
         except ValueError:
             continue
-        if not isinstance(change, dict) or change.get("format") != CHANGE_FORMAT:
+        if not isinstance(change, dict) or change.get("format") not in (CHANGE_FORMAT, _FORMAT_1):
             continue
         op = change.get("op")
         if op == "incident":
@@ -91,12 +111,20 @@ def restore(state: SqliteRouterState, records: Iterable[Record]) -> int:
         elif op == "marac":
             SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]))
         elif op == "enrolment":
-            SqliteRouterState.set_enrolment(state, change["child"], change["setting"],
-                                            datetime.fromisoformat(change["at"]))
+            for c in change.get("changes", [change]):  # format 1: the record is the one change
+                SqliteRouterState.set_enrolment(
+                    state, change["child"], c["setting"], datetime.fromisoformat(c["at"]),
+                    recorded_at=_instant(c.get("recorded_at")), event_id=c.get("event_id"), previous=c.get("previous"))
         elif op == "consent":
             SqliteRouterState.set_consent(state, change["subject"], change["purpose"], change["status"],
-                                          datetime.fromisoformat(change["at"]))
+                                          datetime.fromisoformat(change["at"]),
+                                          recorded_at=_instant(change.get("recorded_at")),
+                                          event_id=change.get("event_id"))
         else:
             continue
         applied += 1
     return applied
+
+
+def _instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

@@ -176,3 +176,34 @@ class DeadlineSet(Event):
     desk: Name = Field(description="setting, mash (setting unknown), officer or transfer")
     due_by: AwareDatetime
     calendar_version: Name
+
+
+class ConflictKind(StrEnum):
+    """Which part of the router's state two changes disagreed about."""
+
+    CONSENT = "consent"
+    ENROLMENT = "enrolment"
+
+
+class StateConflict(Event):
+    """
+    Two changes to what the router knows are for the same instant and disagree; how the router resolved it.
+
+    Reference events are applied in a total order (docs/adr/0008); changes at
+    the same ordering point that say different things cannot be ordered by
+    time, so the safer one stands: a withdrawal or refusal of consent beats a
+    grant, and conflicting enrolments leave the child's setting unresolved, so
+    alerts go to the MASH education desk until a later record settles it.
+    This fact lets a person check the source records.  Tokens, URNs and
+    statuses only.
+    """
+
+    event_type: Literal["audit.state-conflict"]
+    kind: ConflictKind
+    purpose: Name | None = Field(default=None, description="The consent purpose, for a consent conflict")
+    ordering_point: AwareDatetime = Field(description="The occurred_at the conflicting changes share")
+    about_event_ids: tuple[str, ...] = Field(min_length=2, description="The conflicting changes, sorted")
+    values: tuple[Name, ...] = Field(
+        min_length=2, description="What each change said (a consent status, or a setting URN, home-educated, "
+                                  "unknown), in the order of about_event_ids")
+    resolved_to: Name = Field(description="What now stands: the safer consent status, or 'unresolved'")

@@ -383,6 +383,15 @@ def _moved() -> Event:
     )
 
 
+def _state_conflict() -> Event:
+    return audit.StateConflict(
+        **_meta(audit.StateConflict, "safebus-router", 38, subjects=(_SUBJECT,)),
+        kind=audit.ConflictKind.CONSENT, purpose="voluntary-sector-referral", ordering_point=_AT,
+        about_event_ids=("00000000-0000-4000-8000-000000000019", "00000000-0000-4000-8000-000000000020"),
+        values=("given", "withdrawn"), resolved_to="withdrawn",
+    )
+
+
 def _transfer_confirmed() -> Event:
     return audit.FileTransferConfirmed(
         **_meta(audit.FileTransferConfirmed, "school-900101", 35, subjects=(_SUBJECT,)),
@@ -398,7 +407,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
         _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
-        _escalated, _moved, _transfer_confirmed, _case_referral, _deadline,
+        _escalated, _moved, _transfer_confirmed, _case_referral, _deadline, _state_conflict,
     )
 }
 """Example builders by event type."""

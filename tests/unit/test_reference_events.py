@@ -211,3 +211,65 @@ def test_a_school_cannot_publish_a_notification(partnership: Partnership) -> Non
     )
     with pytest.raises(EnvelopeError, match=r"does not publish encompass\.notification"):
         school.seal(notification)
+
+
+def _audit_facts(outputs: list[Output], event_type: str) -> list[dict[str, object]]:
+    facts = [json.loads(o.value) for o in outputs if o.topic == NAMES.audit]
+    return [f for f in facts if f["event_type"] == event_type]
+
+
+@pytest.mark.parametrize("withdrawal_first", [False, True], ids=["consent-first", "withdrawal-first"])
+def test_a_withdrawal_with_the_consents_timestamp_stops_the_hub_referral(partnership: Partnership,
+                                                                          withdrawal_first: bool) -> None:
+    """A batch export stamps consent and its withdrawal alike: the withdrawal stands, and the tie is audited."""
+    router = Router(partnership)
+    idva = _publisher(partnership, "northdale-idva", AgencyKind.IDVA)
+    at = FIXED_NOW - timedelta(days=1)
+    given = _consent(partnership, consent.ConsentRecorded, given=True, recorded_on=FIXED_NOW,
+                     scope={"recipient_kinds": ["da-hub"]}, at=at)
+    withdrawn = _consent(partnership, consent.ConsentWithdrawn, withdrawn_at=FIXED_NOW, at=at)
+    outputs = [o for event in ((withdrawn, given) if withdrawal_first else (given, withdrawn))
+               for o in router.feed(idva.seal(event))]
+    decision = router.incident()["domestic-abuse-hub"]
+    assert (decision.clause, decision.outcome.value, decision.recipient) == ("3 consent-withdrawn", "withheld", None)
+    [conflict] = _audit_facts(outputs, "audit.state-conflict")
+    fact = audit.StateConflict.model_validate_json(json.dumps(conflict))
+    assert (fact.kind, fact.purpose, fact.resolved_to) == ("consent", "voluntary-sector-referral", "withdrawn")
+    assert set(fact.about_event_ids) == {given.event_id, withdrawn.event_id}
+
+
+def _enrolment(event_type: type[Event], **fields: object) -> Event:
+    at = FIXED_NOW - timedelta(days=1)
+    meta = event_metadata(event_type, producer="northdale-childrens-services", occurred_at=at, recorded_at=at)
+    ivy = {"first_name": "Ivy", "surname": "Calloway", "date_of_birth": "2016-03-04"}
+    return event_type.model_validate_json(json.dumps({**meta, "child": ivy, **fields}, default=str))
+
+
+@pytest.mark.parametrize("move_first", [False, True], ids=["enrolment-first", "move-first"])
+def test_a_move_with_the_enrolments_timestamp_sends_the_next_alert_to_the_new_school(partnership: Partnership,
+                                                                                     move_first: bool) -> None:
+    """Enrolment and the move away from it, stamped alike: the alert goes to the new school, never the old."""
+    router = Router(partnership)
+    la = _publisher(partnership, "northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES)
+    enrolment = _enrolment(education.EnrolmentRecorded, setting_urn="900101", from_date="2025-09-03")
+    move = _enrolment(education.EnrolmentChanged, previous_setting_urn="900101", new_setting_urn="900103",
+                      effective_date="2026-11-17", reason="moved-school")
+    batch = (move, enrolment) if move_first else (enrolment, move)
+    outputs = [o for event in batch for o in router.feed(la.seal(event))]
+    assert _audit_facts(outputs, "audit.state-conflict") == [], "a move from the enrolment is its successor"
+    assert router.incident()["operation-encompass"].recipient == "school-900103"
+
+
+def test_conflicting_enrolments_at_one_instant_send_the_alert_to_the_mash_desk(partnership: Partnership) -> None:
+    """Two schools for the same instant: the MASH education desk resolves it, not the school on the police record."""
+    router = Router(partnership)
+    la = _publisher(partnership, "northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES)
+    outputs = [o for urn in ("900103", "900104") for o in router.feed(la.seal(
+        _enrolment(education.EnrolmentRecorded, setting_urn=urn, from_date="2026-11-17")))]
+    [conflict] = _audit_facts(outputs, "audit.state-conflict")
+    fact = audit.StateConflict.model_validate_json(json.dumps(conflict))
+    assert (fact.kind, sorted(fact.values), fact.resolved_to) == ("enrolment", ["900103", "900104"], "unresolved")
+    assert "Ivy" not in json.dumps(conflict)
+    decision = router.incident()["operation-encompass"]
+    assert (decision.clause, decision.outcome.value, decision.recipient) == (
+        "4.3 setting-unknown", "deferred", "northdale-childrens-services")
