@@ -10,12 +10,13 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from safebus.assembly import Settings, build_handler, key_service_for
+from safebus.consumers.audit_facts import fact_from_audit_record
 from safebus.directory import AgencyKind
 from safebus.envelope import seal_event
 from safebus.errors import EnvelopeError
 from safebus.producers.publisher import AgencyPublisher
 from safebus.producers.synthetic import IncidentFactory
-from safebus.records import DLQ_REASON, Origin, Output
+from safebus.records import DLQ_REASON, Origin, Output, Record
 from safebus.schemas import audit, consent, education
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.decision import SharingDecision
@@ -213,9 +214,11 @@ def test_a_school_cannot_publish_a_notification(partnership: Partnership) -> Non
         school.seal(notification)
 
 
-def _audit_facts(outputs: list[Output], event_type: str) -> list[dict[str, object]]:
-    facts = [json.loads(o.value) for o in outputs if o.topic == NAMES.audit]
-    return [f for f in facts if f["event_type"] == event_type]
+def _audit_facts(outputs: list[Output], event_type: str) -> list[Event]:
+    """The audit facts of `event_type` among `outputs`, as the audit sequencer takes them into the log."""
+    facts = [fact_from_audit_record(Record(topic=o.topic, partition=0, offset=n, key=o.key, value=o.value))
+             for n, o in enumerate(outputs) if o.topic == NAMES.audit]
+    return [f for f in facts if f.event_type == event_type]
 
 
 @pytest.mark.parametrize("withdrawal_first", [False, True], ids=["consent-first", "withdrawal-first"])
@@ -232,8 +235,8 @@ def test_a_withdrawal_with_the_consents_timestamp_stops_the_hub_referral(partner
                for o in router.feed(idva.seal(event))]
     decision = router.incident()["domestic-abuse-hub"]
     assert (decision.clause, decision.outcome.value, decision.recipient) == ("3 consent-withdrawn", "withheld", None)
-    [conflict] = _audit_facts(outputs, "audit.state-conflict")
-    fact = audit.StateConflict.model_validate_json(json.dumps(conflict))
+    [fact] = _audit_facts(outputs, "audit.state-conflict")
+    assert isinstance(fact, audit.StateConflict)
     assert (fact.kind, fact.purpose, fact.resolved_to) == ("consent", "voluntary-sector-referral", "withdrawn")
     assert set(fact.about_event_ids) == {given.event_id, withdrawn.event_id}
 
@@ -266,10 +269,10 @@ def test_conflicting_enrolments_at_one_instant_send_the_alert_to_the_mash_desk(p
     la = _publisher(partnership, "northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES)
     outputs = [o for urn in ("900103", "900104") for o in router.feed(la.seal(
         _enrolment(education.EnrolmentRecorded, setting_urn=urn, from_date="2026-11-17")))]
-    [conflict] = _audit_facts(outputs, "audit.state-conflict")
-    fact = audit.StateConflict.model_validate_json(json.dumps(conflict))
+    [fact] = _audit_facts(outputs, "audit.state-conflict")
+    assert isinstance(fact, audit.StateConflict)
     assert (fact.kind, sorted(fact.values), fact.resolved_to) == ("enrolment", ["900103", "900104"], "unresolved")
-    assert "Ivy" not in json.dumps(conflict)
+    assert "Ivy" not in fact.model_dump_json()
     decision = router.incident()["operation-encompass"]
     assert (decision.clause, decision.outcome.value, decision.recipient) == (
         "4.3 setting-unknown", "deferred", "northdale-childrens-services")
