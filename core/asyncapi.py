@@ -74,10 +74,11 @@ def _messages() -> dict[str, Any]:
     messages["state-change"] = {
         "name": "state-change",
         "title": "Router state change",
-        "summary": "One idempotent, newest-wins change of the router's state, keyed for compaction.",
+        "summary": "A key's whole router state after one change (idempotent, in the total order of ADR 0008), "
+                   "keyed for compaction; format 1 records are still read.",
         "contentType": "application/json",
         "payload": {"type": "object", "required": ["format", "op"],
-                    "properties": {"format": {"const": "safebus-router-state/1"},
+                    "properties": {"format": {"enum": ["safebus-router-state/2", "safebus-router-state/1"]},
                                    "op": {"enum": ["incident", "marac", "enrolment", "consent"]}}},
     }
     messages["checkpoint"] = {
