@@ -17,7 +17,7 @@ from typing import Protocol
 
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.processors.case_sources import CASE_SOURCES
-from safebus.processors.ordering import UNRESOLVED
+from safebus.processors.ordering import MOVED_AWAY, UNRESOLVED
 from safebus.schemas._base import Event
 from safebus.schemas.consent import Purpose
 from safebus.schemas.marac import MaracReferralSubmitted
@@ -38,11 +38,12 @@ class RouterState(Protocol):
 
     def enrolment(self, child_token: str) -> str | None:
         """
-        The URN a child is enrolled at, ``"home-educated"``, None if unknown, or ``"unresolved"``.
+        The URN a child is enrolled at, ``"home-educated"``, None if unknown, or a setting not to trust.
 
-        `UNRESOLVED`: changes for the same instant disagree, so no setting is
-        trusted (not even the one on the police record) until a later change
-        settles it.
+        `UNRESOLVED`: changes for the same instant disagree; `MOVED_AWAY`: the
+        child left its setting for one not known.  Then no setting is trusted
+        (not even the one on the police record, which may be the old school)
+        until a later change settles it.
         """
         ...
 
@@ -137,8 +138,8 @@ def _child_setting(s: Situation) -> str:
     enrolled = s.state.enrolment(token) if token else None
     if enrolled == "home-educated":
         return "home-educated"
-    if enrolled == UNRESOLVED:
-        return "unknown"  # a conflicting move: the MASH education desk resolves it, not the old school
+    if enrolled in (UNRESOLVED, MOVED_AWAY):
+        return "unknown"  # a conflicting or open-ended move: the MASH education desk resolves it, not the old school
     urn = enrolled or (child.school_urn if child else None)
     if urn is None:
         return "unknown"
@@ -243,7 +244,8 @@ def _by_kind(kind: AgencyKind) -> Callable[[Situation], Agency | None]:
 def _setting(s: Situation) -> Agency | None:
     token, child = s.subject.token, s.subject.child
     urn = (s.state.enrolment(token) if token else None) or (child.school_urn if child else None)
-    return s.directory.school_by_urn(urn) if urn and urn not in ("home-educated", UNRESOLVED) else None
+    untrusted = ("home-educated", UNRESOLVED, MOVED_AWAY)
+    return s.directory.school_by_urn(urn) if urn and urn not in untrusted else None
 
 
 RECIPIENTS: dict[str, Callable[[Situation], Agency | None]] = {

@@ -36,6 +36,9 @@ from datetime import UTC, datetime
 UNRESOLVED = "unresolved"
 """The enrolment of a child whose same-instant changes conflict: alerts go to the MASH education desk."""
 
+MOVED_AWAY = "moved-away"
+"""The enrolment of a child who left its setting for one not known: alerts go to the MASH education desk too."""
+
 CONSENT_SAFETY = {"given": 0, "refused": 1, "withdrawn": 2}
 """Which consent status stands when changes tie at one ordering point (higher is safer: fewer shares)."""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from safebus.logs import get_logger
+from safebus.processors.ordering import MOVED_AWAY
 from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas import consent, education
@@ -57,7 +58,7 @@ def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser
               or event.reason is education.MoveReason.ELECTIVE_HOME_EDUCATION):
             setting = "home-educated"
         else:
-            setting = event.new_setting_urn
+            setting = event.new_setting_urn or MOVED_AWAY  # left, destination unknown: not the police record's URN
         previous = None if isinstance(event, education.EnrolmentRecorded) else event.previous_setting_urn
         conflict = state.set_enrolment(token, setting, at, previous=previous, recorded_at=recorded_at,
                                        event_id=event_id)

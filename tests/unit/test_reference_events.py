@@ -276,3 +276,13 @@ def test_conflicting_enrolments_at_one_instant_send_the_alert_to_the_mash_desk(p
     decision = router.incident()["operation-encompass"]
     assert (decision.clause, decision.outcome.value, decision.recipient) == (
         "4.3 setting-unknown", "deferred", "northdale-childrens-services")
+
+
+def test_a_move_to_an_unknown_setting_sends_the_alert_to_the_mash_desk(partnership: Partnership) -> None:
+    """The child left the area, destination unknown: the MASH desk, not the school still on the police record."""
+    router = Router(partnership)
+    la = _publisher(partnership, "northdale-childrens-services", AgencyKind.CHILDRENS_SERVICES)
+    router.feed(la.seal(_enrolment(education.EnrolmentChanged, previous_setting_urn="900101", new_setting_urn=None,
+                                   effective_date="2026-11-17", reason="left-area")))
+    decision = router.incident()["operation-encompass"]
+    assert (decision.clause, decision.recipient) == ("4.3 setting-unknown", "northdale-childrens-services")
