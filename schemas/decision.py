@@ -11,7 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from safebus.schemas._base import AgencyId, Event, Name, SubjectToken, Text
+from pydantic import Field
+
+from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name, SubjectToken, Text
 
 
 class Outcome(StrEnum):
@@ -35,8 +37,14 @@ class ConsentStatus(StrEnum):
 
 
 class SharingDecision(Event):
-    """One decision, shared or not, with the agreement clause and lawful basis behind it."""
+    """
+    One decision, shared or not, with the agreement clause and lawful basis behind it.
 
+    1.1.0 adds `incident_at`, so the deadline monitor can measure the police's
+    own clock (shared before the setting's next school day after the incident).
+    """
+
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.sharing-decision"]
     about_event_id: str
     about_event_type: Name
@@ -53,6 +61,7 @@ class SharingDecision(Event):
     consent_status: ConsentStatus
     fields_released: tuple[Name, ...]
     output_id: str | None
+    incident_at: AwareDatetime | None = Field(default=None, description="When the incident happened, if it says")
 
     @property
     def decision_id(self) -> str:
