@@ -140,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SafebusError as exc:
         print(f"safebus: {exc.diagnostics()}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError) as exc:  # a missing file is a setup problem, not a crash
+        print(f"safebus: {exc.strerror}: {exc.filename} (is SAFEBUS_HOME / --state-dir the partnership's "
+              "state directory? 'safebus partnership init' or 'safebus demo' creates one)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -295,9 +299,14 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
+    from safebus.errors import ConfigError
     from safebus.producers.gateway import Gateway, default_credentials_path
 
-    gateway = Gateway(settings, default_credentials_path(settings.state_dir), host=host, port=port)
+    credentials = default_credentials_path(settings.state_dir)
+    if not credentials.exists():
+        raise ConfigError(f"no gateway credentials yet ({credentials} is missing): create one with "
+                          "'safebus gateway credential add --agency ID', then run 'safebus gateway run' again")
+    gateway = Gateway(settings, credentials, host=host, port=port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -341,7 +350,12 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
         print("safebus: rules explain needs an EVENT.json (a police incident, risk assessment or MARAC event)",
               file=sys.stderr)
         return 2
-    text = event.read_text()
+    try:
+        text = event.read_text()
+    except OSError as exc:
+        print(f"safebus: cannot read {event} ({exc.strerror}); try 'safebus rules explain "
+              "schemas/examples/police.domestic-abuse-incident.json'", file=sys.stderr)
+        return 2
     spec = by_type(str(json.loads(text).get("event_type")))
     if spec is None:
         print("safebus: the payload's event_type is not a known contract", file=sys.stderr)

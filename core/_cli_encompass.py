@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import getpass
-import os
 import signal
 import sys
 import threading
@@ -38,13 +36,18 @@ def add_parsers(commands: Any) -> None:
     encompass.add_argument("--since", type=date.fromisoformat, help="report: incidents recorded from this date")
     encompass.add_argument("--until", type=date.fromisoformat, help="report: incidents recorded before this date")
     encompass.add_argument("--bootstrap")
-    key_adult = commands.add_parser("key-adult", help="Key Adult and deputy accounts of the school web inbox")
+    from safebus.password_input import CREDENTIAL_SOURCES_HELP, add_password_arguments
+
+    key_adult = commands.add_parser(
+        "key-adult", help="Key Adult and deputy accounts of the school web inbox",
+        description=f"Key Adult and deputy accounts of the school web inbox. {CREDENTIAL_SOURCES_HELP}")
     key_adult.add_argument("key_adult_action", choices=["add", "reset-password", "list"])
     key_adult.add_argument("--school", metavar="URN", help="the setting (add, list)")
     key_adult.add_argument("--staff-id", help="the account's staff id (add, reset-password)")
     key_adult.add_argument("--role", choices=["key-adult", "deputy"], default="key-adult")
     key_adult.add_argument("--name", help="display name (add)")
     key_adult.add_argument("--email", help="where notices go (add)")
+    add_password_arguments(key_adult)
 
 
 def due_by(args: argparse.Namespace) -> int:
@@ -146,8 +149,9 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
 
 
 def key_adult(args: argparse.Namespace, settings: Settings) -> int:
-    """Add, reset or list Key Adult accounts (the password is asked for, never given on the command line)."""
+    """Add, reset or list Key Adult accounts (the password is never given on the command line)."""
     from safebus.encompass_assembly import key_adults_for
+    from safebus.password_input import new_password
     from safebus.schemas.encompass import KeyAdultRole
 
     accounts = key_adults_for(settings)
@@ -155,7 +159,13 @@ def key_adult(args: argparse.Namespace, settings: Settings) -> int:
         for person in accounts.for_setting(args.school):
             print(f"{person.staff_id:24} {person.role.value:10} {person.display_name}")
         return 0
-    password = os.environ.get("SAFEBUS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    missing = [flag for flag, value in (("--staff-id", args.staff_id), ("--school", args.school),
+                                        ("--name", args.name), ("--email", args.email))
+               if not value and (args.key_adult_action == "add" or flag == "--staff-id")]
+    if missing:
+        print(f"safebus: key-adult {args.key_adult_action} needs {', '.join(missing)}", file=sys.stderr)
+        return 2
+    password = new_password(args, what="key adult")
     if args.key_adult_action == "reset-password":
         accounts.reset_password(args.staff_id, password)
     else:
