@@ -115,6 +115,12 @@ def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) 
                 f"in the MASH education queue. The setting must know before {due}.\n\n"
                 f"Reference for the partnership: {step.tracked.notification_id}\n")
     where = f"{setting.name} (URN {setting.urn})" if setting else "a setting"
+    if step.due_at < step.tracked.due_by:  # brought forward: an earlier step found nobody to tell
+        return (f"Nobody at {where} could be told about an Operation Encompass "
+                f"{'file transfer' if step.step is EscalationStep.FILE_TRANSFER_OVERDUE else 'alert'} "
+                f"(no Key Adult or deputy on record for this step). It is due by {due}.\n"
+                f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
     if step.step is EscalationStep.FILE_TRANSFER_OVERDUE:
         return (f"A pupil with Operation Encompass history has moved from {where}; the child-protection file "
                 f"was due at the new setting by the end of {_last_day(step)} and has not been confirmed as sent.\n"

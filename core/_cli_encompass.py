@@ -29,7 +29,8 @@ def add_parsers(commands: Any) -> None:
     calendar.add_argument("action", choices=["due-by"])
     calendar.add_argument("--urn", required=True, help="the setting's URN")
     calendar.add_argument("--at", required=True, type=datetime.fromisoformat,
-                          help="when the incident was recorded, ISO 8601 with a UTC offset")
+                          help="when the alert is shared (or, for the police's deadline, when the incident "
+                               "happened), ISO 8601 with a UTC offset")
     encompass = commands.add_parser("encompass", help="Operation Encompass deadlines, escalation and on-time report")
     encompass.add_argument("action", choices=["monitor", "report"])
     encompass.add_argument("--csv", type=Path, help="write the report as CSV to this file")

@@ -110,6 +110,9 @@ def test_a_setting_with_no_deputies_goes_straight_to_the_officer_and_says_so(
     assert officer.step is EscalationStep.EDUCATION_SAFEGUARDING_OFFICER
     assert notices.notify(officer) == ("northdale-la-education-safeguarding",)
     assert [r.rcpt_tos for r in recorder.received] == [["education.safeguarding@northdale-la.example"]]
+    body = recorder.received[0].message.get_content()
+    assert "Nobody at Hollowmere Primary School (URN 900101) could be told" in body
+    assert "Thursday 19 November 2026, 08:55" in body
 
 
 def test_the_bring_forward_survives_a_restart_from_the_audit_facts(tmp_path: Path) -> None:
