@@ -156,6 +156,9 @@ def key_adult(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.schemas.encompass import KeyAdultRole
 
     accounts = key_adults_for(settings)
+    if args.key_adult_action == "list" and not args.school:
+        print("safebus: key-adult list needs --school URN", file=sys.stderr)
+        return 2
     if args.key_adult_action == "list":
         for person in accounts.for_setting(args.school):
             print(f"{person.staff_id:24} {person.role.value:10} {person.display_name}")

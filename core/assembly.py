@@ -29,13 +29,7 @@ from safebus.paths import cache_dir
 from safebus.processors.agreements import agreement_files, load_agreements, ruleset_loaded
 from safebus.processors.engine import SharingEngine
 from safebus.processors.handler import IncidentHandler
-from safebus.processors.replay import (
-    DEFAULT_MAX_AGE,
-    DEFAULT_MAX_SKEW,
-    ClockWindow,
-    ReplayGuard,
-    payload_window_from_env,
-)
+from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWindow, ReplayGuard
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.producers.police import PolicePublisher
@@ -147,6 +141,8 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
                   backfill_from: date | None = None) -> IncidentHandler:
     """The router's incident handler, with the agreements loaded and checked (`backfill_from`: see PayloadWindow)."""
+    from safebus.processors.replay import payload_window_from_env
+
     directory = directory_source(settings.store, clock=clock)
     state = ChangelogRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite",
                                  topic=settings.names.router_state)
