@@ -188,3 +188,30 @@ def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_reco
     assert officer.recorded_at == at  # 45 minutes early, not at 08:55
     assert [r.rcpt_tos for r in mail.received[before:]] == [["education.safeguarding@northdale-la.example"]]
     monitor.close()
+
+
+def test_an_audited_backfill_routes_an_old_incident(kafka: Broker, tmp_path: Path) -> None:
+    """'processor run --backfill-from' puts who, why and from when on the audit topic, then routes old incidents."""
+    import subprocess
+    import sys
+
+    from safebus.schemas.audit import BackfillAuthorised
+
+    with running_bus(kafka, tmp_path, prefix=f"b{uuid.uuid4().hex[:10]}") as bus:
+        bus.stop("processor")
+        start = (datetime.now(UTC) - timedelta(days=365)).date()
+        env = {**os.environ, "SAFEBUS_HOME": str(tmp_path), "SAFEBUS_TOPIC_PREFIX": bus.names.prefix,
+               "SAFEBUS_LOG_LEVEL": "INFO"}
+        with (tmp_path / "processor.log").open("ab") as log:
+            bus.processes["processor"] = subprocess.Popen(
+                [sys.executable, "-m", "safebus", "processor", "run", "--bootstrap", kafka.bootstrap,
+                 "--backfill-from", start.isoformat(), "--backfill-reason", "records-system migration",
+                 "--by", "ops-1"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        [fact] = wait_for(lambda: list(read_facts(kafka.bootstrap, bus.names.audit, BackfillAuthorised).values())
+                          or None, what="the backfill on the record")
+        assert (fact.backfill_from, fact.authorised_by, fact.reason) == (start, "ops-1", "records-system migration")
+        old = _dated(Child(first_name="Ansel", surname="Marchbank", date_of_birth=date(2015, 1, 9), present=True,
+                           school_urn="900101"), datetime.now(UTC) - timedelta(days=200))
+        bus.publisher().publish([old])
+        wait_for(lambda: bus.encompass({old.event_id}) or None, what="the 200-day-old incident routed",
+                 timeout_s=90)
