@@ -74,6 +74,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "monitor":
         worker = build_monitor_worker(settings)
+        if worker.notices is None:
+            print("safebus: SAFEBUS_SMTP is not set: escalation steps are recorded but nobody is e-mailed "
+                  "(set SAFEBUS_SMTP=host:port for the relay)", file=sys.stderr, flush=True)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
