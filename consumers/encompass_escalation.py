@@ -12,6 +12,11 @@ Order and failure: notice first, then the fact.  A crash in between repeats the
 notice on restart (people may be told twice) rather than recording a step that
 nobody was told about.  If the relay is down, the step is not recorded and is
 retried on the next tick.
+
+Nobody to tell is not a step taken: when a step reaches nobody (a setting with
+no deputies, an unknown setting) its fact says so (``nobody_to_notify``, with
+the step brought forward in ``moved_to``) and the next step is taken in the
+same tick, so an escalation never ends in silence.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -72,6 +78,8 @@ class EscalationNotices:
             return tuple(k.staff_id for k in people)
         if step.step in (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, EscalationStep.FILE_TRANSFER_OVERDUE):
             contact = policy.education_safeguarding_officer
+        elif step.step is EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER:
+            contact = policy.elective_home_education_officer or policy.education_safeguarding_officer
         elif step.step is EscalationStep.MASH_EDUCATION_DESK:
             contact = policy.mash_education_desk
         else:
@@ -98,11 +106,21 @@ class EscalationNotices:
 
 def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) -> str:
     due = step.tracked.due_by.astimezone(_LONDON).strftime("%A %d %B %Y, %H:%M")
+    if step.step is EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER:
+        return (f"An Operation Encompass notification for an electively home-educated child has been sent to the "
+                f"local authority's children's services queue. Please make sure the child is supported before "
+                f"{due}.\n\nReference for the partnership: {step.tracked.notification_id}\n")
     if step.step is EscalationStep.MASH_EDUCATION_DESK:
         return (f"An Operation Encompass notification for a child whose education setting is not known is waiting "
                 f"in the MASH education queue. The setting must know before {due}.\n\n"
                 f"Reference for the partnership: {step.tracked.notification_id}\n")
     where = f"{setting.name} (URN {setting.urn})" if setting else "a setting"
+    if step.due_at < step.tracked.due_by:  # brought forward: an earlier step found nobody to tell
+        return (f"Nobody at {where} could be told about an Operation Encompass "
+                f"{'file transfer' if step.step is EscalationStep.FILE_TRANSFER_OVERDUE else 'alert'} "
+                f"(no Key Adult or deputy on record for this step). It is due by {due}.\n"
+                f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
     if step.step is EscalationStep.FILE_TRANSFER_OVERDUE:
         return (f"A pupil with Operation Encompass history has moved from {where}; the child-protection file "
                 f"was due at the new setting by the end of {_last_day(step)} and has not been confirmed as sent.\n"
@@ -165,9 +183,18 @@ class MonitorWorker:
         self.tick()
 
     def tick(self) -> int:
-        """Take every step now due; return how many were taken."""
+        """Take every step now due, and the steps brought forward by those that reached nobody; return how many."""
         now = self.clock()
         taken = 0
+        for _ in range(len(EscalationStep)):  # each pass can only bring the next step of a schedule forward
+            passed = self._take_due(now)
+            taken += passed.taken
+            if not passed.reached_nobody:
+                break
+        return taken
+
+    def _take_due(self, now: datetime) -> _Pass:
+        taken = reached_nobody = 0
         for step in self.monitor.due_steps(now):
             try:
                 notified = self.notices.notify(step) if self.notices else ()
@@ -175,12 +202,21 @@ class MonitorWorker:
                 _log.warning("escalation_notice_failed", notification_id=step.tracked.notification_id,
                              step=step.step.value)
                 continue
-            fact = self.monitor.step_fact(step, at=now, notified=notified)
+            # A dry run tells nobody by design: its steps keep their times.
+            fact = self.monitor.step_fact(step, at=now, notified=notified,
+                                          reached_nobody=self.notices is not None and not notified)
             produce_all(self._producer, [Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
                                                 value=fact.model_dump_json().encode(),
                                                 headers=((EVENT_ID, fact.event_id.encode()),))])
-            self.monitor.mark_fired(step, at=now)
+            self.monitor.mark_fired(step, at=now, reached_nobody=fact.nobody_to_notify)
             _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,
-                      notified=len(notified), event_id=fact.event_id)
+                      notified=len(notified), moved_to=fact.moved_to, event_id=fact.event_id)
             taken += 1
-        return taken
+            reached_nobody += fact.nobody_to_notify
+        return _Pass(taken=taken, reached_nobody=reached_nobody)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    taken: int
+    reached_nobody: int

@@ -7,8 +7,11 @@ alone (so it holds no personal data and can run beside the audit log):
 
 - a sharing decision under the Operation Encompass agreement that shares (or
   defers to the MASH education desk) starts tracking its notification, with
-  ``due_by`` = the setting's next session start after the bus recorded the
-  incident (the router's decision time, seconds after the police published);
+  ``due_by`` = the setting's next session start after the bus shares the
+  alert (the router's decision time, seconds before delivery);
+- the police's own clock is measured too: shared before the start of the
+  setting's next school day after the *incident* (``police_due_by``), or late
+  by so many minutes, on the deadline fact and in the on-time report;
 - ``audit.delivered`` marks when it reached the setting's inbox and
   ``audit.acknowledged`` when a Key Adult or deputy read it;
 - time-driven steps (`due_steps`) fire exactly once each, only while nobody has
@@ -16,7 +19,11 @@ alone (so it holds no personal data and can run beside the audit log):
   it arrived while the setting was closed; the deputies are alerted a lead time
   before ``due_by``; at ``due_by`` the local authority's education
   safeguarding officer is told.  A child whose setting is unknown is recorded as
-  gone to the MASH education desk with the same deadline.
+  gone to the MASH education desk with the same deadline; an electively
+  home-educated child's notification is sent to the LA's elective home
+  education officer.  A step with nobody to tell (a setting with no deputies)
+  is recorded as such and the next step is taken at once: no escalation ends
+  in silence.
 
 Each step becomes an ``audit.escalated`` fact with a deterministic id, so a
 monitor restarted after a crash re-fires nothing that was recorded and misses
@@ -67,6 +74,8 @@ class DeliveryPolicy(BaseModel):
     file_transfer_school_days: int = Field(ge=1, le=30)
     education_safeguarding_officer: Contact
     mash_education_desk: Contact
+    elective_home_education_officer: Contact | None = None
+    """Told of each home-educated child's notification; without one, the education safeguarding officer is."""
 
     @property
     def deputies_lead(self) -> timedelta:
@@ -114,7 +123,13 @@ CREATE TABLE IF NOT EXISTS deliveries (notification_id TEXT PRIMARY KEY, deliver
 CREATE TABLE IF NOT EXISTS acknowledgements (
     notification_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, acknowledged_by TEXT NOT NULL
 );
+-- Steps taken with nobody to tell: the next step is brought forward to then.
+CREATE TABLE IF NOT EXISTS unreached (
+    notification_id TEXT NOT NULL, step TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (notification_id, step)
+);
 """
+_ADDED_COLUMNS = ("incident_at TEXT", "police_due_by TEXT")
+"""Columns added after the first release: an older database gets them on open."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +147,20 @@ class Tracked:
     delivered_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    incident_at: datetime | None = None
+    police_due_by: datetime | None = None
 
     @property
     def acknowledged_on_time(self) -> bool:
         """Whether a Key Adult acknowledged before the deadline."""
         return self.acknowledged_at is not None and self.acknowledged_at <= self.due_by
+
+    @property
+    def shared_late_minutes(self) -> int | None:
+        """Minutes after the police deadline the bus shared it: 0 on time, None if the incident time is unknown."""
+        if self.police_due_by is None:
+            return None
+        return max(0, int((self.recorded_at - self.police_due_by) // timedelta(minutes=1)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +186,10 @@ class EncompassMonitor:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(tracked)")}
+        for column in _ADDED_COLUMNS:
+            if column.split()[0] not in present:
+                self._db.execute(f"ALTER TABLE tracked ADD COLUMN {column}")
         self.calendars = calendars
         self.policy = policy
         self.urn_of = urn_of
@@ -210,6 +238,9 @@ class EncompassMonitor:
                 "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
             ).rowcount
         if kind == "audit.escalated":
+            if fact.get("nobody_to_notify"):
+                self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
+                                 (fact["notification_id"], fact["step"], fact["recorded_at"]))
             return self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
                                     (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
         return 0
@@ -231,6 +262,8 @@ class EncompassMonitor:
         recorded_at = datetime.fromisoformat(fact["recorded_at"])
         calendar = self.calendar(urn)
         due_by = calendar.due_by(recorded_at)
+        incident_at = _dt(fact.get("incident_at"))
+        police_due_by = calendar.due_by(incident_at) if incident_at is not None else None
         subjects = fact.get("subjects") or [None]
         nid = fact["output_id"]
         delivered = self._db.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
@@ -239,10 +272,11 @@ class EncompassMonitor:
                                  "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
         inserted = self._db.execute(
             "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
-            "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (nid, desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
-             calendar.calendar_version, delivered[0] if delivered else None, *acked),
+             calendar.calendar_version, delivered[0] if delivered else None, *acked,
+             incident_at.isoformat() if incident_at else None, police_due_by.isoformat() if police_due_by else None),
         ).rowcount
         if inserted:
             self._new.append(nid)
@@ -315,19 +349,21 @@ class EncompassMonitor:
         every scheduled step has been taken is marked settled and not read again.
         """
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL "  # noqa: S608
-            "AND desk != 'officer'").fetchall()
+            f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL").fetchall()  # noqa: S608
         taken: dict[str, set[str]] = {}
         for nid, step in self._db.execute(
                 "SELECT s.notification_id, s.step FROM steps s JOIN tracked t ON t.notification_id = "
                 "s.notification_id WHERE t.settled = 0 AND t.acknowledged_at IS NULL"):
             taken.setdefault(nid, set()).add(step)
+        unreached: dict[str, dict[str, datetime]] = {}
+        for nid, step, at in self._db.execute("SELECT notification_id, step, at FROM unreached"):
+            unreached.setdefault(nid, {})[step] = datetime.fromisoformat(at)
         due: list[Step] = []
         settled: list[tuple[str]] = []
         for row in rows:
             tracked = _tracked(row)
             fired = taken.get(tracked.notification_id, set())
-            schedule = self._schedule(tracked)
+            schedule = self._brought_forward(self._schedule(tracked), unreached.get(tracked.notification_id, {}))
             if all(step.value in fired for step, _ in schedule):
                 settled.append((tracked.notification_id,))
                 continue
@@ -337,7 +373,27 @@ class EncompassMonitor:
             self._db.executemany("UPDATE tracked SET settled = 1 WHERE notification_id = ?", settled)
         return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
 
+    @staticmethod
+    def _brought_forward(schedule: list[tuple[EscalationStep, datetime]],
+                         unreached: dict[str, datetime]) -> list[tuple[EscalationStep, datetime]]:
+        """The schedule with each step after one that reached nobody due when that was found."""
+        moved: list[tuple[EscalationStep, datetime]] = []
+        carry: datetime | None = None
+        for step, at in sorted(schedule, key=lambda item: item[1]):
+            at = min(at, carry) if carry is not None else at
+            moved.append((step, at))
+            if step.value in unreached:
+                carry = unreached[step.value]
+        return moved
+
+    def next_step(self, step: Step) -> EscalationStep | None:
+        """The step that follows `step` in its notification's schedule (None after the last)."""
+        order = [s for s, _ in sorted(self._schedule(step.tracked), key=lambda item: item[1])]
+        return order[order.index(step.step) + 1] if step.step in order and order[-1] is not step.step else None
+
     def _schedule(self, tracked: Tracked) -> list[tuple[EscalationStep, datetime]]:
+        if tracked.desk == "officer":
+            return [(EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER, tracked.recorded_at)]
         if tracked.desk == "transfer":
             return [(EscalationStep.FILE_TRANSFER_PROMPTED, tracked.recorded_at),
                     (EscalationStep.FILE_TRANSFER_OVERDUE, tracked.due_by)]
@@ -370,22 +426,40 @@ class EncompassMonitor:
                                  event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{item}\x1fdeadline")),
                                  subjects=(tracked.subject,) if tracked.subject else ()),
                 notification_id=item, setting_urn=tracked.setting_urn, desk=tracked.desk, due_by=tracked.due_by,
-                calendar_version=tracked.calendar_version,
+                calendar_version=tracked.calendar_version, incident_at=tracked.incident_at,
+                police_due_by=tracked.police_due_by,
+                shared_at=tracked.recorded_at if tracked.desk != "transfer" else None,
+                shared_late_minutes=tracked.shared_late_minutes,
             ))
         return facts
 
-    def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...]) -> Escalated:
-        """The audit fact for a step taken (its id fixed by notification and step, so it is logged once)."""
+    def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...],
+                  reached_nobody: bool | None = None) -> Escalated:
+        """
+        The audit fact for a step taken (its id fixed by notification and step, so it is logged once).
+
+        With nobody notified (`reached_nobody`, by default: `notified` is empty)
+        it says so, and names the step taken at once instead.
+        """
+        nobody = not notified if reached_nobody is None else reached_nobody
         fact_id = str(uuid.uuid5(_STEP_NAMESPACE, f"{step.tracked.notification_id}\x1f{step.step.value}"))
         return Escalated(
             **event_metadata(Escalated, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at, event_id=fact_id,
                              subjects=(step.tracked.subject,) if step.tracked.subject else ()),
             notification_id=step.tracked.notification_id, setting_urn=step.tracked.setting_urn, step=step.step,
-            due_by=step.tracked.due_by, notified=notified,
+            due_by=step.tracked.due_by, notified=notified, nobody_to_notify=nobody,
+            moved_to=self.next_step(step) if nobody else None,
         )
 
-    def mark_fired(self, step: Step, *, at: datetime) -> None:
-        """Remember that `step` was taken (the audit fact makes it durable across machines)."""
+    def mark_fired(self, step: Step, *, at: datetime, reached_nobody: bool = False) -> None:
+        """
+        Remember that `step` was taken (the audit fact makes it durable across machines).
+
+        `reached_nobody` brings the next step forward to now.
+        """
+        if reached_nobody:
+            self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
+                             (step.tracked.notification_id, step.step.value, at.isoformat()))
         self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
                          (step.tracked.notification_id, step.step.value, at.isoformat()))
 
@@ -395,17 +469,19 @@ class EncompassMonitor:
 
 
 _COLUMNS = ("notification_id, desk, recipient_id, setting_urn, subject, recorded_at, due_by, calendar_version, "
-            "delivered_at, acknowledged_at, acknowledged_by")
+            "delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by")
 
 
 def _tracked(row: tuple[Any, ...]) -> Tracked:
-    (nid, desk, recipient, urn, subject, recorded, due, version, delivered, acked, acked_by) = row
+    (nid, desk, recipient, urn, subject, recorded, due, version, delivered, acked, acked_by, incident,
+     police_due) = row
     recorded_at, due_by = _dt(recorded), _dt(due)
     assert recorded_at is not None
     assert due_by is not None
     return Tracked(notification_id=nid, desk=desk, recipient_id=recipient, setting_urn=urn, subject=subject,
                    recorded_at=recorded_at, due_by=due_by, calendar_version=version, delivered_at=_dt(delivered),
-                   acknowledged_at=_dt(acked), acknowledged_by=acked_by)
+                   acknowledged_at=_dt(acked), acknowledged_by=acked_by, incident_at=_dt(incident),
+                   police_due_by=_dt(police_due))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -421,6 +497,11 @@ class OnTimeLine:
     median_minutes_to_acknowledge: float | None
     escalations: int
     unresolved: int
+    shared_on_time: int = 0
+    """Shared before the setting's next school day after the incident (the police's clock)."""
+    shared_late: int = 0
+    """Shared after it: the police passed it on late, whatever the school did."""
+    median_minutes_shared_late: float | None = None
 
     @property
     def on_time_rate(self) -> float | None:
@@ -446,6 +527,8 @@ def on_time_report(monitor: EncompassMonitor, *, now: datetime, since: datetime 
 def _line(urn: str | None, group: list[Tracked], escalations: dict[str, int], now: datetime) -> OnTimeLine:
     minutes = [(t.acknowledged_at - (t.delivered_at or t.recorded_at)) / timedelta(minutes=1)
                for t in group if t.acknowledged_at is not None]
+    lateness = [t.shared_late_minutes for t in group if t.shared_late_minutes is not None]
+    late = [m for m in lateness if m > 0]
     return OnTimeLine(
         setting_urn=urn, sent=len(group), delivered=sum(t.delivered_at is not None for t in group),
         delivered_before_due=sum(t.delivered_at is not None and t.delivered_at <= t.due_by for t in group),
@@ -453,12 +536,14 @@ def _line(urn: str | None, group: list[Tracked], escalations: dict[str, int], no
         median_minutes_to_acknowledge=statistics.median(minutes) if minutes else None,
         escalations=sum(escalations.get(t.notification_id, 0) for t in group),
         unresolved=sum(t.acknowledged_at is None and t.due_by < now for t in group),
+        shared_on_time=len(lateness) - len(late), shared_late=len(late),
+        median_minutes_shared_late=statistics.median(late) if late else None,
     )
 
 
 REPORT_COLUMNS = ("setting_urn", "sent", "delivered", "delivered_before_due", "acknowledged",
                   "acknowledged_before_due", "on_time_rate", "median_minutes_to_acknowledge", "escalations",
-                  "unresolved")
+                  "unresolved", "shared_on_time", "shared_late", "median_minutes_shared_late")
 
 
 def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
@@ -471,6 +556,9 @@ def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
         "median_minutes_to_acknowledge": f"{line.median_minutes_to_acknowledge:.1f}"
         if line.median_minutes_to_acknowledge is not None else "",
         "escalations": str(line.escalations), "unresolved": str(line.unresolved),
+        "shared_on_time": str(line.shared_on_time), "shared_late": str(line.shared_late),
+        "median_minutes_shared_late": f"{line.median_minutes_shared_late:.0f}"
+        if line.median_minutes_shared_late is not None else "",
     } for line in lines]
 
 

@@ -27,6 +27,7 @@ from safebus.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
     from safebus.assembly import Settings
+    from safebus.processors.replay import PayloadWindow
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,9 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8443)
     gateway.add_argument("--bootstrap")
 
-    processor = commands.add_parser("processor", help="the router (a Faust worker)")
+    processor = commands.add_parser(
+        "processor", help="the router (a Faust worker)",
+        description="Route incidents. Incidents dated in the future (beyond SAFEBUS_MAX_CLOCK_SKEW_SECONDS) or older "
+                    "than SAFEBUS_MAX_INCIDENT_AGE_DAYS (default 90) are dead-lettered as implausible-time; a backfill "
+                    "of older incidents needs --backfill-from with --backfill-reason and --by, and is audited.")
     processor.add_argument("action", choices=["run"])
     processor.add_argument("--bootstrap")
+    processor.add_argument("--backfill-from", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                           help="also route incidents since this date (recorded as audit.backfill-authorised)")
+    processor.add_argument("--backfill-reason", help="why the backfill is needed (with --backfill-from)")
+    processor.add_argument("--by", metavar="OPERATOR_ID", help="who authorised the backfill (with --backfill-from)")
 
     inbox = commands.add_parser("inbox", help="school inboxes")
     inbox.add_argument("action", choices=["run", "show", "web"])
@@ -119,7 +128,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "backfill_from", None) and not (args.backfill_reason and args.by):
+        parser.error("a backfill needs --backfill-reason TEXT and --by OPERATOR_ID (both are audited)")
     logs.configure(level=args.log_level.upper())
     state = (args.state_dir or state_dir()).resolve()
     names = TopicNames(prefix=args.prefix)
@@ -127,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, state, names)
     except SafebusError as exc:
         print(f"safebus: {exc.diagnostics()}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, PermissionError) as exc:  # a missing file is a setup problem, not a crash
+        print(f"safebus: {exc.strerror}: {exc.filename} (is SAFEBUS_HOME / --state-dir the partnership's "
+              "state directory? 'safebus partnership init' or 'safebus demo' creates one)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -179,7 +195,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":
-        return _processor(settings)
+        return _processor(settings, args)
     if args.command == "inbox":
         return _inbox_run(settings)
     if args.command == "gateway":
@@ -283,9 +299,14 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
+    from safebus.errors import ConfigError
     from safebus.producers.gateway import Gateway, default_credentials_path
 
-    gateway = Gateway(settings, default_credentials_path(settings.state_dir), host=host, port=port)
+    credentials = default_credentials_path(settings.state_dir)
+    if not credentials.exists():
+        raise ConfigError(f"no gateway credentials yet ({credentials} is missing): create one with "
+                          "'safebus gateway credential add --agency ID', then run 'safebus gateway run' again")
+    gateway = Gateway(settings, credentials, host=host, port=port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -329,7 +350,12 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
         print("safebus: rules explain needs an EVENT.json (a police incident, risk assessment or MARAC event)",
               file=sys.stderr)
         return 2
-    text = event.read_text()
+    try:
+        text = event.read_text()
+    except OSError as exc:
+        print(f"safebus: cannot read {event} ({exc.strerror}); try 'safebus rules explain "
+              "schemas/examples/police.domestic-abuse-incident.json'", file=sys.stderr)
+        return 2
     spec = by_type(str(json.loads(text).get("event_type")))
     if spec is None:
         print("safebus: the payload's event_type is not a known contract", file=sys.stderr)
@@ -437,19 +463,37 @@ def _topics(action: str, settings: Settings) -> int:
     return 0
 
 
-def _processor(settings: Settings) -> int:
+def _processor(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.assembly import announce_ruleset, build_handler, ingress_topics, restore_router_state
     from safebus.processors.app import create_app, run_worker
 
     restored = restore_router_state(settings)  # a lost disk or a new machine resumes with the same state
-    handler = build_handler(settings)
+    handler = build_handler(settings, backfill_from=args.backfill_from)
     announce_ruleset(settings)
+    if args.backfill_from:
+        _announce_backfill(settings, handler.payload_window, args)
     logs.get_logger("cli").info("router_state_restored", changes=restored)
     app = create_app(bootstrap=settings.bootstrap, handler=handler,
                      ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")
     run_worker(app)
     return 0
+
+
+def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse.Namespace) -> None:
+    """Put the backfill on the audit record before the first old incident is routed."""
+    from safebus.assembly import utc_now
+    from safebus.kafka_io import produce_all, reliable_producer
+    from safebus.processors.backfill import backfill_authorised
+    from safebus.records import EVENT_ID, Output
+
+    fact = backfill_authorised(window=window, backfill_from=args.backfill_from, by=args.by,
+                               reason=args.backfill_reason, producer=settings.store.load_directory().router().id,
+                               at=utc_now())
+    produce_all(reliable_producer(settings.bootstrap), [Output(
+        topic=settings.names.audit, key=fact.event_id.encode(), value=fact.model_dump_json().encode(),
+        headers=((EVENT_ID, fact.event_id.encode()),))])
+    print(f"backfill from {args.backfill_from} authorised by {args.by}: recorded as {fact.event_id}", flush=True)
 
 
 def _inbox_run(settings: Settings) -> int:

@@ -80,11 +80,16 @@ def add_parser(commands: Any) -> None:
     web.add_argument("--port", type=int, default=8090)
     web.add_argument("--plain-http", action="store_true", help="cookies without Secure (behind a local TLS proxy)")
     web.add_argument("--bootstrap")
-    officer = actions.add_parser("officer", help="dashboard accounts of information-governance officers")
+    from safebus.password_input import CREDENTIAL_SOURCES_HELP, add_password_arguments
+
+    officer = actions.add_parser(
+        "officer", help="dashboard accounts of information-governance officers",
+        description=f"Dashboard accounts of information-governance officers. {CREDENTIAL_SOURCES_HELP}")
     officer.add_argument("officer_action", choices=["add", "reset-password"])
     officer.add_argument("--id", required=True)
     officer.add_argument("--role", choices=["information-governance", "auditor"], default="auditor")
     officer.add_argument("--name", help="display name (add)")
+    add_password_arguments(officer)
 
 
 def _viewer_arguments(action: argparse.ArgumentParser) -> None:
@@ -324,13 +329,11 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _officer(args: argparse.Namespace, settings: Settings) -> int:
-    import getpass
-    import os
-
     from safebus.consumers.officers import OfficerRole, Officers, default_officers_path
+    from safebus.password_input import new_password
 
     officers = Officers(default_officers_path(settings.state_dir))
-    password = os.environ.get("SAFEBUS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    password = new_password(args, what="officer")
     if args.officer_action == "add":
         officers.add(args.id, role=OfficerRole(args.role), display_name=args.name or args.id, password=password)
     else:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import getpass
-import os
 import signal
 import sys
 import threading
@@ -31,20 +29,26 @@ def add_parsers(commands: Any) -> None:
     calendar.add_argument("action", choices=["due-by"])
     calendar.add_argument("--urn", required=True, help="the setting's URN")
     calendar.add_argument("--at", required=True, type=datetime.fromisoformat,
-                          help="when the incident was recorded, ISO 8601 with a UTC offset")
+                          help="when the alert is shared (or, for the police's deadline, when the incident "
+                               "happened), ISO 8601 with a UTC offset")
     encompass = commands.add_parser("encompass", help="Operation Encompass deadlines, escalation and on-time report")
     encompass.add_argument("action", choices=["monitor", "report"])
     encompass.add_argument("--csv", type=Path, help="write the report as CSV to this file")
     encompass.add_argument("--since", type=date.fromisoformat, help="report: incidents recorded from this date")
     encompass.add_argument("--until", type=date.fromisoformat, help="report: incidents recorded before this date")
     encompass.add_argument("--bootstrap")
-    key_adult = commands.add_parser("key-adult", help="Key Adult and deputy accounts of the school web inbox")
+    from safebus.password_input import CREDENTIAL_SOURCES_HELP, add_password_arguments
+
+    key_adult = commands.add_parser(
+        "key-adult", help="Key Adult and deputy accounts of the school web inbox",
+        description=f"Key Adult and deputy accounts of the school web inbox. {CREDENTIAL_SOURCES_HELP}")
     key_adult.add_argument("key_adult_action", choices=["add", "reset-password", "list"])
     key_adult.add_argument("--school", metavar="URN", help="the setting (add, list)")
     key_adult.add_argument("--staff-id", help="the account's staff id (add, reset-password)")
     key_adult.add_argument("--role", choices=["key-adult", "deputy"], default="key-adult")
     key_adult.add_argument("--name", help="display name (add)")
     key_adult.add_argument("--email", help="where notices go (add)")
+    add_password_arguments(key_adult)
 
 
 def due_by(args: argparse.Namespace) -> int:
@@ -70,6 +74,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "monitor":
         worker = build_monitor_worker(settings)
+        if worker.notices is None:
+            print("safebus: SAFEBUS_SMTP is not set: escalation steps are recorded but nobody is e-mailed "
+                  "(set SAFEBUS_SMTP=host:port for the relay)", file=sys.stderr, flush=True)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -146,16 +153,26 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
 
 
 def key_adult(args: argparse.Namespace, settings: Settings) -> int:
-    """Add, reset or list Key Adult accounts (the password is asked for, never given on the command line)."""
+    """Add, reset or list Key Adult accounts (the password is never given on the command line)."""
     from safebus.encompass_assembly import key_adults_for
+    from safebus.password_input import new_password
     from safebus.schemas.encompass import KeyAdultRole
 
     accounts = key_adults_for(settings)
+    if args.key_adult_action == "list" and not args.school:
+        print("safebus: key-adult list needs --school URN", file=sys.stderr)
+        return 2
     if args.key_adult_action == "list":
         for person in accounts.for_setting(args.school):
             print(f"{person.staff_id:24} {person.role.value:10} {person.display_name}")
         return 0
-    password = os.environ.get("SAFEBUS_NEW_PASSWORD") or getpass.getpass("new password: ")
+    missing = [flag for flag, value in (("--staff-id", args.staff_id), ("--school", args.school),
+                                        ("--name", args.name), ("--email", args.email))
+               if not value and (args.key_adult_action == "add" or flag == "--staff-id")]
+    if missing:
+        print(f"safebus: key-adult {args.key_adult_action} needs {', '.join(missing)}", file=sys.stderr)
+        return 2
+    password = new_password(args, what="key adult")
     if args.key_adult_action == "reset-password":
         accounts.reset_password(args.staff_id, password)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from safebus.consumers.audit_ledger import AuditLedger, LogIdentity, LogKey
@@ -138,8 +138,11 @@ def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] =
     return current
 
 
-def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> IncidentHandler:
-    """The router's incident handler, with the Operation Encompass agreement loaded and checked."""
+def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                  backfill_from: date | None = None) -> IncidentHandler:
+    """The router's incident handler, with the agreements loaded and checked (`backfill_from`: see PayloadWindow)."""
+    from safebus.processors.replay import payload_window_from_env
+
     directory = directory_source(settings.store, clock=clock)
     state = ChangelogRouterState(settings.state_dir / "router" / f"{settings.names.prefix}-state.sqlite",
                                  topic=settings.names.router_state)
@@ -152,7 +155,8 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     seen = settings.state_dir / "router" / f"{settings.names.prefix}-seen.sqlite"
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
-                           clock_window=window, reference_state=state)
+                           clock_window=window, reference_state=state,
+                           payload_window=payload_window_from_env(backfill_from=backfill_from))
 
 
 def restore_router_state(settings: Settings) -> int:

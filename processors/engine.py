@@ -369,6 +369,7 @@ class SharingEngine:
             fields_released=rule.fields if outcome is not Outcome.WITHHELD else (),
             output_id=self._output_id(agreement, rule, incident, subject, recipient)
             if outcome is not Outcome.WITHHELD and recipient else None,
+            incident_at=getattr(incident, "incident_at", None),
         )
 
     @staticmethod

@@ -28,7 +28,7 @@ from safebus.logs import get_logger
 from safebus.processors.case_sources import CASE_EVENTS
 from safebus.processors.engine import RoutingResult, SharingEngine, incident_view
 from safebus.processors.reference import apply_reference, reference_facts
-from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
+from safebus.processors.replay import ClockWindow, PayloadWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState
 from safebus.records import EVENT_ID, Origin, Output, dead_letter
@@ -67,6 +67,7 @@ class IncidentHandler:
         replay_guard: ReplayGuard,
         clock_window: ClockWindow,
         reference_state: SqliteRouterState,
+        payload_window: PayloadWindow | None = None,
     ) -> None:
         """
         `directory` returns the current verified directory (it may change: rotations,
@@ -82,6 +83,7 @@ class IncidentHandler:
         self.replay_guard = replay_guard
         self.clock_window = clock_window
         self.reference_state = reference_state
+        self.payload_window = payload_window or PayloadWindow()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -146,6 +148,11 @@ class IncidentHandler:
                       if getattr(event, name) != signed]
         if mismatched:
             return [self._reject(raw, origin, "validate", "metadata-mismatch", ", ".join(mismatched))]
+        implausible = self.payload_window.refusal(
+            event, self.clock(), routed=isinstance(event, (EncompassNotification, police.DomesticAbuseIncident,
+                                                           *CASE_EVENTS)))
+        if implausible:
+            return [self._reject(raw, origin, "validate", "implausible-time", implausible)]
         incident: Event
         if isinstance(event, EncompassNotification):
             incident = incident_view(event)  # a police system published the notification itself

@@ -122,17 +122,27 @@ class EscalationStep(StrEnum):
     RESURFACED = "resurfaced"
     FILE_TRANSFER_PROMPTED = "file-transfer-prompted"
     FILE_TRANSFER_OVERDUE = "file-transfer-overdue"
+    ELECTIVE_HOME_EDUCATION_OFFICER = "elective-home-education-officer"
 
 
 class Escalated(Event):
-    """A delivery deadline step fired: deputies alerted, the LA officer told, an alert resurfaced."""
+    """
+    A delivery deadline step fired: deputies alerted, the LA officer told, an alert resurfaced.
 
+    1.1.0: a step with nobody to tell is recorded as such (`nobody_to_notify`)
+    with the step taken at once instead (`moved_to`), so no escalation ends in
+    silence; the elective-home-education officer is a step.
+    """
+
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.escalated"]
     notification_id: str
     setting_urn: URN | None
     step: EscalationStep
     due_by: AwareDatetime
     notified: tuple[Name, ...] = Field(default=(), description="Staff or desk ids told, never names")
+    nobody_to_notify: bool = Field(default=False, description="Nobody could be told at this step")
+    moved_to: EscalationStep | None = Field(default=None, description="The step brought forward because of that")
 
 
 class EnrolmentMoved(Event):
@@ -170,12 +180,35 @@ class DeadlineSet(Event):
     acknowledged or escalated — and which calendar version said so.
     """
 
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.deadline-set"]
     notification_id: str
     setting_urn: URN | None
-    desk: Name = Field(description="setting, mash (setting unknown), officer or transfer")
+    desk: Name = Field(description="setting, mash (setting unknown), officer (home education) or transfer")
     due_by: AwareDatetime
     calendar_version: Name
+    incident_at: AwareDatetime | None = Field(default=None, description="1.1.0: when the incident happened")
+    police_due_by: AwareDatetime | None = Field(
+        default=None, description="1.1.0: police deadline: next school-day start after the incident")
+    shared_at: AwareDatetime | None = Field(default=None, description="1.1.0: when the router shared it")
+    shared_late_minutes: int | None = Field(
+        default=None, ge=0, description="1.1.0: minutes the police shared it late (0: on time; None: unknown)")
+
+
+class BackfillAuthorised(Event):
+    """
+    An operator started the router accepting incidents older than the payload window (a backfill).
+
+    Old incidents are refused by default (a year typed wrong must not start a
+    clock); loading a backlog is a deliberate act, so who did it, why and from
+    when is on the record before the first old incident is routed.
+    """
+
+    event_type: Literal["audit.backfill-authorised"]
+    backfill_from: date
+    authorised_by: Name
+    reason: Text
+    max_incident_age_days: float = Field(ge=0, description="The window outside the backfill")
 
 
 class ConflictKind(StrEnum):

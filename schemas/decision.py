@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import AgencyId, Event, Name, SubjectToken, Text
+from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name, SubjectToken, Text
 
 
 class Outcome(StrEnum):
@@ -37,7 +37,13 @@ class ConsentStatus(StrEnum):
 
 
 class SharingDecision(Event):
-    """One decision, shared or not, with the agreement clause and lawful basis behind it."""
+    """
+    One decision, shared or not, with the agreement clause and lawful basis behind it.
+
+    1.1.0 adds `incident_at`, so the deadline monitor can measure the police's
+    own clock (shared before the setting's next school day after the incident),
+    and `consent_purpose`, the purpose whose consent the deciding clause tested.
+    """
 
     SCHEMA_VERSION = "1.1.0"
 
@@ -59,6 +65,7 @@ class SharingDecision(Event):
         default=None, description="The consent purpose the clause tested (1.1.0); consent_status is for this purpose")
     fields_released: tuple[Name, ...]
     output_id: str | None
+    incident_at: AwareDatetime | None = Field(default=None, description="When the incident happened, if it says")
 
     @property
     def decision_id(self) -> str:

@@ -262,6 +262,7 @@ def _decision() -> Event:
         agreement_version="1.0.0", clause="notify-setting",
         lawful_basis=("UK GDPR Art 6(1)(c) legal obligation",), consent_status=decision.ConsentStatus.NOT_SOUGHT,
         fields_released=("child_first_name", "child_surname"), output_id="5b1d9e0a-3c2f-5a7b-9d8e-1f0a2b3c4d5e",
+        incident_at=_AT,
     )
 
 
@@ -285,6 +286,8 @@ def _deadline() -> Event:
         notification_id="00000000-0000-5000-8000-000000000021", setting_urn="900101", desk="setting",
         due_by=datetime(2026, 11, 19, 8, 55, tzinfo=UTC),
         calendar_version="sha256:bc2502aec608c825ceb670ec8c8878fca3f67cafeae93d62aec2063105c5e216",
+        incident_at=datetime(2026, 11, 18, 21, 30, tzinfo=UTC), police_due_by=datetime(2026, 11, 19, 8, 55, tzinfo=UTC),
+        shared_at=datetime(2026, 11, 18, 23, 5, tzinfo=UTC), shared_late_minutes=0,
     )
 
 
@@ -375,6 +378,14 @@ def _escalated() -> Event:
     )
 
 
+def _backfill() -> Event:
+    return audit.BackfillAuthorised(
+        **_meta(audit.BackfillAuthorised, "safebus-router", 38), backfill_from=date(2026, 6, 1),
+        authorised_by="ops-1", reason="Load the force's backlog after the records-system migration",
+        max_incident_age_days=90,
+    )
+
+
 def _moved() -> Event:
     return audit.EnrolmentMoved(
         **_meta(audit.EnrolmentMoved, "safebus-router", 34, subjects=(_SUBJECT,)),
@@ -407,7 +418,7 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
         _risk, _marac_referral, _marac_listed, _marac_research, _marac_action, _marac_update, _child_referral,
         _adult_concern, _mash, _consent, _consent_withdrawn, _dvds_application, _dvds_decision, _decision, _erased,
         _referral, _received, _delivered, _dead_lettered, _directory_entry, _ruleset, _viewed, _audit_acknowledged,
-        _escalated, _moved, _transfer_confirmed, _case_referral, _deadline, _state_conflict,
+        _escalated, _moved, _transfer_confirmed, _case_referral, _deadline, _state_conflict, _backfill,
     )
 }
 """Example builders by event type."""

@@ -138,7 +138,7 @@ CONTRACTS: tuple[ContractSpec, ...] = (
     *(_spec(model, Family.AUDIT, {_K.ROUTER}, Compatibility.BACKWARD_TRANSITIVE)
       for model in (audit.Delivered, audit.DeadLettered, audit.DirectoryEntryPublished, audit.RulesetLoaded,
                     audit.AuditViewed, audit.Escalated, audit.EnrolmentMoved, audit.DeadlineSet,
-                    audit.StateConflict)),
+                    audit.StateConflict, audit.BackfillAuthorised)),
     _spec(audit.Acknowledged, Family.AUDIT, {_K.SCHOOL}, Compatibility.BACKWARD_TRANSITIVE),
     _spec(audit.FileTransferConfirmed, Family.AUDIT, {_K.SCHOOL}, Compatibility.BACKWARD_TRANSITIVE),
 )
