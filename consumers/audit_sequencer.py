@@ -93,6 +93,7 @@ class AuditSequencer:
         now = self.clock()
         facts: list[NewFact] = []
         refused: list[Output] = []
+        directory: Directory | None = None  # read once per batch, and only if the batch holds audit records
         for record in records:
             fact: Event
             try:
@@ -101,7 +102,8 @@ class AuditSequencer:
                 elif record.topic == self.names.agencies:
                     fact = fact_from_directory_record(record, observed_at=now)
                 else:
-                    signer = verify_fact(record, self.directory())
+                    directory = directory or self.directory()
+                    signer = verify_fact(record, directory)
                     fact = fact_from_audit_record(record)
                     _log.debug("audit_fact_attributed", fact_id=fact.event_id, signer=signer)
             except UnattributedFact as exc:

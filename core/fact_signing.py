@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import cached_property
 
 from confluent_kafka import Producer
 from cryptography.exceptions import InvalidSignature
@@ -75,6 +76,11 @@ class FactSigner:
     keys: PrivateKeys
     audit_topic: str
 
+    @cached_property
+    def key_id(self) -> str:
+        """The key id the signatures name (computed once: it is in every header)."""
+        return self.keys.public().signing_key_id
+
     @property
     def signer_id(self) -> str:
         """The directory id the signatures name."""
@@ -88,7 +94,7 @@ class FactSigner:
         headers = (
             *(h for h in output.headers if h[0] not in _HEADERS),
             (FACT_SIGNER, self.keys.agency_id.encode()),
-            (FACT_KEY_ID, self.keys.public().signing_key_id.encode()),
+            (FACT_KEY_ID, self.key_id.encode()),
             (FACT_SIGNATURE, b64e(signature).encode()),
         )
         return replace(output, headers=headers)
