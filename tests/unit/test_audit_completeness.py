@@ -181,3 +181,20 @@ def test_audit_verify_exits_non_zero_on_an_export_without_checkpoints(tmp_path: 
     result = _verify(tmp_path / "home", str(cut), "--vkey", ledger.identity.vkey)
     assert result.returncode == 1, result.stdout
     assert "no signed checkpoint" in result.stdout
+
+
+def test_audit_verify_exits_non_zero_on_a_fork_of_a_checkpoint_given(tmp_path: Path) -> None:
+    """A rewritten log under the same key passes alone, and exits 1 against the checkpoint the auditor kept."""
+    key = tmp_path / "key.pem"
+    honest = _log(tmp_path / "a", key, [_decision(n) for n in range(15)])
+    note = tmp_path / "seen.checkpoint"
+    note.write_text(_note(_checkpoints(_export(honest))[-1]), encoding="utf-8")
+    (tmp_path / "b").mkdir()
+    fork = _log(tmp_path / "b", key, [_decision(n) for n in range(9)] +
+                [_decision(n, outcome=Outcome.WITHHELD) for n in range(9, 22)])
+    export = _write(tmp_path / "fork.jsonl", _export(fork))
+    vkey = fork.identity.vkey
+    assert _verify(tmp_path / "home", str(export), "--vkey", vkey, "--no-pin").returncode == 0
+    result = _verify(tmp_path / "home", str(export), "--vkey", vkey, "--checkpoint", str(note))
+    assert result.returncode == 1, result.stdout
+    assert "forked" in result.stdout
