@@ -15,6 +15,14 @@ valid fact is not dropped: it is dead-lettered with the reason, and that dead
 letter in turn becomes a fact.  The leaf order across the audit topic's
 partitions is the order this sequencer read them in; what the log guarantees
 is that, once appended, a fact's place never changes.
+
+Attribution: a record on the audit topic is appended only if one of the
+partnership's own components signed it with a key the directory lists
+(`safebus.fact_signing`); an unsigned fact, one signed by a key the directory
+does not hold, or one whose bytes the signature does not cover is
+dead-lettered with the reason (``unsigned-fact``, ``unknown-fact-signer``,
+``revoked-key``, ``bad-fact-signature``), so what anyone with a Kafka client
+writes there is evidenced as a refusal, never as a fact.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from safebus.consumers.audit_facts import (
     leaf_bytes,
 )
 from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.directory import Directory
+from safebus.fact_signing import UnattributedFact, verify_fact
 from safebus.kafka_io import produce_all, reliable_producer
 from safebus.logs import get_logger
 from safebus.records import Output, Record, dead_letter
@@ -50,10 +60,14 @@ class AuditSequencer:
     """Appends every fact on the bus to the ledger, once, and publishes checkpoints."""
 
     def __init__(self, *, bootstrap: str, names: TopicNames, ledger: AuditLedger,
-                 clock: Callable[[], datetime],
+                 clock: Callable[[], datetime], directory: Callable[[], Directory],
                  on_appended: Callable[[list[int]], object] | None = None) -> None:
-        """`on_appended` is told the new leaf indexes after each batch (the projection follows the log)."""
+        """
+        `directory` returns the current verified directory (whose keys may sign facts);
+        `on_appended` is told the new leaf indexes after each batch (the projection follows the log).
+        """
         self.bootstrap = bootstrap
+        self.directory = directory
         self.names = names
         self.ledger = ledger
         self.clock = clock
@@ -79,6 +93,7 @@ class AuditSequencer:
         now = self.clock()
         facts: list[NewFact] = []
         refused: list[Output] = []
+        directory: Directory | None = None  # read once per batch, and only if the batch holds audit records
         for record in records:
             fact: Event
             try:
@@ -87,7 +102,16 @@ class AuditSequencer:
                 elif record.topic == self.names.agencies:
                     fact = fact_from_directory_record(record, observed_at=now)
                 else:
+                    directory = directory or self.directory()
+                    signer = verify_fact(record, directory)
                     fact = fact_from_audit_record(record)
+                    _log.debug("audit_fact_attributed", fact_id=fact.event_id, signer=signer)
+            except UnattributedFact as exc:
+                _log.warning("audit_fact_unattributed", topic=record.topic, partition=record.partition,
+                             offset=record.offset, reason=exc.reason)
+                refused.append(dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE,
+                                           reason=exc.reason, detail=str(exc), topic=self.names.deadletter))
+                continue
             except NotAFact as exc:
                 refused.append(dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE,
                                            reason="not-an-audit-fact", detail=str(exc),

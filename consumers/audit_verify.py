@@ -9,11 +9,21 @@ log's verifier key (published by the partnership, pinned by the auditor):
   verifier key; one line per leaf (its index, the fact, and the log's receipt
   for it); and every signed checkpoint;
 - `verify_export` recomputes every leaf hash and the whole RFC 9162 tree,
-  checks each receipt, each checkpoint's signature, that each checkpoint's root
-  is the recomputed tree's root at that size, and that consecutive checkpoints
-  are consistent.  On a change, deletion, insertion or reordering it names the
-  leaf index that is wrong: a receipt binds one leaf hash to one index, so the
-  first position whose leaf or number does not match its receipt is the place;
+  checks each receipt, each checkpoint's signature, and that each checkpoint's
+  root is the recomputed tree's root at that size (so the export's own
+  checkpoints are consistent with each other by construction).  On a change,
+  deletion, insertion or reordering it names the leaf index that is wrong: a
+  receipt binds one leaf hash to one index, so the first position whose leaf
+  or number does not match its receipt is the place;
+- an export must end with a signed checkpoint covering every leaf: one with no
+  checkpoint, or with leaves no checkpoint covers, proves nothing about what
+  was cut off and fails;
+- checkpoints the auditor saw before (given, or pinned on this machine by an
+  earlier verification, `safebus.consumers.audit_pins`) must be covered: an
+  export shorter than one fails, and the export's newest checkpoint must
+  extend each of them by an RFC 9162 consistency proof built from the
+  exported leaves and checked against the *earlier* checkpoint's signed root —
+  a log rewritten since, or a fork, fails even though it is self-consistent;
 - proofs are self-contained JSON bundles (fact, index, size, audit path and the
   signed checkpoint) that `check_inclusion` verifies with the verifier key
   alone, without the log.
@@ -30,10 +40,9 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import pairwise
 from typing import Any
 
-from safebus.checkpoint import CheckpointError
+from safebus.checkpoint import Checkpoint, CheckpointError
 from safebus.consumers.audit_ledger import AuditLedger, LogIdentity
 from safebus.jcs import canonical_json
 from safebus.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
@@ -48,15 +57,25 @@ def _b64(data: bytes) -> str:
 
 
 def export_lines(ledger: AuditLedger, *, now: datetime) -> Iterator[str]:
-    """The whole log as export lines, ending with a checkpoint that covers every leaf."""
+    """
+    The whole log as export lines, ending with a checkpoint that covers every leaf.
+
+    Leaves a running sequencer appends while the export is read are left out
+    (the export stops at the checkpoint signed for it), so it is always covered.
+    """
     ledger.make_checkpoint(now=now)
+    latest = ledger.latest_checkpoint()
+    size = latest.size if latest is not None else 0
     yield json.dumps({"format": EXPORT_FORMAT, "origin": ledger.identity.origin, "vkey": ledger.identity.vkey,
                       "exported_at": now.isoformat()})
     for leaf in ledger.leaves():
+        if leaf.index >= size:
+            break
         yield json.dumps({"index": leaf.index, "fact": json.loads(leaf.body), "receipt": _b64(leaf.receipt)},
                          ensure_ascii=False)
     for checkpoint in ledger.checkpoints():
-        yield json.dumps({"checkpoint": checkpoint.note.decode()})
+        if checkpoint.size <= size:
+            yield json.dumps({"checkpoint": checkpoint.note.decode()})
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,12 @@ class Report:
     covered: int = 0
     root: bytes = b""
     problems: list[Problem] = field(default_factory=list)
+    newest: Checkpoint | None = None
+    """The export's verified checkpoint covering the most leaves (what a verifier pins)."""
+    newest_note: str | None = None
+    """`newest` as its signed note."""
+    extended: int = 0
+    """How many checkpoints seen before the export was proved (RFC 9162 consistency) to extend."""
 
     @property
     def ok(self) -> bool:
@@ -92,8 +117,16 @@ class Report:
         return min(named) if named else None
 
 
-def verify_export(lines: Iterable[str], *, pinned: LogIdentity | None = None) -> Report:
-    """Verify an export line by line; `pinned` is the verifier key the auditor trusts (else the header's)."""
+def verify_export(lines: Iterable[str], *, pinned: LogIdentity | None = None, seen: Iterable[str] = (),
+                  complete: bool = True) -> Report:
+    """
+    Verify an export line by line; `pinned` is the verifier key the auditor trusts (else the header's).
+
+    `seen` are checkpoint notes the auditor holds from before: the export must
+    cover and consistently extend each.  `complete` (exports) requires a
+    checkpoint covering every leaf; the dashboard's live view of a running log,
+    whose newest leaves wait for the next checkpoint, passes False.
+    """
     report = Report()
     iterator = iter(lines)
     try:
@@ -125,6 +158,10 @@ def verify_export(lines: Iterable[str], *, pinned: LogIdentity | None = None) ->
         _check_leaf(entry, tree, identity, report)
     report.leaves = tree.size
     _check_checkpoints(notes, tree, identity, report)
+    if complete:
+        _check_complete(report)
+    for note in seen:
+        _check_extends(note, tree, identity, report)
     report.root = tree.root(tree.size)
     return report
 
@@ -162,7 +199,7 @@ def _check_leaf(entry: dict[str, Any], tree: MerkleTree, identity: LogIdentity, 
 
 
 def _check_checkpoints(notes: list[str], tree: MerkleTree, identity: LogIdentity, report: Report) -> None:
-    verified: list[tuple[int, bytes]] = []
+    verified: list[Checkpoint] = []
     for note in notes:
         try:
             checkpoint = identity.open(note.encode())
@@ -179,15 +216,53 @@ def _check_checkpoints(notes: list[str], tree: MerkleTree, identity: LogIdentity
             report.problems.append(Problem(where, f"the first {checkpoint.size} leaves do not hash to the signed "
                                                   "checkpoint's root"))
             continue
-        verified.append((checkpoint.size, checkpoint.root_hash))
-    verified.sort()
-    for (old_size, old_root), (new_size, new_root) in pairwise(verified):
-        try:
-            verify_consistency(old_size, new_size, old_root, new_root, tree.consistency_proof(old_size, new_size))
-        except ProofError as exc:
-            report.problems.append(Problem(None, f"checkpoints {old_size} and {new_size} are inconsistent: {exc}"))
+        verified.append(checkpoint)
+        if report.newest is None or checkpoint.size > report.newest.size:
+            report.newest, report.newest_note = checkpoint, note
+    # Each verified root is the recomputed tree's at its size, so they are consistent with one another;
+    # consistency proofs are needed against checkpoints from outside the export (`_check_extends`).
     report.checkpoints = len(verified)
-    report.covered = verified[-1][0] if verified else 0
+    report.covered = report.newest.size if report.newest else 0
+
+
+def _check_complete(report: Report) -> None:
+    """An export proves it is whole only with a signed checkpoint over every leaf."""
+    if report.newest is None:
+        report.problems.append(Problem(None, f"no signed checkpoint: nothing shows these {report.leaves} leaves "
+                                             "are the log, or that none were cut off (an export ends with one)"))
+    elif report.covered < report.leaves:
+        report.problems.append(Problem(None, f"not covered: leaves {report.covered} to {report.leaves - 1} "
+                                             "follow the last signed checkpoint that verifies"))
+
+
+def _check_extends(note: str, tree: MerkleTree, identity: LogIdentity, report: Report) -> None:
+    """
+    The export must hold a checkpoint seen before and extend it: an RFC 9162 consistency proof.
+
+    The proof comes from the exported leaves; the old root from the earlier
+    signed checkpoint, the new from the export's newest — so a log rewritten
+    after the earlier checkpoint was seen fails, however self-consistent.
+    """
+    try:
+        old = identity.open(note.encode())
+    except CheckpointError as exc:
+        report.problems.append(Problem(None, f"a checkpoint seen before does not verify with this log's key: {exc}"))
+        return
+    newest = report.newest
+    if old.size > tree.size or newest is None or old.size > newest.size:
+        held = newest.size if newest is not None else 0
+        report.problems.append(Problem(tree.size if old.size > tree.size else None,
+                                       f"truncated: a checkpoint seen before covers {old.size} leaves, this export "
+                                       f"holds {tree.size} and its signed checkpoints prove {held}"))
+        return
+    try:
+        proof = tree.consistency_proof(old.size, newest.size)
+        verify_consistency(old.size, newest.size, old.root_hash, newest.root_hash, proof)
+    except ProofError as exc:
+        report.problems.append(Problem(None, f"forked: the log of {newest.size} leaves does not extend the "
+                                             f"checkpoint of {old.size} seen before: {exc}"))
+        return
+    report.extended += 1
 
 
 def inclusion_bundle(ledger: AuditLedger, fact_id: str, *, now: datetime) -> dict[str, Any]:

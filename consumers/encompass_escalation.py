@@ -35,7 +35,7 @@ from safebus.consumers._delivery import delivery_consumer, run_batches
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
 from safebus.records import EVENT_ID, Output, Record
 from safebus.schemas.audit import EscalationStep
@@ -148,16 +148,16 @@ class MonitorWorker:
     """Feeds the monitor from the audit topic and takes due steps on every tick."""
 
     def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
-                 notices: EscalationNotices | None, clock: Callable[[], datetime],
+                 notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
                  group_id: str = "safebus-encompass-monitor") -> None:
-        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run)."""
+        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes."""
         self.bootstrap = bootstrap
         self.names = names
         self.monitor = monitor
         self.notices = notices
         self.clock = clock
         self.group_id = group_id
-        self._producer = reliable_producer(bootstrap)
+        self.facts = facts
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
@@ -177,9 +177,9 @@ class MonitorWorker:
         self.monitor.observe(facts)
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
-            produce_all(self._producer, [Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                                value=d.model_dump_json().encode(),
-                                                headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                       value=d.model_dump_json().encode(),
+                                       headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
         self.tick()
 
     def tick(self) -> int:
@@ -205,9 +205,9 @@ class MonitorWorker:
             # A dry run tells nobody by design: its steps keep their times.
             fact = self.monitor.step_fact(step, at=now, notified=notified,
                                           reached_nobody=self.notices is not None and not notified)
-            produce_all(self._producer, [Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
-                                                value=fact.model_dump_json().encode(),
-                                                headers=((EVENT_ID, fact.event_id.encode()),))])
+            self.facts.publish([Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
+                                       value=fact.model_dump_json().encode(),
+                                       headers=((EVENT_ID, fact.event_id.encode()),))])
             self.monitor.mark_fired(step, at=now, reached_nobody=fact.nobody_to_notify)
             _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,
                       notified=len(notified), moved_to=fact.moved_to, event_id=fact.event_id)

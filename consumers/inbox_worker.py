@@ -24,7 +24,8 @@ from safebus.consumers.inbox_store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope, SafebusError
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.fact_signing import FactPublisher, FactSigner
+from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
@@ -59,6 +60,7 @@ class InboxWorker:
         names: TopicNames,
         clock: Callable[[], datetime],
         subject_keys: KeyService,
+        fact_signer: FactSigner,
         group_id: str = "safebus-school-inbox",
         notify: Callable[[set[str]], object] | None = None,
     ) -> None:
@@ -78,8 +80,8 @@ class InboxWorker:
         self._consumer = delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
-        self.publish_audit: Callable[[list[Output]], None] = lambda facts: produce_all(self._producer, facts)
-        """Where delivery facts go (the audit topic, acknowledged by the broker); tests may capture them."""
+        self.publish_audit: Callable[[list[Output]], None] = FactPublisher(fact_signer, self._producer)
+        """Where delivery facts go (signed by `fact_signer`, to the audit topic, acknowledged by the broker)."""
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""

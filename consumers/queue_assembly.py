@@ -20,6 +20,7 @@ from safebus.consumers.queue_worker import HostedRecipient, QueueWorker
 from safebus.consumers.receipts import send_due_receipts
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.errors import ConfigError
+from safebus.fact_signing import Service, fact_signer
 from safebus.producers.publisher import AgencyPublisher
 from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.topics import TopicNames, channel_templates
@@ -114,6 +115,7 @@ def build_queue_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
         bootstrap=settings.bootstrap, recipients=hosted, directory=directory_source(store, clock=clock),
         store=open_queue_store(settings), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir), group_id=f"{settings.names.prefix}-referral-queues",
+        fact_signer=fact_signer(store, Service.QUEUE_WORKER, audit_topic=settings.names.audit),
     )
 
 

@@ -26,7 +26,8 @@ from safebus.consumers.queue_store import QueueStore, ReferralArrival
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.fact_signing import FactPublisher, FactSigner
+from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
@@ -62,6 +63,7 @@ class QueueWorker:
         names: TopicNames,
         clock: Callable[[], datetime],
         subject_keys: KeyService,
+        fact_signer: FactSigner,
         group_id: str = "safebus-referral-queues",
     ) -> None:
         """Subscribe nothing yet; `run` does."""
@@ -75,8 +77,8 @@ class QueueWorker:
         self._group_id = group_id
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
-        self.publish_audit: Callable[[list[Output]], None] = lambda facts: produce_all(self._producer, facts)
-        """Where delivery facts go (the audit topic, acknowledged by the broker); tests may capture them."""
+        self.publish_audit: Callable[[list[Output]], None] = FactPublisher(fact_signer, self._producer)
+        """Where delivery facts go (signed by `fact_signer`, to the audit topic, acknowledged by the broker)."""
 
     @property
     def topics(self) -> list[str]:

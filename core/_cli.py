@@ -401,10 +401,13 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
 def _erase(settings: Settings, *, token: str, reason: str, requested_by: str) -> int:
     from safebus.assembly import key_service_for, utc_now
     from safebus.erasure import erase_subject
+    from safebus.fact_signing import Service, fact_publisher
 
     fact = erase_subject(
         token=token, requested_by=requested_by, reason=reason, keys=key_service_for(settings.state_dir),
-        bootstrap=settings.bootstrap, audit_topic=settings.names.audit,
+        bootstrap=settings.bootstrap, facts=fact_publisher(settings.store, Service.CONSOLE,
+                                                           audit_topic=settings.names.audit,
+                                                           bootstrap=settings.bootstrap),
         operator=settings.store.load_directory().router().id, now=utc_now(),
     )
     print(f"erased {token}: destroyed {len(fact.key_ids_destroyed)} key(s); recorded as {fact.event_id}")

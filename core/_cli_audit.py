@@ -37,6 +37,10 @@ def add_parser(commands: Any) -> None:
     verify = actions.add_parser("verify", help="verify an export (or this machine's log); name any tampered leaf")
     verify.add_argument("file", nargs="?", type=Path, help="an export; the live log when omitted")
     verify.add_argument("--vkey", help="the log's verifier key as published (pin it; else the export's own)")
+    verify.add_argument("--checkpoint", type=Path, action="append", default=[], metavar="FILE",
+                        help="a signed checkpoint seen before (as published): the log must cover and extend it")
+    verify.add_argument("--no-pin", action="store_true",
+                        help="neither check nor advance the checkpoint this machine pinned at its last verify")
     prove = actions.add_parser("prove", help="print an inclusion proof for a fact, or a consistency proof")
     prove.add_argument("--event", metavar="FACT_ID", help="the fact (audit event id) to prove")
     prove.add_argument("--from-size", type=int, help="consistency: the older checkpoint's size")
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _check_proof(args.file, args.vkey)
     if args.audit_action == "verify" and args.file is not None:
         with args.file.open(encoding="utf-8") as lines:  # streamed: a million-leaf export is ~1 GB
-            return _verify_lines((line.rstrip("\n") for line in lines), args.vkey)
+            return _verify_lines((line.rstrip("\n") for line in lines), args.vkey, args, settings)
     ledger = open_ledger(settings)
     try:
         return _on_ledger(args, ledger, settings)
@@ -167,7 +171,7 @@ def _on_ledger(args: argparse.Namespace, ledger: Any, settings: Settings) -> int
         print(f"exported {ledger.size} leaves to {args.file}")
         return 0
     if action == "verify":
-        return _verify_lines(export_lines(ledger, now=now), args.vkey or ledger.identity.vkey)
+        return _verify_lines(export_lines(ledger, now=now), args.vkey or ledger.identity.vkey, args, settings)
     if action == "prove":
         if args.event:
             bundle = inclusion_bundle(ledger, args.event, now=now)
@@ -183,15 +187,38 @@ def _on_ledger(args: argparse.Namespace, ledger: Any, settings: Settings) -> int
     raise AssertionError(action)
 
 
-def _verify_lines(lines: Iterable[str], vkey: str | None) -> int:
+def _verify_lines(lines: Iterable[str], vkey: str | None, args: argparse.Namespace, settings: Settings) -> int:
+    """
+    Verify export lines against the given checkpoints and this machine's pin; advance the pin if they verify.
+
+    The pin is looked up by the pinned key (`vkey`), else by the key the export names.
+    """
+    from itertools import chain
+
     from safebus.consumers.audit_ledger import LogIdentity
+    from safebus.consumers.audit_pins import CheckpointPins
     from safebus.consumers.audit_verify import verify_export
 
-    report = verify_export(lines, pinned=LogIdentity.from_vkey(vkey) if vkey else None)
+    stream = iter(lines)
+    first = next(stream, "")
+    seen = [_checkpoint_note(path) for path in args.checkpoint]
+    pins, pin_identity = None, None
+    if not args.no_pin:
+        pins = CheckpointPins(settings.state_dir / "audit-pins")
+        pin_identity = _header_identity(vkey, first)
+        pinned_note = pins.load(pin_identity) if pin_identity else None
+        if pinned_note is not None:
+            seen.append(pinned_note)
+    report = verify_export(chain([first], stream), pinned=LogIdentity.from_vkey(vkey) if vkey else None, seen=seen)
     if report.ok:
         print(f"verified: {report.leaves} leaves, {report.checkpoints} checkpoints, "
               f"root {report.root.hex()} (all leaves covered by a signed checkpoint: "
               f"{'yes' if report.covered == report.leaves else f'no, {report.covered}'})")
+        if seen:
+            print(f"extends every checkpoint seen before ({report.extended}): consistency proved")
+        if (pins is not None and pin_identity is not None and report.newest and report.newest_note
+                and pins.advance(pin_identity, report.newest_note, report.newest)):
+            print(f"pinned the checkpoint of {report.newest.size} leaves in {pins.path(pin_identity)}")
         if vkey is None:
             print("note: checked against the export's own key; pin the published key with --vkey")
         return 0
@@ -199,6 +226,27 @@ def _verify_lines(lines: Iterable[str], vkey: str | None) -> int:
     for problem in report.problems[:50]:
         print(f"  {problem}")
     return EXIT_NOT_VERIFIED
+
+
+def _checkpoint_note(path: Path) -> str:
+    """A checkpoint file's signed note: as published on the checkpoint topic, or an export's checkpoint line."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    return str(parsed["checkpoint"]) if isinstance(parsed, dict) and "checkpoint" in parsed else text
+
+
+def _header_identity(vkey: str | None, header_line: str) -> Any:
+    """The log identity a verification's pin belongs to: the pinned key, else the export header's (or None)."""
+    from safebus.consumers.audit_ledger import LogIdentity
+
+    try:
+        named = vkey or json.loads(header_line).get("vkey")
+        return LogIdentity.from_vkey(str(named)) if named else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def _check_proof(path: Path, vkey: str) -> int:
@@ -221,18 +269,22 @@ def _check_proof(path: Path, vkey: str) -> int:
     return 0
 
 
-def _view_recorder(settings: Settings) -> Any:
-    """Publishes each view fact to the audit topic and waits for the broker: no view goes unrecorded."""
-    from safebus.kafka_io import produce_all, reliable_producer
+def _view_recorder(settings: Settings, *, web: bool = False) -> Any:
+    """
+    Publishes each view fact to the audit topic and waits for the broker: no view goes unrecorded.
+
+    Signed as the audit dashboard (`web`) or the command line, so the sequencer can attribute it.
+    """
+    from safebus.fact_signing import Service, fact_publisher
     from safebus.records import EVENT_ID, Output
     from safebus.schemas.audit import AuditViewed
 
-    producer = reliable_producer(settings.bootstrap)
+    facts = fact_publisher(settings.store, Service.AUDIT_WEB if web else Service.CONSOLE,
+                           audit_topic=settings.names.audit, bootstrap=settings.bootstrap)
 
     def record(fact: AuditViewed) -> None:
-        produce_all(producer, [Output(topic=settings.names.audit, key=fact.event_id.encode(),
-                                      value=fact.model_dump_json().encode(),
-                                      headers=((EVENT_ID, fact.event_id.encode()),))])
+        facts.publish([Output(topic=settings.names.audit, key=fact.event_id.encode(),
+                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return record
 
@@ -322,7 +374,7 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     dashboard = AuditDashboard(
         projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
         tokeniser=tokeniser_for(settings.state_dir), officers=Officers(default_officers_path(settings.state_dir)),
-        record_view=_view_recorder(settings), clock=lambda: datetime.now(UTC),
+        record_view=_view_recorder(settings, web=True), clock=lambda: datetime.now(UTC),
         secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http)
     run_app(dashboard.app(), host=args.host, port=args.port)
     return 0

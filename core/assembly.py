@@ -22,7 +22,8 @@ from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
-from safebus.kafka_io import produce_all, read_topic, reliable_producer
+from safebus.fact_signing import Service, fact_publisher, fact_signer
+from safebus.kafka_io import read_topic
 from safebus.keys import PrivateKeys
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
@@ -168,10 +169,11 @@ def restore_router_state(settings: Settings) -> int:
 def announce_ruleset(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:
     """Record on the audit topic which agreement files the router is about to route under (once per set)."""
     directory = settings.store.load_directory()
-    fact = ruleset_loaded(agreement_files(), producer=directory.router().id, at=clock())
-    produce_all(reliable_producer(settings.bootstrap), [Output(
-        topic=settings.names.audit, key=fact.ruleset_sha256.encode(), value=fact.model_dump_json().encode(),
-        headers=((EVENT_ID, fact.event_id.encode()),))])
+    router = directory.router().id
+    fact = ruleset_loaded(agreement_files(), producer=router, at=clock())
+    fact_publisher(settings.store, router, audit_topic=settings.names.audit, bootstrap=settings.bootstrap).publish([
+        Output(topic=settings.names.audit, key=fact.ruleset_sha256.encode(), value=fact.model_dump_json().encode(),
+               headers=((EVENT_ID, fact.event_id.encode()),))])
 
 
 def open_ledger(settings: Settings, *, read_only: bool = False) -> AuditLedger:
@@ -200,7 +202,8 @@ def build_audit_sequencer(settings: Settings, *, clock: Callable[[], datetime] =
                           on_appended: Callable[[list[int]], object] | None = None) -> AuditSequencer:
     """The sequencer that appends every fact on the bus to this machine's audit ledger."""
     return AuditSequencer(bootstrap=settings.bootstrap, names=settings.names, ledger=open_ledger(settings),
-                          clock=clock, on_appended=on_appended)
+                          clock=clock, directory=directory_source(settings.store, clock=clock),
+                          on_appended=on_appended)
 
 
 def ingress_topics(settings: Settings) -> list[str]:
@@ -265,5 +268,6 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
         bootstrap=settings.bootstrap, schools=hosted, directory=directory_source(store, clock=clock),
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
+        fact_signer=fact_signer(store, Service.INBOX_WORKER, audit_topic=settings.names.audit),
         group_id=f"{settings.names.prefix}-school-inbox", notify=notify,
     )

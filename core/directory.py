@@ -54,6 +54,8 @@ class AgencyKind(StrEnum):
     IDVA = "idva"
     MARAC = "marac"
     HEALTH = "health"
+    SERVICE = "service"
+    """One of the partnership's own services (inbox worker, web apps...): its key signs the audit facts it writes."""
 
 
 class KeyStatus(StrEnum):

@@ -33,7 +33,7 @@ from safebus.consumers.key_adults import (
 )
 from safebus.consumers.school_web import PendingTransfer
 from safebus.directory import AgencyKind
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.fact_signing import Service, fact_publisher
 from safebus.producers.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
@@ -87,7 +87,9 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
         notices = EscalationNotices(notifier=notifier, key_adults=key_adults_for(settings),
                                     settings=education_settings(settings.store.load_directory()), monitor=monitor)
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
-                         clock=clock)
+                         clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
+                                                           audit_topic=settings.names.audit,
+                                                           bootstrap=settings.bootstrap))
 
 
 def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
@@ -103,7 +105,7 @@ def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
     """
     store = settings.store
     directory = store.load_directory()
-    producer = reliable_producer(settings.bootstrap)
+    facts = fact_publisher(store, Service.INBOX_WEB, audit_topic=settings.names.audit, bootstrap=settings.bootstrap)
     publishers: dict[str, AgencyPublisher] = {}
 
     def publisher_for(urn: str) -> AgencyPublisher:
@@ -128,9 +130,8 @@ def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
             staff_id=event.acknowledged_by.staff_id, role=event.acknowledged_by.role.value,
             acknowledged_at=event.acknowledged_at, due_by=tracked.due_by if tracked else None,
         )
-        produce_all(producer, [Output(topic=settings.names.audit, key=event.notification_id.encode(),
-                                      value=fact.model_dump_json().encode(),
-                                      headers=((EVENT_ID, fact.event_id.encode()),))])
+        facts.publish([Output(topic=settings.names.audit, key=event.notification_id.encode(),
+                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return acknowledged
 
@@ -180,11 +181,11 @@ def transfers_lookup(monitor: EncompassMonitor) -> Callable[[str], list[PendingT
 
 def transfer_confirmation_publisher(settings: Settings) -> Callable[[FileTransferConfirmed], None]:
     """Publishes a Key Adult's confirmation that a file was sent on, as an audit fact (the monitor closes it)."""
-    producer = reliable_producer(settings.bootstrap)
+    facts = fact_publisher(settings.store, Service.INBOX_WEB, audit_topic=settings.names.audit,
+                           bootstrap=settings.bootstrap)
 
     def publish(fact: FileTransferConfirmed) -> None:
-        produce_all(producer, [Output(topic=settings.names.audit, key=fact.transfer_id.encode(),
-                                      value=fact.model_dump_json().encode(),
-                                      headers=((EVENT_ID, fact.event_id.encode()),))])
+        facts.publish([Output(topic=settings.names.audit, key=fact.transfer_id.encode(),
+                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return publish

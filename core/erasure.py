@@ -17,7 +17,7 @@ from datetime import datetime
 from safebus.deploy.broker import is_reachable
 from safebus.envelope import canonical_json
 from safebus.errors import BrokerError, ConfigError
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.fact_signing import FactPublisher
 from safebus.keyservice import KeyService
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
@@ -27,10 +27,10 @@ _TOKEN = re.compile(r"^subj_[0-9a-f]{32}$")
 
 
 def erase_subject(
-    *, token: str, requested_by: str, reason: str, keys: KeyService, bootstrap: str, audit_topic: str,
+    *, token: str, requested_by: str, reason: str, keys: KeyService, bootstrap: str, facts: FactPublisher,
     operator: str, now: datetime,
 ) -> SubjectErased:
-    """Destroy `token`'s keys and record it on `audit_topic`; raises ConfigError or BrokerError."""
+    """Destroy `token`'s keys and record it on the audit topic, signed by `facts`; raises ConfigError or BrokerError."""
     if not _TOKEN.match(token):
         raise ConfigError("a subject is named by its token (subj_ and 32 hex digits): see 'safebus subject token'")
     # (1): an erasure that cannot be recorded must not happen.
@@ -44,7 +44,7 @@ def erase_subject(
                          event_id=str(uuid.uuid4()), subjects=(token,)),
         subject=token, key_ids_destroyed=tuple(destroyed), requested_by=requested_by, reason=reason,
     )
-    record = Output(topic=audit_topic, key=fact.event_id.encode(), value=canonical_json(fact.model_dump(mode="json")),
-                    headers=((EVENT_ID, fact.event_id.encode()),))
-    produce_all(reliable_producer(bootstrap), [record])
+    record = Output(topic=facts.signer.audit_topic, key=fact.event_id.encode(),
+                    value=canonical_json(fact.model_dump(mode="json")), headers=((EVENT_ID, fact.event_id.encode()),))
+    facts.publish([record])
     return fact

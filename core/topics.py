@@ -170,8 +170,9 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         key="audit", role=TopicRole.AUDIT, address=names.audit, partitions=3,
         config={"retention.ms": "-1", "cleanup.policy": "delete"},
         messages=tuple(s.event_type for s in in_family(Family.AUDIT)),
-        publishers=(AgencyKind.ROUTER.value,), subscribers=(INFORMATION_GOVERNANCE,),
-        description="Every sharing decision (shared, withheld, deferred, escalated) with its lawful basis",
+        publishers=(AgencyKind.ROUTER.value, AgencyKind.SERVICE.value), subscribers=(INFORMATION_GOVERNANCE,),
+        description="Every sharing decision (shared, withheld, deferred, escalated) with its lawful basis; each "
+                    "fact signed by the partnership component that wrote it (safebus-fact-signature/1)",
     ))
     templates.append(ChannelTemplate(
         key="router-state", role=TopicRole.REFERENCE, address=names.router_state, partitions=1,

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from safebus.directory import Directory
 from safebus.envelope import canonical_json, open_envelope, seal_event
 from safebus.errors import InvalidEnvelope
+from safebus.fact_signing import FactSigner
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
@@ -106,7 +107,8 @@ class IncidentHandler:
             outputs = [self._reject(raw, origin, "route", "internal-error", type(exc).__name__)]
         if isinstance(self.reference_state, ChangelogRouterState):
             outputs.extend(self.reference_state.drain())
-        return outputs
+        # Decisions and other facts are signed with the router's current key, so the sequencer can attribute them.
+        return FactSigner(keys=self.keyring[-1], audit_topic=self.names.audit).sign_all(outputs)
 
     def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
         # (1) and (2): signature, then decryption; one opaque error with a reason code.

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from safebus.directory import AgencyKind, Contact, Directory, PartnershipStore, new_entry, sign_entry
 from safebus.envelope import seal, seal_event
+from safebus.fact_signing import Service
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.producers.police import PolicePublisher
 from safebus.records import EVENT_ID, Output
@@ -60,12 +61,18 @@ _NARRATIVES = (
 
 
 def create_partnership(store: PartnershipStore, *, now: datetime | None = None) -> Directory:
-    """Create the partnership root key, keys for every synthetic agency, and the signed directory."""
+    """
+    Create the partnership root key, keys for every synthetic agency, and the signed directory.
+
+    The partnership's own services get directory entries too (kind ``service``):
+    their keys sign the audit facts they publish (`safebus.fact_signing`).
+    """
     moment = now or datetime.now(UTC)
     root = store.create_root()
     agencies: list[tuple[str, AgencyKind, str, str | None, tuple[Contact, ...]]] = [
         (POLICE_ID, AgencyKind.POLICE, "Northdale Police (synthetic)", None, ()),
         (ROUTER_ID, AgencyKind.ROUTER, "safebus router", None, ()),
+        *((service.agency_id, AgencyKind.SERVICE, f"safebus {service.value}", None, ()) for service in Service),
         *((agency_id, kind, name, None, ()) for agency_id, kind, name in OTHER_AGENCIES),
         *((agency_id, AgencyKind.SCHOOL, name, urn,
            (Contact(name=f"Key Adult, {name}", role="designated safeguarding lead",

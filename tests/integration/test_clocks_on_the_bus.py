@@ -28,6 +28,7 @@ from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
+from safebus.fact_signing import Service, fact_publisher
 from safebus.producers.synthetic import create_partnership
 from safebus.records import DLQ_DETAIL, DLQ_REASON, EVENT_ID, Record
 from safebus.schemas._base import event_metadata
@@ -158,7 +159,8 @@ def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_reco
         kafka: Broker, mail: _Recorder, tmp_path: Path) -> None:
     """The monitor's worker at 08:10: 'deputies' reached nobody (said so), the officer is told in the same tick."""
     names = TopicNames(prefix=f"d{uuid.uuid4().hex[:10]}")
-    create_partnership(PartnershipStore(tmp_path))
+    store = PartnershipStore(tmp_path)
+    create_partnership(store)
     apply_topics(kafka.bootstrap, topics_for(Settings(state_dir=tmp_path, bootstrap=kafka.bootstrap, names=names)))
     setting = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
     key_adults = KeyAdults(tmp_path / "key-adults.json")
@@ -172,7 +174,8 @@ def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_reco
     notices = EscalationNotices(notifier=notifier, key_adults=key_adults, settings={"900101": setting},
                                 monitor=monitor)
     worker = MonitorWorker(bootstrap=kafka.bootstrap, names=names, monitor=monitor, notices=notices,
-                           clock=lambda: at)
+                           clock=lambda: at, facts=fact_publisher(store, Service.DEADLINE_MONITOR,
+                                                                  audit_topic=names.audit, bootstrap=kafka.bootstrap))
     decision = {"event_type": "audit.sharing-decision", "agreement_id": "operation-encompass", "outcome": "shared",
                 "recipient": "school-900101", "recipient_kind": "school", "output_id": f"n-{names.prefix}",
                 "recorded_at": datetime(2026, 11, 18, 21, 30, tzinfo=UTC).isoformat(),
