@@ -23,8 +23,9 @@ module does exactly that, and nothing else:
   attempt *as a failure* (count + 1, last failure = now) and only then
   returns; `succeeded` undoes that afterwards.  So concurrent guesses, in one
   process or several sharing the file, cannot all be checked: the first
-  closes each lane for at least `base` seconds before its password is even
-  hashed, and the rest are refused unchecked.
+  attempts past a lane's free allowance close it for at least `base`
+  seconds before their password is even hashed, and the rest are refused
+  unchecked (of 40 at once at one account, two are checked).
 - **A third party cannot lock the right user out.**  A request carrying a
   valid device cookie for the account it signs in to (issued by the web app
   after a correct password, see `safebus.consumers.web_common`) is throttled
@@ -78,14 +79,14 @@ class ThrottlePolicy:
 
 
 DEFAULT_POLICIES: Mapping[str, ThrottlePolicy] = {
-    "account": ThrottlePolicy(),
-    "device": ThrottlePolicy(),
+    "account": ThrottlePolicy(free_failures=1),
+    "device": ThrottlePolicy(free_failures=1),
     "source": ThrottlePolicy(free_failures=5),
 }
 """
-The one place the sign-in delays are stated, per kind of lane: 1 s after a wrong password, doubling, at most
-15 minutes (about 100 guesses a day at one account, NIST SP 800-63B's ceiling); a source address takes five
-failures before it waits.
+The one place the sign-in delays are stated, per kind of lane: one typing mistake is free, then 1 s, doubling
+with each wrong password, at most 15 minutes (under 100 guesses a day at one account, NIST SP 800-63B's
+ceiling); a source address takes five failures before it waits.
 """
 
 
