@@ -72,6 +72,7 @@ def serve(state_dir: Path, port_file: Path) -> None:
     """Run a gateway over `state_dir` with publishers that seal and drop; write its port to `port_file`."""
     import signal
 
+    from safebus import logs
     from safebus.assembly import Settings, key_service_for, tokeniser_for
     from safebus.directory import Agency, AgencyKind, Directory
     from safebus.producers.gateway import EventPublisher, Gateway, GatewayLimits, default_credentials_path
@@ -89,6 +90,7 @@ def serve(state_dir: Path, port_file: Path) -> None:
     class SealingPolice(PolicePublisher, Sealing):
         """The force's publisher (keyed by police reference), dropping its records."""
 
+    logs.configure(level=os.environ.get("SAFEBUS_LOG_LEVEL", "WARNING"))  # as `safebus gateway run` does
     settings = Settings(state_dir=state_dir, bootstrap="127.0.0.1:1", names=TopicNames())
     tokeniser = tokeniser_for(state_dir)
     keys = key_service_for(state_dir)
@@ -98,7 +100,8 @@ def serve(state_dir: Path, port_file: Path) -> None:
         return kind(bootstrap=settings.bootstrap, agency=settings.store.private_keys(agency.id), kind=agency.kind,
                     router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser, keys=keys)
 
-    limits = GatewayLimits(rate_per_s=400.0, burst=400)  # the school's flood goes over it, the police mostly not
+    # The school's flood goes over this rate, the police mostly not; SAFEBUS_GATEWAY_* set the other limits.
+    limits = GatewayLimits(**{**vars(GatewayLimits.from_env()), "rate_per_s": 400.0, "burst": 400})
     gateway = Gateway(settings, default_credentials_path(state_dir), publisher_factory=factory, limits=limits)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -229,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "school": add_credential(credentials, "school-900101")}
         port_file = Path(temp) / "port"
         child = subprocess.Popen([sys.executable, __file__, "--serve", str(store.state_dir), str(port_file)],
-                                 env={**os.environ, "SAFEBUS_LOG_LEVEL": "ERROR"}, stdout=subprocess.DEVNULL)
+                                 env={**os.environ, "SAFEBUS_LOG_LEVEL": "ERROR"}, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while not port_file.exists() or not port_file.read_text():
