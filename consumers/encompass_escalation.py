@@ -21,7 +21,6 @@ same tick, so an escalation never ends in silence.
 
 from __future__ import annotations
 
-import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
@@ -29,23 +28,36 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from safebus.consumers._delivery import delivery_consumer, run_batches
+from pydantic import ValidationError
+
+from safebus.bounded_json import JsonRefused, loads_object
+from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
-from safebus.records import EVENT_ID, Output, Record
+from safebus.processors.handler import validation_detail
+from safebus.records import EVENT_ID, Output, Record, dead_letter
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
+from safebus.schemas.registry import by_type
 from safebus.topics import TopicNames
 
 _log = get_logger("encompass.escalation")
 _LONDON = ZoneInfo("Europe/London")
 
 OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
+MONITOR_STAGE = "encompass-monitor"
+"""The dead-letter stage of a fact the monitor acts on but cannot use."""
+MONITORED_FACTS = frozenset({
+    "audit.sharing-decision", "audit.enrolment-moved", "audit.file-transfer-confirmed", "audit.delivered",
+    "audit.acknowledged", "audit.escalated",
+})
+"""The fact types the monitor applies (`EncompassMonitor._observe`); each is checked against its contract first."""
 TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
 
 
@@ -165,22 +177,67 @@ class MonitorWorker:
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
-        """Apply a batch of audit facts, then take any steps now due."""
-        facts = []
+        """
+        Apply a batch of audit facts, then take any steps now due.
+
+        What is not a fact at all is left to the audit sequencer, which
+        dead-letters it.  A fact of a type the monitor acts on that does not
+        fit its contract, or that the monitor cannot apply, becomes one dead
+        letter (stage ``encompass-monitor``) here, and the rest of the batch
+        applies: no record stops the monitor (docs/adr/0003).
+        """
+        facts: list[dict[str, Any]] = []
+        sources: list[Record] = []
+        refused: list[Output] = []
         for record in records:
             try:
-                parsed = json.loads(record.value)
-            except ValueError:
-                continue  # the audit sequencer dead-letters what is not a fact
-            if isinstance(parsed, dict):
-                facts.append(parsed)
-        self.monitor.observe(facts)
+                outcome = self._admit(record)
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the monitor
+                _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                           offset=record.offset, error=type(exc).__name__)
+                outcome = self._refuse(record, "internal-error", type(exc).__name__)
+            if isinstance(outcome, Output):
+                refused.append(outcome)
+            elif outcome is not None:
+                facts.append(outcome)
+                sources.append(record)
+        failures: list[tuple[int, Exception]] = []
+        self.monitor.observe(facts, refused=failures)
+        for index, error in failures:
+            record = sources[index]
+            _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                       offset=record.offset, error=type(error).__name__)
+            refused.append(self._refuse(record, "internal-error", type(error).__name__))
+        if refused:
+            self.facts.publish(refused)  # dead letters: not for the audit topic, so not signed as facts
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
             self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
                                        value=d.model_dump_json().encode(),
                                        headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
         self.tick()
+
+    def _admit(self, record: Record) -> dict[str, Any] | Output | None:
+        """The fact to apply, its dead letter, or None for a record that is not the monitor's to judge."""
+        try:
+            parsed = loads_object(record.value)
+        except JsonRefused:
+            return None  # the audit sequencer dead-letters what is not a fact
+        event_type = parsed.get("event_type")
+        spec = by_type(event_type) if isinstance(event_type, str) and event_type in MONITORED_FACTS else None
+        if spec is None:
+            return None  # not a fact the monitor acts on
+        try:
+            spec.model.model_validate_json(record.value)
+        except ValidationError as exc:
+            return self._refuse(record, "schema-violation", validation_detail(exc))
+        return parsed
+
+    def _refuse(self, record: Record, reason: str, detail: str) -> Output:
+        _log.warning("monitor_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,
+                     reason=reason)
+        return dead_letter(raw=record.value, origin=origin_of(record), stage=MONITOR_STAGE, reason=reason,
+                           detail=detail, topic=self.names.deadletter)
 
     def tick(self) -> int:
         """Take every step now due, and the steps brought forward by those that reached nobody; return how many."""

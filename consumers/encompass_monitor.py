@@ -199,13 +199,29 @@ class EncompassMonitor:
         """The setting's calendar; the partnership default when the setting is unknown."""
         return self.calendars.for_setting(urn) if urn else self.calendars.default_calendar
 
-    def observe(self, facts: Iterable[dict[str, Any]]) -> int:
-        """Apply audit facts (as JSON objects); return how many changed what is tracked."""
+    def observe(self, facts: Iterable[dict[str, Any]], *,
+                refused: list[tuple[int, Exception]] | None = None) -> int:
+        """
+        Apply audit facts (as JSON objects); return how many changed what is tracked.
+
+        With `refused`, a fact that raises is undone on its own (a savepoint)
+        and listed there with its index, and the others still apply: one
+        unusable fact must not stop the monitor (docs/adr/0003).
+        """
         changed = 0
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for fact in facts:
-                changed += self._observe(fact)
+            for index, fact in enumerate(facts):
+                if refused is None:
+                    changed += self._observe(fact)
+                    continue
+                self._db.execute("SAVEPOINT fact")
+                try:
+                    changed += self._observe(fact)
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters it
+                    self._db.execute("ROLLBACK TO fact")
+                    refused.append((index, exc))
+                self._db.execute("RELEASE fact")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

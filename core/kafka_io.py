@@ -13,6 +13,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.records import Output, Record
 
 
@@ -23,6 +24,7 @@ def reliable_producer(bootstrap: str, **overrides: object) -> Producer:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,  # safebus.limits: below the broker's, above any dead letter
         "logger": logging.getLogger("safebus.librdkafka"),
         **overrides,
     }

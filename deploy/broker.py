@@ -36,6 +36,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from safebus.errors import BrokerError
+from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 
 KAFKA_VERSION = "4.1.1"
 """The Apache Kafka release the project runs; keep in step with ``kafka/pom.xml``."""
@@ -308,6 +309,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# safebus.limits: the largest record anyone may write; our producers stay below it.
+message.max.bytes={BROKER_MESSAGE_MAX_BYTES}
 log.retention.check.interval.ms=60000
 """
 

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import faust
 
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.processors.handler import IncidentHandler
 from safebus.records import Origin
@@ -54,6 +55,7 @@ def create_app(
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # the bus's limits agree (safebus.limits)
     )
     source = app.topic(*ingress_topics, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
