@@ -11,12 +11,14 @@ a good record afterwards is still taken.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from bench.fuzz_corpus import Hostile, hostile_records, strategy
+from bench.fuzz_corpus import Hostile, corpus, hostile_records, strategy
 from bench.fuzz_harness import Outcome, Target, Targets, build_targets, to_record
 from safebus.assembly import open_ledger
 from safebus.records import (
@@ -29,6 +31,9 @@ from safebus.records import (
     Record,
     dead_letter,
 )
+from tests.unit.test_gateway import Running, example, post, running
+
+__all__ = ["running"]  # the gateway fixture, imported to be used here
 
 TARGETS = ("router", "inbox", "queues", "sequencer-audit", "sequencer-deadletter", "sequencer-directory", "monitor")
 _offsets = iter(range(1, 10**9))
@@ -178,3 +183,16 @@ def test_dead_letters_name_stage_and_reason(targets: Targets) -> None:
     letters = [dict(o.headers) for o in produced if o.topic == target.deadletter]
     assert len(letters) == 4
     assert all(h[DLQ_STAGE] == b"deliver" and h[DLQ_REASON] for h in letters)
+
+
+def test_the_gateway_answers_every_hostile_body_with_a_4xx_and_keeps_serving(running: Running) -> None:
+    """Deep nesting, huge and tiny bodies, invalid UTF-8, wrong types: a clear 4xx each (or 202 if valid), no 500."""
+    template = json.dumps(example("police.domestic-abuse-incident")).encode()
+    statuses: Counter[int] = Counter()
+    for kind, body in corpus(template, rng=random.Random(7)):
+        answer = post(running, None, raw=body)
+        assert answer.status == 202 or 400 <= answer.status < 500, (kind, answer.status, answer.body)
+        statuses[answer.status] += 1
+    assert statuses[413] and statuses[400] and statuses[422]
+    good = example("police.domestic-abuse-incident")
+    assert post(running, good).status == 202
