@@ -125,7 +125,7 @@ class Bus:
     def start(self, name: str) -> subprocess.Popen[bytes]:
         """Start worker `name` (``processor`` or ``inbox``) as its own process."""
         argv = {"processor": ["processor", "run"], "inbox": ["inbox", "run"], "sequencer": ["audit", "sequence"],
-                "monitor": ["encompass", "monitor"]}[name]
+                "monitor": ["encompass", "monitor"], "queues": ["queue", "run"]}[name]
         env = {**os.environ, "SAFEBUS_HOME": str(self.settings.state_dir),
                "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO"}
         log = (self.settings.state_dir / f"{name}.log").open("ab")
