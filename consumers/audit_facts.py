@@ -131,7 +131,10 @@ def fact_from_directory_record(record: Record, *, observed_at: datetime) -> Dire
         raise NotAFact("not a signed directory entry") from exc
     entry = signed.entry
     digest = hashlib.sha256(record.value).hexdigest()
-    keys = tuple(KeyGenerationState(key_id=g.signing_key_id, status=g.status.value) for g in entry.keys)
+    try:
+        keys = tuple(KeyGenerationState(key_id=g.signing_key_id, status=g.status.value) for g in entry.keys)
+    except ValueError as exc:  # a public key that is not base64 (binascii.Error) or not a key
+        raise NotAFact("a directory entry's key is not a valid public key") from exc
     return DirectoryEntryPublished(
         **event_metadata(DirectoryEntryPublished, producer=AUDIT_PRODUCER, occurred_at=observed_at,
                          recorded_at=observed_at, event_id=_derived_id("directory-entry", entry.id, digest)),
