@@ -14,6 +14,8 @@ import hashlib
 import json
 import random
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from bench.fuzz_corpus import Hostile, corpus, hostile_records, strategy
 from bench.fuzz_harness import Outcome, Target, Targets, build_targets, to_record
 from safebus.assembly import open_ledger
+from safebus.processors.state import SqliteRouterState
+from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.records import (
     DLQ_ID,
     DLQ_ORIGIN_PARTITION,
@@ -198,3 +202,17 @@ def test_the_gateway_answers_every_hostile_body_with_a_4xx_and_keeps_serving(run
     assert statuses[422]
     good = example("police.domestic-abuse-incident")
     assert post(running, good).status == 202
+
+
+def test_the_routers_start_up_survives_a_hostile_changelog(tmp_path: Path) -> None:
+    """Hostile records on the router-state changelog are skipped at restore; the real changes around them apply."""
+    old = ChangelogRouterState(tmp_path / "old.sqlite", topic="t.router.state")
+    child = "subj_" + "c" * 32
+    old.set_enrolment(child, "900101", datetime(2026, 11, 1, tzinfo=UTC))
+    [change] = old.drain()
+    hostiles = list(hostile_records(change.value, {}, rng=random.Random(3)))
+    records = [Record(topic=change.topic, partition=0, offset=n, key=change.key, value=h.value)
+               for n, h in enumerate([*hostiles, Hostile(kind="good", value=change.value)])]
+    fresh = SqliteRouterState(tmp_path / "new.sqlite")
+    assert restore(fresh, records) >= 1
+    assert fresh.enrolment(child) == "900101"
