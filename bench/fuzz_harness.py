@@ -45,7 +45,7 @@ from safebus.assembly import (
 )
 from safebus.consumers.encompass_escalation import MonitorWorker
 from safebus.consumers.queue_assembly import build_queue_worker
-from safebus.directory import Directory, PartnershipStore
+from safebus.directory import Agency, Directory, PartnershipStore
 from safebus.encompass_assembly import open_monitor
 from safebus.envelope import open_envelope, peek_header, seal
 from safebus.fact_signing import FactPublisher, Service, fact_signer
@@ -232,13 +232,6 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
     share = next(o for o in routed if o.topic.endswith(".encompass-notification"))
     decision = next(o for o in routed if o.topic == names.audit)
 
-    def incident_sealer(plaintext: bytes) -> bytes:
-        header = peek_header(incident.value)
-        assert header is not None
-        return seal(plaintext, sender=publisher.agency, recipient=publisher.router, event_id=str(uuid.uuid4()),
-                    event_type=header["event_type"], schema_id=header["schema_id"],
-                    schema_version=header["schema_version"], topic=incident.topic, now=clock())
-
     targets: dict[str, Target] = {}
     good: dict[str, Callable[[], Hostile]] = {}
 
@@ -255,7 +248,8 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
     targets["router"] = Target(name="router", topic=incident.topic, deadletter=names.deadletter, handle=route,
                                template=Hostile(kind="good", value=incident.value, key=incident.key,
                                                 headers=dict(incident.headers)),
-                               sealer=incident_sealer, plaintext=plaintext)
+                               sealer=_sealer(incident, publisher.agency, directory.router(), clock),
+                               plaintext=plaintext)
     good["router"] = lambda: _hostile(fresh_incident())
 
     # The school inbox.
@@ -269,24 +263,17 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
         inbox.deliver(records)
         return inbox_producer.take()
 
-    share_header = peek_header(share.value)
-    assert share_header is not None
-    school = next(a for a in directory.agencies if a.id == share_header["recipient"])
-
-    def share_sealer(plaintext: bytes) -> bytes:
-        assert share_header is not None
-        return seal(plaintext, sender=router, recipient=school.public_keys(), event_id=str(uuid.uuid4()),
-                    event_type=share_header["event_type"], schema_id=share_header["schema_id"],
-                    schema_version=share_header["schema_version"], topic=share.topic, now=clock())
-
+    school = _recipient(share, directory)
     targets["inbox"] = Target(name="inbox", topic=share.topic, deadletter=names.deadletter, handle=deliver,
-                              template=_hostile(share), sealer=share_sealer,
+                              template=_hostile(share), sealer=_sealer(share, router, school, clock),
                               plaintext=_opened(share.value, store.keyring(school.id), directory, settings))
 
     def fresh_share() -> Hostile:
-        outputs = handler.handle(*_args(fresh_incident()))
-        return _hostile(next(o for o in outputs if o.topic == share.topic) if any(
-            o.topic == share.topic for o in outputs) else share)
+        for _ in range(50):
+            found = next((o for o in handler.handle(*_args(fresh_incident())) if o.topic == share.topic), None)
+            if found is not None:
+                return _hostile(found)
+        raise AssertionError("no synthetic incident led to an alert for the template's school")
 
     good["inbox"] = fresh_share
 
@@ -310,8 +297,10 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
         raise AssertionError("no synthetic incident led to a referral")
 
     referral = fresh_referral()
+    agency = _recipient(referral, directory)
     targets["queues"] = Target(name="queues", topic=referral.topic, deadletter=names.deadletter, handle=queue,
-                               template=_hostile(referral))
+                               template=_hostile(referral), sealer=_sealer(referral, router, agency, clock),
+                               plaintext=_opened(referral.value, store.keyring(agency.id), directory, settings))
     good["queues"] = lambda: _hostile(fresh_referral())
 
     # The audit sequencer: the audit topic, the dead-letter topic and the directory.
@@ -359,6 +348,27 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
                                 template=_hostile(decision))
     good["monitor"] = good["sequencer-audit"]
     return Targets(settings=settings, targets=targets, good=good)
+
+
+def _recipient(output: Output, directory: Directory) -> Agency:
+    header = peek_header(output.value)
+    assert header is not None
+    found = directory.get(header["recipient"])
+    assert found is not None
+    return found
+
+
+def _sealer(template: Output, sender: PrivateKeys, recipient: Agency, clock: Callable[[], datetime]) -> Sealer:
+    """Seals any plaintext as `template` was sealed (same type, topic, sender, recipient), with a fresh id."""
+    header = peek_header(template.value)
+    assert header is not None
+
+    def sealer(plaintext: bytes) -> bytes:
+        return seal(plaintext, sender=sender, recipient=recipient.public_keys(), event_id=str(uuid.uuid4()),
+                    event_type=header["event_type"], schema_id=header["schema_id"],
+                    schema_version=header["schema_version"], topic=template.topic, now=clock())
+
+    return sealer
 
 
 def _args(output: Output) -> tuple[bytes, Origin]:
