@@ -18,9 +18,11 @@ from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as ValidationError_
 from pydantic import ValidationError
 
 from safebus.schemas.registry import CONTRACTS, by_type
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE
 
 _FORMATS = Draft202012Validator.FORMAT_CHECKER
 
@@ -54,6 +56,29 @@ def published_schema(event_type: str, version: str) -> dict[str, Any] | None:
     return schema
 
 
+_POLICIES = {policy.pattern: policy for policy in (SINGLE_LINE, MULTI_LINE)}
+
+
+def _message(error: ValidationError_) -> str:
+    """The validator's message, except for the text character rule: jsonschema would echo the value and the
+    look-ahead pattern; the policy names the character by code point and where it is, as the models do."""
+    policy = _POLICIES.get(error.validator_value) if error.validator == "pattern" else None
+    refused = policy.refusal(error.instance) if policy is not None and isinstance(error.instance, str) else None
+    return refused.message if refused is not None else error.message
+
+
+def _leaves(error: ValidationError_) -> list[ValidationError_]:
+    """
+    The errors to report for `error`: for an optional field (``anyOf`` with ``null``) that failed, the errors
+    of the branch of the value's own type, so the path is the broken field (``$.location.town``) and not its
+    parent; otherwise `error` itself.
+    """
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return [error]
+    typed = [sub for sub in error.context if sub.validator != "type" or sub.relative_path]  # not "not null"
+    return [leaf for sub in typed for leaf in _leaves(sub)] or [error]
+
+
 def validate_payload(payload: object) -> list[Issue]:
     """Every problem with `payload`; an empty list means it is valid."""
     if not isinstance(payload, dict):
@@ -68,8 +93,9 @@ def validate_payload(payload: object) -> list[Issue]:
         return [Issue("$.schema_version", f"{version!r} is not a published version of {spec.event_type}")]
     validator = Draft202012Validator(schema, format_checker=_FORMATS)
     issues = [
-        Issue(json_path(list(error.absolute_path)), error.message)
-        for error in sorted(validator.iter_errors(payload), key=lambda e: [str(p) for p in e.absolute_path])
+        Issue(json_path(list(error.absolute_path)), _message(error))
+        for error in sorted((leaf for found in validator.iter_errors(payload) for leaf in _leaves(found)),
+                            key=lambda e: [str(p) for p in e.absolute_path])
     ]
     if issues or version != spec.version:
         return issues
