@@ -213,3 +213,17 @@ def test_a_dead_letter_with_hostile_labels_is_still_recorded_with_safe_text() ->
     assert fact.origin_topic == "t.ingress\ufffd"
     assert scrub("Ann\u2069", SINGLE_LINE) == "Ann\ufffd"
     assert scrub("a\tb", MULTI_LINE) == "a\tb"
+
+
+def test_the_gate_tolerates_adding_the_text_rule_and_nothing_else() -> None:
+    """Adding the character rule to a string passes the gate; another new pattern, or removing it, still breaks."""
+    from safebus.schemas.compatibility import Mode, check
+
+    def schema(**string: Any) -> dict[str, Any]:
+        return {"type": "object", "properties": {"name": {"type": "string", **string}}}
+
+    tolerated = frozenset({SINGLE_LINE.pattern})
+    assert check(schema(), schema(pattern=SINGLE_LINE.pattern), Mode.FULL, tolerated_patterns=tolerated) == []
+    assert check(schema(), schema(pattern="^[a-z]+$"), Mode.FULL, tolerated_patterns=tolerated)
+    assert check(schema(pattern=SINGLE_LINE.pattern), schema(), Mode.FULL, tolerated_patterns=tolerated)
+    assert check(schema(), schema(pattern=SINGLE_LINE.pattern), Mode.FULL)  # only when the caller tolerates it
