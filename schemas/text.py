@@ -45,7 +45,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-__all__ = ["MULTI_LINE", "SINGLE_LINE", "TOLERATED_PATTERNS", "CharacterPolicy", "Refusal", "scrub"]
+__all__ = ["MULTI_LINE", "SINGLE_LINE", "TEXT_ERROR_TYPES", "TOLERATED_PATTERNS", "CharacterPolicy", "Refusal", "scrub"]
 
 # (first, last, error type, what it is): the characters refused, in one table.
 _RANGES: tuple[tuple[int, int, str, str], ...] = (
@@ -165,6 +165,9 @@ def _compiled(policy: CharacterPolicy) -> re.Pattern[str]:
 
 SINGLE_LINE = CharacterPolicy("single line")
 MULTI_LINE = CharacterPolicy("multi line", allowed=_FREE_TEXT_CONTROLS)
+
+TEXT_ERROR_TYPES = frozenset({kind for _, _, kind, _ in _RANGES} | {"lone_surrogate"})
+"""The pydantic error types the policies raise."""
 
 TOLERATED_PATTERNS = frozenset({SINGLE_LINE.pattern, MULTI_LINE.pattern})
 """Patterns the compatibility gate lets a new version add to a string (see the module docstring)."""

@@ -7,7 +7,8 @@ Validation runs the *published* JSON Schema with an independent implementation
 (``jsonschema``, not pydantic), reporting every error with its path; when the
 declared version is the current one it then applies the model's cross-field
 rules (for example "professional judgement never lowers a DASH level"), which
-JSON Schema cannot express.
+JSON Schema cannot express.  A payload declaring an older release is also held
+to today's text character rule (`safebus.schemas.text`), as the router holds it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jsonschema.exceptions import ValidationError as ValidationError_
 from pydantic import ValidationError
 
 from safebus.schemas.registry import CONTRACTS, by_type
-from safebus.schemas.text import MULTI_LINE, SINGLE_LINE
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, TEXT_ERROR_TYPES
 
 _FORMATS = Draft202012Validator.FORMAT_CHECKER
 
@@ -97,13 +98,16 @@ def validate_payload(payload: object) -> list[Issue]:
         for error in sorted((leaf for found in validator.iter_errors(payload) for leaf in _leaves(found)),
                             key=lambda e: [str(p) for p in e.absolute_path])
     ]
-    if issues or version != spec.version:
+    if issues:
         return issues
     try:
         spec.model.model_validate_json(json.dumps(payload))
     except ValidationError as exc:
+        # An older release is held to today's model only for the text character rule, which the router and
+        # the gateway apply to every payload whatever version it declares (docs/adr/0006).
         return [
             Issue(json_path(err["loc"]), err["msg"])
             for err in exc.errors(include_url=False, include_input=False, include_context=False)
+            if version == spec.version or err["type"] in TEXT_ERROR_TYPES
         ]
     return []

@@ -115,6 +115,13 @@ class TestNames:
         assert _model_errors(payload) == []
         assert validate_payload(payload) == []
 
+    def test_a_payload_declaring_the_old_release_is_held_to_the_rule_too(self) -> None:
+        """`schemas validate` of a 1.0.0 payload (whose schema had no pattern) names the path, as the router would."""
+        payload = _set({**_incident(), "schema_version": "1.0.0"}, ("children", 0, "surname"), "Cal\u202eloway")
+        assert [(i.path, i.message) for i in validate_payload(payload)] == [(
+            "$.children[0].surname", "contains a bidirectional-text embedding or override (U+202E) at character 4")]
+        assert validate_payload({**_incident(), "schema_version": "1.0.0"}) == []
+
     def test_a_trailing_line_feed_is_refused_by_the_published_pattern(self) -> None:
         """Python's `$` matches before a final newline; the published look-ahead pattern does not let it through."""
         [issue] = validate_payload(_set(_incident(), ("children", 0, "first_name"), "Ann\n"))
