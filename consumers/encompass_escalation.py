@@ -21,7 +21,6 @@ same tick, so an escalation never ends in silence.
 
 from __future__ import annotations
 
-import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
@@ -32,9 +31,11 @@ from email.utils import formatdate, make_msgid
 from zoneinfo import ZoneInfo
 
 from safebus.consumers._delivery import delivery_consumer, run_batches
+from safebus.consumers.attributed_facts import attributed_facts
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.directory import Directory
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
 from safebus.records import EVENT_ID, Output, Record
@@ -149,8 +150,13 @@ class MonitorWorker:
 
     def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
                  notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
-                 group_id: str = "safebus-encompass-monitor") -> None:
-        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes."""
+                 directory: Callable[[], Directory], group_id: str = "safebus-encompass-monitor") -> None:
+        """
+        Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
+
+        `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
+        (`safebus.consumers.attributed_facts`).
+        """
         self.bootstrap = bootstrap
         self.names = names
         self.monitor = monitor
@@ -158,6 +164,7 @@ class MonitorWorker:
         self.clock = clock
         self.group_id = group_id
         self.facts = facts
+        self.directory = directory
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
@@ -165,15 +172,9 @@ class MonitorWorker:
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
-        """Apply a batch of audit facts, then take any steps now due."""
-        facts = []
-        for record in records:
-            try:
-                parsed = json.loads(record.value)
-            except ValueError:
-                continue  # the audit sequencer dead-letters what is not a fact
-            if isinstance(parsed, dict):
-                facts.append(parsed)
+        """Apply a batch of audit facts its authors signed (others are logged and ignored), then take due steps."""
+        # The sequencer dead-letters what is not a signed fact; here it is only never acted on.
+        facts = attributed_facts(records, self.directory())
         self.monitor.observe(facts)
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
