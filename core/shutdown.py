@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable
 
 from safebus.logs import get_logger
@@ -49,50 +50,75 @@ def stop_on_signals(*, grace_s: float = GRACE_S, signals: Iterable[signal.Signal
     the grace period ends, or immediately on a second signal.
     """
     stop = threading.Event()
+    wanted = frozenset(int(s) for s in signals)
     reader, writer = socket.socketpair()
     writer.setblocking(False)
-    for signum in signals:
+    for signum in wanted:
         # The Python-level handler only has to exist (so the default action does not kill at once)
         # and to set the event when the main thread gets to run it; the watchdog does the rest.
         signal.signal(signum, lambda *_: stop.set())
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    threading.Thread(target=_watch, args=(reader, writer, stop, grace_s), name="shutdown-watchdog",
+    threading.Thread(target=_watch, args=(reader, writer, stop, wanted, grace_s), name="shutdown-watchdog",
                      daemon=True).start()
     return stop
 
 
-def _watch(reader: socket.socket, writer: socket.socket, stop: threading.Event, grace_s: float) -> None:
-    """Wait for a signal byte; set `stop`; hard-exit if the process outlives the grace period."""
+def _watch(reader: socket.socket, writer: socket.socket, stop: threading.Event, wanted: frozenset[int],
+           grace_s: float) -> None:
+    """Wait for a stop signal's byte; set `stop`; hard-exit if the process outlives the grace period."""
     _ = writer  # kept referenced: the wakeup fd must stay open as long as the process lives
-    first = reader.recv(1)
-    signum = first[0] if first else signal.SIGTERM
+    signum = _next_signal(reader, wanted, timeout_s=None)
+    if signum is None:
+        return
     stop.set()
     _log.info("stop_requested", signal=signal.Signals(signum).name, grace_s=grace_s)
-    arm_hard_exit(signum, grace_s=grace_s, reader=reader)
+    deadline = time.monotonic() + grace_s
+    again = _next_signal(reader, wanted, timeout_s=grace_s, deadline=deadline)
+    if again is not None:
+        _log.warning("stop_forced", signal=signal.Signals(again).name)
+        os._exit(128 + signum)
+    _exit_stalled(signum, grace_s)
 
 
-def arm_hard_exit(signum: int, *, grace_s: float = GRACE_S, reader: socket.socket | None = None) -> None:
+def _next_signal(reader: socket.socket, wanted: frozenset[int], *, timeout_s: float | None,
+                 deadline: float | None = None) -> int | None:
     """
-    Exit the process with ``128 + signum`` after `grace_s`, or at once on another signal byte on `reader`.
+    The next of `wanted` on the wakeup socket (other handled signals write there too), or None.
 
-    Blocks the calling thread; run it in a daemon thread (`hard_exit_later` does).
+    None when the socket closes or, with a `deadline`, when it passes first.
     """
-    if reader is not None:
-        reader.settimeout(grace_s)
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            reader.settimeout(left)
+        else:
+            reader.settimeout(timeout_s)
         try:
-            again = reader.recv(1)
+            got = reader.recv(1)
         except TimeoutError:
-            again = b""
-        if again:
-            _log.warning("stop_forced", signal=signal.Signals(again[0]).name)
-            os._exit(128 + signum)
-    else:
-        threading.Event().wait(grace_s)
+            return None
+        if not got:
+            return None
+        if got[0] in wanted:
+            return got[0]
+
+
+def _exit_stalled(signum: int, grace_s: float) -> None:
     _log.warning("graceful_stop_stalled_exiting", grace_s=grace_s)
     os._exit(128 + signum)
 
 
 def hard_exit_later(signum: int, *, grace_s: float = GRACE_S) -> None:
-    """Arm the hard exit from a signal handler someone else installed (Faust's worker)."""
-    threading.Thread(target=arm_hard_exit, args=(signum,), kwargs={"grace_s": grace_s},
-                     name="shutdown-watchdog", daemon=True).start()
+    """
+    Exit the process with ``128 + signum`` `grace_s` from now, from a daemon thread.
+
+    For a signal handler someone else installed (Faust's worker): the graceful
+    stop runs as usual and this only bounds it.
+    """
+    def later() -> None:
+        time.sleep(grace_s)
+        _exit_stalled(signum, grace_s)
+
+    threading.Thread(target=later, name="shutdown-watchdog", daemon=True).start()
