@@ -36,6 +36,7 @@ from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
+from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
 from safebus.records import EVENT_ID, Output, Record
@@ -168,7 +169,7 @@ class MonitorWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
-        run_batches(delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
@@ -178,9 +179,13 @@ class MonitorWorker:
         self.monitor.observe(facts)
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
-            self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                       value=d.model_dump_json().encode(),
-                                       headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            try:
+                self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                           value=d.model_dump_json().encode(),
+                                           headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            except BrokerError:  # the batch is retried: its deadlines must be announced then
+                self.monitor.announce_again(d.notification_id for d in deadlines)
+                raise
         self.tick()
 
     def tick(self) -> int:
