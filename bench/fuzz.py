@@ -50,7 +50,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # run as a script: make `bench` importable
     sys.path.insert(0, str(_ROOT))
 
-from bench.fuzz_corpus import HUGE_MAX_BYTES, Hostile, hostile_records, random_hostile  # noqa: E402
+from bench.fuzz_corpus import HUGE_MAX_BYTES, Hostile, random_hostile  # noqa: E402
 from bench.fuzz_harness import Outcome, Target, build_targets, to_record  # noqa: E402
 from safebus.logs import configure  # noqa: E402
 
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         # (1) Warm-up: the fixed corpus, then 1,000 random records per input.
         warm = Outcome()
         for target in targets:
-            fixed = list(hostile_records(target.template.value, target.template.headers, rng=rng,
-                                         numeric=target.numeric, sealer=target.sealer, plaintext=target.plaintext))
+            fixed = target.corpus(rng)
             warm.add(_feed(target, fixed, offsets, args.batch))
             randoms = [random_hostile(rng, target.template.value, target.template.headers, numeric=target.numeric)
                        for _ in range(1000)]

@@ -19,8 +19,9 @@ The shapes, each named by its ``kind`` (what a failure message reports):
   overrides, zero-width and combining runs, noncharacters;
 - ``wrong-type``: every field of the template's JSON (and of its nested
   objects) replaced by every kind of wrong value;
-- ``sealed-wrong-type``: the same inside a validly sealed payload, when the
-  caller can seal (an insider's bug rather than an outsider's noise);
+- ``sealed-wrong-type`` and ``signed-wrong-type``: the same inside a validly
+  sealed payload, or validly signed audit fact, when the caller can seal or
+  sign (an insider's bug rather than an outsider's noise);
 - ``truncated``, ``bitflip``, ``binary``: cut, flipped and random bytes;
 - headers (`mangled_headers`): every header missing, empty, not a number,
   negative, huge, not UTF-8, and unknown extras.
@@ -41,7 +42,7 @@ from hypothesis import strategies as st
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES, MAX_JSON_DEPTH, MAX_RECORD_BYTES
 
 __all__ = [
-    "HUGE_MAX_BYTES", "WRONG_VALUES", "Hostile", "Sealer", "corpus", "hostile_records", "hostile_value",
+    "HUGE_MAX_BYTES", "WRONG_VALUES", "Hostile", "Resigner", "Sealer", "corpus", "hostile_records", "hostile_value",
     "json_values", "mangled_headers", "random_hostile", "strategy",
 ]
 
@@ -73,6 +74,8 @@ class Hostile:
 
 Sealer = Callable[[bytes], bytes]
 """Seals a plaintext as a valid envelope for the worker's input topic (an insider's sealed nonsense)."""
+Resigner = Callable[[bytes], Mapping[str, bytes]]
+"""The headers that validly sign a value for the worker's input topic (an audit fact's signature)."""
 
 
 def _deep(rng: random.Random) -> Iterator[tuple[str, bytes]]:
@@ -262,10 +265,18 @@ def random_hostile(rng: random.Random, template: bytes, base_headers: Mapping[st
 
 def hostile_records(template: bytes, base_headers: Mapping[str, bytes], *, rng: random.Random,
                     numeric: frozenset[str] = frozenset(), sealer: Sealer | None = None,
-                    plaintext: bytes | None = None) -> Iterator[Hostile]:
-    """The whole fixed corpus for one input: every value shape with good headers, then every header mangled."""
+                    plaintext: bytes | None = None, resign: Resigner | None = None) -> Iterator[Hostile]:
+    """
+    The whole fixed corpus for one input: every value shape with good headers, then every header mangled.
+
+    With `resign` (an input whose records are signed in headers, as audit facts
+    are), the wrong-typed values are also validly signed.
+    """
     for kind, value in corpus(template, rng=rng, sealer=sealer, plaintext=plaintext):
         yield Hostile(kind=kind, value=value, key=b"k", headers=dict(base_headers))
+    if resign is not None:
+        for kind, value in _wrong_types(template, "signed-wrong-type", lambda v: v):
+            yield Hostile(kind=kind, value=value, key=b"k", headers={**base_headers, **resign(value)})
     for kind, headers in mangled_headers(base_headers, numeric=numeric):
         yield Hostile(kind=kind, value=template, key=b"k", headers=headers)
 

@@ -34,13 +34,14 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
-from bench.fuzz_corpus import Hostile, Sealer
+from bench.fuzz_corpus import Hostile, Resigner, Sealer, hostile_records
 from safebus.assembly import (
     Settings,
     build_audit_sequencer,
     build_handler,
     build_inbox_worker,
     build_police_publisher,
+    directory_source,
     key_service_for,
 )
 from safebus.consumers.encompass_escalation import MonitorWorker
@@ -48,7 +49,7 @@ from safebus.consumers.queue_assembly import build_queue_worker
 from safebus.directory import Agency, Directory, PartnershipStore
 from safebus.encompass_assembly import open_monitor
 from safebus.envelope import open_envelope, peek_header, seal
-from safebus.fact_signing import FactPublisher, Service, fact_signer
+from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_signer
 from safebus.keys import PrivateKeys
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.processors.handler import IncidentHandler
@@ -159,6 +160,12 @@ class Target:
     numeric: frozenset[str] = frozenset()
     sealer: Sealer | None = None
     plaintext: bytes | None = None
+    resign: Resigner | None = None
+
+    def corpus(self, rng: random.Random) -> list[Hostile]:
+        """The whole fixed hostile corpus against this input."""
+        return list(hostile_records(self.template.value, self.template.headers, rng=rng, numeric=self.numeric,
+                                    sealer=self.sealer, plaintext=self.plaintext, resign=self.resign))
 
     def run(self, records: list[Record], *, kinds: Sequence[str] | None = None) -> Outcome:
         """Hand `records` to the worker as one batch and account for each."""
@@ -312,8 +319,13 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
         sequencer.sequence(records)
         return sequencer_producer.take()
 
+    router_facts = FactSigner(keys=router, audit_topic=names.audit)
+
+    def resign(value: bytes) -> dict[str, bytes]:
+        return dict(router_facts.sign(Output(topic=names.audit, key=b"k", value=value)).headers)
+
     targets["sequencer-audit"] = Target(name="sequencer-audit", topic=names.audit, deadletter=names.deadletter,
-                                        handle=sequence, template=_hostile(decision))
+                                        handle=sequence, template=_hostile(decision), resign=resign)
     good["sequencer-audit"] = lambda: _hostile(next(o for o in handler.handle(*_args(fresh_incident()))
                                                     if o.topic == names.audit))
     letter = dead_letter(raw=b"not an envelope", origin=Origin(topic=incident.topic, partition=0, offset=99),
@@ -335,7 +347,7 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
     monitor_producer = MemoryProducer()
     monitor = MonitorWorker(
         bootstrap=bootstrap, names=names, clock=clock, notices=None,
-        monitor=open_monitor(settings),
+        monitor=open_monitor(settings), directory=directory_source(store, clock=clock),
         facts=FactPublisher(fact_signer(store, Service.DEADLINE_MONITOR, audit_topic=names.audit),
                             monitor_producer),  # type: ignore[arg-type]
     )
@@ -345,7 +357,7 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
         return monitor_producer.take()
 
     targets["monitor"] = Target(name="monitor", topic=names.audit, deadletter=names.deadletter, handle=observe,
-                                template=_hostile(decision))
+                                template=_hostile(decision), resign=resign)
     good["monitor"] = good["sequencer-audit"]
     return Targets(settings=settings, targets=targets, good=good)
 

@@ -49,6 +49,7 @@ from safebus.records import (
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import DeadLettered, Delivered, DeliveryChannel, DirectoryEntryPublished, KeyGenerationState
 from safebus.schemas.registry import Family, by_type
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, scrub
 
 AUDIT_PRODUCER = "safebus-audit"
 """The producer named on facts the sequencer derives itself."""
@@ -94,14 +95,17 @@ def fact_from_dead_letter(record: Record, *, observed_at: datetime) -> DeadLette
     Raises `NotAFact` for a dead letter whose headers are not what ours carry
     (a partition that is not a number, say): the sequencer refuses it in turn.
     """
-    origin_topic = record.header(DLQ_ORIGIN_TOPIC) or "unknown"
+    # Headers are whatever the writer put there: characters the contract refuses are replaced, not refused,
+    # because a dead letter must be evidenced even when its own labels are hostile.
+    origin_topic = scrub(record.header(DLQ_ORIGIN_TOPIC) or "unknown", SINGLE_LINE)
     partition_text = record.header(DLQ_ORIGIN_PARTITION) or "0"
     offset_text = record.header(DLQ_ORIGIN_OFFSET) or "0"
     if not (_COORDINATE.match(partition_text) and _COORDINATE.match(offset_text)):
         raise NotAFact("a dead letter's origin partition and offset must be non-negative integers")
     partition, offset = int(partition_text), int(offset_text)
-    reason = record.header(DLQ_REASON) or "unknown"
-    stage = record.header(DLQ_STAGE) or "unknown"
+    reason = scrub(record.header(DLQ_REASON) or "unknown", SINGLE_LINE)
+    stage = scrub(record.header(DLQ_STAGE) or "unknown", SINGLE_LINE)
+    detail = scrub(record.header(DLQ_DETAIL) or "", MULTI_LINE)
     digest = hashlib.sha256(record.value).hexdigest()
     if record.header(DLQ_TRUNCATED) is not None:
         digest = record.header(DLQ_ORIGINAL_SHA256) or ""
@@ -113,7 +117,7 @@ def fact_from_dead_letter(record: Record, *, observed_at: datetime) -> DeadLette
         return DeadLettered(
             **event_metadata(DeadLettered, producer=AUDIT_PRODUCER, occurred_at=observed_at,
                              recorded_at=observed_at, event_id=fact_id),
-            reason=reason[:100], stage=stage[:100], detail=(record.header(DLQ_DETAIL) or None),
+            reason=reason[:100], stage=stage[:100], detail=detail or None,
             origin_topic=origin_topic[:100], origin_partition=partition, origin_offset=offset,
             about_event_id=record.header(EVENT_ID), content_sha256=digest,
         )

@@ -31,8 +31,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import Producer
-
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.audit_facts import (
     NotAFact,
@@ -44,7 +42,7 @@ from safebus.consumers.audit_facts import (
 from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoint
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.logs import get_logger
 from safebus.records import Output, Record, dead_letter
 from safebus.schemas._base import Event
@@ -72,7 +70,9 @@ class AuditSequencer:
         self.ledger = ledger
         self.clock = clock
         self.on_appended = on_appended
-        self._producer: Producer = reliable_producer(bootstrap)
+        self._unpublished: StoredCheckpoint | None = None
+        """A stored checkpoint not yet confirmed on the checkpoint topic (retried at every idle poll)."""
+        self._producer: ReliableProducer = reliable_producer(bootstrap)
 
     @property
     def topics(self) -> list[str]:
@@ -81,10 +81,8 @@ class AuditSequencer:
 
     def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
         """Sequence until `stop` is set, then sign a last checkpoint."""
-        latest = self.ledger.latest_checkpoint()
-        if latest is not None:
-            self._publish(latest)  # in case the last run stopped between storing and publishing it
-        run_batches(delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+        self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
+        run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
                     batch_size=batch_size, idle=self.checkpoint_if_due)
         self.checkpoint_if_due(force=True)
 
@@ -137,12 +135,17 @@ class AuditSequencer:
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
+        if self._unpublished is not None:
+            self._publish(self._unpublished)  # raises BrokerError while the broker is away: retried later
+            self._unpublished = None
         now = self.clock()
         if not (force or self.ledger.checkpoint_due(now)):
             return None
         checkpoint = self.ledger.make_checkpoint(now=now)
         if checkpoint is not None:
+            self._unpublished = checkpoint
             self._publish(checkpoint)
+            self._unpublished = None
             _log.info("audit_checkpoint", size=checkpoint.size, root=checkpoint.root.hex())
         return checkpoint
 

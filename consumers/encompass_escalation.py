@@ -33,11 +33,13 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from safebus.bounded_json import JsonRefused, loads_object
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
+from safebus.consumers.attributed_facts import attributed_facts
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.directory import Directory
+from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
@@ -161,8 +163,13 @@ class MonitorWorker:
 
     def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
                  notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
-                 group_id: str = "safebus-encompass-monitor") -> None:
-        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes."""
+                 directory: Callable[[], Directory], group_id: str = "safebus-encompass-monitor") -> None:
+        """
+        Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
+
+        `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
+        (`safebus.consumers.attributed_facts`).
+        """
         self.bootstrap = bootstrap
         self.names = names
         self.monitor = monitor
@@ -170,36 +177,40 @@ class MonitorWorker:
         self.clock = clock
         self.group_id = group_id
         self.facts = facts
+        self.directory = directory
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
-        run_batches(delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
         """
-        Apply a batch of audit facts, then take any steps now due.
+        Apply a batch of audit facts its authors signed (others are logged and ignored), then take due steps.
 
-        What is not a fact at all is left to the audit sequencer, which
-        dead-letters it.  A fact of a type the monitor acts on that does not
-        fit its contract, or that the monitor cannot apply, becomes one dead
-        letter (stage ``encompass-monitor``) here, and the rest of the batch
-        applies: no record stops the monitor (docs/adr/0003).
+        The sequencer dead-letters what is not a signed fact, or not a valid
+        one; here such records are only never acted on (a second dead letter
+        would double the evidence).  A signed fact the monitor acts on must
+        also fit its contract, so nothing ill-typed reaches the monitor's
+        database; and if applying one fails all the same, that record becomes
+        one dead letter (stage ``encompass-monitor``, ``internal-error``) and
+        the rest of the batch applies: no record stops the monitor
+        (docs/adr/0003).
         """
+        directory = self.directory()
         facts: list[dict[str, Any]] = []
         sources: list[Record] = []
         refused: list[Output] = []
         for record in records:
             try:
-                outcome = self._admit(record)
+                fact = self._admit(record, directory)
             except Exception as exc:  # noqa: BLE001 - one record must never stop the monitor
                 _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
                            offset=record.offset, error=type(exc).__name__)
-                outcome = self._refuse(record, "internal-error", type(exc).__name__)
-            if isinstance(outcome, Output):
-                refused.append(outcome)
-            elif outcome is not None:
-                facts.append(outcome)
+                refused.append(self._refuse(record, "internal-error", type(exc).__name__))
+                continue
+            if fact is not None:
+                facts.append(fact)
                 sources.append(record)
         failures: list[tuple[int, Exception]] = []
         self.monitor.observe(facts, refused=failures)
@@ -212,26 +223,32 @@ class MonitorWorker:
             self.facts.publish(refused)  # dead letters: not for the audit topic, so not signed as facts
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
-            self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                       value=d.model_dump_json().encode(),
-                                       headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            try:
+                self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                           value=d.model_dump_json().encode(),
+                                           headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            except BrokerError:  # the batch is retried: its deadlines must be announced then
+                self.monitor.announce_again(d.notification_id for d in deadlines)
+                raise
         self.tick()
 
-    def _admit(self, record: Record) -> dict[str, Any] | Output | None:
-        """The fact to apply, its dead letter, or None for a record that is not the monitor's to judge."""
-        try:
-            parsed = loads_object(record.value)
-        except JsonRefused:
-            return None  # the audit sequencer dead-letters what is not a fact
-        event_type = parsed.get("event_type")
+    def _admit(self, record: Record, directory: Directory) -> dict[str, Any] | None:
+        """The fact to apply, or None for a record the monitor does not act on (logged, never its content)."""
+        attributed = attributed_facts([record], directory)
+        if not attributed:
+            return None
+        [fact] = attributed
+        event_type = fact.get("event_type")
         spec = by_type(event_type) if isinstance(event_type, str) and event_type in MONITORED_FACTS else None
         if spec is None:
             return None  # not a fact the monitor acts on
         try:
             spec.model.model_validate_json(record.value)
         except ValidationError as exc:
-            return self._refuse(record, "schema-violation", validation_detail(exc))
-        return parsed
+            _log.warning("audit_fact_ignored", topic=record.topic, partition=record.partition, offset=record.offset,
+                         reason="schema-violation", detail=validation_detail(exc))
+            return None
+        return fact
 
     def _refuse(self, record: Record, reason: str, detail: str) -> Output:
         _log.warning("monitor_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,

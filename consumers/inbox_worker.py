@@ -77,7 +77,7 @@ class InboxWorker:
         self.store = store
         self.names = names
         self.clock = clock
-        self._consumer = delivery_consumer(bootstrap, group_id)
+        self._consumers = lambda: delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
         self.publish_audit: Callable[[list[Output]], None] = FactPublisher(fact_signer, self._producer)
@@ -85,7 +85,7 @@ class InboxWorker:
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
-        run_batches(self._consumer, sorted(self.schools), self.deliver, stop, batch_size=batch_size)
+        run_batches(self._consumers, sorted(self.schools), self.deliver, stop, batch_size=batch_size)
 
     def deliver(self, records: list[Record]) -> int:
         """
@@ -105,13 +105,15 @@ class InboxWorker:
 
         new = deliver_batch(records, self._open, store, self._producer, what="alerts",
                             deadletter_topic=self.names.deadletter)
-        if self._delivered:
-            self.publish_audit(self._delivered)
-        if fresh and self.notify is not None:
-            try:
-                self.notify(fresh)
-            except SafebusError as exc:  # the alert is in the inbox; a failed notice must not redeliver it
-                _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
+        try:
+            if self._delivered:
+                self.publish_audit(self._delivered)
+        finally:  # a batch retried after a failed publish finds its alerts stored: notify now or never
+            if fresh and self.notify is not None:
+                try:
+                    self.notify(fresh)
+                except SafebusError as exc:  # the alert is in the inbox; a failed notice must not redeliver it
+                    _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
         return new
 
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:

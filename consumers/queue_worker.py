@@ -87,7 +87,7 @@ class QueueWorker:
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set."""
-        run_batches(delivery_consumer(self._bootstrap, self._group_id), self.topics, self.deliver, stop,
+        run_batches(lambda: delivery_consumer(self._bootstrap, self._group_id), self.topics, self.deliver, stop,
                     batch_size=batch_size)
 
     def deliver(self, records: list[Record]) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from safebus.assembly import Settings, key_service_for, tokeniser_for
+from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.calendars import CalendarBook, load_calendars, sample_calendars
 from safebus.consumers.email_notice import EmailNotifier
 from safebus.consumers.encompass_escalation import EscalationNotices, MonitorWorker
@@ -89,7 +89,8 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
                          clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
                                                            audit_topic=settings.names.audit,
-                                                           bootstrap=settings.bootstrap))
+                                                           bootstrap=settings.bootstrap),
+                         directory=directory_source(settings.store, clock=clock))
 
 
 def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from bench.fuzz_corpus import Hostile, hostile_records
+from bench.fuzz_corpus import Hostile
 from bench.fuzz_harness import Targets, build_targets
 from safebus.assembly import Settings, open_ledger, router_sealed_reader, topics_for
 from safebus.bounded_json import JsonRefused, loads_object
@@ -63,7 +63,7 @@ from tests.integration.conftest import Broker, Bus
 
 pytestmark = pytest.mark.kafka
 
-WORKERS = ("processor", "inbox", "queues", "sequencer", "monitor")
+WORKERS = ("processor", "inbox", "queue", "sequencer", "monitor")
 ROUTER_STAGES = frozenset({"verify", "decrypt", "validate", "replay", "route"})
 
 
@@ -170,8 +170,7 @@ def test_thousands_of_hostile_records_stop_no_worker_and_each_is_accounted_for(
 
     def corpus(name: str) -> list[Hostile]:
         target = t[name]
-        return list(hostile_records(target.template.value, target.template.headers, rng=rng,
-                                    numeric=target.numeric, sealer=target.sealer, plaintext=target.plaintext))
+        return target.corpus(rng)
 
     sent = _send(bus.settings.bootstrap, [
         ("router", t["router"].topic, corpus("router")),

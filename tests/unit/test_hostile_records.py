@@ -66,8 +66,7 @@ def test_the_whole_hostile_corpus_is_accounted_for_and_a_good_record_still_goes_
         targets: Targets, name: str) -> None:
     """No exit, no oversized output, each hostile record taken or dead-lettered exactly once; a good one is taken."""
     target = targets.targets[name]
-    hostiles = list(hostile_records(target.template.value, target.template.headers, rng=random.Random(name),
-                                    numeric=target.numeric, sealer=target.sealer, plaintext=target.plaintext))
+    hostiles = target.corpus(random.Random(name))
     total = Outcome()
     for start in range(0, len(hostiles), 100):  # batches, as the loops hand them over
         outcome, _ = _run(target, hostiles[start:start + 100])
@@ -76,7 +75,8 @@ def test_the_whole_hostile_corpus_is_accounted_for_and_a_good_record_still_goes_
     assert total.unaccounted == 0, total.failures
     assert total.oversized_outputs == 0
     assert total.records == len(hostiles) > 100
-    assert total.dead_lettered > 0
+    if name != "monitor":  # the monitor leaves what is not a valid signed fact to the sequencer's dead letters
+        assert total.dead_lettered > 0
     _good_is_taken(targets, name)
 
 

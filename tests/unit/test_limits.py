@@ -65,7 +65,7 @@ def test_an_oversized_record_is_dead_lettered_as_digest_prefix_and_coordinates(s
 
 def test_our_producer_takes_the_largest_dead_letter_and_refuses_past_its_limit() -> None:
     """librdkafka, as `reliable_producer` configures it, takes a worst-case dead letter and refuses past the limit."""
-    producer = reliable_producer("127.0.0.1:1")
+    producer = reliable_producer("127.0.0.1:1").client
     worst = dead_letter(raw=b"[" * MAX_RECORD_BYTES, origin=Origin(topic="t" * 249, partition=0, offset=0,
                                                                    key=b"k" * 600),
                         stage="verify", reason="malformed", detail="d" * 5000, topic="t.deadletter")
