@@ -31,8 +31,6 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.attributed_facts import attributed_facts
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
@@ -42,11 +40,9 @@ from safebus.directory import Directory
 from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
-from safebus.processors.handler import validation_detail
 from safebus.records import EVENT_ID, Output, Record, dead_letter
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
-from safebus.schemas.registry import by_type
 from safebus.topics import TopicNames
 
 _log = get_logger("encompass.escalation")
@@ -55,11 +51,6 @@ _LONDON = ZoneInfo("Europe/London")
 OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
 MONITOR_STAGE = "encompass-monitor"
 """The dead-letter stage of a fact the monitor acts on but cannot use."""
-MONITORED_FACTS = frozenset({
-    "audit.sharing-decision", "audit.enrolment-moved", "audit.file-transfer-confirmed", "audit.delivered",
-    "audit.acknowledged", "audit.escalated",
-})
-"""The fact types the monitor applies (`EncompassMonitor._observe`); each is checked against its contract first."""
 TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
 
 
@@ -190,12 +181,12 @@ class MonitorWorker:
 
         The sequencer dead-letters what is not a signed fact, or not a valid
         one; here such records are only never acted on (a second dead letter
-        would double the evidence).  A signed fact the monitor acts on must
-        also fit its contract, so nothing ill-typed reaches the monitor's
-        database; and if applying one fails all the same, that record becomes
-        one dead letter (stage ``encompass-monitor``, ``internal-error``) and
-        the rest of the batch applies: no record stops the monitor
-        (docs/adr/0003).
+        would double the evidence).  A signed fact the monitor cannot apply
+        (a field of the wrong type, a time without a zone: refused before it
+        reaches the monitor's database, where it would break every later
+        tick) is undone on its own and becomes one dead letter (stage
+        ``encompass-monitor``, ``internal-error``), and the rest of the batch
+        applies: no record stops the monitor (docs/adr/0003).
         """
         directory = self.directory()
         facts: list[dict[str, Any]] = []
@@ -235,20 +226,7 @@ class MonitorWorker:
     def _admit(self, record: Record, directory: Directory) -> dict[str, Any] | None:
         """The fact to apply, or None for a record the monitor does not act on (logged, never its content)."""
         attributed = attributed_facts([record], directory)
-        if not attributed:
-            return None
-        [fact] = attributed
-        event_type = fact.get("event_type")
-        spec = by_type(event_type) if isinstance(event_type, str) and event_type in MONITORED_FACTS else None
-        if spec is None:
-            return None  # not a fact the monitor acts on
-        try:
-            spec.model.model_validate_json(record.value)
-        except ValidationError as exc:
-            _log.warning("audit_fact_ignored", topic=record.topic, partition=record.partition, offset=record.offset,
-                         reason="schema-violation", detail=validation_detail(exc))
-            return None
-        return fact
+        return attributed[0] if attributed else None
 
     def _refuse(self, record: Record, reason: str, detail: str) -> Output:
         _log.warning("monitor_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,

@@ -172,6 +172,26 @@ class Step:
     due_at: datetime
 
 
+_TIME_FIELDS = ("recorded_at", "confirmed_at", "delivered_at", "acknowledged_at", "incident_at")
+_ID_FIELDS = ("transfer_id", "output_id", "notification_id", "staff_id", "step", "event_id", "recipient")
+
+
+def _check_types(fact: dict[str, Any]) -> None:
+    """
+    Raise ValueError unless the fields the monitor stores have the types it reads back.
+
+    A time stored as anything but an ISO time with a zone would break every
+    later tick (they are parsed again then), so it is refused on the way in.
+    """
+    for name in _TIME_FIELDS:
+        value = fact.get(name)
+        if value is not None and (not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None):
+            raise ValueError(f"{name} is not a time with a zone")
+    for name in _ID_FIELDS:
+        if fact.get(name) is not None and not isinstance(fact[name], str):
+            raise ValueError(f"{name} is not text")
+
+
 def _dt(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value)) if value is not None else None
 
@@ -229,6 +249,7 @@ class EncompassMonitor:
         return changed
 
     def _observe(self, fact: dict[str, Any]) -> int:
+        _check_types(fact)
         kind = fact.get("event_type")
         if kind == "audit.sharing-decision":
             return self._track(fact)
