@@ -5,7 +5,7 @@ The router, the school inbox, the referral queues, the audit sequencer and the
 Encompass monitor run as their own processes (``python -m safebus …``).  The
 test writes the fixed hostile corpus (`bench.fuzz_corpus`) with a plain Kafka
 client — as anyone with access to a topic could — to the ingress, school
-egress, referral, audit, dead-letter and directory topics: about 3,000 records,
+egress, referral, audit, dead-letter and directory topics: about 4,300 records,
 a few dozen of them a megabyte, a dead letter with a partition of "abc", 400 KB
 of ``[``.  Then one good incident.  It asserts that:
 
