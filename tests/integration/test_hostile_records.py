@@ -251,6 +251,10 @@ def test_thousands_of_hostile_records_stop_no_worker_and_each_is_accounted_for(
         shared = [d for d in decisions.values() if d.agreement_id == "operation-encompass" and d.output_id]
         assert shared
         assert inbox.received_at([d.output_id for d in shared if d.output_id])
+        referred = [d for d in decisions.values() if d.recipient_kind != "school" and d.output_id and d.recipient
+                    and d.outcome.value == "shared" and d.agreement_id != "operation-encompass"]
+        assert referred
+        assert all(d.output_id in queues.referral_ids(str(d.recipient)) for d in referred)
         monitor: EncompassMonitor = open_monitor(bus.settings)
         try:
             assert any(monitor.tracked(d.output_id) for d in shared if d.output_id)
