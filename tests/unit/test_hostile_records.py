@@ -14,7 +14,7 @@ import hashlib
 import json
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 
 from bench.fuzz_corpus import Hostile, corpus, hostile_records, strategy
 from bench.fuzz_harness import Outcome, Target, Targets, build_targets, to_record
+from safebus.agency_admin import latest_verified, revoke_key, rotate_keys
 from safebus.assembly import open_ledger
+from safebus.directory import AgencyKind
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.records import (
@@ -35,6 +37,7 @@ from safebus.records import (
     Record,
     dead_letter,
 )
+from tests.conftest import Partnership
 from tests.unit.test_gateway import Running, example, post, running
 
 __all__ = ["running"]  # the gateway fixture, imported to be used here
@@ -215,3 +218,25 @@ def test_the_routers_start_up_survives_a_hostile_changelog(tmp_path: Path) -> No
     fresh = SqliteRouterState(tmp_path / "new.sqlite")
     assert restore(fresh, records) >= 1
     assert fresh.enrolment(child) == "900101"
+
+
+def test_a_hostile_directory_record_neither_hides_an_agency_nor_undoes_a_revocation(partnership: Partnership) -> None:
+    """After the genuine entries: junk, a forged entry, and the pre-revocation entry replayed; sync keeps the newest."""
+    store = partnership.store
+    police = partnership.directory.of_kind(AgencyKind.POLICE)[0].id
+    before = next(e for e in store.signed_entries() if e.entry.id == police)
+    old_key = partnership.keys(police).public().signing_key_id
+    later = before.entry.issued_at + timedelta(minutes=1)
+    rotate_keys(store, police, now=later)
+    revoked = revoke_key(store, police, old_key, now=later + timedelta(minutes=1))
+    forged = json.loads(revoked.model_dump_json())
+    forged["entry"]["name"] = "A forged police force"
+    values = [*(e.model_dump_json().encode() for e in store.signed_entries()), b"[" * 400_000, b"\xff",
+              json.dumps(forged).encode(), before.model_dump_json().encode()]
+    records = [Record(topic="t.reference.agencies", partition=0, offset=n, key=None, value=v)
+               for n, v in enumerate(values)]
+    kept, refused = latest_verified(records, store.trust_anchor(), now=later + timedelta(minutes=2))
+    assert refused == []
+    [entry] = [e for e in kept if e.entry.id == police]
+    assert entry == revoked
+    assert {a.id for a in partnership.directory.agencies} == {e.entry.id for e in kept}
