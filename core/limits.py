@@ -26,7 +26,7 @@ headers and key are bounded by `MAX_DEAD_LETTER_META_BYTES`.
 from __future__ import annotations
 
 __all__ = [
-    "BROKER_MESSAGE_MAX_BYTES", "MAX_DEAD_LETTER_BYTES", "MAX_DEAD_LETTER_META_BYTES", "MAX_DETAIL_CHARS",
+    "BROKER_MESSAGE_MAX_BYTES", "MAX_CODE_CHARS", "MAX_DEAD_LETTER_BYTES", "MAX_DEAD_LETTER_META_BYTES", "MAX_DETAIL_CHARS",
     "MAX_EVENT_JSON_BYTES", "MAX_HEADER_BYTES", "MAX_JSON_DEPTH", "MAX_ORIGIN_KEY_BYTES", "MAX_RECORD_BYTES",
     "MAX_TOPIC_CHARS", "PREFIX_BYTES", "PRODUCER_MAX_REQUEST_BYTES", "RECORD_OVERHEAD_BYTES",
 ]
@@ -82,6 +82,9 @@ MAX_ORIGIN_KEY_BYTES = 500
 MAX_DETAIL_CHARS = 1000
 """A dead letter's detail (error locations and types only), in characters."""
 
+MAX_CODE_CHARS = 100
+"""A dead letter's stage and reason codes, in characters (the audit fact's ``Name`` fields hold as many)."""
+
 MAX_HEADER_BYTES = 512
 """Any other header a dead letter copies (an event id, a digest), in bytes."""
 
@@ -89,7 +92,8 @@ MAX_DEAD_LETTER_META_BYTES = (
     4 * MAX_DETAIL_CHARS  # UTF-8: at most 4 bytes a character
     + 2 * MAX_TOPIC_CHARS * 4  # the origin topic, as a header and in the key
     + MAX_ORIGIN_KEY_BYTES
-    + 12 * MAX_HEADER_BYTES  # reason, stage, partition, offset, id, event id, digest, length, …
+    + 2 * 4 * MAX_CODE_CHARS  # reason and stage
+    + 12 * MAX_HEADER_BYTES  # partition, offset, id, event id, digest, length, truncated, header names, …
     + RECORD_OVERHEAD_BYTES
 )
 """Every byte of a dead letter that is not its value: headers, key and framing."""

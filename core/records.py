@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from safebus.envelope import peek_header
 from safebus.limits import (
+    MAX_CODE_CHARS,
     MAX_DETAIL_CHARS,
     MAX_HEADER_BYTES,
     MAX_ORIGIN_KEY_BYTES,
@@ -46,7 +47,6 @@ DLQ_TRUNCATED = "safebus.dlq.truncated"
 """Present (``true``) when the value is only the first `PREFIX_BYTES` of an oversized record."""
 _DEAD_LETTER_NAMESPACE = uuid.UUID("6f3c1b52-8d0e-4a7c-9b1e-2f5a6c7d8e90")
 """The audit facts' namespace: a dead letter's id is the id of the fact that logs it."""
-_MAX_CODE_CHARS = 100
 EVENT_ID = "safebus.event_id"
 
 
@@ -104,7 +104,7 @@ def dead_letter(*, raw: bytes, origin: Origin, stage: str, reason: str, detail: 
     result is never larger than `safebus.limits.MAX_DEAD_LETTER_BYTES`.
     """
     raw = bytes(raw or b"")
-    stage, reason = stage[:_MAX_CODE_CHARS], reason[:_MAX_CODE_CHARS]
+    stage, reason = stage[:MAX_CODE_CHARS], reason[:MAX_CODE_CHARS]
     origin_topic = origin.topic[:MAX_TOPIC_CHARS]
     headers = [
         (DLQ_ID, dead_letter_id(origin_topic=origin_topic, partition=origin.partition, offset=origin.offset,
