@@ -29,7 +29,9 @@ from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.records import (
     DLQ_ID,
+    DLQ_ORIGIN_OFFSET,
     DLQ_ORIGIN_PARTITION,
+    DLQ_ORIGINAL_SHA256,
     DLQ_REASON,
     DLQ_STAGE,
     DLQ_TRUNCATED,
@@ -105,12 +107,16 @@ def test_the_router_dead_letters_a_record_of_about_a_megabyte_in_a_letter_that_f
     """The oversized record's dead letter is its prefix, digest and coordinates: it fits the producer."""
     target = targets.targets["router"]
     raw = random.Random(size).randbytes(size)
-    outcome, records = _run(target, [Hostile(kind="huge", value=raw, key=b"k")])
+    outcome, _ = _run(target, [Hostile(kind="huge", value=raw, key=b"k")])
     assert (outcome.exits, outcome.dead_lettered, outcome.oversized_outputs) == (0, 1, 0)
     assert outcome.reasons == {"verify/too-large": 1}
-    letter = dead_letter(raw=raw, origin=Origin(topic=records[0].topic, partition=0, offset=records[0].offset),
-                         stage="verify", reason="too-large", detail="", topic=target.deadletter)
-    assert dict(letter.headers)[DLQ_TRUNCATED] == b"true"
+    record = to_record(Hostile(kind="huge", value=raw, key=b"k"), topic=target.topic, offset=next(_offsets))
+    [letter] = [o for o in target.handle([record]) if o.topic == target.deadletter]
+    headers = dict(letter.headers)
+    assert letter.value == raw[:4096]
+    assert headers[DLQ_TRUNCATED] == b"true"
+    assert headers[DLQ_ORIGINAL_SHA256] == hashlib.sha256(raw).hexdigest().encode()
+    assert headers[DLQ_ORIGIN_OFFSET] == str(record.offset).encode()
 
 
 def test_a_dead_letter_whose_partition_header_is_not_a_number_is_refused_by_the_sequencer(
