@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -192,6 +194,16 @@ def corpus(template: bytes, *, rng: random.Random, sealer: Sealer | None = None,
     yield "binary", rng.randbytes(rng.randint(1, 4096))
 
 
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _fresh_ids(value: bytes, rng: random.Random) -> bytes:
+    """`value` with every UUID in it replaced by a new one (the same new one for the same old one)."""
+    fresh: dict[bytes, bytes] = {}
+    return _UUID.sub(lambda m: fresh.setdefault(m.group(0), str(uuid.UUID(int=rng.getrandbits(128),
+                                                                          version=4)).encode()), value)
+
+
 def _bitflip(rng: random.Random, template: bytes) -> bytes:
     flipped = bytearray(template)
     for _ in range(rng.randint(1, 8)):
@@ -274,8 +286,8 @@ def hostile_records(template: bytes, base_headers: Mapping[str, bytes], *, rng: 
     """
     for kind, value in corpus(template, rng=rng, sealer=sealer, plaintext=plaintext):
         yield Hostile(kind=kind, value=value, key=b"k", headers=dict(base_headers))
-    if resign is not None:
-        for kind, value in _wrong_types(template, "signed-wrong-type", lambda v: v):
+    if resign is not None:  # fresh ids, so each variant is new to the worker (not a repeat it already holds)
+        for kind, value in _wrong_types(template, "signed-wrong-type", lambda v: _fresh_ids(v, rng)):
             yield Hostile(kind=kind, value=value, key=b"k", headers={**base_headers, **resign(value)})
     for kind, headers in mangled_headers(base_headers, numeric=numeric):
         yield Hostile(kind=kind, value=template, key=b"k", headers=headers)

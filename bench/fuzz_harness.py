@@ -237,7 +237,9 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
     incident = fresh_incident()
     routed = handler.handle(incident.value, Origin(topic=incident.topic, partition=0, offset=0, key=incident.key))
     share = next(o for o in routed if o.topic.endswith(".encompass-notification"))
-    decision = next(o for o in routed if o.topic == names.audit)
+    # An Operation Encompass decision that shares: the fact the monitor tracks (the sequencer takes any).
+    decision = next(o for o in routed if o.topic == names.audit and b'"operation-encompass"' in o.value
+                    and b'"shared"' in o.value)
 
     targets: dict[str, Target] = {}
     good: dict[str, Callable[[], Hostile]] = {}

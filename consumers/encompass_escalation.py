@@ -248,6 +248,12 @@ class MonitorWorker:
     def _take_due(self, now: datetime) -> _Pass:
         taken = reached_nobody = 0
         for step in self.monitor.due_steps(now):
+            try:  # a step whose fact cannot be stated is never taken: no notice without its record
+                self.monitor.step_fact(step, at=now, notified=())
+            except ValueError as exc:
+                _log.error("escalation_step_unstateable", notification_id=step.tracked.notification_id[:100],
+                           step=step.step.value, error=type(exc).__name__)
+                continue
             try:
                 notified = self.notices.notify(step) if self.notices else ()
             except EmailNoticeError:
