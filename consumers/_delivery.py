@@ -204,18 +204,22 @@ def deliver_batch(
     producer: Producer | ReliableProducer,
     *,
     what: str,
+    deadletter_topic: str | None = None,
 ) -> int:
     """
     Admit each record or refuse it; dead-letter the refused, then store the admitted in one go.
 
     Dead letters are confirmed by the broker before the store's transaction, and
     both happen before the caller commits offsets: nothing refused is lost and
-    nothing admitted is skipped.  Returns how many admitted records were new.
+    nothing admitted is skipped.  Whatever `admit` raises for one record
+    becomes that record's dead letter (``internal-error``) on
+    `deadletter_topic`, so no record can stop the consumer.  Returns how many
+    admitted records were new.
     """
     admitted: list[A] = []
     refused: list[Output] = []
     for record in records:
-        outcome = admit(record.value, origin_of(record))
+        outcome = admit_guarded(admit, record, deadletter_topic=deadletter_topic)
         if isinstance(outcome, Output):
             refused.append(outcome)
         else:
@@ -226,6 +230,21 @@ def deliver_batch(
     _log.info(f"{what}_delivered", received=len(records), new=new, redelivered=len(admitted) - new,
               dead_lettered=len(refused))
     return new
+
+
+def admit_guarded(admit: Callable[[bytes, Origin], A | Output], record: Record, *,
+                  deadletter_topic: str | None) -> A | Output:
+    """`admit` for one record; if it raises, that record's dead letter instead (never raises with a topic)."""
+    origin = origin_of(record)
+    try:
+        return admit(record.value, origin)
+    except Exception as exc:
+        if deadletter_topic is None:
+            raise
+        _log.error("delivery_internal_error", topic=origin.topic, partition=origin.partition, offset=origin.offset,
+                   error=type(exc).__name__)
+        return dead_letter(raw=record.value, origin=origin, stage=DELIVER_STAGE, reason="internal-error",
+                           detail=type(exc).__name__, topic=deadletter_topic)
 
 
 def origin_of(record: Record) -> Origin:

@@ -104,18 +104,21 @@ class AuditSequencer:
                     signer = verify_fact(record, directory)
                     fact = fact_from_audit_record(record)
                     _log.debug("audit_fact_attributed", fact_id=fact.event_id, signer=signer)
+                new = NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact))
             except UnattributedFact as exc:
                 _log.warning("audit_fact_unattributed", topic=record.topic, partition=record.partition,
                              offset=record.offset, reason=exc.reason)
-                refused.append(dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE,
-                                           reason=exc.reason, detail=str(exc), topic=self.names.deadletter))
+                refused.append(self._refuse(record, exc.reason, str(exc)))
                 continue
             except NotAFact as exc:
-                refused.append(dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE,
-                                           reason="not-an-audit-fact", detail=str(exc),
-                                           topic=self.names.deadletter))
+                refused.append(self._refuse(record, "not-an-audit-fact", str(exc)))
                 continue
-            facts.append(NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact)))
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the log (docs/adr/0003)
+                _log.error("audit_record_internal_error", topic=record.topic, partition=record.partition,
+                           offset=record.offset, error=type(exc).__name__)
+                refused.append(self._refuse(record, "internal-error", type(exc).__name__))
+                continue
+            facts.append(new)
         if refused:
             produce_all(self._producer, refused)
         appended = self.ledger.append(facts, now=now)
@@ -125,6 +128,10 @@ class AuditSequencer:
             self.on_appended(appended)
         self.checkpoint_if_due()
         return appended
+
+    def _refuse(self, record: Record, reason: str, detail: str) -> Output:
+        return dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE, reason=reason,
+                           detail=detail, topic=self.names.deadletter)
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""

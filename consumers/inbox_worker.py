@@ -103,7 +103,8 @@ class InboxWorker:
             fresh.update(a.setting_urn for a in arrivals if a.notification_id not in known)
             return self.store.store_many(arrivals, received_at=self.clock())
 
-        new = deliver_batch(records, self._open, store, self._producer, what="alerts")
+        new = deliver_batch(records, self._open, store, self._producer, what="alerts",
+                            deadletter_topic=self.names.deadletter)
         try:
             if self._delivered:
                 self.publish_audit(self._delivered)

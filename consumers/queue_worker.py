@@ -99,7 +99,8 @@ class QueueWorker:
         """
         self._delivered = []
         new = deliver_batch(records, self.admit, lambda arrivals: self.store.store_many(
-            arrivals, received_at=self.clock()), self._producer, what="referrals")
+            arrivals, received_at=self.clock()), self._producer, what="referrals",
+            deadletter_topic=self.names.deadletter)
         if self._delivered:
             self.publish_audit(self._delivered)
         return new

@@ -10,7 +10,10 @@ verify against their trust anchor.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from safebus.directory import (
     Agency,
@@ -28,7 +31,7 @@ from safebus.errors import ConfigError
 from safebus.kafka_io import produce_all, read_topic, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
-from safebus.records import Output
+from safebus.records import Output, Record
 
 _log = get_logger("agency_admin")
 
@@ -98,21 +101,38 @@ def publish_entries(bootstrap: str, topic: str, entries: list[SignedAgency]) -> 
 
 def sync_from_topic(store: PartnershipStore, *, bootstrap: str, topic: str, partnership: str,
                     now: datetime) -> list[str]:
-    """Rebuild the local directory from the topic (latest entry per agency); return refused agency ids."""
-    latest: dict[str, SignedAgency] = {}
-    for record in read_topic(bootstrap, topic):
+    """Rebuild the local directory from the topic (newest verified entry per agency); return refused agency ids."""
+    kept, refused = latest_verified(read_topic(bootstrap, topic), store.trust_anchor(), now=now)
+    store.save_entries(partnership, kept)
+    return refused
+
+
+def latest_verified(records: Iterable[Record], root: Ed25519PublicKey, *,
+                    now: datetime) -> tuple[list[SignedAgency], list[str]]:
+    """
+    Per agency, the newest entry (by ``issued_at``) the root key signed; and the agencies with none.
+
+    Anyone who can write to the topic can append to it, so neither the last
+    record nor a record's shape is trusted: an unsigned entry written after
+    the genuine one must not hide it (the agency would vanish from every
+    directory synced after), nor may a genuine but older entry replayed later
+    undo a newer one (a revocation).  Records that are not entries at all are
+    skipped; none raises.
+    """
+    best: dict[str, SignedAgency] = {}
+    seen: list[str] = []
+    for record in records:
         try:
             signed = SignedAgency.model_validate_json(record.value)
         except ValueError:
             continue
-        latest[signed.entry.id] = signed
-    root, kept, refused = store.trust_anchor(), [], []
-    for signed in latest.values():
+        seen.append(signed.entry.id)
         try:
             verify_entry(signed, root, now=now)
         except ConfigError:
-            refused.append(signed.entry.id)
             continue
-        kept.append(signed)
-    store.save_entries(partnership, kept)
-    return refused
+        current = best.get(signed.entry.id)
+        if current is None or signed.entry.issued_at >= current.entry.issued_at:
+            best[signed.entry.id] = signed
+    refused = list(dict.fromkeys(agency for agency in seen if agency not in best))
+    return list(best.values()), refused

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.records import Output, Record
 
@@ -75,6 +76,7 @@ def _producer_config(bootstrap: str, overrides: dict[str, object]) -> dict[str, 
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,  # safebus.limits: below the broker's, above any dead letter
         "logger": logging.getLogger("safebus.librdkafka"),
         **RECONNECT,
         **overrides,

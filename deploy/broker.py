@@ -42,6 +42,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from safebus.errors import BrokerError
+from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.logs import get_logger
 
 KAFKA_VERSION = "4.1.1"
@@ -350,6 +351,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# safebus.limits: the largest record anyone may write; our producers stay below it.
+message.max.bytes={BROKER_MESSAGE_MAX_BYTES}
 log.retention.check.interval.ms=60000
 """
 

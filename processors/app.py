@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import faust
 
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.processors.handler import IncidentHandler
 from safebus.records import Origin
@@ -80,6 +81,7 @@ def create_app(
         broker_session_timeout=GROUP_TIMING["broker_session_timeout"],
         broker_heartbeat_interval=GROUP_TIMING["broker_heartbeat_interval"],
         broker_rebalance_timeout=GROUP_TIMING["broker_rebalance_timeout"],
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # the bus's limits agree (safebus.limits)
     )
     source = app.topic(*ingress_topics, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")

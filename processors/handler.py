@@ -100,10 +100,13 @@ class IncidentHandler:
         router-state changelog), so they are durable before its offset is
         committed, like the shares and decisions themselves.
         """
+        raw = raw if isinstance(raw, bytes) else b""  # a tombstone (no value) is refused like any bad record
         try:
             outputs = self._handle(raw, origin)
         except Exception as exc:  # noqa: BLE001 - a bug must dead-letter, not kill the worker
-            _log.exception("handler_internal_error", topic=origin.topic, offset=origin.offset)
+            # The type only: an exception's message may quote the input (docs/adr/0003).
+            _log.error("handler_internal_error", topic=origin.topic, partition=origin.partition,
+                       offset=origin.offset, error=type(exc).__name__)
             outputs = [self._reject(raw, origin, "route", "internal-error", type(exc).__name__)]
         if isinstance(self.reference_state, ChangelogRouterState):
             outputs.extend(self.reference_state.drain())

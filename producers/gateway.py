@@ -75,11 +75,13 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from safebus import bounded_json
 from safebus.account_files import exclusive_lock, write_private_json
 from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
+from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
 from safebus.logs import get_logger
 from safebus.producers.police import PolicePublisher
 from safebus.producers.publisher import AgencyPublisher
@@ -92,8 +94,8 @@ __all__ = [
     "agency_publishers", "default_credentials_path", "revoke_credential",
 ]
 
-MAX_BODY_BYTES = 1 << 20
-"""Largest request body accepted (1 MiB): an incident with a long narrative is a few tens of KiB."""
+MAX_BODY_BYTES = MAX_EVENT_JSON_BYTES
+"""Largest request body accepted (`safebus.limits`: sealed, it fits a record): an incident is a few tens of KiB."""
 
 _LINGER_BYTES, _LINGER_S = 4 << 20, 2.0
 """After an early answer, read at most this much of an unwanted body, for at most this long, before closing."""
@@ -401,18 +403,22 @@ def _too_large(limit: int) -> _Refusal:
     return _Refusal(413, "payload-too-large", f"bodies are limited to {limit} bytes")
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(body: bytes) -> object:
-    """The JSON value in `body` (UTF-8, standard JSON only); a 400 refusal otherwise."""
+    """The JSON value in `body` (UTF-8, standard JSON only, within `safebus.limits`); a 400 refusal otherwise."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return bounded_json.loads(body, max_bytes=MAX_EVENT_JSON_BYTES)
+    except bounded_json.JsonRefused as exc:
+        detail = _JSON_REFUSALS.get(exc.reason, exc.reason)
         raise _Refusal(400, "invalid-json", f"the body is not valid UTF-8 JSON: {detail}",
                        issues=[Issue("$", detail)]) from None
+
+
+_JSON_REFUSALS = {
+    "too-deep": f"nested more than {MAX_JSON_DEPTH} levels deep",
+    "invalid-utf8": "not valid UTF-8 (or a lone surrogate escape)",
+    "malformed": "not standard JSON",
+    "too-large": f"larger than {MAX_EVENT_JSON_BYTES} bytes",
+}
 
 
 def _is_json(content_type: str | None) -> bool:

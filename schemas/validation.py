@@ -14,6 +14,7 @@ to today's text character rule (`safebus.schemas.text`), as the router holds it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -48,8 +49,19 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     return text
 
 
+_VERSION = re.compile(r"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}")
+
+
 def published_schema(event_type: str, version: str) -> dict[str, Any] | None:
-    """The published JSON Schema of `event_type` at `version`, or None if there is none."""
+    """
+    The published JSON Schema of `event_type` at `version`, or None if there is none.
+
+    `version` comes from an untrusted payload: only a plain ``MAJOR.MINOR.PATCH``
+    is looked up, so a 20,000-character or ``../`` version is "none", not an
+    OSError or a read outside the published schemas.
+    """
+    if not _VERSION.fullmatch(version):
+        return None
     path = resources.files("safebus.schemas").joinpath(f"json/{event_type}/{version}.json")
     if not path.is_file():
         return None
