@@ -16,7 +16,7 @@ here once so the two cannot drift apart on the properties that matter:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Producer
@@ -45,7 +45,7 @@ def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
 
 def run_batches(
     consumer: Consumer,
-    topics: list[str],
+    topics: Sequence[str] | Callable[[], Sequence[str]],
     deliver: Callable[[list[Record]], object],
     stop: threading.Event,
     *,
@@ -57,11 +57,22 @@ def run_batches(
     Subscribe to `topics` and hand each batch of records to `deliver`, committing after it, until `stop`.
 
     `idle` runs whenever a poll finds nothing, for work that is due by time
-    rather than by arrival (an audit checkpoint, an escalation).
+    rather than by arrival (an audit checkpoint, an escalation).  `topics` may
+    be a callable, asked before each poll: when its answer changes (a live
+    directory added or retired an agency) the consumer resubscribes, so the
+    worker follows the directory without a restart.
     """
-    consumer.subscribe(sorted(topics))
+    wanted = topics if callable(topics) else (lambda: topics)
+    subscribed = sorted(wanted())
+    consumer.subscribe(subscribed)
     try:
         while not stop.is_set():
+            now_wanted = sorted(wanted())
+            if now_wanted != subscribed:
+                _log.info("resubscribing", added=sorted(set(now_wanted) - set(subscribed)),
+                          removed=sorted(set(subscribed) - set(now_wanted)))
+                subscribed = now_wanted
+                consumer.subscribe(subscribed)
             first = consumer.poll(poll_s)
             if first is None:
                 if idle is not None:

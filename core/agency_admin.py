@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from safebus.directory import (
+    ENTRY_LIFETIME,
     Agency,
     AgencyKind,
     KeyStatus,
@@ -29,6 +30,7 @@ from safebus.kafka_io import produce_all, read_topic, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.records import Output
+from safebus.topics import TopicNames, bus_topics
 
 _log = get_logger("agency_admin")
 
@@ -89,11 +91,43 @@ def retire_key(store: PartnershipStore, agency_id: str, signing_key_id: str, *, 
     return signed
 
 
+def retire_agency(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
+    """
+    Take an agency off the bus: every key generation becomes retired, so nothing is sealed for it or accepted from it.
+
+    Its entry stays in the directory (signed, with its history of keys), so
+    the audit trail and the agency's own stored records keep their meaning;
+    running workers stop routing to it as soon as the entry is published.
+    The private keys are kept: what it already received stays readable where
+    it is held, until its retention ends.
+    """
+    entry = _entry(store, agency_id)
+    keys = tuple(g.model_copy(update={"status": KeyStatus.RETIRED, "status_changed_at": now})
+                 if g.status is not KeyStatus.RETIRED else g for g in entry.keys)
+    retired = entry.model_copy(update={"keys": keys, "issued_at": now, "expires_at": now + ENTRY_LIFETIME})
+    return _store_signed(store, retired)
+
+
 def publish_entries(bootstrap: str, topic: str, entries: list[SignedAgency]) -> None:
     """Publish signed entries to the compacted directory topic, keyed by agency id."""
     produce_all(reliable_producer(bootstrap), [
         Output(topic=topic, key=e.entry.id.encode(), value=e.model_dump_json().encode()) for e in entries
     ])
+
+
+def publish_change(store: PartnershipStore, signed: SignedAgency, *, bootstrap: str, names: TopicNames) -> None:
+    """
+    Make a directory change live: create the topics it needs, then publish its signed entry.
+
+    In this order because running workers act on the entry as soon as they
+    read it (the router seals for a new school at once, the inbox worker
+    subscribes to its topic): the school's topics must exist by then.
+    """
+    from safebus.deploy.topics_admin import apply_topics  # administration only: keep the workers' imports small
+
+    apply_topics(bootstrap, bus_topics(store.load_directory(), names))
+    publish_entries(bootstrap, names.agencies, [signed])
+    _log.info("directory_change_published", agency=signed.entry.id, issued_at=signed.entry.issued_at.isoformat())
 
 
 def sync_from_topic(store: PartnershipStore, *, bootstrap: str, topic: str, partnership: str,
