@@ -268,8 +268,11 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         if not (args.kind and args.name):
             print("safebus: agency add needs --kind and --name", file=sys.stderr)
             return 2
-        signed = agency_admin.add_agency(store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name,
-                                         urn=args.urn, now=now)
+        bootstrap = args.bootstrap
+        signed = agency_admin.add_agency(
+            store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name, urn=args.urn, now=now,
+            prepare=(lambda entry: agency_admin.create_topics(entry, bootstrap=bootstrap, names=names))
+            if bootstrap else None)
     elif args.action == "rotate-keys":
         signed = agency_admin.rotate_keys(store, args.agency, now=now)
     elif args.action == "retire" and not args.key:

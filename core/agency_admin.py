@@ -10,12 +10,14 @@ verify against their trust anchor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from safebus.directory import (
     ENTRY_LIFETIME,
     Agency,
     AgencyKind,
+    Directory,
     KeyStatus,
     PartnershipStore,
     SignedAgency,
@@ -49,14 +51,30 @@ def _store_signed(store: PartnershipStore, entry: Agency) -> SignedAgency:
 
 
 def add_agency(
-    store: PartnershipStore, *, agency_id: str, kind: AgencyKind, name: str, urn: str | None, now: datetime
+    store: PartnershipStore, *, agency_id: str, kind: AgencyKind, name: str, urn: str | None, now: datetime,
+    prepare: Callable[[Agency], object] | None = None,
 ) -> SignedAgency:
-    """Onboard an agency: generate its keys (kept locally) and sign its first entry."""
+    """
+    Onboard an agency: generate its keys (kept locally) and sign its first entry.
+
+    `prepare` runs with the new entry before it is stored (`create_topics`:
+    running components act on the entry as soon as they see it).
+    """
     if any(s.entry.id == agency_id for s in store.signed_entries()):
         raise ConfigError(f"agency {agency_id!r} is already in the directory")
     keys = PrivateKeys.generate(agency_id)
+    entry = new_entry(keys, kind=kind, name=name, urn=urn, now=now)
+    if prepare is not None:
+        prepare(entry)
     store.save_private_keys(keys)
-    return _store_signed(store, new_entry(keys, kind=kind, name=name, urn=urn, now=now))
+    return _store_signed(store, entry)
+
+
+def create_topics(entry: Agency, *, bootstrap: str, names: TopicNames) -> None:
+    """Create the topics `entry`'s agency needs (its ingress and egress topics); existing ones are left alone."""
+    from safebus.deploy.topics_admin import apply_topics  # administration only: keep the workers' imports small
+
+    apply_topics(bootstrap, bus_topics(Directory(partnership="", agencies=(entry,)), names))
 
 
 def rotate_keys(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
