@@ -189,3 +189,37 @@ def test_a_referral_sealed_for_a_key_the_worker_has_not_loaded_is_retried_after_
     assert items[0].referral is not None
     assert len(facts) == 1, "one delivery fact"
     assert isinstance(worker.admit(referral.value, origin), ReferralArrival), "the fresh keyring opens it"
+
+
+def test_the_router_retries_an_incident_whose_new_signing_key_it_had_not_seen_yet(
+    settings: Settings, partnership: Partnership,
+) -> None:
+    """
+    The police rotated and published; the router's directory had not caught up: ``unknown-sender`` at first.
+
+    With the next record after its directory changed, the held incident is routed too (its decisions and
+    shares travel with that record's outputs, so they are durable before its offset is committed).
+    """
+    handler = build_handler(settings, clock=lambda: FIXED_NOW)
+    stale = partnership.store.load_directory(now=FIXED_NOW)
+    agency_admin.rotate_keys(partnership.store, POLICE, now=datetime.now(UTC))
+    fresh = partnership.store.load_directory(now=FIXED_NOW)
+    shown = [stale]
+    handler.directory = lambda: shown[0]
+    publisher = build_police_publisher(settings, clock=lambda: FIXED_NOW)  # signs with the new key
+    incident = _high_risk_incident()
+    later = _high_risk_incident().model_copy(update={"police_reference": "NDP-2026-000779"})
+    first = publisher.seal_incident(incident)
+    [refused] = handler.handle(first.value, Origin(topic=first.topic, partition=0, offset=1, key=first.key))
+    assert dict(refused.headers)[DLQ_REASON] == b"unknown-sender"
+
+    def decided_about(outputs: list[Output]) -> set[str]:
+        return {json.loads(o.value).get("about_event_id") for o in outputs if o.topic == settings.names.audit}
+
+    shown[0] = fresh
+    second = publisher.seal_incident(later)
+    outputs = handler.handle(second.value, Origin(topic=second.topic, partition=0, offset=2, key=second.key))
+    assert {incident.event_id, later.event_id} <= decided_about(outputs)
+    third = publisher.seal_incident(_high_risk_incident().model_copy(update={"police_reference": "NDP-2026-000780"}))
+    again = handler.handle(third.value, Origin(topic=third.topic, partition=0, offset=3, key=third.key))
+    assert incident.event_id not in decided_about(again), "retried once, not at every record"
