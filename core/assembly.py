@@ -212,33 +212,44 @@ def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | N
 
     Shared by the school inbox and the referral queues, which store envelopes
     and open them on display (so erasing a subject reaches them too).  Only
-    the router is accepted as sender; each agency's keyring is read once.
+    the router is accepted as sender.  The directory is followed (a long-running
+    web inbox sees a new school or a rotation), and an agency's keyring is read
+    once and again after a directory change or a ``wrong-recipient`` (its keys
+    were rotated since).
     """
     store = settings.store
-    directory = store.load_directory()
-    senders = OnlyFrom(directory, directory.router().id)
+    directory = directory_source(store)
     keys = key_service_for(settings.state_dir)
     keyrings: dict[str, list[PrivateKeys]] = {}
+    seen: list[Directory] = []
 
     def read(agency_id: str, envelope: bytes) -> bytes | None:
-        if agency_id not in keyrings:
-            keyrings[agency_id] = store.keyring(agency_id)
-        try:
-            return open_envelope(envelope, recipient=keyrings[agency_id], senders=senders,
-                                 subject_keys=keys.lookup).plaintext
-        except InvalidEnvelope:
-            return None
+        current = directory()
+        if not seen or seen[0] is not current:
+            seen[:] = [current]
+            keyrings.clear()
+        for attempt in range(2):
+            if agency_id not in keyrings:
+                keyrings[agency_id] = store.keyring(agency_id)
+            try:
+                return open_envelope(envelope, recipient=keyrings[agency_id],
+                                     senders=OnlyFrom(current, current.router().id), subject_keys=keys.lookup).plaintext
+            except InvalidEnvelope as exc:
+                if exc.reason != "wrong-recipient" or attempt:
+                    return None
+                del keyrings[agency_id]  # rotated since the keyring was read: read it again, once
+        return None
 
     return read
 
 
 def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
     """Decrypts a stored alert for its school; None once the child's data has been erased."""
-    directory = settings.store.load_directory()
+    directory = directory_source(settings.store)
     read = router_sealed_reader(settings)
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
-        school = directory.school_by_urn(setting_urn)
+        school = directory().school_by_urn(setting_urn)
         plaintext = read(school.id, envelope) if school else None
         return EncompassNotification.model_validate_json(plaintext) if plaintext else None
 

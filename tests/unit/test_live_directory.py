@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebus import agency_admin
-from safebus.assembly import Settings, build_handler, build_police_publisher
+from safebus.assembly import Settings, build_handler, build_police_publisher, inbox_opener
 from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener
 from safebus.consumers.queue_store import ReferralArrival
 from safebus.directory import AgencyKind, SignedAgency, sign_entry
@@ -223,3 +223,24 @@ def test_the_router_retries_an_incident_whose_new_signing_key_it_had_not_seen_ye
     third = publisher.seal_incident(_high_risk_incident().model_copy(update={"police_reference": "NDP-2026-000780"}))
     again = handler.handle(third.value, Origin(topic=third.topic, partition=0, offset=3, key=third.key))
     assert incident.event_id not in decided_about(again), "retried once, not at every record"
+
+
+def test_a_running_inbox_opens_alerts_sealed_after_its_school_rotated_keys(
+    settings: Settings, partnership: Partnership,
+) -> None:
+    """The web inbox's opener, built before a rotation, opens the next alert (new key) and the earlier one."""
+    open_alert = inbox_opener(settings)
+
+    def alert_for_900101(reference: str) -> Output:
+        record = build_police_publisher(settings, clock=lambda: FIXED_NOW).seal_incident(
+            _high_risk_incident().model_copy(update={"police_reference": reference}))
+        outputs = build_handler(settings, clock=lambda: FIXED_NOW).handle(
+            record.value, Origin(topic=record.topic, partition=0, offset=1, key=record.key))
+        return next(o for o in outputs if o.topic == settings.names.egress("school-900101"))
+
+    before = alert_for_900101("NDP-2026-000781")
+    assert open_alert("900101", before.value) is not None
+    agency_admin.rotate_keys(partnership.store, "school-900101", now=datetime.now(UTC))
+    after = alert_for_900101("NDP-2026-000782")
+    assert open_alert("900101", after.value) is not None, "sealed for the new key"
+    assert open_alert("900101", before.value) is not None, "sealed for the superseded key"
