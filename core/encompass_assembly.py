@@ -115,11 +115,16 @@ def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
     the partnership see it in the audit log and the on-time report.
     """
     store = settings.store
-    directory = store.load_directory()
+    live = directory_source(store)
     facts = fact_publisher(store, Service.INBOX_WEB, audit_topic=settings.names.audit, bootstrap=settings.bootstrap)
     publishers: dict[str, AgencyPublisher] = {}
+    seen: list[Directory] = []
 
     def publisher_for(urn: str) -> AgencyPublisher:
+        directory = live()
+        if not seen or seen[0] is not directory:  # a new school, or rotated keys: build publishers again
+            seen[:] = [directory]
+            publishers.clear()
         if urn not in publishers:
             school = directory.school_by_urn(urn)
             if school is None:
