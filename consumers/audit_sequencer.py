@@ -52,7 +52,7 @@ from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
 from safebus.kafka_io import produce_all, reliable_producer
-from safebus.live_directory import Refresher, follow
+from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.records import Output, Record, dead_letter
 from safebus.schemas._base import Event
@@ -94,9 +94,9 @@ class AuditSequencer:
         latest = self.ledger.latest_checkpoint()
         if latest is not None:
             self._publish(latest)  # in case the last run stopped between storing and publishing it
-        follow(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies)
-        run_batches(delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
-                    batch_size=batch_size, idle=self._idle)
+        with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
+            run_batches(delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+                        batch_size=batch_size, idle=self._idle)
         self.checkpoint_if_due(force=True)
 
     def sequence(self, records: list[Record]) -> list[int]:

@@ -34,7 +34,7 @@ from safebus.fact_signing import FactPublisher, FactSigner
 from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
-from safebus.live_directory import Refresher, follow
+from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
@@ -99,8 +99,8 @@ class InboxWorker:
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
-        follow(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies)
-        run_batches(self._consumer, self.current_topics, self.deliver, stop, batch_size=batch_size)
+        with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
+            run_batches(self._consumer, self.current_topics, self.deliver, stop, batch_size=batch_size)
 
     def current_topics(self) -> list[str]:
         """The hosted schools' topics; first catches up with a directory change (schools, keys, held alerts)."""

@@ -36,7 +36,7 @@ from safebus.fact_signing import FactPublisher, FactSigner
 from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
-from safebus.live_directory import Refresher, follow
+from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
@@ -106,9 +106,9 @@ class QueueWorker:
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set, following the directory topic."""
-        follow(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies)
-        run_batches(delivery_consumer(self._bootstrap, self._group_id), self.current_topics, self.deliver, stop,
-                    batch_size=batch_size)
+        with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
+            run_batches(delivery_consumer(self._bootstrap, self._group_id), self.current_topics, self.deliver, stop,
+                        batch_size=batch_size)
 
     def current_topics(self) -> list[str]:
         """The topics to consume now; first catches up with a directory change (hosted set, keys, retries)."""

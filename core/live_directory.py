@@ -33,6 +33,7 @@ compacted topic, and reading changes nothing for anyone else).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -299,6 +300,18 @@ def follow(directory: Callable[[], Directory], *, bootstrap: str, topic: str, wa
     """
     if isinstance(directory, LiveDirectory) and not directory.watching:
         directory.watch(bootstrap=bootstrap, topic=topic, wait=wait)
+
+
+@contextlib.contextmanager
+def following(directory: Callable[[], Directory], *, bootstrap: str, topic: str) -> Iterator[None]:
+    """`follow` for the duration of a worker's run: a watcher started here is stopped when the run ends."""
+    started = isinstance(directory, LiveDirectory) and not directory.watching
+    follow(directory, bootstrap=bootstrap, topic=topic)
+    try:
+        yield
+    finally:
+        if started and isinstance(directory, LiveDirectory):
+            directory.close()
 
 
 class Refresher:
