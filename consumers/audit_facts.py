@@ -44,6 +44,7 @@ from safebus.records import (
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import DeadLettered, Delivered, DeliveryChannel, DirectoryEntryPublished, KeyGenerationState
 from safebus.schemas.registry import Family, by_type
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, scrub
 
 AUDIT_PRODUCER = "safebus-audit"
 """The producer named on facts the sequencer derives itself."""
@@ -78,16 +79,19 @@ def _peek_type(value: bytes) -> str | None:
 
 def fact_from_dead_letter(record: Record, *, observed_at: datetime) -> DeadLettered:
     """The fact that `record` (a dead letter) was refused: digest, reason, stage and origin, no content."""
-    origin_topic = record.header(DLQ_ORIGIN_TOPIC) or "unknown"
+    # Headers are whatever the writer put there: characters the contract refuses are replaced, not refused,
+    # because a dead letter must be evidenced even when its own labels are hostile.
+    origin_topic = scrub(record.header(DLQ_ORIGIN_TOPIC) or "unknown", SINGLE_LINE)
     partition = int(record.header(DLQ_ORIGIN_PARTITION) or 0)
     offset = int(record.header(DLQ_ORIGIN_OFFSET) or 0)
-    reason = record.header(DLQ_REASON) or "unknown"
-    stage = record.header(DLQ_STAGE) or "unknown"
+    reason = scrub(record.header(DLQ_REASON) or "unknown", SINGLE_LINE)
+    stage = scrub(record.header(DLQ_STAGE) or "unknown", SINGLE_LINE)
+    detail = scrub(record.header(DLQ_DETAIL) or "", MULTI_LINE)
     fact_id = _derived_id("dead-letter", origin_topic, str(partition), str(offset), stage, reason)
     return DeadLettered(
         **event_metadata(DeadLettered, producer=AUDIT_PRODUCER, occurred_at=observed_at, recorded_at=observed_at,
                          event_id=fact_id),
-        reason=reason[:100], stage=stage[:100], detail=(record.header(DLQ_DETAIL) or None),
+        reason=reason[:100], stage=stage[:100], detail=detail or None,
         origin_topic=origin_topic[:100], origin_partition=partition, origin_offset=offset,
         about_event_id=record.header(EVENT_ID), content_sha256=hashlib.sha256(record.value).hexdigest(),
     )

@@ -37,8 +37,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import Producer
-
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.audit_facts import (
     NotAFact,
@@ -51,7 +49,7 @@ from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoin
 from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.records import Output, Record, dead_letter
@@ -80,7 +78,9 @@ class AuditSequencer:
         self.ledger = ledger
         self.clock = clock
         self.on_appended = on_appended
-        self._producer: Producer = reliable_producer(bootstrap)
+        self._unpublished: StoredCheckpoint | None = None
+        """A stored checkpoint not yet confirmed on the checkpoint topic (retried at every idle poll)."""
+        self._producer: ReliableProducer = reliable_producer(bootstrap)
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
 
@@ -91,11 +91,9 @@ class AuditSequencer:
 
     def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
         """Sequence until `stop` is set, then sign a last checkpoint."""
-        latest = self.ledger.latest_checkpoint()
-        if latest is not None:
-            self._publish(latest)  # in case the last run stopped between storing and publishing it
+        self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
         with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
-            run_batches(delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+            run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
                         batch_size=batch_size, idle=self._idle)
         self.checkpoint_if_due(force=True)
 
@@ -169,12 +167,17 @@ class AuditSequencer:
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
+        if self._unpublished is not None:
+            self._publish(self._unpublished)  # raises BrokerError while the broker is away: retried later
+            self._unpublished = None
         now = self.clock()
         if not (force or self.ledger.checkpoint_due(now)):
             return None
         checkpoint = self.ledger.make_checkpoint(now=now)
         if checkpoint is not None:
+            self._unpublished = checkpoint
             self._publish(checkpoint)
+            self._unpublished = None
             _log.info("audit_checkpoint", size=checkpoint.size, root=checkpoint.root.hex())
         return checkpoint
 

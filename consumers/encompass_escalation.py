@@ -21,7 +21,6 @@ same tick, so an escalation never ends in silence.
 
 from __future__ import annotations
 
-import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
@@ -32,9 +31,12 @@ from email.utils import formatdate, make_msgid
 from zoneinfo import ZoneInfo
 
 from safebus.consumers._delivery import delivery_consumer, run_batches
+from safebus.consumers.attributed_facts import attributed_facts
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.directory import Directory
+from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
 from safebus.records import EVENT_ID, Output, Record
@@ -149,8 +151,13 @@ class MonitorWorker:
 
     def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
                  notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
-                 group_id: str = "safebus-encompass-monitor") -> None:
-        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes."""
+                 directory: Callable[[], Directory], group_id: str = "safebus-encompass-monitor") -> None:
+        """
+        Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
+
+        `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
+        (`safebus.consumers.attributed_facts`).
+        """
         self.bootstrap = bootstrap
         self.names = names
         self.monitor = monitor
@@ -158,28 +165,27 @@ class MonitorWorker:
         self.clock = clock
         self.group_id = group_id
         self.facts = facts
+        self.directory = directory
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
-        run_batches(delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
-        """Apply a batch of audit facts, then take any steps now due."""
-        facts = []
-        for record in records:
-            try:
-                parsed = json.loads(record.value)
-            except ValueError:
-                continue  # the audit sequencer dead-letters what is not a fact
-            if isinstance(parsed, dict):
-                facts.append(parsed)
+        """Apply a batch of audit facts its authors signed (others are logged and ignored), then take due steps."""
+        # The sequencer dead-letters what is not a signed fact; here it is only never acted on.
+        facts = attributed_facts(records, self.directory())
         self.monitor.observe(facts)
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
-            self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                       value=d.model_dump_json().encode(),
-                                       headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            try:
+                self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                           value=d.model_dump_json().encode(),
+                                           headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            except BrokerError:  # the batch is retried: its deadlines must be announced then
+                self.monitor.announce_again(d.notification_id for d in deadlines)
+                raise
         self.tick()
 
     def tick(self) -> int:

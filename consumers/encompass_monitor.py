@@ -433,6 +433,10 @@ class EncompassMonitor:
             ))
         return facts
 
+    def announce_again(self, notification_ids: Iterable[str]) -> None:
+        """Return deadlines whose facts could not be published to the next `new_deadlines` (same ids)."""
+        self._new[:0] = [n for n in notification_ids if n not in self._new]
+
     def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...],
                   reached_nobody: bool | None = None) -> Escalated:
         """

@@ -83,6 +83,7 @@ class InboxWorker:
         self.hosted = hosted
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[Arrival] = HeldDeadLetters(what="alerts", clock=clock)
+        self._owed: list[Output] = []
         self._bootstrap = bootstrap
         self.notify = notify
         self.subject_keys = subject_keys
@@ -91,7 +92,7 @@ class InboxWorker:
         self.store = store
         self.names = names
         self.clock = clock
-        self._consumer = delivery_consumer(bootstrap, group_id)
+        self._consumers = lambda: delivery_consumer(bootstrap, group_id)
         self._producer = reliable_producer(bootstrap)
         self._delivered: list[Output] = []
         self.publish_audit: Callable[[list[Output]], None] = FactPublisher(fact_signer, self._producer)
@@ -100,12 +101,13 @@ class InboxWorker:
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
         with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
-            run_batches(self._consumer, self.current_topics, self.deliver, stop, batch_size=batch_size)
+            run_batches(self._consumers, self.current_topics, self.deliver, stop, batch_size=batch_size)
 
     def current_topics(self) -> list[str]:
         """The hosted schools' topics; first catches up with a directory change (schools, keys, held alerts)."""
         if self._refresher.changed():
             self.refresh()
+        self._publish_owed()
         return sorted(self.schools)
 
     def refresh(self) -> int:
@@ -116,7 +118,24 @@ class InboxWorker:
             return 0
         self._delivered = []
         arrivals = self._held.retry(lambda record: self._open(record.value, origin_of(record))).admitted
-        return self._store_and_audit(arrivals) if arrivals else 0
+        if not arrivals:
+            return 0
+        known = self.store.received_at([a.notification_id for a in arrivals])
+        fresh = {a.setting_urn for a in arrivals if a.notification_id not in known}
+        new = self.store.store_many(arrivals, received_at=self.clock())
+        self._owed.extend(self._delivered)  # published by `_publish_owed`, again after a broker failure
+        if fresh and self.notify is not None:
+            try:
+                self.notify(fresh)
+            except SafebusError as exc:
+                _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
+        return new
+
+    def _publish_owed(self) -> None:
+        """Publish the delivery facts of retried alerts; raises BrokerError (kept, tried again) if unconfirmed."""
+        if self._owed:
+            self.publish_audit(self._owed)
+            self._owed = []
 
     def deliver(self, records: list[Record]) -> int:
         """
@@ -127,21 +146,24 @@ class InboxWorker:
         keeps the log from counting it twice.
         """
         self._delivered = []
-        return deliver_batch(records, self._open, self._store_and_audit, self._producer, what="alerts")
-
-    def _store_and_audit(self, arrivals: list[Arrival]) -> int:
-        """Store admitted alerts, audit each delivery, tell the settings that have new ones; return how many new."""
+        self._publish_owed()
         fresh: set[str] = set()
-        known = self.store.received_at([a.notification_id for a in arrivals])
-        fresh.update(a.setting_urn for a in arrivals if a.notification_id not in known)
-        new = self.store.store_many(arrivals, received_at=self.clock())
-        if self._delivered:
-            self.publish_audit(self._delivered)
-        if fresh and self.notify is not None:
-            try:
-                self.notify(fresh)
-            except SafebusError as exc:  # the alert is in the inbox; a failed notice must not redeliver it
-                _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
+
+        def store(arrivals: list[Arrival]) -> int:
+            known = self.store.received_at([a.notification_id for a in arrivals])
+            fresh.update(a.setting_urn for a in arrivals if a.notification_id not in known)
+            return self.store.store_many(arrivals, received_at=self.clock())
+
+        new = deliver_batch(records, self._open, store, self._producer, what="alerts")
+        try:
+            if self._delivered:
+                self.publish_audit(self._delivered)
+        finally:  # a batch retried after a failed publish finds its alerts stored: notify now or never
+            if fresh and self.notify is not None:
+                try:
+                    self.notify(fresh)
+                except SafebusError as exc:  # the alert is in the inbox; a failed notice must not redeliver it
+                    _log.warning("alert_notice_failed", settings=len(fresh), error=type(exc).__name__)
         return new
 
     def _open(self, raw: bytes, origin: Origin) -> Arrival | Output:

@@ -88,6 +88,7 @@ class QueueWorker:
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[ReferralArrival] = HeldDeadLetters(what="referrals", clock=clock,
                                                                         policy=retry_policy)
+        self._owed: list[Output] = []
         self.store = store
         self.names = names
         self.clock = clock
@@ -107,13 +108,14 @@ class QueueWorker:
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
         """Deliver until `stop` is set, following the directory topic."""
         with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
-            run_batches(delivery_consumer(self._bootstrap, self._group_id), self.current_topics, self.deliver, stop,
-                        batch_size=batch_size)
+            run_batches(lambda: delivery_consumer(self._bootstrap, self._group_id), self.current_topics,
+                        self.deliver, stop, batch_size=batch_size)
 
     def current_topics(self) -> list[str]:
         """The topics to consume now; first catches up with a directory change (hosted set, keys, retries)."""
         if self._refresher.changed():
             self.refresh()
+        self._publish_owed()
         return self.topics
 
     def refresh(self) -> int:
@@ -126,9 +128,14 @@ class QueueWorker:
         self._delivered = []
         outcome = self._held.retry(lambda record: self.admit(record.value, origin_of(record)))
         new = self.store.store_many(outcome.admitted, received_at=self.clock()) if outcome.admitted else 0
-        if self._delivered:
-            self.publish_audit(self._delivered)
+        self._owed.extend(self._delivered)  # published by `_publish_owed`, again after a broker failure
         return new
+
+    def _publish_owed(self) -> None:
+        """Publish the delivery facts of retried referrals; raises BrokerError (kept, tried again) if unconfirmed."""
+        if self._owed:
+            self.publish_audit(self._owed)
+            self._owed = []
 
     def deliver(self, records: list[Record]) -> int:
         """

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -309,15 +307,14 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
 def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
     from safebus.errors import ConfigError
     from safebus.producers.gateway import Gateway, default_credentials_path
+    from safebus.shutdown import stop_on_signals
 
     credentials = default_credentials_path(settings.state_dir)
     if not credentials.exists():
         raise ConfigError(f"no gateway credentials yet ({credentials} is missing): create one with "
                           "'safebus gateway credential add --agency ID', then run 'safebus gateway run' again")
+    stop = stop_on_signals()
     gateway = Gateway(settings, credentials, host=host, port=port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     print(f"gateway listening on {gateway.url}", flush=True)
     gateway.run(stop)
     return 0
@@ -391,10 +388,10 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.consumers.queue_assembly import build_queue_worker, take_referral
 
     if args.action == "run":
+        from safebus.shutdown import stop_on_signals
+
+        stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         worker = build_queue_worker(settings, clock=utc_now)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
         worker.run(stop)
         return 0
     if not (args.recipient and args.referral and args.by):
@@ -478,7 +475,9 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.assembly import announce_ruleset, build_handler, ingress_topics, restore_router_state
     from safebus.live_directory import follow
     from safebus.processors.app import create_app, run_worker
+    from safebus.shutdown import stop_on_signals
 
+    stop_on_signals()  # until Faust installs its own handlers (which arm the same hard exit)
     restored = restore_router_state(settings)  # a lost disk or a new machine resumes with the same state
     handler = build_handler(settings, backfill_from=args.backfill_from)
     announce_ruleset(settings)
@@ -512,12 +511,11 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
 def _inbox_run(settings: Settings) -> int:
     from safebus.assembly import build_inbox_worker
     from safebus.encompass_assembly import alert_notice
+    from safebus.shutdown import stop_on_signals
 
+    stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
     worker = build_inbox_worker(settings)
     worker.notify = alert_notice(settings, worker.directory)  # the notices follow the same live directory
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     worker.run(stop)
     return 0
 

@@ -100,7 +100,8 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
                          clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
                                                            audit_topic=settings.names.audit,
-                                                           bootstrap=settings.bootstrap))
+                                                           bootstrap=settings.bootstrap),
+                         directory=directory)  # one live directory: a rotated service key attributes at once
 
 
 def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
