@@ -9,13 +9,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from safebus import agency_admin
-from safebus.assembly import Settings, build_handler, build_police_publisher, inbox_opener
+from safebus.assembly import Settings, build_audit_sequencer, build_handler, build_police_publisher, inbox_opener
+from safebus.consumers.audit_facts import delivered_fact
 from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener
 from safebus.consumers.queue_store import ReferralArrival
-from safebus.directory import AgencyKind, SignedAgency, sign_entry
+from safebus.directory import AgencyKind, SignedAgency, new_entry, sign_entry
+from safebus.fact_signing import FactSigner
+from safebus.kafka_io import ReliableProducer
+from safebus.keys import PrivateKeys
 from safebus.live_directory import DerivedMapping, LiveDirectory, Refresher
-from safebus.records import DLQ_REASON, Origin, Output
+from safebus.records import DLQ_REASON, Origin, Output, Record
 from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.police import (
     Adult,
     AdultRole,
@@ -244,3 +249,43 @@ def test_a_running_inbox_opens_alerts_sealed_after_its_school_rotated_keys(
     after = alert_for_900101("NDP-2026-000782")
     assert open_alert("900101", after.value) is not None, "sealed for the new key"
     assert open_alert("900101", before.value) is not None, "sealed for the superseded key"
+
+
+class _RecordingProducer(ReliableProducer):
+    """A producer that never reaches a broker: it keeps what it was asked to publish."""
+
+    def __init__(self) -> None:
+        super().__init__(bootstrap="127.0.0.1:1")
+        self.sent: list[Output] = []
+
+    def produce_all(self, outputs: list[Output], *, timeout_s: float = 0) -> None:
+        self.sent.extend(outputs)
+
+
+def test_the_sequencer_appends_a_fact_whose_new_service_key_arrives_after_it(
+    settings: Settings, partnership: Partnership,
+) -> None:
+    """
+    A service added while the sequencer runs: its first fact is dead-lettered (``unknown-fact-signer``), then
+    appended once its directory entry arrives; before that, nothing is appended for it.
+    """
+    sequencer = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
+    producer = _RecordingProducer()
+    sequencer._producer = producer
+    service = PrivateKeys.generate("safebus-new-service")
+    fact = FactSigner(keys=service, audit_topic=settings.names.audit).sign(delivered_fact(
+        output_id="9a3c2f1e-0000-4000-8000-000000000001", recipient="school-900101",
+        channel=DeliveryChannel.SCHOOL_INBOX, subjects=(), at=FIXED_NOW, audit_topic=settings.names.audit))
+    record = Record(topic=fact.topic, partition=0, offset=3, key=fact.key, value=fact.value,
+                    headers=dict(fact.headers))
+    size = sequencer.ledger.size
+    assert sequencer.sequence([record]) == []
+    assert [dict(o.headers)[DLQ_REASON] for o in producer.sent] == [b"unknown-fact-signer"]
+    sequencer._idle()
+    assert sequencer.ledger.size == size, "no directory change: still unattributed"
+
+    partnership.store.put_entry(sign_entry(new_entry(service, kind=AgencyKind.SERVICE, name="A new service",
+                                                     now=datetime.now(UTC)), partnership.store.root_key()))
+    sequencer._idle()
+    assert sequencer.ledger.size == size + 1
+    assert sequencer.ledger.index_of(json.loads(fact.value)["event_id"]) is not None
