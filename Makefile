@@ -36,6 +36,7 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/simulated_year.py
 	$(BIN)/python bench/gateway_soak.py
+	$(BIN)/python bench/fuzz.py
 
 # Java 17+ runs the broker, Maven fetches it, kcat (a non-Python Kafka
 # client) proves the contracts stand without our code, and Debian's Chromium

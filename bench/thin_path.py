@@ -345,7 +345,7 @@ def run_raw_baseline(
     consumer.start()
     try:
         for partition in range(RAW_PARTITIONS):
-            producer.produce(topic, value=value, key=b"warm-up", partition=partition)
+            producer.client.produce(topic, value=value, key=b"warm-up", partition=partition)
         if producer.flush(deadline.remaining()):
             raise BenchTimeout("overall timeout reached while warming up the raw producer")
         consumer.wait_for(RAW_PARTITIONS, deadline, "warming up the raw consumer")

@@ -22,28 +22,34 @@ dead letter or directory entry read twice is the same fact.
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 import uuid
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from safebus.bounded_json import JsonRefused, loads_object
 from safebus.directory import SignedAgency
 from safebus.jcs import canonical_json
+from safebus.limits import MAX_RECORD_BYTES
 from safebus.records import (
     DLQ_DETAIL,
     DLQ_ORIGIN_OFFSET,
     DLQ_ORIGIN_PARTITION,
     DLQ_ORIGIN_TOPIC,
+    DLQ_ORIGINAL_SHA256,
     DLQ_REASON,
     DLQ_STAGE,
+    DLQ_TRUNCATED,
     EVENT_ID,
     Output,
     Record,
+    dead_letter_id,
 )
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import DeadLettered, Delivered, DeliveryChannel, DirectoryEntryPublished, KeyGenerationState
 from safebus.schemas.registry import Family, by_type
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, scrub
 
 AUDIT_PRODUCER = "safebus-audit"
 """The producer named on facts the sequencer derives itself."""
@@ -69,39 +75,70 @@ def fact_from_audit_record(record: Record) -> Event:
 
 def _peek_type(value: bytes) -> str | None:
     try:
-        parsed = json.loads(value)
-    except ValueError:
+        parsed = loads_object(value)
+    except JsonRefused:
         return None
-    event_type = parsed.get("event_type") if isinstance(parsed, dict) else None
+    event_type = parsed.get("event_type")
     return event_type if isinstance(event_type, str) else None
 
 
+_COORDINATE = re.compile(r"^[0-9]{1,19}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
 def fact_from_dead_letter(record: Record, *, observed_at: datetime) -> DeadLettered:
-    """The fact that `record` (a dead letter) was refused: digest, reason, stage and origin, no content."""
-    origin_topic = record.header(DLQ_ORIGIN_TOPIC) or "unknown"
-    partition = int(record.header(DLQ_ORIGIN_PARTITION) or 0)
-    offset = int(record.header(DLQ_ORIGIN_OFFSET) or 0)
-    reason = record.header(DLQ_REASON) or "unknown"
-    stage = record.header(DLQ_STAGE) or "unknown"
-    fact_id = _derived_id("dead-letter", origin_topic, str(partition), str(offset), stage, reason)
-    return DeadLettered(
-        **event_metadata(DeadLettered, producer=AUDIT_PRODUCER, occurred_at=observed_at, recorded_at=observed_at,
-                         event_id=fact_id),
-        reason=reason[:100], stage=stage[:100], detail=(record.header(DLQ_DETAIL) or None),
-        origin_topic=origin_topic[:100], origin_partition=partition, origin_offset=offset,
-        about_event_id=record.header(EVENT_ID), content_sha256=hashlib.sha256(record.value).hexdigest(),
-    )
+    """
+    The fact that `record` (a dead letter) was refused: digest, reason, stage and origin, no content.
+
+    The digest is of the refused bytes: the value itself, or, for a dead letter
+    that carries only a prefix of an oversized record, the digest it states.
+    Raises `NotAFact` for a dead letter whose headers are not what ours carry
+    (a partition that is not a number, say): the sequencer refuses it in turn.
+    """
+    # Headers are whatever the writer put there: characters the contract refuses are replaced, not refused,
+    # because a dead letter must be evidenced even when its own labels are hostile.
+    origin_topic = scrub(record.header(DLQ_ORIGIN_TOPIC) or "unknown", SINGLE_LINE)
+    partition_text = record.header(DLQ_ORIGIN_PARTITION) or "0"
+    offset_text = record.header(DLQ_ORIGIN_OFFSET) or "0"
+    if not (_COORDINATE.match(partition_text) and _COORDINATE.match(offset_text)):
+        raise NotAFact("a dead letter's origin partition and offset must be non-negative integers")
+    partition, offset = int(partition_text), int(offset_text)
+    reason = scrub(record.header(DLQ_REASON) or "unknown", SINGLE_LINE)
+    stage = scrub(record.header(DLQ_STAGE) or "unknown", SINGLE_LINE)
+    detail = scrub(record.header(DLQ_DETAIL) or "", MULTI_LINE)
+    digest = hashlib.sha256(record.value).hexdigest()
+    if record.header(DLQ_TRUNCATED) is not None:
+        digest = record.header(DLQ_ORIGINAL_SHA256) or ""
+        if not _SHA256.match(digest):
+            raise NotAFact("a truncated dead letter must state the SHA-256 of the whole record")
+    fact_id = dead_letter_id(origin_topic=origin_topic, partition=partition, offset=offset, stage=stage,
+                             reason=reason)
+    try:
+        return DeadLettered(
+            **event_metadata(DeadLettered, producer=AUDIT_PRODUCER, occurred_at=observed_at,
+                             recorded_at=observed_at, event_id=fact_id),
+            reason=reason[:100], stage=stage[:100], detail=detail or None,
+            origin_topic=origin_topic[:100], origin_partition=partition, origin_offset=offset,
+            about_event_id=record.header(EVENT_ID), content_sha256=digest,
+        )
+    except ValidationError as exc:
+        raise NotAFact(f"a dead letter's headers do not fit audit.dead-lettered: {exc.error_count()} error(s)") from exc
 
 
 def fact_from_directory_record(record: Record, *, observed_at: datetime) -> DirectoryEntryPublished:
     """The fact that a signed directory entry was published, with its key generations' status."""
+    if len(record.value) > MAX_RECORD_BYTES:
+        raise NotAFact("larger than any directory entry may be")
     try:
         signed = SignedAgency.model_validate_json(record.value)
     except ValidationError as exc:
         raise NotAFact("not a signed directory entry") from exc
     entry = signed.entry
     digest = hashlib.sha256(record.value).hexdigest()
-    keys = tuple(KeyGenerationState(key_id=g.signing_key_id, status=g.status.value) for g in entry.keys)
+    try:
+        keys = tuple(KeyGenerationState(key_id=g.signing_key_id, status=g.status.value) for g in entry.keys)
+    except ValueError as exc:  # a public key that is not base64 (binascii.Error) or not a key
+        raise NotAFact("a directory entry's key is not a valid public key") from exc
     return DirectoryEntryPublished(
         **event_metadata(DirectoryEntryPublished, producer=AUDIT_PRODUCER, occurred_at=observed_at,
                          recorded_at=observed_at, event_id=_derived_id("directory-entry", entry.id, digest)),

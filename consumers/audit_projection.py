@@ -58,6 +58,7 @@ import importlib
 import json
 import re
 import sqlite3
+import statistics
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -70,13 +71,21 @@ from zoneinfo import ZoneInfo
 from safebus.consumers.audit_ledger import AuditLedger
 from safebus.errors import SafebusError
 from safebus.logs import get_logger
-from safebus.schemas.audit import Acknowledged, AuditViewed, DeadLettered, DeadlineSet, Delivered, Escalated
+from safebus.schemas.audit import (
+    Acknowledged,
+    AuditViewed,
+    DeadLettered,
+    DeadlineSet,
+    Delivered,
+    Escalated,
+    StateConflict,
+)
 from safebus.schemas.decision import Outcome, SharingDecision, SubjectErased
 
 __all__ = [
     "ENCOMPASS_RECIPIENT_KINDS", "MAX_LIMIT", "UNREADABLE", "AuditProjection", "Chronology", "ChronologyEntry",
-    "Dialect", "Filters", "Flow", "MonthlyStatistics", "OnTime", "PostgreSQLDialect", "QueryError", "ReasonCount",
-    "Row", "SQLiteDialect", "ViewEntry", "month_bounds",
+    "ConflictEntry", "Dialect", "Filters", "Flow", "MonthlyStatistics", "OnTime", "PostgreSQLDialect", "QueryError",
+    "ReasonCount", "Row", "SQLiteDialect", "ViewEntry", "month_bounds",
 ]
 
 _log = get_logger("audit.projection")
@@ -109,6 +118,7 @@ _ERASED = SubjectErased.type_name()
 _VIEWED = AuditViewed.type_name()
 _DEAD_LETTERED = DeadLettered.type_name()
 _DEADLINE = DeadlineSet.type_name()
+_STATE_CONFLICT = StateConflict.type_name()
 _FOLLOW_UPS = (_DELIVERED, _ACKNOWLEDGED, _ESCALATED, _DEADLINE)
 """Facts about an output (a notification or referral), linked to its decision by output id."""
 
@@ -475,6 +485,30 @@ class SettingOnTime:
     delivered: int
     acknowledged: int
     acknowledged_on_time: OnTime
+    police_shared_on_time: OnTime = OnTime(on_time=0, late=0, unknown=0)
+    """The police's side for the same notifications (see `MonthlyStatistics.police_shared_on_time`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConflictEntry:
+    """
+    An `audit.state-conflict`: changes to the router's state at one instant that disagreed, and what stood.
+
+    Tokens, URNs and statuses only (as the fact holds them): `values` are what
+    the changes said, `resolved_to` what the router let stand (the safer
+    consent, or ``unresolved`` for an enrolment, whose alerts go to the MASH
+    education desk).
+    """
+
+    index: int
+    kind: str
+    purpose: str | None
+    ordering_point: datetime
+    recorded_at: datetime | None
+    subjects: tuple[str, ...]
+    values: tuple[str, ...]
+    resolved_to: str
+    changes: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -500,6 +534,16 @@ class MonthlyStatistics:
     dead_letters_by_reason: tuple[ReasonCount, ...]
     by_setting: tuple[SettingOnTime, ...] = ()
     """The same, per education setting (the recipient agency), most notifications first."""
+    police_shared_on_time: OnTime = OnTime(on_time=0, late=0, unknown=0)
+    """
+    The police's clock for the same notifications: shared before the setting's next school day after the
+    incident (on time) or after it (late), from the monitor's deadline facts (``shared_late_minutes``, 1.1.0 on);
+    unknown without a deadline fact or an incident time.
+    """
+    median_minutes_shared_late: float | None = None
+    """Of the notifications the police shared late, the median lateness in minutes."""
+    state_conflicts: tuple[ConflictEntry, ...] = ()
+    """The state conflicts whose ordering point is in the month, oldest first."""
 
     @property
     def withheld(self) -> int:
@@ -906,6 +950,7 @@ class AuditProjection:
         due_from_ack: dict[str, datetime] = {}
         due_from_escalation: dict[str, datetime] = {}
         due_from_monitor: dict[str, datetime] = {}
+        police_late: dict[str, int | None] = {}
         for row in sorted(self._by_output(sorted(sent), _FOLLOW_UPS), key=lambda r: (r.at, r.index)):
             output = row.output_id or ""
             if row.fact_type == _DELIVERED:
@@ -916,6 +961,8 @@ class AuditProjection:
                     due_from_ack.setdefault(output, row.due_by)
             elif row.fact_type == _DEADLINE and row.due_by is not None:
                 due_from_monitor.setdefault(output, row.due_by)
+                late = row.fact.get("shared_late_minutes")
+                police_late.setdefault(output, late if isinstance(late, int) and not isinstance(late, bool) else None)
             elif row.due_by is not None:
                 due_from_escalation.setdefault(output, row.due_by)
         # The monitor's own record of the deadline wins; else the first acknowledgement's, else an escalation's.
@@ -931,7 +978,11 @@ class AuditProjection:
             recipient=recipient, sent=len(outputs), delivered=sum(1 for o in outputs if o in delivered_at),
             acknowledged=sum(1 for o in outputs if o in acknowledged_at),
             acknowledged_on_time=_on_time(outputs, acknowledged_at, due_by),
+            police_shared_on_time=_police_on_time(outputs, police_late),
         ) for recipient, outputs in per_setting.items()), key=lambda s: (-s.sent, s.recipient)))
+        lateness = [float(m) for m in (police_late.get(o) for o in sent) if m is not None and m > 0]
+        conflicts = tuple(_conflict(r) for r in self._select(["f.fact_type = ?", *window],
+                                                               [_STATE_CONFLICT, *bounds]))
         return MonthlyStatistics(
             month=month, zone=zone, notifications_sent=len(sent), by_setting=by_setting,
             delivered=sum(1 for o in sent if o in delivered_at),
@@ -939,6 +990,9 @@ class AuditProjection:
             acknowledged=sum(1 for o in sent if o in acknowledged_at),
             acknowledged_on_time=_on_time(sent, acknowledged_at, due_by),
             median_time_to_acknowledge=_median(waits),
+            police_shared_on_time=_police_on_time(sent, police_late),
+            median_minutes_shared_late=statistics.median(lateness) if lateness else None,
+            state_conflicts=conflicts,
             withheld_by_reason=tuple(sorted((ReasonCount(reason=r, count=n, agreement_id=a, clause=c)
                                              for (a, c, r), n in withheld.items()),
                                             key=lambda x: (-x.count, x.label, x.reason))),
@@ -982,6 +1036,22 @@ def _on_time(sent: Mapping[str, Row], done_at: Mapping[str, datetime], due_by: M
         else:
             late += 1
     return OnTime(on_time=on_time, late=late, unknown=unknown)
+
+
+def _police_on_time(sent: Mapping[str, Row], late: Mapping[str, int | None]) -> OnTime:
+    """The police's clock: 0 minutes late is on time, more is late, no deadline fact or lateness is unknown."""
+    known = [late.get(output) for output in sent]
+    return OnTime(on_time=sum(1 for m in known if m == 0), late=sum(1 for m in known if m is not None and m > 0),
+                  unknown=sum(1 for m in known if m is None))
+
+
+def _conflict(row: Row) -> ConflictEntry:
+    fact = row.fact
+    return ConflictEntry(index=row.index, kind=_text(fact, "kind") or "unknown", purpose=_text(fact, "purpose"),
+                         ordering_point=_when(fact.get("ordering_point")) or row.at,
+                         recorded_at=_when(fact.get("recorded_at")), subjects=row.subjects,
+                         values=_texts(fact, "values"), resolved_to=_text(fact, "resolved_to") or "unknown",
+                         changes=len(_texts(fact, "about_event_ids")))
 
 
 def _storable(parameters: Sequence[Any]) -> tuple[Any, ...]:

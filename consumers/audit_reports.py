@@ -440,6 +440,15 @@ def _statistics_rows(stats: MonthlyStatistics) -> list[tuple[str, str, object, s
         ]
     rows.append(("encompass", "median time to acknowledge", _duration(stats.median_time_to_acknowledge),
                  "hours:minutes:seconds from delivery"))
+    police = stats.police_shared_on_time
+    rows += [
+        ("police", "shared on time", police.on_time, "before the setting's next school day after the incident"),
+        ("police", "shared late", police.late, "after it, whatever the school did"),
+        ("police", "lateness unknown", police.unknown, "no deadline fact, or no incident time"),
+        ("police", "shared on-time rate", _rate(police), "of those with a known lateness"),
+        ("police", "median minutes shared late", "unknown" if stats.median_minutes_shared_late is None
+         else f"{stats.median_minutes_shared_late:.0f}", "of those shared late"),
+    ]
     for setting in stats.by_setting:
         rows += [
             ("by setting", f"{setting.recipient}: sent", setting.sent, ""),
@@ -448,9 +457,15 @@ def _statistics_rows(stats: MonthlyStatistics) -> list[tuple[str, str, object, s
             ("by setting", f"{setting.recipient}: acknowledged on-time rate", _rate(setting.acknowledged_on_time),
              f"{setting.acknowledged_on_time.on_time} on time, {setting.acknowledged_on_time.late} late, "
              f"{setting.acknowledged_on_time.unknown} deadline unknown"),
+            ("by setting", f"{setting.recipient}: police shared on-time rate", _rate(setting.police_shared_on_time),
+             f"{setting.police_shared_on_time.on_time} on time, {setting.police_shared_on_time.late} late, "
+             f"{setting.police_shared_on_time.unknown} unknown"),
         ]
     rows += [("withheld", r.label, r.count, r.reason) for r in stats.withheld_by_reason]
     rows += [("dead letters", r.reason, r.count, "") for r in stats.dead_letters_by_reason]
+    rows.append(("state conflicts", "count", len(stats.state_conflicts), "same-instant changes that disagreed"))
+    rows += [("state conflicts", f"{c.kind} at {c.ordering_point.isoformat()}", c.resolved_to,
+              f"{' / '.join(c.values)}; {' '.join(c.subjects)}") for c in stats.state_conflicts]
     return rows
 
 
@@ -491,6 +506,9 @@ def statistics_svg(stats: MonthlyStatistics, *, id_prefix: str = "stats") -> str
             ("Acknowledged", stats.acknowledged, ""),
             ("Acknowledged on time", stats.acknowledged_on_time.on_time,
              f"rate {_rate(stats.acknowledged_on_time)}"),
+            ("Shared by the police on time", stats.police_shared_on_time.on_time,
+             f"rate {_rate(stats.police_shared_on_time)}"),
+            ("Shared by the police late", stats.police_shared_on_time.late, ""),
         ]),
         ("Shares withheld, by reason", [(r.label, r.count, r.reason) for r in stats.withheld_by_reason]),
         ("Dead letters, by reason", [(r.reason, r.count, "") for r in stats.dead_letters_by_reason]),
@@ -500,7 +518,10 @@ def statistics_svg(stats: MonthlyStatistics, *, id_prefix: str = "stats") -> str
                f"({stats.delivered_on_time.on_time} on time, on-time rate {_rate(stats.delivered_on_time)}), "
                f"{stats.acknowledged} acknowledged ({stats.acknowledged_on_time.on_time} on time, on-time rate "
                f"{_rate(stats.acknowledged_on_time)}), median time to acknowledge "
-               f"{_duration(stats.median_time_to_acknowledge)}."]
+               f"{_duration(stats.median_time_to_acknowledge)}.",
+               f"The police shared {stats.police_shared_on_time.on_time} on time and "
+               f"{stats.police_shared_on_time.late} late (unknown for {stats.police_shared_on_time.unknown}).",
+               f"{len(stats.state_conflicts)} state conflicts."]
     summary.append(f"{stats.withheld} shares withheld" + (": " + "; ".join(
         f"{r.label} {r.count}" for r in stats.withheld_by_reason) if stats.withheld_by_reason else "") + ".")
     summary.append(f"{stats.dead_letters} dead letters" + (": " + "; ".join(

@@ -21,7 +21,6 @@ same tick, so an escalation never ends in silence.
 
 from __future__ import annotations
 
-import json
 import smtplib
 import threading
 from collections.abc import Callable, Mapping
@@ -29,15 +28,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from safebus.consumers._delivery import delivery_consumer, run_batches
+from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
+from safebus.consumers.attributed_facts import attributed_facts
 from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
 from safebus.consumers.encompass_monitor import EncompassMonitor, Step
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.directory import Directory
+from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
 from safebus.logs import get_logger
-from safebus.records import EVENT_ID, Output, Record
+from safebus.records import EVENT_ID, Output, Record, dead_letter
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
 from safebus.topics import TopicNames
@@ -46,6 +49,8 @@ _log = get_logger("encompass.escalation")
 _LONDON = ZoneInfo("Europe/London")
 
 OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
+MONITOR_STAGE = "encompass-monitor"
+"""The dead-letter stage of a fact the monitor acts on but cannot use."""
 TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
 
 
@@ -149,8 +154,13 @@ class MonitorWorker:
 
     def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
                  notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
-                 group_id: str = "safebus-encompass-monitor") -> None:
-        """Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes."""
+                 directory: Callable[[], Directory], group_id: str = "safebus-encompass-monitor") -> None:
+        """
+        Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
+
+        `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
+        (`safebus.consumers.attributed_facts`).
+        """
         self.bootstrap = bootstrap
         self.names = names
         self.monitor = monitor
@@ -158,29 +168,71 @@ class MonitorWorker:
         self.clock = clock
         self.group_id = group_id
         self.facts = facts
+        self.directory = directory
 
     def run(self, stop: threading.Event) -> None:
         """Follow the audit topic until `stop`."""
-        run_batches(delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
                     idle=self.tick)
 
     def observe(self, records: list[Record]) -> None:
-        """Apply a batch of audit facts, then take any steps now due."""
-        facts = []
+        """
+        Apply a batch of audit facts its authors signed (others are logged and ignored), then take due steps.
+
+        The sequencer dead-letters what is not a signed fact, or not a valid
+        one; here such records are only never acted on (a second dead letter
+        would double the evidence).  A signed fact the monitor cannot apply
+        (a field of the wrong type, a time without a zone: refused before it
+        reaches the monitor's database, where it would break every later
+        tick) is undone on its own and becomes one dead letter (stage
+        ``encompass-monitor``, ``internal-error``), and the rest of the batch
+        applies: no record stops the monitor (docs/adr/0003).
+        """
+        directory = self.directory()
+        facts: list[dict[str, Any]] = []
+        sources: list[Record] = []
+        refused: list[Output] = []
         for record in records:
             try:
-                parsed = json.loads(record.value)
-            except ValueError:
-                continue  # the audit sequencer dead-letters what is not a fact
-            if isinstance(parsed, dict):
-                facts.append(parsed)
-        self.monitor.observe(facts)
+                fact = self._admit(record, directory)
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the monitor
+                _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                           offset=record.offset, error=type(exc).__name__)
+                refused.append(self._refuse(record, "internal-error", type(exc).__name__))
+                continue
+            if fact is not None:
+                facts.append(fact)
+                sources.append(record)
+        failures: list[tuple[int, Exception]] = []
+        self.monitor.observe(facts, refused=failures)
+        for index, error in failures:
+            record = sources[index]
+            _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                       offset=record.offset, error=type(error).__name__)
+            refused.append(self._refuse(record, "internal-error", type(error).__name__))
+        if refused:
+            self.facts.publish(refused)  # dead letters: not for the audit topic, so not signed as facts
         deadlines = self.monitor.new_deadlines(at=self.clock())
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
-            self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                       value=d.model_dump_json().encode(),
-                                       headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            try:
+                self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                           value=d.model_dump_json().encode(),
+                                           headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            except BrokerError:  # the batch is retried: its deadlines must be announced then
+                self.monitor.announce_again(d.notification_id for d in deadlines)
+                raise
         self.tick()
+
+    def _admit(self, record: Record, directory: Directory) -> dict[str, Any] | None:
+        """The fact to apply, or None for a record the monitor does not act on (logged, never its content)."""
+        attributed = attributed_facts([record], directory)
+        return attributed[0] if attributed else None
+
+    def _refuse(self, record: Record, reason: str, detail: str) -> Output:
+        _log.warning("monitor_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,
+                     reason=reason)
+        return dead_letter(raw=record.value, origin=origin_of(record), stage=MONITOR_STAGE, reason=reason,
+                           detail=detail, topic=self.names.deadletter)
 
     def tick(self) -> int:
         """Take every step now due, and the steps brought forward by those that reached nobody; return how many."""
@@ -196,6 +248,12 @@ class MonitorWorker:
     def _take_due(self, now: datetime) -> _Pass:
         taken = reached_nobody = 0
         for step in self.monitor.due_steps(now):
+            try:  # a step whose fact cannot be stated is never taken: no notice without its record
+                self.monitor.step_fact(step, at=now, notified=())
+            except ValueError as exc:
+                _log.error("escalation_step_unstateable", notification_id=step.tracked.notification_id[:100],
+                           step=step.step.value, error=type(exc).__name__)
+                continue
             try:
                 notified = self.notices.notify(step) if self.notices else ()
             except EmailNoticeError:

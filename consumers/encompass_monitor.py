@@ -37,7 +37,7 @@ import sqlite3
 import statistics
 import tomllib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
@@ -47,8 +47,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from safebus.calendars import CalendarBook, SettingCalendar
+from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
+
+_log = get_logger("encompass.monitor")
 
 ENCOMPASS_AGREEMENT = "operation-encompass"
 NOTIFYING_EVENTS = frozenset({"police.domestic-abuse-incident", "encompass.notification"})
@@ -172,6 +175,26 @@ class Step:
     due_at: datetime
 
 
+_TIME_FIELDS = ("recorded_at", "confirmed_at", "delivered_at", "acknowledged_at", "incident_at")
+_ID_FIELDS = ("transfer_id", "output_id", "notification_id", "staff_id", "step", "event_id", "recipient")
+
+
+def _check_types(fact: dict[str, Any]) -> None:
+    """
+    Raise ValueError unless the fields the monitor stores have the types it reads back.
+
+    A time stored as anything but an ISO time with a zone would break every
+    later tick (they are parsed again then), so it is refused on the way in.
+    """
+    for name in _TIME_FIELDS:
+        value = fact.get(name)
+        if value is not None and (not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None):
+            raise ValueError(f"{name} is not a time with a zone")
+    for name in _ID_FIELDS:
+        if fact.get(name) is not None and not isinstance(fact[name], str):
+            raise ValueError(f"{name} is not text")
+
+
 def _dt(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value)) if value is not None else None
 
@@ -180,8 +203,8 @@ class EncompassMonitor:
     """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
 
     def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
-                 urn_of: dict[str, str]) -> None:
-        """`urn_of` maps school agency ids to their URN (from the directory)."""
+                 urn_of: Mapping[str, str]) -> None:
+        """`urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -199,13 +222,33 @@ class EncompassMonitor:
         """The setting's calendar; the partnership default when the setting is unknown."""
         return self.calendars.for_setting(urn) if urn else self.calendars.default_calendar
 
-    def observe(self, facts: Iterable[dict[str, Any]]) -> int:
-        """Apply audit facts (as JSON objects); return how many changed what is tracked."""
+    def observe(self, facts: Iterable[dict[str, Any]], *,
+                refused: list[tuple[int, Exception]] | None = None) -> int:
+        """
+        Apply audit facts (as JSON objects); return how many changed what is tracked.
+
+        With `refused`, a fact that raises is undone on its own (a savepoint)
+        and listed there with its index, and the others still apply: one
+        unusable fact must not stop the monitor (docs/adr/0003).
+        """
         changed = 0
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for fact in facts:
-                changed += self._observe(fact)
+            for index, fact in enumerate(facts):
+                if refused is None:
+                    changed += self._observe(fact)
+                    continue
+                self._db.execute("SAVEPOINT fact")
+                started = len(self._new)
+                try:
+                    changed += self._observe(fact)
+                    for item in self._new[started:]:  # what is stored must be stateable, now and at every tick
+                        self._deadline_fact(item, at=datetime.now(UTC))
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters it
+                    self._db.execute("ROLLBACK TO fact")
+                    del self._new[started:]
+                    refused.append((index, exc))
+                self._db.execute("RELEASE fact")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -213,6 +256,7 @@ class EncompassMonitor:
         return changed
 
     def _observe(self, fact: dict[str, Any]) -> int:
+        _check_types(fact)
         kind = fact.get("event_type")
         if kind == "audit.sharing-decision":
             return self._track(fact)
@@ -418,20 +462,34 @@ class EncompassMonitor:
         new, self._new = self._new, []
         facts = []
         for item in new:
-            tracked = self.tracked(item)
-            if tracked is None:
+            try:
+                fact = self._deadline_fact(item, at=at)
+            except ValueError as exc:  # stored before facts were checked on the way in: never stop the monitor
+                _log.error("deadline_fact_unstateable", notification_id=item[:100], error=type(exc).__name__)
                 continue
-            facts.append(DeadlineSet(
-                **event_metadata(DeadlineSet, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at,
-                                 event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{item}\x1fdeadline")),
-                                 subjects=(tracked.subject,) if tracked.subject else ()),
-                notification_id=item, setting_urn=tracked.setting_urn, desk=tracked.desk, due_by=tracked.due_by,
-                calendar_version=tracked.calendar_version, incident_at=tracked.incident_at,
-                police_due_by=tracked.police_due_by,
-                shared_at=tracked.recorded_at if tracked.desk != "transfer" else None,
-                shared_late_minutes=tracked.shared_late_minutes,
-            ))
+            if fact is not None:
+                facts.append(fact)
         return facts
+
+    def _deadline_fact(self, item: str, *, at: datetime) -> DeadlineSet | None:
+        """The deadline fact of tracked `item`; raises ValidationError if what is stored cannot be stated."""
+        tracked = self.tracked(item)
+        if tracked is None:
+            return None
+        return DeadlineSet(
+            **event_metadata(DeadlineSet, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at,
+                             event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{item}\x1fdeadline")),
+                             subjects=(tracked.subject,) if tracked.subject else ()),
+            notification_id=item, setting_urn=tracked.setting_urn, desk=tracked.desk, due_by=tracked.due_by,
+            calendar_version=tracked.calendar_version, incident_at=tracked.incident_at,
+            police_due_by=tracked.police_due_by,
+            shared_at=tracked.recorded_at if tracked.desk != "transfer" else None,
+            shared_late_minutes=tracked.shared_late_minutes,
+        )
+
+    def announce_again(self, notification_ids: Iterable[str]) -> None:
+        """Return deadlines whose facts could not be published to the next `new_deadlines` (same ids)."""
+        self._new[:0] = [n for n in notification_ids if n not in self._new]
 
     def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...],
                   reached_nobody: bool | None = None) -> Escalated:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -55,8 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     agency.add_argument("--kind", choices=[k.value for k in AgencyKind])
     agency.add_argument("--name")
     agency.add_argument("--urn", help="a school's DfE URN")
-    agency.add_argument("--key", metavar="KEY_ID", help="signing key id of the generation (revoke, retire)")
-    agency.add_argument("--bootstrap", help="also publish the change to the directory topic")
+    agency.add_argument("--key", metavar="KEY_ID",
+                        help="signing key id of the generation (revoke, retire); retire without --key retires "
+                             "the whole agency")
+    agency.add_argument("--bootstrap", help="also make the change live: create its topics and publish it to the "
+                                            "directory topic, which running workers follow")
 
     gateway = commands.add_parser("gateway", help="the HTTP ingress gateway for systems that cannot speak Kafka")
     gateway.add_argument("action", choices=["run", "credential"])
@@ -271,10 +272,15 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         if not (args.kind and args.name):
             print("safebus: agency add needs --kind and --name", file=sys.stderr)
             return 2
-        signed = agency_admin.add_agency(store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name,
-                                         urn=args.urn, now=now)
+        bootstrap = args.bootstrap
+        signed = agency_admin.add_agency(
+            store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name, urn=args.urn, now=now,
+            prepare=(lambda entry: agency_admin.create_topics(entry, bootstrap=bootstrap, names=names))
+            if bootstrap else None)
     elif args.action == "rotate-keys":
         signed = agency_admin.rotate_keys(store, args.agency, now=now)
+    elif args.action == "retire" and not args.key:
+        signed = agency_admin.retire_agency(store, args.agency, now=now)
     else:
         if not args.key:
             print(f"safebus: agency {args.action} needs --key KEY_ID (see 'safebus agency list')", file=sys.stderr)
@@ -282,7 +288,7 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         change = agency_admin.revoke_key if args.action == "revoke" else agency_admin.retire_key
         signed = change(store, args.agency, args.key, now=now)
     if args.bootstrap:
-        agency_admin.publish_entries(args.bootstrap, names.agencies, [signed])
+        agency_admin.publish_change(store, signed, bootstrap=args.bootstrap, names=names)
     print(f"{args.action}: {signed.entry.id} now has keys "
           + ", ".join(f"{g.signing_key_id} ({g.status.value})" for g in signed.entry.keys))
     return 0
@@ -307,15 +313,14 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
 def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
     from safebus.errors import ConfigError
     from safebus.producers.gateway import Gateway, default_credentials_path
+    from safebus.shutdown import stop_on_signals
 
     credentials = default_credentials_path(settings.state_dir)
     if not credentials.exists():
         raise ConfigError(f"no gateway credentials yet ({credentials} is missing): create one with "
                           "'safebus gateway credential add --agency ID', then run 'safebus gateway run' again")
+    stop = stop_on_signals()
     gateway = Gateway(settings, credentials, host=host, port=port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     print(f"gateway listening on {gateway.url}", flush=True)
     gateway.run(stop)
     return 0
@@ -389,10 +394,10 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.consumers.queue_assembly import build_queue_worker, take_referral
 
     if args.action == "run":
+        from safebus.shutdown import stop_on_signals
+
+        stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         worker = build_queue_worker(settings, clock=utc_now)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
         worker.run(stop)
         return 0
     if not (args.recipient and args.referral and args.by):
@@ -474,14 +479,18 @@ def _topics(action: str, settings: Settings) -> int:
 
 def _processor(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.assembly import announce_ruleset, build_handler, ingress_topics, restore_router_state
+    from safebus.live_directory import follow
     from safebus.processors.app import create_app, run_worker
+    from safebus.shutdown import stop_on_signals
 
+    stop_on_signals()  # until Faust installs its own handlers (which arm the same hard exit)
     restored = restore_router_state(settings)  # a lost disk or a new machine resumes with the same state
     handler = build_handler(settings, backfill_from=args.backfill_from)
     announce_ruleset(settings)
     if args.backfill_from:
         _announce_backfill(settings, handler.payload_window, args)
     logs.get_logger("cli").info("router_state_restored", changes=restored)
+    follow(handler.directory, bootstrap=settings.bootstrap, topic=settings.names.agencies, wait=True)
     app = create_app(bootstrap=settings.bootstrap, handler=handler,
                      ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")
@@ -508,11 +517,11 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
 def _inbox_run(settings: Settings) -> int:
     from safebus.assembly import build_inbox_worker
     from safebus.encompass_assembly import alert_notice
+    from safebus.shutdown import stop_on_signals
 
-    worker = build_inbox_worker(settings, notify=alert_notice(settings))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
+    worker = build_inbox_worker(settings)
+    worker.notify = alert_notice(settings, worker.directory)  # the notices follow the same live directory
     worker.run(stop)
     return 0
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -116,13 +114,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.audit_action == "sequence":
         from safebus.consumers.audit_projection import AuditProjection
+        from safebus.shutdown import stop_on_signals
 
+        stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         sequencer = build_audit_sequencer(settings)
         projection = AuditProjection(settings.audit_dir / "projection.sqlite")
         sequencer.on_appended = lambda _indexes: projection.catch_up(sequencer.ledger)  # queries stay current
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
         sequencer.run(stop)
         return 0
     if args.audit_action in ("query", "chronology", "stats", "flows"):

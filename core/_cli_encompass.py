@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import signal
 import sys
 import threading
 from datetime import UTC, date, datetime, time
@@ -76,13 +75,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.encompass_assembly import build_monitor_worker, open_monitor
 
     if args.action == "monitor":
+        from safebus.shutdown import stop_on_signals
+
+        stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         worker = build_monitor_worker(settings)
         if worker.notices is None:
             print("safebus: SAFEBUS_SMTP is not set: escalation steps are recorded but nobody is e-mailed "
                   "(set SAFEBUS_SMTP=host:port for the relay)", file=sys.stderr, flush=True)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
         worker.run(stop)
         return 0
     monitor = open_monitor(settings)

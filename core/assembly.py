@@ -26,6 +26,7 @@ from safebus.fact_signing import Service, fact_publisher, fact_signer
 from safebus.kafka_io import read_topic
 from safebus.keys import PrivateKeys
 from safebus.keyservice import FileKeyService, KeyService
+from safebus.live_directory import LiveDirectory
 from safebus.paths import cache_dir
 from safebus.processors.agreements import agreement_files, load_agreements, ruleset_loaded
 from safebus.processors.engine import SharingEngine
@@ -117,26 +118,17 @@ def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] 
     )
 
 
-def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> Callable[[], Directory]:
+def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> LiveDirectory:
     """
-    The current verified directory, re-read whenever its file changes.
+    The current verified directory of a running component, kept current without a restart.
 
-    This is what makes rotation and revocation take effect without a restart:
-    the administrator writes a newly signed entry and every running component
-    sees it at its next record.
+    A `LiveDirectory`: until the component's ``run`` starts it following the
+    signed directory topic (`safebus.live_directory.follow`) it re-reads the
+    directory file whenever that changes; afterwards it also takes every
+    entry published on the topic.  Rotations, new agencies and retirements
+    take effect at the component's next record.
     """
-    cached: list[tuple[tuple[int, int, int], Directory]] = []
-
-    def current() -> Directory:
-        # Every write replaces the file (a new inode), so a change is seen even
-        # within one timestamp tick.
-        info = store.directory_path.stat()
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if not cached or cached[0][0] != stamp:
-            cached[:] = [(stamp, store.load_directory(now=clock()))]
-        return cached[0][1]
-
-    return current
+    return LiveDirectory(store=store, initial=store.load_directory(now=clock()), clock=clock)
 
 
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
@@ -149,7 +141,8 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
                                  topic=settings.names.router_state)
     router = SharingEngine(agreements=load_agreements(), directory=directory(),
                            tokeniser=tokeniser_for(settings.state_dir), state=state)
-    keys = settings.store.keyring(directory().router().id)
+    router_id = directory().router().id
+    keys = settings.store.keyring(router_id)
     age_hours = float(os.environ.get("SAFEBUS_MAX_EVENT_AGE_HOURS", DEFAULT_MAX_AGE / timedelta(hours=1)))
     skew_seconds = float(os.environ.get("SAFEBUS_MAX_CLOCK_SKEW_SECONDS", DEFAULT_MAX_SKEW.total_seconds()))
     window = ClockWindow(max_age=timedelta(hours=age_hours), max_skew=timedelta(seconds=skew_seconds))
@@ -157,7 +150,8 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
                            clock_window=window, reference_state=state,
-                           payload_window=payload_window_from_env(backfill_from=backfill_from))
+                           payload_window=payload_window_from_env(backfill_from=backfill_from),
+                           keyring_source=lambda: settings.store.keyring(router_id))
 
 
 def restore_router_state(settings: Settings) -> int:
@@ -218,56 +212,74 @@ def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | N
 
     Shared by the school inbox and the referral queues, which store envelopes
     and open them on display (so erasing a subject reaches them too).  Only
-    the router is accepted as sender; each agency's keyring is read once.
+    the router is accepted as sender.  The directory is followed (a long-running
+    web inbox sees a new school or a rotation), and an agency's keyring is read
+    once and again after a directory change or a ``wrong-recipient`` (its keys
+    were rotated since).
     """
     store = settings.store
-    directory = store.load_directory()
-    senders = OnlyFrom(directory, directory.router().id)
+    directory = directory_source(store)
     keys = key_service_for(settings.state_dir)
     keyrings: dict[str, list[PrivateKeys]] = {}
+    seen: list[Directory] = []
 
     def read(agency_id: str, envelope: bytes) -> bytes | None:
-        if agency_id not in keyrings:
-            keyrings[agency_id] = store.keyring(agency_id)
-        try:
-            return open_envelope(envelope, recipient=keyrings[agency_id], senders=senders,
-                                 subject_keys=keys.lookup).plaintext
-        except InvalidEnvelope:
-            return None
+        current = directory()
+        if not seen or seen[0] is not current:
+            seen[:] = [current]
+            keyrings.clear()
+        for attempt in range(2):
+            if agency_id not in keyrings:
+                keyrings[agency_id] = store.keyring(agency_id)
+            try:
+                return open_envelope(envelope, recipient=keyrings[agency_id],
+                                     senders=OnlyFrom(current, current.router().id), subject_keys=keys.lookup).plaintext
+            except InvalidEnvelope as exc:
+                if exc.reason != "wrong-recipient" or attempt:
+                    return None
+                del keyrings[agency_id]  # rotated since the keyring was read: read it again, once
+        return None
 
     return read
 
 
 def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
     """Decrypts a stored alert for its school; None once the child's data has been erased."""
-    directory = settings.store.load_directory()
+    directory = directory_source(settings.store)
     read = router_sealed_reader(settings)
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
-        school = directory.school_by_urn(setting_urn)
+        school = directory().school_by_urn(setting_urn)
         plaintext = read(school.id, envelope) if school else None
         return EncompassNotification.model_validate_json(plaintext) if plaintext else None
 
     return open_alert
 
 
-def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
-                       notify: Callable[[set[str]], object] | None = None) -> InboxWorker:
-    """An inbox worker for every school whose private key is in this state directory."""
-    store = settings.store
-    directory = store.load_directory()
+def hosted_schools(store: PartnershipStore, directory: Directory) -> list[HostedSchool]:
+    """Every school in `directory` whose private keys are in this state directory, with its keyring."""
     hosted = []
     for school in directory.of_kind(AgencyKind.SCHOOL):
         try:
             hosted.append(HostedSchool(agency=school, keys=store.keyring(school.id)))
         except ConfigError:
             continue  # another machine hosts this school's inbox
+    return hosted
+
+
+def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                       notify: Callable[[set[str]], object] | None = None) -> InboxWorker:
+    """An inbox worker for every school whose private key is in this state directory (now and when published)."""
+    store = settings.store
+    directory = directory_source(store, clock=clock)
+    hosted = hosted_schools(store, directory())
     if not hosted:
         raise ConfigError("no school keys in this state directory: nothing to deliver")
     return InboxWorker(
-        bootstrap=settings.bootstrap, schools=hosted, directory=directory_source(store, clock=clock),
+        bootstrap=settings.bootstrap, schools=hosted, directory=directory,
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
         fact_signer=fact_signer(store, Service.INBOX_WORKER, audit_topic=settings.names.audit),
         group_id=f"{settings.names.prefix}-school-inbox", notify=notify,
+        hosted=lambda current: hosted_schools(store, current),
     )

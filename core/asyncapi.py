@@ -15,14 +15,19 @@ from typing import Any
 
 from safebus.directory import SignedAgency
 from safebus.envelope import ENVELOPE_JSON_SCHEMA
+from safebus.limits import MAX_RECORD_BYTES, PREFIX_BYTES
 from safebus.records import (
     DLQ_DETAIL,
+    DLQ_ID,
     DLQ_ORIGIN_KEY,
     DLQ_ORIGIN_OFFSET,
     DLQ_ORIGIN_PARTITION,
     DLQ_ORIGIN_TOPIC,
+    DLQ_ORIGINAL_BYTES,
+    DLQ_ORIGINAL_SHA256,
     DLQ_REASON,
     DLQ_STAGE,
+    DLQ_TRUNCATED,
     EVENT_ID,
 )
 from safebus.schemas.registry import CONTRACTS
@@ -58,11 +63,16 @@ def _messages() -> dict[str, Any]:
     messages["dead-letter"] = {
         "name": "dead-letter",
         "title": "Dead letter",
-        "summary": "A rejected record, kept byte for byte, with why, where and at which stage it was rejected.",
+        "summary": ("A rejected record, kept byte for byte (a record over the bus's record limit: its first "
+                    f"{PREFIX_BYTES} bytes and the SHA-256 of the whole), with why, where and at which stage it "
+                    "was rejected, under an id derived from origin, stage and reason."),
         "contentType": "application/octet-stream",
-        "headers": _header_schema([DLQ_REASON, DLQ_STAGE, DLQ_DETAIL, DLQ_ORIGIN_TOPIC, DLQ_ORIGIN_PARTITION,
-                                   DLQ_ORIGIN_OFFSET, DLQ_ORIGIN_KEY, EVENT_ID]),
-        "payload": {"type": "string", "contentEncoding": "binary", "description": "the original record value"},
+        "headers": _header_schema([DLQ_ID, DLQ_REASON, DLQ_STAGE, DLQ_DETAIL, DLQ_ORIGIN_TOPIC, DLQ_ORIGIN_PARTITION,
+                                   DLQ_ORIGIN_OFFSET, DLQ_ORIGIN_KEY, DLQ_ORIGINAL_SHA256, DLQ_ORIGINAL_BYTES,
+                                   DLQ_TRUNCATED, EVENT_ID]),
+        "payload": {"type": "string", "contentEncoding": "binary",
+                    "description": (f"the original record value, or its first {PREFIX_BYTES} bytes when it was "
+                                    f"larger than {MAX_RECORD_BYTES} bytes (then safebus.dlq.truncated is true)")},
     }
     messages["agency-entry"] = {
         "name": "agency-entry",

@@ -37,7 +37,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -47,14 +47,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from safebus.bounded_json import JsonRefused, loads_object
 from safebus.errors import EnvelopeError, InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
 from safebus.keyservice import SubjectKey
+from safebus.limits import MAX_RECORD_BYTES
 from safebus.schemas._base import Event
 
 FORMAT = "safebus-envelope/1"
-MAX_ENVELOPE_BYTES = 1_048_576
-"""Anything larger is rejected before parsing: no event of ours comes near it (DoS guard)."""
+MAX_ENVELOPE_BYTES = MAX_RECORD_BYTES
+"""Anything larger is rejected before parsing (DoS guard); the bus's record limit, `safebus.limits`."""
 MAX_SUBJECT_KEYS = 64
 """An event about more people than this is refused (bounds key-service lookups per envelope)."""
 
@@ -207,7 +209,7 @@ def seal_event(
 def peek_header(raw: bytes) -> Mapping[str, str] | None:
     """Return the unverified header for logging and dead-letter headers, or None if unparseable."""
     try:
-        header = json.loads(raw)["header"]
+        header = loads_object(raw)["header"]
     except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
@@ -262,12 +264,13 @@ def open_envelope(
     verifiers: SenderKeys = _FixedSenders(senders) if isinstance(senders, Mapping) else senders
     keyring = [recipient] if isinstance(recipient, PrivateKeys) else list(recipient)
     # (1): bounded size, well-formed JSON of exactly the expected shape.
-    if len(raw) > MAX_ENVELOPE_BYTES:
-        raise InvalidEnvelope("too-large")
     try:
-        envelope = json.loads(raw)
+        envelope = loads_object(raw, max_bytes=MAX_ENVELOPE_BYTES)
+    except JsonRefused as exc:
+        raise InvalidEnvelope("too-large" if exc.reason == "too-large" else "malformed") from exc
+    try:
         header = envelope["header"]
-        parts = {name: b64d(envelope[name]) for name in ("wrapped_key", "nonce", "ciphertext", "signature")}
+        parts = {name: b64d(cast(str, envelope[name])) for name in ("wrapped_key", "nonce", "ciphertext", "signature")}
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidEnvelope("malformed") from exc
     if (

@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.errors import ConfigError, InvalidEnvelope
-from safebus.kafka_io import produce_all, reliable_producer
+from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.keys import PrivateKeys, b64d, b64e
 from safebus.records import Output, Record
 
@@ -107,7 +107,7 @@ class FactSigner:
 class FactPublisher:
     """The one way onto the audit topic: signs each fact and waits until the broker has all of them."""
 
-    def __init__(self, signer: FactSigner, producer: Producer) -> None:
+    def __init__(self, signer: FactSigner, producer: Producer | ReliableProducer) -> None:
         self.signer = signer
         self.producer = producer
 

@@ -3,43 +3,161 @@ Small confluent-kafka helpers shared by producers, consumers, the demo and tests
 
 Producers are idempotent with ``acks=all`` so a retry never writes a record
 twice at the broker; readers use ``read_committed``.
+
+Outages (docs/adr/0003, "Outages heal themselves"): every confluent-kafka
+client is built with `RECONNECT`, and every consumer in a group with
+`GROUP_TIMING`, the one place those settings live.  librdkafka reconnects by
+itself to a restarted broker (whose address does not change, docs/adr/0002);
+what it cannot do is make a failed flush succeed, so `ReliableProducer`
+replaces its client after one, and the callers retry (the delivery loop) or
+answer "not published" (the gateway) instead of exiting.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
+from safebus.logs import get_logger
 from safebus.records import Output, Record
 
+_log = get_logger("kafka")
 
-def reliable_producer(bootstrap: str, **overrides: object) -> Producer:
-    """Return an idempotent, acks=all producer."""
-    config: dict[str, object] = {
+RECONNECT: dict[str, object] = {
+    "reconnect.backoff.ms": 100,
+    "reconnect.backoff.max.ms": 2000,
+    "retry.backoff.ms": 100,
+    "retry.backoff.max.ms": 2000,
+    "socket.connection.setup.timeout.ms": 5000,
+    "socket.keepalive.enable": True,
+}
+"""
+How every client reconnects: from 100 ms doubling to at most 2 s between attempts (librdkafka's default
+ceiling is 10 s), so a broker back from a restart is found within about 2 s; a connection attempt that
+hangs is given up after 5 s instead of 30 s.  Retries never stop while the process runs; each failed
+delivery or flush is logged by the caller.
+"""
+GROUP_TIMING: dict[str, object] = {
+    "session.timeout.ms": 8000,
+    "heartbeat.interval.ms": 1000,
+    "max.poll.interval.ms": 300_000,
+}
+"""
+Consumer-group timing of every confluent-kafka worker (the Faust router has the same in
+`safebus.processors.app.GROUP_TIMING`): a worker that died is declared dead after 8 s (librdkafka's default
+is 45 s), so its partitions move to a live member that soon; heartbeats every second.  A batch whose
+delivery keeps failing may take up to 5 minutes between polls before the member is replaced, after which
+its records are redelivered (and deduplicated).  The broker's group.min.session.timeout.ms (6 s) is the floor.
+"""
+DELIVERY_BACKOFF_S = (0.5, 5.0)
+"""A batch whose delivery failed is retried after 0.5 s, doubling up to 5 s between attempts, until it succeeds."""
+WEDGED_AFTER_S = 20.0
+"""A consumer that has made no progress this long after a broker error, while the broker answers, is replaced."""
+PRODUCE_TIMEOUT_S = 30.0
+"""How long `produce_all` waits for the broker to confirm a batch before calling it undelivered."""
+
+
+def backoff_delays(first_s: float = DELIVERY_BACKOFF_S[0], max_s: float = DELIVERY_BACKOFF_S[1]) -> Iterator[float]:
+    """Endless delays between retries: `first_s`, doubling, capped at `max_s`."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * 2, max_s)
+
+
+def _producer_config(bootstrap: str, overrides: dict[str, object]) -> dict[str, object]:
+    return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
+        "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,  # safebus.limits: below the broker's, above any dead letter
         "logger": logging.getLogger("safebus.librdkafka"),
+        **RECONNECT,
         **overrides,
     }
-    return Producer(config)
 
 
-def produce_all(producer: Producer, outputs: list[Output], *, timeout_s: float = 30.0) -> None:
+class ReliableProducer:
+    """
+    An idempotent, acks=all producer that renews its librdkafka client after a failed flush.
+
+    Why renew: after a flush that timed out (broker away) the old client may
+    still hold the undelivered records, and its idempotence state may be
+    fatally broken by their expiry; either would make the retry that follows
+    write stale records or fail for good.  The old client's queue is purged and
+    a fresh client takes its place, so the retry starts clean and the process
+    never has to be restarted to publish again.
+    """
+
+    def __init__(self, bootstrap: str, **overrides: object) -> None:
+        """Nothing connects until the first produce."""
+        self._config = _producer_config(bootstrap, dict(overrides))
+        self._producer = Producer(self._config)
+        self.renewals = 0
+
+    def produce_all(self, outputs: list[Output], *, timeout_s: float = PRODUCE_TIMEOUT_S) -> None:
+        """Produce `outputs` and wait until the broker has every one; renew and raise BrokerError otherwise."""
+        try:
+            _produce_all(self._producer, outputs, timeout_s=timeout_s)
+        except BrokerError as exc:
+            self.renew(reason=str(exc)[:200])
+            raise
+
+    def renew(self, *, reason: str) -> None:
+        """Drop the current client (and whatever it still queues) and start a fresh one."""
+        old, self._producer = self._producer, Producer(self._config)
+        self.renewals += 1
+        _log.warning("producer_renewed", reason=reason, renewals=self.renewals)
+        try:
+            old.purge()
+            old.flush(0)  # serve the purged records' delivery reports, so nothing waits on them
+        except Exception as exc:  # noqa: BLE001 - the old client is being discarded whatever it says
+            _log.warning("producer_purge_failed", error=type(exc).__name__)
+
+    @property
+    def client(self) -> Producer:
+        """The librdkafka client in use now (another one after a renewal: do not keep it)."""
+        return self._producer
+
+    def flush(self, timeout_s: float = PRODUCE_TIMEOUT_S) -> int:
+        """Wait for anything still queued; return how many records remain."""
+        remaining: int = self._producer.flush(timeout_s)
+        return remaining
+
+
+def reliable_producer(bootstrap: str, **overrides: object) -> ReliableProducer:
+    """Return an idempotent, acks=all producer that survives broker restarts."""
+    return ReliableProducer(bootstrap, **overrides)
+
+
+def produce_all(producer: Producer | ReliableProducer, outputs: list[Output], *,
+                timeout_s: float = PRODUCE_TIMEOUT_S) -> None:
     """Produce `outputs` and wait until the broker has every one; raises BrokerError otherwise."""
+    if isinstance(producer, ReliableProducer):
+        producer.produce_all(outputs, timeout_s=timeout_s)
+    else:
+        _produce_all(producer, outputs, timeout_s=timeout_s)
+
+
+def _produce_all(producer: Producer, outputs: list[Output], *, timeout_s: float) -> None:
     errors: list[str] = []
 
     def _on_delivery(err: KafkaError | None, _msg: object) -> None:
         if err is not None:
             errors.append(str(err))
 
-    for output in outputs:
-        producer.produce(output.topic, key=output.key, value=output.value, headers=list(output.headers),
-                         on_delivery=_on_delivery)
+    try:
+        for output in outputs:
+            producer.produce(output.topic, key=output.key, value=output.value, headers=list(output.headers),
+                             on_delivery=_on_delivery)
+    except (KafkaException, BufferError) as exc:  # a fatal client state or a queue full of undelivered records
+        raise BrokerError(f"could not queue records: {exc}") from exc
     remaining = producer.flush(timeout_s)
     if remaining or errors:
         raise BrokerError(f"{remaining} records undelivered; errors: {errors[:3]}")

@@ -8,15 +8,21 @@ repository Maven is configured with (``deploy/kafka/pom.xml``) and runs
 directory::
 
     <state>/broker/
-        server.properties   generated each start (ports may change)
+        server.properties   generated each start, on the ports broker.json remembers
         log4j2.properties   broker logging, to broker.log
         data/               KRaft metadata and topic data
-        broker.json         pid, bootstrap address, cluster id
+        broker.json         pid, bootstrap address and controller port (kept across down/up)
         broker.log          the broker's own log
 
 The jars are cached under ``<cache>/kafka/<version>/`` so a second start needs
 no network.  `LocalBroker.up()` is idempotent: a running, reachable broker is
 reused as it is.
+
+A restarted broker comes back on the ports it had (docs/adr/0002): every
+client, worker and configuration file that learned the bootstrap address keeps
+working after ``broker down``/``up`` and simply reconnects.  New ports are
+picked only when a remembered one is taken by something else, and that is
+logged, because every client must then be pointed at the new address.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from safebus.errors import BrokerError
+from safebus.limits import BROKER_MESSAGE_MAX_BYTES
+from safebus.logs import get_logger
 
 KAFKA_VERSION = "4.1.1"
 """The Apache Kafka release the project runs; keep in step with ``kafka/pom.xml``."""
@@ -43,6 +51,7 @@ KAFKA_VERSION = "4.1.1"
 _READY_TIMEOUT_S = 90.0
 _STOP_TIMEOUT_S = 30.0
 _HEAP = ("-Xms256m", "-Xmx512m")
+_log = get_logger("deploy.broker")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +76,42 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_is_free(port: int) -> bool:
+    """
+    Return True when a listener could bind `port` on 127.0.0.1 now.
+
+    SO_REUSEADDR, as the JVM's server sockets use it: connections of the
+    previous broker still in TIME_WAIT do not make its own port "taken".
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_ports(remembered: dict[str, object]) -> tuple[int, int]:
+    """
+    The (client, controller) ports for a start: the remembered ones while both are free, else new ones.
+
+    `remembered` is the previous ``broker.json``.  Either port being taken
+    means both are chosen afresh (they are one configuration), and logged.
+    """
+    bootstrap, controller = remembered.get("bootstrap"), remembered.get("controller_port")
+    if isinstance(bootstrap, str) and isinstance(controller, int):
+        port = int(bootstrap.rsplit(":", 1)[1])
+        if port != controller and port_is_free(port) and port_is_free(controller):
+            return port, controller
+        _log.warning("broker_ports_changed", previous_bootstrap=bootstrap, previous_controller_port=controller,
+                     reason="a remembered port is taken")
+    port, controller_port = free_port(), free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    return port, controller_port
 
 
 def is_reachable(bootstrap: str, *, timeout_s: float = 3.0) -> bool:
@@ -162,7 +207,7 @@ class LocalBroker:
         Make sure the broker runs and answers, and return where.
 
         Steps: (1) reuse a running broker; (2) fetch jars if not cached;
-        (3) pick free ports and write the configuration; (4) format storage once;
+        (3) take the remembered ports (or free ones) and write the configuration; (4) format storage once;
         (5) start the JVM detached from this process; (6) wait until the admin
         API answers, failing with the broker's log tail if the JVM exits.
         """
@@ -179,12 +224,10 @@ class LocalBroker:
         if java is None:
             raise BrokerError("Java ('java', 17 or newer) is not on PATH; the Kafka broker needs it")
 
-        # (3): configuration with ports chosen now.
+        # (3): configuration on the ports of the last start, so clients keep their address.
         self.root.mkdir(parents=True, exist_ok=True)
         data = self.root / "data"
-        port, controller_port = free_port(), free_port()
-        while controller_port == port:
-            controller_port = free_port()
+        port, controller_port = choose_ports(self._read_info())
         bootstrap = f"127.0.0.1:{port}"
         properties = self.root / "server.properties"
         properties.write_text(_server_properties(port=port, controller_port=controller_port, data=data))
@@ -308,6 +351,8 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 share.coordinator.state.topic.num.partitions=1
 group.initial.rebalance.delay.ms=0
+# safebus.limits: the largest record anyone may write; our producers stay below it.
+message.max.bytes={BROKER_MESSAGE_MAX_BYTES}
 log.retention.check.interval.ms=60000
 """
 

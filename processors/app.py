@@ -14,21 +14,32 @@ stops at once with `EXIT_OUTPUT_NOT_DURABLE` instead of raising: nothing is
 acknowledged, nothing is committed, and the batch is replayed on restart, where
 deterministic ids let every receiver drop the repeats.  Faust's own
 ``exactly_once`` is not used.
+
+Outages (docs/adr/0003, "Outages heal themselves"): the consumer group's
+timing is `GROUP_TIMING`, so a router killed with SIGKILL is replaced by
+another (or by its restart) within seconds rather than Faust's default minute;
+aiokafka reconnects to a restarted broker by itself (its address does not
+change, docs/adr/0002); and SIGTERM ends the worker within
+`safebus.shutdown.GRACE_S` even when Faust's graceful stop waits on an absent
+broker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 
+from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.processors.handler import IncidentHandler
 from safebus.records import Origin
+from safebus.shutdown import hard_exit_later
 
 _log = get_logger("processor.app")
 
@@ -37,6 +48,19 @@ EXIT_OUTPUT_NOT_DURABLE = 75
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.05
 """A lone record waits at most this long for company; it bounds the latency batching adds."""
+GROUP_TIMING: dict[str, float] = {
+    "broker_session_timeout": 8.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 30.0,
+}
+"""
+The router's consumer-group timing, in seconds (Faust setting names; the BROKER_* environment variables of
+the same names still override them).  A member that stops heartbeating is declared dead after the session
+timeout, so a kill -9 is noticed in 8 s instead of Faust's default 60 s; heartbeats every second keep 8
+missed beats of slack on a loaded machine; members have 30 s to rejoin a rebalance (Faust's default is 60 s),
+ample for a router to finish a batch of `BATCH_MAX`.  The broker's group.min.session.timeout.ms (6 s) is the
+floor.  Same values as the confluent-kafka workers' `safebus.kafka_io.GROUP_TIMING`.
+"""
 
 
 def create_app(
@@ -54,6 +78,10 @@ def create_app(
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
+        broker_session_timeout=GROUP_TIMING["broker_session_timeout"],
+        broker_heartbeat_interval=GROUP_TIMING["broker_heartbeat_interval"],
+        broker_rebalance_timeout=GROUP_TIMING["broker_rebalance_timeout"],
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # the bus's limits agree (safebus.limits)
     )
     source = app.topic(*ingress_topics, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
@@ -87,8 +115,20 @@ async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence
         os._exit(EXIT_OUTPUT_NOT_DURABLE)
 
 
+class _BoundedStopWorker(faust.Worker):
+    """A Faust worker whose stop on SIGTERM/SIGINT is bounded: a hard exit follows if it stalls."""
+
+    def _on_sigterm(self) -> None:
+        hard_exit_later(signal.SIGTERM)
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        hard_exit_later(signal.SIGINT)
+        super()._on_sigint()
+
+
 def run_worker(app: faust.App, *, loglevel: str = "warn") -> None:
-    """Run the worker in this process until it is stopped by a signal."""
+    """Run the worker in this process until it is stopped by a signal (then gone within GRACE_S)."""
     _log.info("processor_starting", app_id=app.conf.id)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = _BoundedStopWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

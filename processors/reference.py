@@ -35,12 +35,17 @@ class Applied:
     """A reference event applied to the router's state, and the conflict it met there, if any."""
 
     conflict: Conflict | None = None
+    move_stands: bool = False
+    """A move (`EnrolmentChanged`) that is, after applying, what the child's enrolment is: the old setting must
+    send the file on.  False for a move older than the current enrolment in the total order, superseded at its
+    own instant, or left unresolved by a conflicting change there."""
 
 
 def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser) -> Applied | None:
     """Apply a consent or education event to `state`; return None for other event types."""
     at, recorded_at, event_id = event.occurred_at, event.recorded_at, event.event_id
     conflict: Conflict | None = None
+    move_stands = False
     if isinstance(event, consent.ConsentRecorded):
         conflict = state.set_consent(event.subject, event.purpose.value, "given" if event.given else "refused", at,
                                      recorded_at=recorded_at, event_id=event_id)
@@ -62,6 +67,8 @@ def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser
         previous = None if isinstance(event, education.EnrolmentRecorded) else event.previous_setting_urn
         conflict = state.set_enrolment(token, setting, at, previous=previous, recorded_at=recorded_at,
                                        event_id=event_id)
+        if isinstance(event, education.EnrolmentChanged):
+            move_stands = _stands(state, token, event_id, setting)
     elif isinstance(event, education.EducationSettingRecorded):
         pass  # the setting directory is reference data for delivery (Key Adults, calendars), not routing
     else:
@@ -69,14 +76,33 @@ def apply_reference(event: Event, state: SqliteRouterState, tokeniser: Tokeniser
     if conflict is not None:
         _log.warning("state_conflict", kind=conflict.kind, event_id=event.event_id,
                      conflicting=[event_id for event_id, _ in conflict.changes], resolved_to=conflict.resolved_to)
-    return Applied(conflict=conflict)
+    return Applied(conflict=conflict, move_stands=move_stands)
+
+
+def _stands(state: SqliteRouterState, token: str, event_id: str, setting: str | None) -> bool:
+    """
+    Whether the change `event_id` is among those deciding the child's enrolment and that enrolment is `setting`.
+
+    Asked after the write rather than comparing before with after, so that the
+    answer is the same on a redelivery: a router that crashed after storing a
+    move but before publishing its fact publishes it when the move comes again.
+    """
+    deciding = {change.event_id for change in state.enrolment_changes(token)}
+    return event_id in deciding and state.enrolment(token) == setting
 
 
 def reference_facts(event: Event, applied: Applied, tokeniser: Tokeniser, *, producer: str,
                     at: datetime) -> list[Event]:
-    """The audit facts an applied reference event gives: the move it made, the conflict it met."""
+    """
+    The audit facts an applied reference event gives: the move it made, the conflict it met.
+
+    The move's fact (`audit.enrolment-moved`, which prompts the old setting to
+    transfer the child-protection file) only if the move now stands: a move
+    older than the child's current enrolment changed nothing and prompts nobody.
+    """
     facts: list[Event] = []
-    if (moved := enrolment_moved(event, tokeniser, producer=producer, at=at)) is not None:
+    moved = enrolment_moved(event, tokeniser, producer=producer, at=at) if applied.move_stands else None
+    if moved is not None:
         facts.append(moved)
     if applied.conflict is not None:
         facts.append(state_conflict(applied.conflict, producer=producer, at=at))

@@ -33,8 +33,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from safebus.bounded_json import JsonRefused, loads_object
+from safebus.logs import get_logger
 from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.records import Output, Record
+
+_log = get_logger("processor.changelog")
 
 CHANGE_FORMAT = "safebus-router-state/2"
 _FORMAT_1 = "safebus-router-state/1"
@@ -95,35 +99,49 @@ class ChangelogRouterState(SqliteRouterState):
 
 
 def restore(state: SqliteRouterState, records: Iterable[Record]) -> int:
-    """Merge changelog records into `state` (idempotently, in any order); return how many were applied."""
+    """
+    Merge changelog records into `state` (idempotently, in any order); return how many were applied.
+
+    A record that is not a change this router wrote (anyone with access can
+    write to the topic) is skipped with a logged error naming its offset, never
+    raised: a hostile record must not stop every later start-up (docs/adr/0003).
+    """
     applied = 0
     for record in records:
         try:
-            change = json.loads(record.value)
-        except ValueError:
+            change = loads_object(record.value)
+        except JsonRefused:
             continue
-        if not isinstance(change, dict) or change.get("format") not in (CHANGE_FORMAT, _FORMAT_1):
+        if change.get("format") not in (CHANGE_FORMAT, _FORMAT_1):
             continue
-        op = change.get("op")
-        if op == "incident":
-            SqliteRouterState.record_incident(state, change["subject"], change["event_id"],
-                                              date.fromisoformat(change["day"]))
-        elif op == "marac":
-            SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]))
-        elif op == "enrolment":
-            for c in change.get("changes", [change]):  # format 1: the record is the one change
-                SqliteRouterState.set_enrolment(
-                    state, change["child"], c["setting"], datetime.fromisoformat(c["at"]),
-                    recorded_at=_instant(c.get("recorded_at")), event_id=c.get("event_id"), previous=c.get("previous"))
-        elif op == "consent":
-            SqliteRouterState.set_consent(state, change["subject"], change["purpose"], change["status"],
-                                          datetime.fromisoformat(change["at"]),
-                                          recorded_at=_instant(change.get("recorded_at")),
-                                          event_id=change.get("event_id"))
-        else:
-            continue
-        applied += 1
+        try:
+            applied += _apply(state, change)
+        except Exception as exc:  # noqa: BLE001 - one record must never stop the router's start-up
+            _log.error("changelog_record_skipped", topic=record.topic, partition=record.partition,
+                       offset=record.offset, error=type(exc).__name__)
     return applied
+
+
+def _apply(state: SqliteRouterState, change: dict[str, Any]) -> int:
+    op = change.get("op")
+    if op == "incident":
+        SqliteRouterState.record_incident(state, change["subject"], change["event_id"],
+                                          date.fromisoformat(change["day"]))
+    elif op == "marac":
+        SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]))
+    elif op == "enrolment":
+        for c in change.get("changes", [change]):  # format 1: the record is the one change
+            SqliteRouterState.set_enrolment(
+                state, change["child"], c["setting"], datetime.fromisoformat(c["at"]),
+                recorded_at=_instant(c.get("recorded_at")), event_id=c.get("event_id"), previous=c.get("previous"))
+    elif op == "consent":
+        SqliteRouterState.set_consent(state, change["subject"], change["purpose"], change["status"],
+                                      datetime.fromisoformat(change["at"]),
+                                      recorded_at=_instant(change.get("recorded_at")),
+                                      event_id=change.get("event_id"))
+    else:
+        return 0
+    return 1
 
 
 def _instant(text: str | None) -> datetime | None:

@@ -81,11 +81,14 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from safebus import bounded_json
 from safebus.account_files import exclusive_lock, write_private_json
 from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
+from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
+from safebus.live_directory import follow
 from safebus.logs import get_logger
 from safebus.producers.gateway_limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits, TokenBuckets
 from safebus.producers.police import PolicePublisher
@@ -99,8 +102,8 @@ __all__ = [
     "agency_publishers", "default_credentials_path", "revoke_credential",
 ]
 
-MAX_BODY_BYTES = 1 << 20
-"""Largest request body accepted (1 MiB): an incident with a long narrative is a few tens of KiB."""
+MAX_BODY_BYTES = MAX_EVENT_JSON_BYTES
+"""Largest request body accepted (`safebus.limits`: sealed, it fits a record): an incident is a few tens of KiB."""
 
 _LINGER_BYTES, _LINGER_S = 4 << 20, 2.0
 """After an early answer, read at most this much of an unwanted body, for at most this long, before closing."""
@@ -408,18 +411,22 @@ def _too_large(limit: int) -> _Refusal:
     return _Refusal(413, "payload-too-large", f"bodies are limited to {limit} bytes")
 
 
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(body: bytes) -> object:
-    """The JSON value in `body` (UTF-8, standard JSON only); a 400 refusal otherwise."""
+    """The JSON value in `body` (UTF-8, standard JSON only, within `safebus.limits`); a 400 refusal otherwise."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return bounded_json.loads(body, max_bytes=MAX_EVENT_JSON_BYTES)
+    except bounded_json.JsonRefused as exc:
+        detail = _JSON_REFUSALS.get(exc.reason, exc.reason)
         raise _Refusal(400, "invalid-json", f"the body is not valid UTF-8 JSON: {detail}",
                        issues=[Issue("$", detail)]) from None
+
+
+_JSON_REFUSALS = {
+    "too-deep": f"nested more than {MAX_JSON_DEPTH} levels deep",
+    "invalid-utf8": "not valid UTF-8 (or a lone surrogate escape)",
+    "malformed": "not standard JSON",
+    "too-large": f"larger than {MAX_EVENT_JSON_BYTES} bytes",
+}
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -495,12 +502,15 @@ class Gateway:
             if self._closing:
                 return
             self._serving = threading.get_ident()
+        # Agencies, rotations and retirements published while it serves apply to the next request.
+        follow(self._directory, bootstrap=self.settings.bootstrap, topic=self.settings.names.agencies)
         _log.info("gateway.listening", url=self.url)
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
             self._server.close_idle()  # kept-alive connections waiting for a next request end now
             self._server.server_close()  # joins request threads: in-flight publishes complete
+            self._directory.close()
             self._stopped.set()
             _log.info("gateway.stopped")
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE
+
 AgencyId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", description="Agency id in the directory")]
 SubjectToken = Annotated[
     str, Field(pattern=r"^subj_[0-9a-f]{32}$", description="Pseudonymous data-subject token (keyed HMAC)")
@@ -25,13 +27,19 @@ EventId = Annotated[
 ]
 SemVer = Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
 URN = Annotated[str, Field(pattern=r"^\d{6}$", description="DfE unique reference number of an education setting")]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
-Text = Annotated[str, Field(min_length=1, max_length=4000)]
+Name = Annotated[str, Field(min_length=1, max_length=100), SINGLE_LINE]
+"""A name, reference or other short field: one line, no control or bidi character (`safebus.schemas.text`)."""
+Text = Annotated[str, Field(min_length=1, max_length=4000), MULTI_LINE]
+"""Free text: may hold LF, CR and TAB, never NUL, another control or a bidi character."""
+Line = Annotated[str, SINGLE_LINE]
+"""A one-line field whose contract gives its length with `Field` (or, in older contracts, not yet)."""
+FreeText = Annotated[str, MULTI_LINE]
+"""A free-text field whose contract gives its length with `Field` (a narrative, what a child said)."""
 Postcode = Annotated[str, Field(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")]
 
 __all__ = [
-    "URN", "AgencyId", "AwareDatetime", "Contract", "Event", "EventId", "Name", "Person", "Postcode", "SemVer",
-    "SubjectToken", "Text", "event_metadata",
+    "URN", "AgencyId", "AwareDatetime", "Contract", "Event", "EventId", "FreeText", "Line", "Name", "Person",
+    "Postcode", "SemVer", "SubjectToken", "Text", "event_metadata",
 ]
 
 

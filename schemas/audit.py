@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import URN, AgencyId, AwareDatetime, Contract, Event, Name, Text
+from safebus.schemas._base import URN, AgencyId, AwareDatetime, Contract, Event, Line, Name, Text
 
 Sha256Hex = str
 
@@ -45,6 +45,8 @@ class Delivered(Event):
 class DeadLettered(Event):
     """An input was refused and kept on the dead-letter topic; the fact holds its digest, never its bytes."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.dead-lettered"]
     reason: Name
     stage: Name
@@ -66,6 +68,8 @@ class KeyGenerationState(Contract):
 class DirectoryEntryPublished(Event):
     """A signed agency-directory entry was published: who is on the bus, and with which keys."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.directory-entry-published"]
     agency_id: AgencyId
     kind: Name
@@ -85,6 +89,8 @@ class AgreementVersion(Contract):
 class RulesetLoaded(Event):
     """The router started routing with this set of agreements (logged once per distinct set)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.ruleset-loaded"]
     ruleset_sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
     agreements: tuple[AgreementVersion, ...]
@@ -93,19 +99,26 @@ class RulesetLoaded(Event):
 class AuditViewed(Event):
     """Someone looked at audit data: every view of the audit trail is itself audited."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.viewed"]
     viewer: Name
     viewer_role: Name
     view: Name = Field(description="What was looked at: a page or command name")
-    parameters: dict[Name, str] = Field(default_factory=dict, description="The query, with tokens, never names")
+    # Keys stay the 1.0.0 bounded string: pydantic renders a pattern on dict keys as `patternProperties`, which
+    # would not refuse anything in JSON Schema; the audit web and CLI write these keys from code, never from input.
+    parameters: dict[Annotated[str, Field(min_length=1, max_length=100)], str] = Field(
+        default_factory=dict, description="The query, with tokens, never names")
     results: int = Field(ge=0, description="How many records were shown")
 
 
 class Acknowledged(Event):
     """A Key Adult acknowledged an Operation Encompass alert (mirrors ``encompass.acknowledged``)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.acknowledged"]
-    notification_id: str
+    notification_id: Line
     setting_urn: URN
     staff_id: Name
     role: Name
@@ -134,7 +147,8 @@ class Escalated(Event):
     silence; the elective-home-education officer is a step.
     """
 
-    SCHEMA_VERSION = "1.1.0"
+    # 1.2.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.2.0"
     event_type: Literal["audit.escalated"]
     notification_id: str
     setting_urn: URN | None
@@ -153,6 +167,8 @@ class EnrolmentMoved(Event):
     Encompass history, within a few school days; this fact starts that clock.
     """
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.enrolment-moved"]
     about_event_id: str
     previous_setting_urn: URN | None
@@ -164,8 +180,10 @@ class EnrolmentMoved(Event):
 class FileTransferConfirmed(Event):
     """The old setting's Key Adult confirmed the child-protection file was sent to the new setting."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.file-transfer-confirmed"]
-    transfer_id: str
+    transfer_id: Line
     setting_urn: URN
     staff_id: Name
     confirmed_at: AwareDatetime
@@ -180,7 +198,8 @@ class DeadlineSet(Event):
     acknowledged or escalated — and which calendar version said so.
     """
 
-    SCHEMA_VERSION = "1.1.0"
+    # 1.2.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.2.0"
     event_type: Literal["audit.deadline-set"]
     notification_id: str
     setting_urn: URN | None
@@ -204,6 +223,8 @@ class BackfillAuthorised(Event):
     when is on the record before the first old incident is routed.
     """
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.backfill-authorised"]
     backfill_from: date
     authorised_by: Name
@@ -231,6 +252,8 @@ class StateConflict(Event):
     statuses only.
     """
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.state-conflict"]
     kind: ConflictKind
     purpose: Name | None = Field(default=None, description="The consent purpose, for a consent conflict")

@@ -27,7 +27,10 @@ Keyword by keyword:
   min/maxProperties, minimum/maximum and their exclusive forms: narrowing in new breaks
   backward, widening breaks forward.  ``integer`` is a subset of ``number``.
 - pattern, format, uniqueItems: not compared semantically, so one added or changed in new
-  breaks backward, one removed or changed breaks forward.
+  breaks backward, one removed or changed breaks forward.  The one exception is a pattern the
+  caller declares tolerated (`check(..., tolerated_patterns=...)`): adding it where old had no
+  pattern is accepted.  The bus tolerates only its character rule for text (no control or
+  bidi character, `safebus.schemas.text`), which no genuine record ever broke.
 - items and prefixItems are compared recursively.  A local ``$ref`` resolves against the root of
   its own document; an (old ref, new ref) pair met again inside itself is assumed compatible,
   which is what makes recursive schemas terminate.
@@ -75,18 +78,25 @@ class Break:
     message: str
 
 
-def check(old: Mapping[str, Any], new: Mapping[str, Any], mode: Mode) -> list[Break]:
-    """The breaks between released schema `old` and candidate `new` that `mode` forbids; empty if compatible."""
+def check(old: Mapping[str, Any], new: Mapping[str, Any], mode: Mode, *,
+          tolerated_patterns: frozenset[str] = frozenset()) -> list[Break]:
+    """
+    The breaks between released schema `old` and candidate `new` that `mode` forbids; empty if compatible.
+
+    A pattern in `tolerated_patterns` that new adds to a string old left without one is no break.
+    """
     wanted = {"backward", "forward"} if Mode(mode) is Mode.FULL else {Mode(mode).value}
-    found = _Comparison(old, new).compare(old, new, "$")
+    found = _Comparison(old, new, tolerated_patterns).compare(old, new, "$")
     return [b for b in dict.fromkeys(found) if b.direction in wanted]
 
 
 def check_transitive(
-    history: Sequence[Mapping[str, Any]], new: Mapping[str, Any], mode: Mode
+    history: Sequence[Mapping[str, Any]], new: Mapping[str, Any], mode: Mode, *,
+    tolerated_patterns: frozenset[str] = frozenset(),
 ) -> list[tuple[int, Break]]:
     """`check` against every released version; each break comes with the index of its version in `history`."""
-    return [(i, b) for i, old in enumerate(history) for b in check(old, new, mode)]
+    return [(i, b) for i, old in enumerate(history)
+            for b in check(old, new, mode, tolerated_patterns=tolerated_patterns)]
 
 
 _ANNOTATIONS = frozenset({
@@ -109,8 +119,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 class _Comparison:
     """One old/new pair of documents; `$ref`s resolve against the root of the side they appear on."""
 
-    def __init__(self, old_root: Mapping[str, Any], new_root: Mapping[str, Any]) -> None:
+    def __init__(self, old_root: Mapping[str, Any], new_root: Mapping[str, Any],
+                 tolerated_patterns: frozenset[str] = frozenset()) -> None:
         self._old, self._new = old_root, new_root
+        self._tolerated = tolerated_patterns
         self._active: set[tuple[str, str]] = set()
 
     def compare(self, old: Any, new: Any, path: str) -> list[Break]:
@@ -176,7 +188,9 @@ class _Comparison:
         breaks += _value_breaks(_values(old), _values(new), path)
         shared = {f for f in ("string", "number", "array", "object") if _admits(told, f) and _admits(tnew, f)}
         if "string" in shared:
-            breaks += [*_assertion_breaks("pattern", old, new, path), *_assertion_breaks("format", old, new, path)]
+            added_tolerated = "pattern" not in old and new.get("pattern") in self._tolerated
+            breaks += [*([] if added_tolerated else _assertion_breaks("pattern", old, new, path)),
+                       *_assertion_breaks("format", old, new, path)]
         for family, key, exclusive, upper in _BOUNDS:
             if family in shared:
                 breaks += _bound_breaks(old, new, key, exclusive, upper, path)

@@ -51,6 +51,8 @@ class RecordedBy(Contract):
 class ConsentRecorded(Event):
     """A data subject gave (or refused) consent for a purpose."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["consent.recorded"]
     consent_id: Name
     subject: SubjectToken
@@ -65,6 +67,8 @@ class ConsentRecorded(Event):
 class ConsentWithdrawn(Event):
     """A data subject withdrew consent: later consent-based shares stop."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["consent.withdrawn"]
     consent_id: Name
     subject: SubjectToken

@@ -45,7 +45,8 @@ class SharingDecision(Event):
     and `consent_purpose`, the purpose whose consent the deciding clause tested.
     """
 
-    SCHEMA_VERSION = "1.1.0"
+    # 1.2.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.2.0"
 
     event_type: Literal["audit.sharing-decision"]
     about_event_id: str
@@ -81,6 +82,8 @@ class SharingDecision(Event):
 class SubjectErased(Event):
     """A data subject's keys were destroyed: every copy of their data is now unreadable (crypto-shredding)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["audit.subject-erased"]
     subject: SubjectToken
     key_ids_destroyed: tuple[str, ...]

@@ -27,6 +27,8 @@ class Route(StrEnum):
 class DvdsApplication(Event):
     """An application under Clare's Law (right to ask) or a police-initiated case (right to know)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["dvds.application"]
     application_reference: Name
     route: Route
@@ -46,6 +48,8 @@ class DvdsOutcome(StrEnum):
 class DvdsDecision(Event):
     """The multi-agency forum's decision on an application."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["dvds.decision"]
     application_reference: Name
     outcome: DvdsOutcome

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from safebus.schemas._base import URN, AgencyId, Contract, Event, Name
+from safebus.schemas._base import URN, AgencyId, Contract, Event, Line, Name
 
 
 class SettingKind(StrEnum):
@@ -44,7 +44,7 @@ class KeyAdult(Contract):
     staff_id: Name
     name: Name
     kind: KeyAdultKind
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Line = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{7,20}$")
 
 
@@ -71,6 +71,8 @@ class SessionCalendar(Contract):
 class EducationSettingRecorded(Event):
     """A setting-directory entry: who to tell at a setting, and when its day starts."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["education.setting-recorded"]
     urn: URN
     name: Name
@@ -95,6 +97,8 @@ class ChildIdentity(Contract):
 class EnrolmentRecorded(Event):
     """A child is a registered pupil at (or attends) a setting."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["education.enrolment-recorded"]
     child: ChildIdentity
     setting_urn: URN
@@ -114,6 +118,8 @@ class MoveReason(StrEnum):
 class EnrolmentChanged(Event):
     """A child's setting changed: later notifications go to the new setting."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["education.enrolment-changed"]
     child: ChildIdentity
     previous_setting_urn: URN | None
@@ -126,12 +132,14 @@ class LaOfficer(Contract):
     """The local authority's elective-home-education officer."""
 
     name: Name
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Line = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ElectiveHomeEducationRecorded(Event):
     """A child is electively home educated: notifications go to the LA's officer."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["education.elective-home-education"]
     child: ChildIdentity
     from_date: date

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Name
+from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Line, Name
 
 DELIVERY_FIELDS = frozenset({
     "event_id", "event_type", "schema_version", "producer", "occurred_at", "recorded_at", "correlation_id",
@@ -27,13 +27,15 @@ DELIVERY_FIELDS = frozenset({
 class EncompassNotification(Event):
     """One child's Operation Encompass notification to one setting."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["encompass.notification"]
-    notification_id: str = Field(description="Deterministic: the same incident and child always give the same id")
+    notification_id: Line = Field(description="Deterministic: the same incident and child always give the same id")
     setting_urn: URN
     child_first_name: Name
     child_surname: Name
     child_date_of_birth: date
-    police_reference: str
+    police_reference: Line
     incident_at: AwareDatetime
     child_present: bool
 
@@ -55,8 +57,10 @@ class Acknowledger(Contract):
 class EncompassAcknowledged(Event):
     """A Key Adult's acknowledgement that they have read a notification."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["encompass.acknowledged"]
-    notification_id: str
+    notification_id: Line
     setting_urn: URN
     acknowledged_by: Acknowledger
     acknowledged_at: AwareDatetime

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from safebus.schemas._base import AgencyId, Contract, Event, Name, Person, Text
+from safebus.schemas._base import AgencyId, Contract, Event, FreeText, Line, Name, Person, Text
 
 
 class Criterion(StrEnum):
@@ -31,7 +31,7 @@ class Contact(Contract):
     """A practitioner contact."""
 
     name: Name
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: Line = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ]{7,20}$")
 
 
@@ -45,6 +45,8 @@ class Victim(Person):
 class MaracReferralSubmitted(Event):
     """A referral of a victim's case to MARAC."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["marac.referral-submitted"]
     referral_reference: Name
     referring_agency: AgencyId
@@ -55,7 +57,7 @@ class MaracReferralSubmitted(Event):
     children: tuple[Person, ...] = ()
     criterion: Criterion
     dash_yes_count: int | None = Field(default=None, ge=0, le=27)
-    professional_judgement_rationale: str | None = Field(default=None, min_length=20, max_length=4000)
+    professional_judgement_rationale: FreeText | None = Field(default=None, min_length=20, max_length=4000)
     victim_informed: bool
     victim_consented: bool | None = Field(default=None, description="None: not sought; referral may proceed anyway")
     prior_referral_on: date | None = Field(default=None, description="For repeat referrals: the last referral date")
@@ -74,6 +76,8 @@ class MaracReferralSubmitted(Event):
 class MaracCaseListed(Event):
     """A referred case is listed for a MARAC meeting; invited agencies research their records."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["marac.case-listed"]
     case_reference: Name
     referral_reference: Name
@@ -84,6 +88,8 @@ class MaracCaseListed(Event):
 class MaracResearchShared(Event):
     """One agency's relevant, proportionate information about current risk."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["marac.research-shared"]
     case_reference: Name
     agency: AgencyId
@@ -103,6 +109,8 @@ class ActionStatus(StrEnum):
 class MaracActionAssigned(Event):
     """An action from the MARAC plan, owned by one agency."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["marac.action-assigned"]
     action_id: Name
     case_reference: Name
@@ -114,6 +122,8 @@ class MaracActionAssigned(Event):
 class MaracActionUpdated(Event):
     """A change of status of a MARAC action."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["marac.action-updated"]
     action_id: Name
     case_reference: Name

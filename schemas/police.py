@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Name, Person, Postcode, Text
+from safebus.schemas._base import URN, AwareDatetime, Contract, Event, FreeText, Line, Name, Person, Postcode, Text
 
 
 class RiskGrade(StrEnum):
@@ -98,9 +98,10 @@ class Child(Contract):
     date_of_birth: date
     address: Address | None = None
     present: bool = Field(description="Was the child present at the incident?")
-    where_during_incident: str | None = Field(default=None, max_length=500)
+    where_during_incident: Line | None = Field(default=None, max_length=500)
     spoken_to: bool = False
-    voice_of_child: str | None = Field(default=None, max_length=2000, description="What the child said, if spoken to")
+    voice_of_child: FreeText | None = Field(default=None, max_length=2000,
+                                            description="What the child said, if spoken to")
     welfare_check_made: bool = False
     school_urn: URN | None = Field(default=None, description="The setting the child attends, as the officer recorded")
     school_name_as_recorded: Name | None = None
@@ -109,24 +110,28 @@ class Child(Contract):
 class DomesticAbuseIncident(Event):
     """A police-attended domestic-abuse incident, crime or non-crime."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["police.domestic-abuse-incident"]
     police_reference: str = Field(pattern=r"^[A-Z]{2,5}-\d{4}-\d{6}$")
     incident_at: AwareDatetime
     attended_at: AwareDatetime | None = None
     location: Address | None = None
     crime_status: CrimeStatus
-    offence_codes: tuple[str, ...] = Field(default=(), description="Home Office offence codes, if a crime")
+    offence_codes: tuple[Line, ...] = Field(default=(), description="Home Office offence codes, if a crime")
     adults: tuple[Adult, ...] = Field(min_length=1)
     children: tuple[Child, ...] = ()
     risk_grade: RiskGrade
     risk_tool: RiskTool
-    narrative: str = Field(max_length=20_000)
+    narrative: FreeText = Field(max_length=20_000)
     actions: tuple[PoliceAction, ...] = ()
 
 
 class DapnIssued(Event):
     """A Domestic Abuse Protection Notice issued by police (pilot areas)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["police.dapn-issued"]
     notice_reference: Name
     police_reference: str = Field(pattern=r"^[A-Z]{2,5}-\d{4}-\d{6}$")
@@ -140,6 +145,8 @@ class DapnIssued(Event):
 class DapoMade(Event):
     """A Domestic Abuse Protection Order made by a court (pilot areas)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["police.dapo-made"]
     order_reference: Name
     court: Name

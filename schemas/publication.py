@@ -17,7 +17,9 @@ Three rules, each enforced by `problems()` (and so by CI):
    its hash.  Changing a released contract means a new version
    (``SCHEMA_VERSION`` on the model), never an edit.
 3. **Compatible**: the current version is checked against every other version
-   file of the same contract with its compatibility mode (transitively).
+   file of the same contract with its compatibility mode (transitively); the
+   text character rule (`safebus.schemas.text.TOLERATED_PATTERNS`) is the one
+   narrowing tolerated.
 
 ``safebus schemas release`` records the current versions in the lock.
 """
@@ -34,6 +36,7 @@ from safebus.asyncapi import asyncapi_document
 from safebus.schemas.compatibility import Mode, check_transitive
 from safebus.schemas.examples import EXAMPLES
 from safebus.schemas.registry import CONTRACTS, Compatibility, ContractSpec
+from safebus.schemas.text import TOLERATED_PATTERNS
 
 SOURCE_DIR = Path(__file__).resolve().parent
 """The ``schemas/`` folder of a source checkout (generation is a development task)."""
@@ -153,7 +156,8 @@ def incompatibilities(root: Path = SOURCE_DIR) -> list[str]:
     for spec in CONTRACTS:
         history = [v for v in versions(root, spec.event_type) if v != spec.version]
         documents = [_comparable(json.loads(schema_path(root, spec.event_type, v).read_text())) for v in history]
-        for index, found in check_transitive(documents, _comparable(spec.json_schema()), _MODES[spec.compatibility]):
+        for index, found in check_transitive(documents, _comparable(spec.json_schema()), _MODES[spec.compatibility],
+                                             tolerated_patterns=TOLERATED_PATTERNS):
             problems.append(
                 f"{spec.event_type} {spec.version} is not {spec.compatibility.value} compatible with "
                 f"{history[index]}: {found.path}: {found.message} ({found.direction})"

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from safebus.schemas._base import AgencyId, AwareDatetime, Contract, Event, Name, Person, Text
+from safebus.schemas._base import AgencyId, AwareDatetime, Contract, Event, FreeText, Name, Person, Text
 
 
 class AssessmentTool(StrEnum):
@@ -48,12 +48,14 @@ class ProfessionalJudgement(Contract):
     """A practitioner's judgement that raised the level."""
 
     applied: bool
-    rationale: str = Field(min_length=20, max_length=4000)
+    rationale: FreeText = Field(min_length=20, max_length=4000)
 
 
 class RiskAssessmentCompleted(Event):
     """A completed risk assessment of a victim."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["risk.assessment-completed"]
     assessment_reference: Name
     victim: Person

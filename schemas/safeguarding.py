@@ -13,19 +13,21 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name, Person, Text
+from safebus.schemas._base import AgencyId, AwareDatetime, Event, Line, Name, Person, Text
 from safebus.schemas.police import RiskGrade
 
 
 class ChildSafeguardingReferral(Event):
     """A referral (for example a police Public Protection Notice) to children's social care."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["safeguarding.child-referral"]
     referral_reference: Name
     referring_agency: AgencyId
     children: tuple[Person, ...] = Field(min_length=1)
     circumstances: Text
-    incident_reference: str | None = None
+    incident_reference: Line | None = None
     risk_grade: RiskGrade | None = None
     children_present: bool | None = None
     prior_incidents_12_months: int | None = Field(default=None, ge=0)
@@ -43,6 +45,8 @@ class AdultConsent(StrEnum):
 class AdultSafeguardingConcern(Event):
     """A concern about an adult with care and support needs (Care Act 2014 s.42)."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["safeguarding.adult-concern"]
     concern_reference: Name
     referring_agency: AgencyId
@@ -75,6 +79,8 @@ class MashOutcome(StrEnum):
 class MashDecision(Event):
     """The MASH's decision on a referral, with feedback to the referrer."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["safeguarding.mash-decision"]
     referral_reference: Name
     rating: Rag

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name
+from safebus.schemas._base import AgencyId, AwareDatetime, Event, Line, Name
 
 Person = dict[str, str | bool | None]
 ReleasedValue = str | int | bool | None | tuple[Person, ...]
@@ -22,6 +22,8 @@ ReleasedValue = str | int | bool | None | tuple[Person, ...]
 class Referral(Event):
     """A minimal share to a non-school recipient under one agreement clause."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["sharing.referral"]
     referral_id: str = Field(description="Deterministic: the same decision always gives the same id")
     recipient: AgencyId
@@ -44,6 +46,8 @@ class CaseReferral(Event):
     incident behind it.
     """
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["sharing.case-referral"]
     referral_id: str = Field(description="Deterministic: the same decision always gives the same id")
     recipient: AgencyId
@@ -63,8 +67,10 @@ AnyReferral = Referral | CaseReferral
 class ReferralReceived(Event):
     """A recipient has taken a referral from its queue: the sender and the audit trail can see it arrived."""
 
+    # 1.1.0: its text fields refuse control, line-break and bidi characters (safebus.schemas.text).
+    SCHEMA_VERSION = "1.1.0"
     event_type: Literal["sharing.referral-received"]
-    referral_id: str
+    referral_id: Line
     recipient: AgencyId
     received_by: Name = Field(description="Staff id of the practitioner who took it")
     received_at: AwareDatetime

@@ -7,20 +7,24 @@ Validation runs the *published* JSON Schema with an independent implementation
 (``jsonschema``, not pydantic), reporting every error with its path; when the
 declared version is the current one it then applies the model's cross-field
 rules (for example "professional judgement never lowers a DASH level"), which
-JSON Schema cannot express.
+JSON Schema cannot express.  A payload declaring an older release is also held
+to today's text character rule (`safebus.schemas.text`), as the router holds it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as ValidationError_
 from pydantic import ValidationError
 
 from safebus.schemas.registry import CONTRACTS, by_type
+from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, TEXT_ERROR_TYPES
 
 _FORMATS = Draft202012Validator.FORMAT_CHECKER
 
@@ -45,13 +49,47 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     return text
 
 
+_VERSION = re.compile(r"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}")
+
+
 def published_schema(event_type: str, version: str) -> dict[str, Any] | None:
-    """The published JSON Schema of `event_type` at `version`, or None if there is none."""
+    """
+    The published JSON Schema of `event_type` at `version`, or None if there is none.
+
+    `version` comes from an untrusted payload: only a plain ``MAJOR.MINOR.PATCH``
+    is looked up, so a 20,000-character or ``../`` version is "none", not an
+    OSError or a read outside the published schemas.
+    """
+    if not _VERSION.fullmatch(version):
+        return None
     path = resources.files("safebus.schemas").joinpath(f"json/{event_type}/{version}.json")
     if not path.is_file():
         return None
     schema: dict[str, Any] = json.loads(path.read_text())
     return schema
+
+
+_POLICIES = {policy.pattern: policy for policy in (SINGLE_LINE, MULTI_LINE)}
+
+
+def _message(error: ValidationError_) -> str:
+    """The validator's message, except for the text character rule: jsonschema would echo the value and the
+    look-ahead pattern; the policy names the character by code point and where it is, as the models do."""
+    policy = _POLICIES.get(error.validator_value) if error.validator == "pattern" else None
+    refused = policy.refusal(error.instance) if policy is not None and isinstance(error.instance, str) else None
+    return refused.message if refused is not None else error.message
+
+
+def _leaves(error: ValidationError_) -> list[ValidationError_]:
+    """
+    The errors to report for `error`: for an optional field (``anyOf`` with ``null``) that failed, the errors
+    of the branch of the value's own type, so the path is the broken field (``$.location.town``) and not its
+    parent; otherwise `error` itself.
+    """
+    if error.validator not in ("anyOf", "oneOf") or not error.context:
+        return [error]
+    typed = [sub for sub in error.context if sub.validator != "type" or sub.relative_path]  # not "not null"
+    return [leaf for sub in typed for leaf in _leaves(sub)] or [error]
 
 
 def validate_payload(payload: object) -> list[Issue]:
@@ -68,16 +106,20 @@ def validate_payload(payload: object) -> list[Issue]:
         return [Issue("$.schema_version", f"{version!r} is not a published version of {spec.event_type}")]
     validator = Draft202012Validator(schema, format_checker=_FORMATS)
     issues = [
-        Issue(json_path(list(error.absolute_path)), error.message)
-        for error in sorted(validator.iter_errors(payload), key=lambda e: [str(p) for p in e.absolute_path])
+        Issue(json_path(list(error.absolute_path)), _message(error))
+        for error in sorted((leaf for found in validator.iter_errors(payload) for leaf in _leaves(found)),
+                            key=lambda e: [str(p) for p in e.absolute_path])
     ]
-    if issues or version != spec.version:
+    if issues:
         return issues
     try:
         spec.model.model_validate_json(json.dumps(payload))
     except ValidationError as exc:
+        # An older release is held to today's model only for the text character rule, which the router and
+        # the gateway apply to every payload whatever version it declares (docs/adr/0006).
         return [
             Issue(json_path(err["loc"]), err["msg"])
             for err in exc.errors(include_url=False, include_input=False, include_context=False)
+            if version == spec.version or err["type"] in TEXT_ERROR_TYPES
         ]
     return []

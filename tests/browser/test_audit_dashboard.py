@@ -206,6 +206,8 @@ class TestAuditor:
 
         page.goto("/statistics?month=2026-11")
         assert page.locator("#acknowledged-on-time").inner_text().startswith("1 on time, 2 late")
+        assert page.locator("#police-on-time").inner_text().startswith("0 on time, 0 late, unknown for 4")
+        assert "(0)" in page.locator("#state-conflicts caption").inner_text()
         assert page.locator("#statistics-chart svg title").first.text_content() == "Audit statistics for 2026-11"
 
         page.goto("/integrity")

@@ -122,14 +122,21 @@ class Bus:
         """The force's publisher."""
         return build_police_publisher(self.settings)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        """Start worker `name` (``processor`` or ``inbox``) as its own process."""
+    def start(self, name: str, *extra: str, worker: str | None = None) -> subprocess.Popen[bytes]:
+        """
+        Start worker `name` as its own process, logging to ``<state>/<name>.log``.
+
+        `worker` (default `name`) is one of ``processor``, ``inbox``, ``queue``, ``sequencer``, ``monitor``,
+        ``gateway``; a second instance of one gets its own `name`.  `extra` goes on its command line.
+        """
         argv = {"processor": ["processor", "run"], "inbox": ["inbox", "run"], "sequencer": ["audit", "sequence"],
-                "monitor": ["encompass", "monitor"]}[name]
+                "monitor": ["encompass", "monitor"], "queue": ["queue", "run"],
+                "gateway": ["gateway", "run"]}[worker or name]
         env = {**os.environ, "SAFEBUS_HOME": str(self.settings.state_dir),
                "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO"}
         log = (self.settings.state_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "safebus", *argv, "--bootstrap", self.settings.bootstrap],
+        process = subprocess.Popen([sys.executable, "-m", "safebus", *argv, *extra,
+                                    "--bootstrap", self.settings.bootstrap],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         self.processes[name] = process

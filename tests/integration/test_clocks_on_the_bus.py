@@ -28,9 +28,9 @@ from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
 from safebus.consumers.key_adults import EducationSetting, KeyAdults
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
-from safebus.fact_signing import Service, fact_publisher
+from safebus.fact_signing import FactSigner, Service, fact_publisher
 from safebus.producers.synthetic import create_partnership
-from safebus.records import DLQ_DETAIL, DLQ_REASON, EVENT_ID, Record
+from safebus.records import DLQ_DETAIL, DLQ_REASON, EVENT_ID, Output, Record
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
@@ -175,13 +175,17 @@ def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_reco
                                 monitor=monitor)
     worker = MonitorWorker(bootstrap=kafka.bootstrap, names=names, monitor=monitor, notices=notices,
                            clock=lambda: at, facts=fact_publisher(store, Service.DEADLINE_MONITOR,
-                                                                  audit_topic=names.audit, bootstrap=kafka.bootstrap))
+                                                                  audit_topic=names.audit, bootstrap=kafka.bootstrap),
+                           directory=store.load_directory)
     decision = {"event_type": "audit.sharing-decision", "agreement_id": "operation-encompass", "outcome": "shared",
                 "recipient": "school-900101", "recipient_kind": "school", "output_id": f"n-{names.prefix}",
                 "recorded_at": datetime(2026, 11, 18, 21, 30, tzinfo=UTC).isoformat(),
                 "subjects": ["subj_0123456789abcdef0123456789abcdef"]}
     before = len(mail.received)
-    worker.observe([Record(topic=names.audit, partition=0, offset=0, key=None, value=json.dumps(decision).encode())])
+    signed = FactSigner(keys=store.private_keys(store.load_directory().router().id), audit_topic=names.audit).sign(
+        Output(topic=names.audit, key=b"d", value=json.dumps(decision).encode()))  # the monitor acts on signed facts
+    worker.observe([Record(topic=names.audit, partition=0, offset=0, key=None, value=signed.value,
+                           headers=dict(signed.headers))])
 
     steps = {f.step: f for f in read_facts(kafka.bootstrap, names.audit, Escalated).values()}
     deputies, officer = steps[EscalationStep.DEPUTIES], steps[EscalationStep.EDUCATION_SAFEGUARDING_OFFICER]

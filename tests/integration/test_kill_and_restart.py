@@ -28,13 +28,15 @@ past every record, so the replacements' replays are part of what is asserted.
 Kill delays and thresholds come from a seeded generator; nothing asserted
 depends on where the kills land.
 
-Test-speed knob: a SIGKILLed Faust worker never leaves its consumer group, so
-its replacement waits for the broker to expire the dead member's session
-(Faust's default 60 s).  The router is started with an 8 s session timeout
-(`BROKER_SESSION_TIMEOUT`, which Faust reads from the environment) so that four
-kills fit in the stream; that changes how soon a replacement resumes, not what
-it commits.  The inbox worker keeps its default (45 s), which is why it is
-killed only twice.
+Timing: a SIGKILLed worker never leaves its consumer group, so its replacement
+waits for the broker to expire the dead member's session.  Both the router
+(`safebus.processors.app.GROUP_TIMING`) and the inbox worker
+(`safebus.kafka_io.GROUP_TIMING`) run with an 8 s session timeout and 1 s
+heartbeats (docs/adr/0003, "Outages heal themselves"), so four router kills fit
+in the stream; the fixture still sets `BROKER_SESSION_TIMEOUT` and
+`BROKER_HEARTBEAT_INTERVAL` (which Faust reads from the environment, over the
+app's own settings) to the same values, so the kill schedule does not depend on
+the defaults.  tests/integration/test_outages.py measures the takeover itself.
 """
 
 from __future__ import annotations
@@ -350,8 +352,8 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(own_bus: Bus) -> No
     rng = chaos.rng
     feed.start()
     try:
-        # Inbox first, as soon as it has delivered something: its replacement waits ~45 s for the
-        # dead member's session to expire, and resumes while the feed is still publishing.
+        # Inbox first, as soon as it has delivered something: its replacement waits for the dead
+        # member's session to expire (8 s), and resumes while the feed is still publishing.
         inbox_target = rng.randint(5, 30)
         chaos.until(lambda: progress.inbox_rows() >= inbox_target, f"{inbox_target} inbox rows")
         time.sleep(rng.uniform(0.0, 0.3))

@@ -31,6 +31,7 @@ from safebus.consumers.audit_projection import (
     Chronology,
     ChronologyEntry,
     Filters,
+    MonthlyStatistics,
     OnTime,
     QueryError,
     ReasonCount,
@@ -53,11 +54,13 @@ from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import (
     Acknowledged,
     AuditViewed,
+    ConflictKind,
     DeadLettered,
     DeadlineSet,
     Delivered,
     DeliveryChannel,
     Escalated,
+    StateConflict,
 )
 from safebus.schemas.audit import EscalationStep as Step
 from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision, SubjectErased
@@ -686,3 +689,98 @@ def test_the_monitors_deadline_makes_an_unread_alert_count_as_late(tmp_path: Pat
     assert stats.acknowledged_on_time == OnTime(on_time=1, late=3, unknown=0)
     chronology = projection.chronology(TOKEN[MIA])
     assert any(e.kind == "deadline" and "2026-11-26T08:45" in (e.detail or "") for e in chronology.entries)
+
+
+def _deadline(name: str, due: datetime, late: int | None, urn: str) -> DeadlineSet:
+    """The monitor's deadline fact for notification `name`, with the police's lateness (None: unknown)."""
+    shared = next(f for f in FACTS if f.event_id == uid(f"d-{name}")).occurred_at
+    police_due = None if late is None else shared - timedelta(minutes=late)
+    return DeadlineSet(
+        **event_metadata(DeadlineSet, producer="safebus-encompass-monitor", occurred_at=shared, recorded_at=shared,
+                         event_id=uid(f"deadline-{name}")),
+        notification_id=uid(name), setting_urn=urn, desk="setting", due_by=due, calendar_version="sha256:synthetic",
+        incident_at=None if late is None else shared - timedelta(hours=3), police_due_by=police_due,
+        shared_at=shared, shared_late_minutes=late)
+
+
+def _conflict(name: str, at: datetime, who: Person, values: tuple[str, str], resolved: str) -> StateConflict:
+    kind = ConflictKind.CONSENT if resolved in ("given", "refused", "withdrawn") else ConflictKind.ENROLMENT
+    return StateConflict(
+        **event_metadata(StateConflict, producer=ROUTER, occurred_at=at, recorded_at=at + timedelta(days=1),
+                         event_id=uid(f"conflict-{name}"), subjects=(TOKEN[who],)),
+        kind=kind, purpose="voluntary-sector-referral" if kind is ConflictKind.CONSENT else None, ordering_point=at,
+        about_event_ids=(uid(f"{name}-a"), uid(f"{name}-b")), values=values, resolved_to=resolved)
+
+
+class TestPoliceLatenessAndConflicts:
+    """
+    November with the monitor's deadline facts: the police shared N1 on time, N2 95 and N3 30 minutes late;
+    N4's deadline fact (1.0.0-like) carries no lateness.  Two state conflicts: a consent tie on 9 November,
+    an enrolment tie on 2 December.
+    """
+
+    @pytest.fixture
+    def stats(self, tmp_path: Path) -> MonthlyStatistics:
+        """The November figures of that log."""
+        ledger = new_ledger(tmp_path / "ledger.sqlite")
+        append(ledger, [*FACTS,
+                        _deadline("N1", t(4, 8, 45), 0, "900101"), _deadline("N2", t(11, 8, 45), 95, "900105"),
+                        _deadline("N3", t(13, 8, 45), 30, "900101"), _deadline("N4", t(26, 8, 45), None, "900103"),
+                        _conflict("c1", t(9, 12), RHEA, ("given", "withdrawn"), "withdrawn"),
+                        _conflict("c2", t(2, 9, month=12), IVY, ("900101", "900104"), "unresolved")])
+        projection = AuditProjection(tmp_path / "projection.sqlite")
+        projection.catch_up(ledger)
+        found = projection.monthly_statistics("2026-11")
+        projection.close()
+        ledger.close()
+        return found
+
+    def test_the_polices_side_is_counted_next_to_the_schools(self, stats: MonthlyStatistics) -> None:
+        """1 on time, 2 late, 1 unknown; median lateness (95 + 30) / 2; per setting the same split."""
+        assert stats.police_shared_on_time == OnTime(on_time=1, late=2, unknown=1)
+        assert stats.median_minutes_shared_late == pytest.approx(62.5)
+        by_setting = {s.recipient: s.police_shared_on_time for s in stats.by_setting}
+        assert by_setting == {SCHOOL_A: OnTime(on_time=1, late=1, unknown=0),
+                              SCHOOL_B: OnTime(on_time=0, late=1, unknown=0),
+                              SCHOOL_C: OnTime(on_time=0, late=0, unknown=1)}
+        assert stats.acknowledged_on_time == OnTime(on_time=1, late=3, unknown=0)  # the schools' side, unchanged
+
+    def test_the_months_state_conflicts_are_listed(self, stats: MonthlyStatistics) -> None:
+        """Only the conflict whose instant is in November, with what each change said and what stood."""
+        [conflict] = stats.state_conflicts
+        assert (conflict.kind, conflict.purpose, conflict.values, conflict.resolved_to, conflict.changes) == (
+            "consent", "voluntary-sector-referral", ("given", "withdrawn"), "withdrawn", 2)
+        assert (conflict.ordering_point, conflict.recorded_at, conflict.subjects) == (t(9, 12), t(10, 12),
+                                                                                     (TOKEN[RHEA],))
+
+    def test_the_csv_and_the_chart_carry_them(self, stats: MonthlyStatistics) -> None:
+        """The export has the police rows and the conflict; the chart's description says both."""
+        rows = {(r["section"], r["measure"]): r for r in csv.DictReader(io.StringIO(statistics_csv(stats)))}
+        assert rows[("police", "shared on time")]["value"] == "1"
+        assert rows[("police", "shared late")]["value"] == "2"
+        assert rows[("police", "median minutes shared late")]["value"] == "62"
+        assert rows[("state conflicts", "count")]["value"] == "1"
+        assert rows[("state conflicts", f"consent at {t(9, 12).isoformat()}")]["value"] == "withdrawn"
+        description = _svg(statistics_svg(stats)).find("{http://www.w3.org/2000/svg}desc")
+        assert description is not None
+        assert "The police shared 1 on time and 2 late (unknown for 1). 1 state conflicts." in (description.text or "")
+        assert "Rhea" not in statistics_csv(stats)
+
+    def test_the_dashboard_page_shows_them(self, stats: MonthlyStatistics) -> None:
+        """The statistics page puts the police's figures beside the acknowledgements and lists the conflict."""
+        page = _statistics_page(stats)
+        assert "1 on time, 2 late,\n        unknown for 1 (on-time rate 33.3%)" in page
+        assert 'id="police-on-time"' in page
+        assert "State conflicts: changes stamped with the same instant that disagreed (1)" in page
+        assert "given / withdrawn" in page
+        assert TOKEN[RHEA] in page
+
+
+def _statistics_page(stats: MonthlyStatistics) -> str:
+    """The statistics template rendered as the dashboard renders it."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(loader=PackageLoader("safebus.consumers", "templates"), autoescape=select_autoescape())
+    template = environment.get_template("audit/statistics.html")
+    return template.render(stats=stats, month=stats.month, chart="", error=None, nav="statistics",
+                           site_title="Audit", csrf_token="x", principal=None)

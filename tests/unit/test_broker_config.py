@@ -48,3 +48,43 @@ def test_compose_file_runs_the_same_kafka_release_without_auto_creation() -> Non
     assert '"127.0.0.1:9092:9092"' in compose
     pom = resources.files("safebus.deploy").joinpath("kafka/pom.xml").read_text()
     assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
+
+
+def test_a_restarted_broker_keeps_the_ports_it_remembers() -> None:
+    """Clients that learned the address keep working after down/up: the remembered ports are reused."""
+    from safebus.deploy.broker import choose_ports
+
+    port, controller = free_port(), free_port()
+    while controller == port:
+        controller = free_port()
+    remembered: dict[str, object] = {"pid": None, "bootstrap": f"127.0.0.1:{port}", "controller_port": controller}
+    assert choose_ports(remembered) == (port, controller)
+
+
+def test_a_taken_port_means_new_ports_and_says_so() -> None:
+    """Only when something else holds a remembered port are both chosen afresh, and that is logged."""
+    import socket
+
+    from structlog.testing import capture_logs
+
+    from safebus.deploy.broker import choose_ports
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        controller = free_port()
+        with capture_logs() as logs:
+            port, controller_port = choose_ports({"bootstrap": f"127.0.0.1:{taken}", "controller_port": controller})
+    assert taken not in (port, controller_port)
+    assert port != controller_port
+    assert [entry["event"] for entry in logs] == ["broker_ports_changed"]
+    assert logs[0]["previous_bootstrap"] == f"127.0.0.1:{taken}"
+
+
+def test_a_first_start_picks_two_distinct_free_ports() -> None:
+    """Nothing remembered (a new state directory): two different free ports."""
+    from safebus.deploy.broker import choose_ports
+
+    port, controller_port = choose_ports({})
+    assert port != controller_port

@@ -147,7 +147,7 @@ class TestGate:
 
     def test_editing_a_released_version_is_refused(self, root: Path) -> None:
         """Released schema files are immutable: a change must be a new version."""
-        path = publication.schema_path(root, INCIDENT, "1.0.0")
+        path = publication.schema_path(root, INCIDENT, by_type(INCIDENT).version)  # type: ignore[union-attr]
         path.write_text(path.read_text().replace('"maxLength": 20000', '"maxLength": 10'))
         assert any("is released and must not change" in p for p in publication.released_changes(root))
 

@@ -389,3 +389,86 @@ def test_a_format_1_changelog_is_still_restored() -> None:
     assert restore(state, [Record(topic="t", partition=0, offset=n, key=b"k", value=v)
                            for n, v in enumerate(old)]) == 2
     assert (state.enrolment(CHILDREN[0]), state.consent(SUBJECTS[0], "idva-support")) == ("900103", "given")
+
+
+# An enrolment move prompts the old setting only if it changed where the child is.
+
+def _moves(events: list[Event], state: SqliteRouterState) -> list[str | None]:
+    """Apply `events` in turn; for each, the new setting of the `audit.enrolment-moved` it gave (or None)."""
+    from safebus.processors.reference import reference_facts
+    from safebus.schemas.audit import EnrolmentMoved
+
+    found: list[str | None] = []
+    for event in events:
+        applied = apply_reference(event, state, TOKENISER)
+        assert applied is not None
+        facts = reference_facts(event, applied, TOKENISER, producer="safebus-router", at=T)
+        moved = [f for f in facts if isinstance(f, EnrolmentMoved)]
+        assert len(moved) <= 1
+        found.append(moved[0].new_setting_urn if moved else None)
+    return found
+
+
+def test_a_move_older_than_the_current_enrolment_prompts_no_file_transfer() -> None:
+    """Enrolled at 900103 on Tuesday; a move 900101 -> 900104 dated Monday arrives late: no enrolment-moved fact,
+    and the child stays at 900103; a move dated Wednesday is audited as before."""
+    state = _memory()
+    enrolled = _education_event(0, 0, "900103", None, T, timedelta(0), 1)
+    stale = _education_event(2, 0, "900104", "900101", T - timedelta(days=1), timedelta(0), 2)
+    current = _education_event(2, 0, "900104", "900103", T + timedelta(days=1), timedelta(0), 3)
+    assert _moves([enrolled, stale], state) == [None, None]
+    assert moved_to(state, stale) == "900103"
+    assert _moves([current, current], state) == ["900104", "900104"], "a redelivery repeats the same fact (same id)"
+
+
+def test_a_move_superseded_or_left_unresolved_at_its_own_instant_prompts_nothing() -> None:
+    """At one instant, a move away from the move's destination supersedes it; a conflicting enrolment leaves the
+    setting unresolved: neither earlier move is current, so neither is audited as a move when it arrives."""
+    onward = _education_event(2, 0, "900104", "900103", T, timedelta(0), 1)
+    superseded = _education_event(2, 0, "900103", "900101", T, timedelta(0), 2)
+    assert _moves([onward, superseded], _memory()) == ["900104", None]
+    elsewhere = _education_event(0, 0, "900101", None, T, timedelta(0), 3)
+    conflicting = _education_event(2, 0, "900104", "900103", T, timedelta(0), 4)
+    assert _moves([elsewhere, conflicting], _memory()) == [None, None]
+
+
+@settings(max_examples=120, deadline=None)
+@given(events=_events)
+def test_a_move_is_audited_exactly_when_it_is_where_the_child_now_is(events: list[Event]) -> None:
+    """In any arrival order: a move older than the child's newest known change is never audited; a move newer
+    than all of them always is; whenever a move is audited, the child's enrolment is the move's destination."""
+    state = _memory()
+    newest: dict[str, datetime] = {}
+    for event, moved in zip(events, _moves_one_by_one(events, state), strict=True):
+        if not isinstance(event, education.EnrolmentRecorded | education.EnrolmentChanged
+                          | education.ElectiveHomeEducationRecorded):
+            continue
+        child = event.child.first_name
+        before, newest[child] = newest.get(child), max(newest.get(child, event.occurred_at), event.occurred_at)
+        if not isinstance(event, education.EnrolmentChanged):
+            assert moved is None
+            continue
+        if before is not None and event.occurred_at < before:
+            assert moved is None, "a stale move prompts nobody"
+            STATS["moves: stale, not audited"] += 1
+        elif before is None or event.occurred_at > before:
+            assert moved == event.new_setting_urn, "a newest move is audited"
+            STATS["moves: newest, audited"] += 1
+        else:
+            STATS[f"moves: tied, {'audited' if moved else 'not audited'}"] += 1
+        if moved is not None:
+            assert moved == moved_to(state, event)
+
+
+def _moves_one_by_one(events: list[Event], state: SqliteRouterState) -> Iterator[str | None]:
+    for event in events:
+        [moved] = _moves([event], state)
+        yield moved
+
+
+def moved_to(state: SqliteRouterState, event: Event) -> str | None:
+    """Where the state now says the moved child is."""
+    assert isinstance(event, education.EnrolmentChanged)
+    child = event.child
+    return state.enrolment(TOKENISER.person(first_name=child.first_name, surname=child.surname,
+                                            date_of_birth=child.date_of_birth))
