@@ -63,6 +63,7 @@ import ipaddress
 import json
 import math
 import os
+import queue
 import re
 import secrets
 import socket
@@ -629,9 +630,12 @@ class Gateway:
 
 class _Server(ThreadingHTTPServer):
     """
-    A thread per admitted connection, at most `GatewayLimits.max_connections` of them; the rest get a quick 503.
+    A bounded pool of worker threads, at most `GatewayLimits.max_connections`; connections over it get a quick 503.
 
-    Request threads are not daemons, so `server_close()` waits for publishes in flight.
+    Workers are started as needed and then kept: a thread per connection made
+    the process's native memory grow with every new thread (about 130 bytes a
+    request in `bench/gateway_soak.py`), a kept pool does not.  Workers are not
+    daemons, so `server_close()` waits for publishes in flight.
     """
 
     daemon_threads = False
@@ -644,19 +648,39 @@ class _Server(ThreadingHTTPServer):
         self._idle: set[socket.socket] = set()
         self._idle_lock = threading.Lock()
         self._busy_logged = 0.0
+        self._work: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._pool_lock = threading.Lock()
+        self._waiting_workers = 0
+        self._queued = 0
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Give the connection a thread if the caps allow; otherwise answer 503 from this (accepting) thread."""
+        """Hand the connection to a worker if the caps allow; otherwise answer 503 from this (accepting) thread."""
         source = str(client_address[0])
         if not self.admission.admit(source):
             self._refuse_busy(request)
             return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.admission.release(source)
-            raise
+        with self._pool_lock:
+            self._queued += 1
+            if self._queued > self._waiting_workers and len(self._workers) < self.gateway.limits.max_connections:
+                worker = threading.Thread(target=self._worker, name=f"gateway-worker-{len(self._workers)}")
+                self._workers.append(worker)
+                worker.start()
+        self._work.put((request, client_address))
+
+    def _worker(self) -> None:
+        """Serve connections from the queue until told to stop (None)."""
+        while True:
+            with self._pool_lock:
+                self._waiting_workers += 1
+            item = self._work.get()
+            with self._pool_lock:
+                self._waiting_workers -= 1
+                self._queued -= item is not None
+            if item is None:
+                return
+            self.process_request_thread(*item)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve the connection, then give its slot back."""
@@ -664,6 +688,16 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.admission.release(str(client_address[0]))
+
+    def server_close(self) -> None:
+        """Close the listening socket, then let every worker finish its connection and stop."""
+        super().server_close()
+        with self._pool_lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._work.put(None)
+        for worker in workers:
+            worker.join()
 
     def _refuse_busy(self, request: socket.socket) -> None:
         try:
