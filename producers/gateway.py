@@ -15,8 +15,8 @@ Why it is built this way:
 
 - **stdlib ``ThreadingHTTPServer``, not aiohttp.** Every step after parsing
   blocks: scrypt, sealing, and `produce_all`, which waits for the broker's
-  acknowledgement. A thread per request fits that; an event loop would only
-  pass each step to an executor. It also adds no dependency to the one part of
+  acknowledgement. A bounded pool of kept worker threads fits that; an event
+  loop would only pass each step to an executor. It also adds no dependency to the one part of
   the bus that faces other organisations' networks.
 - **Loopback, plain HTTP.** Run it behind a TLS-terminating reverse proxy.
   Bearer tokens must never cross a network in the clear.
@@ -632,10 +632,9 @@ class _Server(ThreadingHTTPServer):
     """
     A bounded pool of worker threads, at most `GatewayLimits.max_connections`; connections over it get a quick 503.
 
-    Workers are started as needed and then kept: a thread per connection made
-    the process's native memory grow with every new thread (about 130 bytes a
-    request in `bench/gateway_soak.py`), a kept pool does not.  Workers are not
-    daemons, so `server_close()` waits for publishes in flight.
+    Workers are started as needed and then kept: the same validation and
+    sealing run from ever new threads grew native memory (docs/adr/0007).
+    Workers are not daemons, so `server_close()` waits for publishes in flight.
     """
 
     daemon_threads = False
