@@ -11,6 +11,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Any change to the package's files re-runs the (fast) editable install, which
 # keeps the strict-mode link tree in step with new modules (docs/adr/0001).
+# setuptools announces every strict editable install with a page-long notice
+# ("Editable installation ... auxiliary directory"); that one notice is
+# silenced by its message, so any other build warning still shows.
 SOURCES := pyproject.toml constraints.txt $(shell find core schemas producers processors consumers deploy \
              -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name '*.toml' -o -name '*.html' -o -name 'py.typed' \) 2>/dev/null)
 
@@ -61,7 +64,8 @@ tools:
 $(VENV)/.installed: $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict
+	PYTHONWARNINGS='ignore:Editable installation' \
+	  $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=strict
 	@touch $@
 
 clean:
