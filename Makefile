@@ -28,7 +28,7 @@ test: $(VENV)/.installed tools
 	$(BIN)/pytest
 
 unit: $(VENV)/.installed
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/architecture
 
 integration: $(VENV)/.installed tools
 	$(BIN)/pytest tests/integration
