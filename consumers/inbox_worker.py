@@ -29,10 +29,10 @@ from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.logs import get_logger
-from safebus.processors.handler import validation_detail
 from safebus.records import Origin, Output, Record
 from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.encompass import EncompassNotification
+from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
 _log = get_logger("consumer.inbox")

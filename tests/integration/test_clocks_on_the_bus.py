@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.assembly import Settings, topics_for
+from safebus.app.wiring import Settings, topics_for
 from safebus.calendars import sample_calendars
 from safebus.consumers.audit_log import read_facts
 from safebus.consumers.email_notice import EmailNotifier
@@ -115,7 +115,7 @@ def test_implausible_times_are_dead_lettered_and_a_late_share_is_measured(clock_
 
 def test_a_home_educated_child_is_notified_to_the_ehe_officer(clock_bus: Bus, mail: _Recorder) -> None:
     """Children's services record elective home education; the next incident e-mails the EHE officer at once."""
-    from safebus.assembly import key_service_for, tokeniser_for
+    from safebus.app.wiring import key_service_for, tokeniser_for
     from safebus.directory import AgencyKind
     from safebus.producers.publisher import AgencyPublisher
     from safebus.schemas import education

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from safebus.assembly import Settings, directory_source, topics_for
+from safebus.app.wiring import Settings, directory_source, topics_for
 from safebus.calendars import sample_calendars
 from safebus.consumers.audit_log import read_facts
 from safebus.consumers.encompass_escalation import MonitorWorker

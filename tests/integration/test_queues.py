@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from safebus.assembly import key_service_for, tokeniser_for
-from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener, take_referral
+from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue_opener, take_referral
+from safebus.app.wiring import key_service_for, tokeniser_for
 from safebus.consumers.queue_store import QueueItem
 from safebus.directory import OnlyFrom
 from safebus.envelope import open_envelope

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from safebus.assembly import key_service_for, tokeniser_for
+from safebus.app.wiring import key_service_for, tokeniser_for
 from safebus.consumers.audit_log import read_facts
 from safebus.directory import AgencyKind
 from safebus.producers.publisher import AgencyPublisher

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from safebus.assembly import Settings, build_handler, build_police_publisher
+from safebus.app.wiring import Settings, build_handler, build_police_publisher
 from safebus.consumers.audit_facts import fact_from_dead_letter
 from safebus.processors.handler import IncidentHandler
 from safebus.producers.synthetic import IncidentFactory

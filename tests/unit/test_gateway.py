@@ -16,7 +16,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from safebus.agency_admin import revoke_key, rotate_keys
-from safebus.assembly import Settings, key_service_for
+from safebus.app.wiring import Settings, key_service_for
 from safebus.directory import Agency, Directory
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import BrokerError, ConfigError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safebus.assembly import key_service_for
+from safebus.app.wiring import key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import EnvelopeError, InvalidEnvelope

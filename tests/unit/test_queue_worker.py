@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, build_police_publisher, key_service_for
-from safebus.consumers.queue_assembly import build_queue_worker, queue_opener, receipt_publisher
+from safebus.app.queue_wiring import build_queue_worker, queue_opener, receipt_publisher
+from safebus.app.wiring import Settings, build_handler, build_police_publisher, key_service_for
 from safebus.consumers.queue_store import ReferralArrival
 from safebus.consumers.queue_worker import QueueWorker
 from safebus.consumers.receipts import publish_receipt, receipt_event_id, send_due_receipts

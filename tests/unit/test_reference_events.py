@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, key_service_for
+from safebus.app.wiring import Settings, build_handler, key_service_for
 from safebus.consumers.audit_facts import fact_from_audit_record
 from safebus.directory import AgencyKind
 from safebus.envelope import seal_event

@@ -1,7 +1,7 @@
 """
 Builds the referral-queue components from a state directory and settings.
 
-The counterpart of `safebus.assembly` for the non-school recipients' work
+The counterpart of `safebus.app.wiring` for the non-school recipients' work
 queues, so that ``safebus queue run | show | take``, the demo and the tests
 build them one way: which agencies get a queue, where the queue database is,
 how stored referrals are opened, and how a take becomes a receipt.
@@ -26,9 +26,9 @@ from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.topics import TopicNames, channel_templates
 
 if TYPE_CHECKING:
-    # Only for annotations: `safebus.assembly` may import this module to wire
+    # Only for annotations: `safebus.app.wiring` may import this module to wire
     # the queues in, and a top-level import back would make that a cycle.
-    from safebus.assembly import Settings
+    from safebus.app.wiring import Settings
 
 
 def utc_now() -> datetime:
@@ -75,7 +75,7 @@ def queue_opener(settings: Settings) -> Opener:
     Raises ConfigError when the agency's keys are not in this state directory:
     that is a wrong machine, not an erasure, and must not be shown as one.
     """
-    from safebus.assembly import router_sealed_reader
+    from safebus.app.wiring import router_sealed_reader
 
     directory = settings.store.load_directory()
     read = router_sealed_reader(settings)
@@ -96,7 +96,7 @@ def queue_opener(settings: Settings) -> Opener:
 
 def build_queue_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> QueueWorker:
     """A queue worker for every referral recipient whose private keys are in this state directory."""
-    from safebus.assembly import directory_source, key_service_for
+    from safebus.app.wiring import directory_source, key_service_for
 
     store = settings.store
     directory = store.load_directory()
@@ -122,7 +122,7 @@ def build_queue_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
 def receipt_publisher(settings: Settings, recipient_id: str, *,
                       clock: Callable[[], datetime] = utc_now) -> AgencyPublisher:
     """The publisher that sends `recipient_id`'s receipts, signed with its own current keys, sealed for the router."""
-    from safebus.assembly import key_service_for, tokeniser_for
+    from safebus.app.wiring import key_service_for, tokeniser_for
 
     directory = settings.store.load_directory()
     agency = queue_recipient(settings, recipient_id, directory)

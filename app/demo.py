@@ -24,12 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from safebus.assembly import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.inbox_store import InboxStore
-from safebus.consumers.queue_assembly import open_queue_store
-from safebus.consumers.queue_store import QueueStore
-from safebus.demo_evidence import (
+from safebus.app.demo_evidence import (
     DEMO_PASSWORD,
     acknowledge_first_alerts,
     mail_sink,
@@ -37,6 +32,11 @@ from safebus.demo_evidence import (
     wait_for_evidence,
     worker_env,
 )
+from safebus.app.queue_wiring import open_queue_store
+from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
+from safebus.consumers.audit_log import read_facts
+from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.queue_store import QueueStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind

@@ -17,14 +17,15 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safebus import _cli_audit, _cli_encompass, logs
+from safebus import logs
+from safebus.app import cli_audit, cli_encompass
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
 from safebus.paths import cache_dir, state_dir
 from safebus.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
-    from safebus.assembly import Settings
+    from safebus.app.wiring import Settings
     from safebus.processors.replay import PayloadWindow
 
 
@@ -113,8 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("action", choices=["explain", "check", "list"])
     rules.add_argument("event", nargs="?", type=Path, help="a police incident payload (JSON), for explain")
 
-    _cli_audit.add_parser(commands)
-    _cli_encompass.add_parsers(commands)
+    cli_audit.add_parser(commands)
+    cli_encompass.add_parsers(commands)
 
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
@@ -147,14 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
-    from safebus.assembly import Settings, resolve_bootstrap
+    from safebus.app.wiring import Settings, resolve_bootstrap
 
     if args.command == "broker":
         return _broker(args.action, state)
     if args.command == "partnership":
         return _partnership(args.action, state, force=args.force)
     if args.command == "demo":
-        from safebus.demo import run_demo
+        from safebus.app.demo import run_demo
 
         return run_demo(state_dir=state, bootstrap=args.bootstrap, names=names, incidents=args.incidents,
                         seed=args.seed, timeout_s=args.timeout, out=sys.stdout)
@@ -167,7 +168,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "gateway" and args.action == "credential":
         return _gateway_credential(Settings(state_dir=state, bootstrap="", names=names), args)
     if args.command == "subject":
-        from safebus.assembly import tokeniser_for
+        from safebus.app.wiring import tokeniser_for
 
         print(tokeniser_for(state).person(first_name=args.first_name, surname=args.surname, date_of_birth=args.dob))
         return 0
@@ -176,20 +177,20 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "inbox" and args.action == "show":
         return _inbox_show(Settings(state_dir=state, bootstrap="", names=names), args.school)
     if args.command == "key-adult":
-        return _cli_encompass.key_adult(args, Settings(state_dir=state, bootstrap="", names=names))
+        return cli_encompass.key_adult(args, Settings(state_dir=state, bootstrap="", names=names))
     if args.command == "calendar":
-        return _cli_encompass.due_by(args)
+        return cli_encompass.due_by(args)
     if args.command == "encompass" and args.action == "report":
-        return _cli_encompass.run(args, Settings(state_dir=state, bootstrap="", names=names))
-    if args.command == "audit" and args.audit_action not in _cli_audit.NEEDS_BUS:
-        return _cli_audit.run(args, Settings(state_dir=state, bootstrap="", names=names))
+        return cli_encompass.run(args, Settings(state_dir=state, bootstrap="", names=names))
+    if args.command == "audit" and args.audit_action not in cli_audit.NEEDS_BUS:
+        return cli_audit.run(args, Settings(state_dir=state, bootstrap="", names=names))
     settings = Settings(state_dir=state, bootstrap=resolve_bootstrap(args.bootstrap, state), names=names)
     if args.command == "audit":
-        return _cli_audit.run(args, settings)
+        return cli_audit.run(args, settings)
     if args.command == "encompass":
-        return _cli_encompass.run(args, settings)
+        return cli_encompass.run(args, settings)
     if args.command == "inbox" and args.action == "web":
-        return _cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http)
+        return cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http)
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":
@@ -233,7 +234,7 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
 
 def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     from safebus import agency_admin
-    from safebus.assembly import resolve_bootstrap, utc_now
+    from safebus.app.wiring import resolve_bootstrap, utc_now
     from safebus.directory import PartnershipStore
 
     store, now = PartnershipStore(state), utc_now()
@@ -315,7 +316,7 @@ def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
 def _rules(action: str, event: Path | None, state: Path) -> int:
     import tempfile
 
-    from safebus.assembly import tokeniser_for, utc_now
+    from safebus.app.wiring import tokeniser_for, utc_now
     from safebus.directory import PartnershipStore
     from safebus.processors.agreements import load_agreements
     from safebus.processors.engine import SharingEngine, incident_view
@@ -366,7 +367,7 @@ def _rules(action: str, event: Path | None, state: Path) -> int:
 
 
 def _queue_show(settings: Settings, recipient: str | None) -> int:
-    from safebus.consumers.queue_assembly import show_queue
+    from safebus.app.queue_wiring import show_queue
 
     if not recipient:
         print("safebus: queue show needs --recipient ID", file=sys.stderr)
@@ -376,8 +377,8 @@ def _queue_show(settings: Settings, recipient: str | None) -> int:
 
 
 def _queue(settings: Settings, args: argparse.Namespace) -> int:
-    from safebus.assembly import utc_now
-    from safebus.consumers.queue_assembly import build_queue_worker, take_referral
+    from safebus.app.queue_wiring import build_queue_worker, take_referral
+    from safebus.app.wiring import utc_now
 
     if args.action == "run":
         from safebus.shutdown import stop_on_signals
@@ -396,8 +397,8 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _erase(settings: Settings, *, token: str, reason: str, requested_by: str) -> int:
-    from safebus.assembly import key_service_for, utc_now
-    from safebus.erasure import erase_subject
+    from safebus.app.erasure import erase_subject
+    from safebus.app.wiring import key_service_for, utc_now
     from safebus.fact_signing import Service, fact_publisher
 
     fact = erase_subject(
@@ -450,7 +451,7 @@ def _schemas(action: str, file: Path | None) -> int:
 
 
 def _topics(action: str, settings: Settings) -> int:
-    from safebus.assembly import topics_for
+    from safebus.app.wiring import topics_for
     from safebus.deploy.topics_admin import apply_topics
 
     specs = topics_for(settings)
@@ -464,7 +465,7 @@ def _topics(action: str, settings: Settings) -> int:
 
 
 def _processor(settings: Settings, args: argparse.Namespace) -> int:
-    from safebus.assembly import announce_ruleset, build_handler, ingress_topics, restore_router_state
+    from safebus.app.wiring import announce_ruleset, build_handler, ingress_topics, restore_router_state
     from safebus.processors.app import create_app, run_worker
     from safebus.shutdown import stop_on_signals
 
@@ -484,7 +485,7 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse.Namespace) -> None:
     """Put the backfill on the audit record before the first old incident is routed."""
-    from safebus.assembly import utc_now
+    from safebus.app.wiring import utc_now
     from safebus.kafka_io import produce_all, reliable_producer
     from safebus.processors.backfill import backfill_authorised
     from safebus.records import EVENT_ID, Output
@@ -499,8 +500,8 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
 
 
 def _inbox_run(settings: Settings) -> int:
-    from safebus.assembly import build_inbox_worker
-    from safebus.encompass_assembly import alert_notice
+    from safebus.app.encompass_wiring import alert_notice
+    from safebus.app.wiring import build_inbox_worker
     from safebus.shutdown import stop_on_signals
 
     stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
@@ -510,7 +511,7 @@ def _inbox_run(settings: Settings) -> int:
 
 
 def _inbox_show(settings: Settings, urn: str | None) -> int:
-    from safebus.assembly import inbox_opener
+    from safebus.app.wiring import inbox_opener
     from safebus.consumers.inbox_store import InboxStore
 
     if not urn:

@@ -1,7 +1,7 @@
 """
 The demo's second half: Key Adults acknowledge, e-mail notices arrive, the audit log proves itself.
 
-After the thin path has routed and delivered everything (`safebus.demo`), this
+After the thin path has routed and delivered everything (`safebus.app.demo`), this
 part shows what an information-governance officer and a school would see:
 
 - the e-mail notices a loopback SMTP server received (and that none carries a
@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Any
 
-from safebus.assembly import Settings, open_ledger
+from safebus.app.encompass_wiring import open_monitor
+from safebus.app.wiring import Settings, open_ledger
 from safebus.consumers.audit_verify import export_lines, verify_export
 from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows
 from safebus.consumers.key_adults import synthetic_staff_id
-from safebus.encompass_assembly import open_monitor
 from safebus.schemas.encompass import KeyAdultRole
 
 Say = Callable[[str], None]
@@ -72,7 +72,7 @@ def mail_sink() -> Iterator[tuple[MailSink, dict[str, str]]]:
 
 def acknowledge_first_alerts(settings: Settings, delivered: set[str], say: Say) -> set[str]:
     """Each school's Key Adult acknowledges their first alert, as the web inbox's button does."""
-    from safebus._cli_encompass import build_school_inbox
+    from safebus.app.cli_encompass import build_school_inbox
 
     inbox = build_school_inbox(settings)
     acknowledged: set[str] = set()

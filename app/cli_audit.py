@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from safebus.assembly import Settings
+    from safebus.app.wiring import Settings
 
 EXIT_NOT_VERIFIED = 1
 
@@ -106,7 +106,7 @@ NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one ``audit`` action."""
-    from safebus.assembly import build_audit_sequencer, open_ledger
+    from safebus.app.wiring import build_audit_sequencer, open_ledger
 
     if args.audit_action == "sequence":
         from safebus.consumers.audit_projection import AuditProjection
@@ -288,7 +288,7 @@ def _view_recorder(settings: Settings, *, web: bool = False) -> Any:
 
 def _projection(settings: Settings) -> Any:
     """The projection, caught up with this machine's ledger."""
-    from safebus.assembly import open_ledger
+    from safebus.app.wiring import open_ledger
     from safebus.consumers.audit_projection import AuditProjection
 
     projection = AuditProjection(settings.audit_dir / "projection.sqlite")
@@ -305,7 +305,7 @@ def _day(value: date | None) -> datetime | None:
 
 
 def _read(args: argparse.Namespace, settings: Settings) -> int:
-    from safebus.assembly import tokeniser_for
+    from safebus.app.wiring import tokeniser_for
     from safebus.consumers.audit_projection import Filters
     from safebus.consumers.audit_reports import AuditedReader, IdentifyingDetails, Viewer
 
@@ -363,7 +363,7 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
-    from safebus.assembly import open_ledger, tokeniser_for
+    from safebus.app.wiring import open_ledger, tokeniser_for
     from safebus.consumers.audit_web import AuditDashboard
     from safebus.consumers.officers import Officers, default_officers_path
     from safebus.consumers.web_common import load_or_create_secret, run_app

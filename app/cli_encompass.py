@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from safebus.assembly import Settings
+    from safebus.app.wiring import Settings
     from safebus.consumers.school_web import SchoolInbox
 
 
@@ -52,7 +52,7 @@ def add_parsers(commands: Any) -> None:
 
 def due_by(args: argparse.Namespace) -> int:
     """Print a setting's deadline for an incident recorded at ``--at``."""
-    from safebus.encompass_assembly import calendars_for
+    from safebus.app.encompass_wiring import calendars_for
 
     if args.at.tzinfo is None:
         print("safebus: --at needs a UTC offset (e.g. 2026-11-20T21:30:00+00:00)", file=sys.stderr)
@@ -68,8 +68,8 @@ def due_by(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
+    from safebus.app.encompass_wiring import build_monitor_worker, open_monitor
     from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
-    from safebus.encompass_assembly import build_monitor_worker, open_monitor
 
     if args.action == "monitor":
         from safebus.shutdown import stop_on_signals
@@ -126,12 +126,7 @@ def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool) -> 
 
 def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> SchoolInbox:
     """The web inbox of every school hosted here, acknowledging onto the bus."""
-    from safebus.assembly import inbox_opener
-    from safebus.consumers.inbox_store import InboxStore
-    from safebus.consumers.key_adults import education_settings
-    from safebus.consumers.school_web import SchoolInbox
-    from safebus.consumers.web_common import load_or_create_secret
-    from safebus.encompass_assembly import (
+    from safebus.app.encompass_wiring import (
         acknowledgement_publisher,
         due_by_lookup,
         key_adults_for,
@@ -139,6 +134,11 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
         transfer_confirmation_publisher,
         transfers_lookup,
     )
+    from safebus.app.wiring import inbox_opener
+    from safebus.consumers.inbox_store import InboxStore
+    from safebus.consumers.key_adults import education_settings
+    from safebus.consumers.school_web import SchoolInbox
+    from safebus.consumers.web_common import load_or_create_secret
 
     monitor = open_monitor(settings)
     return SchoolInbox(
@@ -153,7 +153,7 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
 
 def key_adult(args: argparse.Namespace, settings: Settings) -> int:
     """Add, reset or list Key Adult accounts (the password is never given on the command line)."""
-    from safebus.encompass_assembly import key_adults_for
+    from safebus.app.encompass_wiring import key_adults_for
     from safebus.password_input import new_password
     from safebus.schemas.encompass import KeyAdultRole
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from safebus.consumers.audit_ledger import AuditLedger, LogIdentity, LogKey
@@ -19,13 +18,12 @@ from safebus.consumers.audit_sequencer import AuditSequencer
 from safebus.consumers.inbox_store import InboxStore
 from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
-from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
+from safebus.directory import AgencyKind, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.fact_signing import Service, fact_publisher, fact_signer
 from safebus.kafka_io import read_topic
 from safebus.keys import PrivateKeys
-from safebus.keyservice import FileKeyService, KeyService
 from safebus.paths import cache_dir
 from safebus.processors.agreements import agreement_files, load_agreements, ruleset_loaded
 from safebus.processors.engine import SharingEngine
@@ -34,44 +32,18 @@ from safebus.processors.replay import DEFAULT_MAX_AGE, DEFAULT_MAX_SKEW, ClockWi
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore
 from safebus.producers.police import PolicePublisher
-from safebus.pseudonyms import Tokeniser
 from safebus.records import EVENT_ID, Output
 from safebus.schemas.encompass import EncompassNotification
-from safebus.topics import TopicNames, TopicRole, TopicSpec, bus_topics, subscribed_topics
+from safebus.settings import Settings as Settings
+from safebus.settings import directory_source as directory_source
+from safebus.settings import key_service_for as key_service_for
+from safebus.settings import tokeniser_for as tokeniser_for
+from safebus.settings import utc_now as utc_now
+from safebus.topics import TopicRole, TopicSpec, bus_topics, subscribed_topics
 
-
-def utc_now() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Where the bus is and whose state to use."""
-
-    state_dir: Path
-    bootstrap: str
-    names: TopicNames
-
-    @property
-    def store(self) -> PartnershipStore:
-        """The partnership's directory and local keys."""
-        return PartnershipStore(self.state_dir)
-
-    @property
-    def audit_dir(self) -> Path:
-        """The audit log's ledger, key and projection."""
-        return self.state_dir / "audit" / self.names.prefix
-
-    @property
-    def audit_origin(self) -> str:
-        """The audit log's checkpoint origin line (C2SP: a schema-less URL naming the log)."""
-        return f"audit.safebus.invalid/{self.names.prefix}"
-
-    @property
-    def inbox_path(self) -> Path:
-        """The school inbox database."""
-        return self.state_dir / "inbox.sqlite"
+# Settings and the state directory's standard pieces live in the kernel
+# (safebus.settings) so a stage can use them; they are re-exported here so the
+# composition root's callers import everything wiring-related from one place.
 
 
 def resolve_bootstrap(explicit: str | None, state_dir: Path) -> str:
@@ -96,16 +68,6 @@ def topics_for(settings: Settings) -> list[TopicSpec]:
     return bus_topics(settings.store.load_directory(), settings.names)
 
 
-def tokeniser_for(state_dir: Path) -> Tokeniser:
-    """The partnership's pseudonymisation key (created on first use)."""
-    return Tokeniser.load_or_create(state_dir / "keys" / "pseudonymisation.key")
-
-
-def key_service_for(state_dir: Path) -> KeyService:
-    """The subject data-key service (the development file keystore)."""
-    return FileKeyService(state_dir / "keys" / "subjects")
-
-
 def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> PolicePublisher:
     """The publisher of the directory's (first) police force."""
     directory = settings.store.load_directory()
@@ -115,28 +77,6 @@ def build_police_publisher(settings: Settings, *, clock: Callable[[], datetime] 
         router=directory.router().public_keys(), names=settings.names, tokeniser=tokeniser_for(settings.state_dir),
         keys=key_service_for(settings.state_dir), clock=clock,
     )
-
-
-def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> Callable[[], Directory]:
-    """
-    The current verified directory, re-read whenever its file changes.
-
-    This is what makes rotation and revocation take effect without a restart:
-    the administrator writes a newly signed entry and every running component
-    sees it at its next record.
-    """
-    cached: list[tuple[tuple[int, int, int], Directory]] = []
-
-    def current() -> Directory:
-        # Every write replaces the file (a new inode), so a change is seen even
-        # within one timestamp tick.
-        info = store.directory_path.stat()
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if not cached or cached[0][0] != stamp:
-            cached[:] = [(stamp, store.load_directory(now=clock()))]
-        return cached[0][1]
-
-    return current
 
 
 def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now,

@@ -1,7 +1,7 @@
 """
 Wiring for Operation Encompass delivery: calendars, the deadline monitor, the web inbox and its e-mail.
 
-Kept apart from `safebus.assembly` (the router and the thin path) because this
+Kept apart from `safebus.app.wiring` (the router and the thin path) because this
 side has its own configuration, read from the environment so the demo and a
 deployment differ only in values:
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
+from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.calendars import CalendarBook, load_calendars, sample_calendars
 from safebus.consumers.email_notice import EmailNotifier
 from safebus.consumers.encompass_escalation import EscalationNotices, MonitorWorker

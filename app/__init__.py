@@ -1,0 +1,1 @@
+"""safebus package: safebus.app."""
