@@ -512,7 +512,7 @@ def _inbox_run(settings: Settings) -> int:
 
 def _inbox_show(settings: Settings, urn: str | None) -> int:
     from safebus.app.wiring import inbox_opener
-    from safebus.consumers.inbox_store import InboxStore
+    from safebus.consumers.inbox.store import InboxStore
 
     if not urn:
         print("safebus: inbox show needs --school URN", file=sys.stderr)

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.app.wiring import build_audit_sequencer, open_ledger
 
     if args.audit_action == "sequence":
-        from safebus.consumers.audit_projection import AuditProjection
+        from safebus.consumers.audit.projection import AuditProjection
         from safebus.shutdown import stop_on_signals
 
         stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _record_view(args: argparse.Namespace, settings: Settings, view: str, parameters: dict[str, str], *,
                  results: int, subjects: Iterable[str] = ()) -> None:
     """Publish that `args.viewer` is about to see this (the log's own copy of who looked at what)."""
-    from safebus.consumers.audit_reports import Viewer, viewed_fact
+    from safebus.consumers.audit.reports import Viewer, viewed_fact
 
     _view_recorder(settings)(viewed_fact(viewer=Viewer(user_id=args.viewer, role=args.role), view=f"cli/{view}",
                                          parameters=parameters, results=results, at=datetime.now(UTC),
@@ -147,7 +147,7 @@ def _record_view(args: argparse.Namespace, settings: Settings, view: str, parame
 
 
 def _on_ledger(args: argparse.Namespace, ledger: Any, settings: Settings) -> int:
-    from safebus.consumers.audit_verify import consistency_bundle, export_lines, inclusion_bundle
+    from safebus.consumers.audit.verify import consistency_bundle, export_lines, inclusion_bundle
 
     now = datetime.now(UTC)
     action = args.audit_action
@@ -192,9 +192,9 @@ def _verify_lines(lines: Iterable[str], vkey: str | None, args: argparse.Namespa
     """
     from itertools import chain
 
-    from safebus.consumers.audit_ledger import LogIdentity
-    from safebus.consumers.audit_pins import CheckpointPins
-    from safebus.consumers.audit_verify import verify_export
+    from safebus.consumers.audit.ledger import LogIdentity
+    from safebus.consumers.audit.pins import CheckpointPins
+    from safebus.consumers.audit.verify import verify_export
 
     stream = iter(lines)
     first = next(stream, "")
@@ -237,7 +237,7 @@ def _checkpoint_note(path: Path) -> str:
 
 def _header_identity(vkey: str | None, header_line: str) -> Any:
     """The log identity a verification's pin belongs to: the pinned key, else the export header's (or None)."""
-    from safebus.consumers.audit_ledger import LogIdentity
+    from safebus.consumers.audit.ledger import LogIdentity
 
     try:
         named = vkey or json.loads(header_line).get("vkey")
@@ -247,8 +247,8 @@ def _header_identity(vkey: str | None, header_line: str) -> Any:
 
 
 def _check_proof(path: Path, vkey: str) -> int:
-    from safebus.consumers.audit_ledger import LogIdentity
-    from safebus.consumers.audit_verify import CONSISTENCY_FORMAT, check_consistency, check_inclusion
+    from safebus.consumers.audit.ledger import LogIdentity
+    from safebus.consumers.audit.verify import CONSISTENCY_FORMAT, check_consistency, check_inclusion
     from safebus.merkle import ProofError
 
     bundle = json.loads(path.read_text())
@@ -289,7 +289,7 @@ def _view_recorder(settings: Settings, *, web: bool = False) -> Any:
 def _projection(settings: Settings) -> Any:
     """The projection, caught up with this machine's ledger."""
     from safebus.app.wiring import open_ledger
-    from safebus.consumers.audit_projection import AuditProjection
+    from safebus.consumers.audit.projection import AuditProjection
 
     projection = AuditProjection(settings.audit_dir / "projection.sqlite")
     ledger = open_ledger(settings, read_only=True)
@@ -306,8 +306,8 @@ def _day(value: date | None) -> datetime | None:
 
 def _read(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.app.wiring import tokeniser_for
-    from safebus.consumers.audit_projection import Filters
-    from safebus.consumers.audit_reports import AuditedReader, IdentifyingDetails, Viewer
+    from safebus.consumers.audit.projection import Filters
+    from safebus.consumers.audit.reports import AuditedReader, IdentifyingDetails, Viewer
 
     reader = AuditedReader(_projection(settings), record_view=_view_recorder(settings),
                            clock=lambda: datetime.now(UTC), channel="cli")
@@ -364,9 +364,9 @@ def _emit(text: str, out: Path | None) -> None:
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.app.wiring import open_ledger, tokeniser_for
-    from safebus.consumers.audit_web import AuditDashboard
-    from safebus.consumers.officers import Officers, default_officers_path
-    from safebus.consumers.web_common import load_or_create_secret, run_app
+    from safebus.consumers.audit.officers import Officers, default_officers_path
+    from safebus.consumers.audit.web import AuditDashboard
+    from safebus.consumers.web.pages import load_or_create_secret, run_app
 
     dashboard = AuditDashboard(
         projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
@@ -378,7 +378,7 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _officer(args: argparse.Namespace, settings: Settings) -> int:
-    from safebus.consumers.officers import OfficerRole, Officers, default_officers_path
+    from safebus.consumers.audit.officers import OfficerRole, Officers, default_officers_path
     from safebus.password_input import new_password
 
     officers = Officers(default_officers_path(settings.state_dir))

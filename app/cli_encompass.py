@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
-    from safebus.consumers.school_web import SchoolInbox
+    from safebus.consumers.inbox.web import SchoolInbox
 
 
 def add_parsers(commands: Any) -> None:
@@ -69,7 +69,7 @@ def due_by(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
     from safebus.app.encompass_wiring import build_monitor_worker, open_monitor
-    from safebus.consumers.encompass_monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
+    from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
 
     if args.action == "monitor":
         from safebus.shutdown import stop_on_signals
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool) -> int:
     """Serve the Key Adults' web inbox until interrupted; retry unreported acknowledgements every 30 s."""
-    from safebus.consumers.web_common import run_app
+    from safebus.consumers.web.pages import run_app
 
     inbox = build_school_inbox(settings, secure_cookies=not plain_http)
     stop = threading.Event()
@@ -135,10 +135,10 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
         transfers_lookup,
     )
     from safebus.app.wiring import inbox_opener
-    from safebus.consumers.inbox_store import InboxStore
-    from safebus.consumers.key_adults import education_settings
-    from safebus.consumers.school_web import SchoolInbox
-    from safebus.consumers.web_common import load_or_create_secret
+    from safebus.consumers.inbox.key_adults import education_settings
+    from safebus.consumers.inbox.store import InboxStore
+    from safebus.consumers.inbox.web import SchoolInbox
+    from safebus.consumers.web.pages import load_or_create_secret
 
     monitor = open_monitor(settings)
     return SchoolInbox(

@@ -34,9 +34,9 @@ from safebus.app.demo_evidence import (
 )
 from safebus.app.queue_wiring import open_queue_store
 from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.inbox_store import InboxStore
-from safebus.consumers.queue_store import QueueStore
+from safebus.consumers.audit.log import read_facts
+from safebus.consumers.inbox.store import InboxStore
+from safebus.consumers.queues.store import QueueStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind

@@ -21,20 +21,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
-from safebus.calendars import CalendarBook, load_calendars, sample_calendars
-from safebus.consumers.email_notice import EmailNotifier
-from safebus.consumers.encompass_escalation import EscalationNotices, MonitorWorker
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
-from safebus.consumers.key_adults import (
+from safebus.consumers.encompass.calendars import CalendarBook, load_calendars, sample_calendars
+from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.inbox.email_notice import EmailNotifier
+from safebus.consumers.inbox.key_adults import (
     KeyAdults,
     default_key_adults_path,
     education_settings,
     ensure_synthetic_key_adults,
 )
-from safebus.consumers.school_web import PendingTransfer
+from safebus.consumers.inbox.web import PendingTransfer
 from safebus.directory import AgencyKind
 from safebus.fact_signing import Service, fact_publisher
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Acknowledged, FileTransferConfirmed

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safebus.consumers.queue_store import Opener, QueueStore
-from safebus.consumers.queue_worker import HostedRecipient, QueueWorker
-from safebus.consumers.receipts import send_due_receipts
+from safebus.consumers.queues.receipts import send_due_receipts
+from safebus.consumers.queues.store import Opener, QueueStore
+from safebus.consumers.queues.worker import HostedRecipient, QueueWorker
 from safebus.directory import Agency, AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_signer
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.topics import TopicNames, channel_templates
 

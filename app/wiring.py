@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from safebus.consumers.audit_ledger import AuditLedger, LogIdentity, LogKey
-from safebus.consumers.audit_sequencer import AuditSequencer
-from safebus.consumers.inbox_store import InboxStore
-from safebus.consumers.inbox_worker import HostedSchool, InboxWorker
+from safebus.consumers.audit.ledger import AuditLedger, LogIdentity, LogKey
+from safebus.consumers.audit.sequencer import AuditSequencer
+from safebus.consumers.inbox.store import InboxStore
+from safebus.consumers.inbox.worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, OnlyFrom
 from safebus.envelope import open_envelope

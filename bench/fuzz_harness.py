@@ -46,7 +46,7 @@ from safebus.app.wiring import (
     directory_source,
     key_service_for,
 )
-from safebus.consumers.encompass_escalation import MonitorWorker
+from safebus.consumers.encompass.escalation import MonitorWorker
 from safebus.directory import Agency, Directory, PartnershipStore
 from safebus.envelope import open_envelope, peek_header, seal
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_signer

@@ -56,7 +56,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from safebus.app.wiring import Settings, build_police_publisher, topics_for, utc_now
-from safebus.consumers.inbox_store import InboxStore
+from safebus.consumers.inbox.store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore

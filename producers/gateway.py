@@ -83,7 +83,7 @@ from safebus.keyservice import KeyService, SubjectKey
 from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
 from safebus.logs import get_logger
 from safebus.producers.police import PolicePublisher
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.schemas._base import AgencyId, Event
 from safebus.schemas.registry import by_type
 from safebus.schemas.validation import Issue, json_path, validate_payload

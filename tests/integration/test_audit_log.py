@@ -24,7 +24,7 @@ import pytest
 
 from safebus.agency_admin import publish_entries
 from safebus.app.wiring import open_ledger
-from safebus.consumers.audit_ledger import LogIdentity
+from safebus.consumers.audit.ledger import LogIdentity
 from safebus.directory import AgencyKind
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
 from safebus.records import DLQ_ORIGIN_KEY

@@ -129,9 +129,9 @@ def test_a_move_sends_later_alerts_to_the_new_school_and_prompts_the_old_one(enc
                                                                             mail: _Recorder) -> None:
     """After an enrolment change the next alert goes to the new setting; the old one is asked for the file."""
     from safebus.app.wiring import key_service_for, tokeniser_for
-    from safebus.consumers.encompass_escalation import TRANSFER_SUBJECT
+    from safebus.consumers.encompass.escalation import TRANSFER_SUBJECT
     from safebus.directory import AgencyKind
-    from safebus.producers.publisher import AgencyPublisher
+    from safebus.publisher import AgencyPublisher
     from safebus.schemas import education
 
     bus = encompass_bus

@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 
 from safebus.app.wiring import ingress_topics
-from safebus.consumers.audit_sequencer import GROUP_ID as SEQUENCER_GROUP
+from safebus.consumers.audit.sequencer import GROUP_ID as SEQUENCER_GROUP
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind
 from safebus.errors import BrokerError

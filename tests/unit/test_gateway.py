@@ -30,7 +30,7 @@ from safebus.producers.gateway import (
     revoke_credential,
 )
 from safebus.producers.police import PolicePublisher
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import Event
 from safebus.schemas.police import DomesticAbuseIncident

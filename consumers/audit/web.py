@@ -2,7 +2,7 @@
 The information-governance dashboard: the audit trail in a browser, every page view itself audited.
 
 Pages (server-rendered, no script; sessions, CSRF, headers and sign-in come
-from `safebus.consumers.web_common`):
+from `safebus.consumers.web.pages`):
 
 - ``/search``: facts by subject token, agency, recipient, agreement, outcome,
   fact type and date (the bare form shows no records: nothing is looked at
@@ -55,10 +55,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from markupsafe import Markup
 
-from safebus.consumers.audit_facts import AUDIT_PRODUCER
-from safebus.consumers.audit_ledger import AuditLedger
-from safebus.consumers.audit_projection import MAX_LIMIT, AuditProjection, Filters, QueryError, month_bounds
-from safebus.consumers.audit_reports import (
+from safebus.consumers.audit.facts import AUDIT_PRODUCER
+from safebus.consumers.audit.ledger import AuditLedger
+from safebus.consumers.audit.officers import Officer, OfficerRole, Officers
+from safebus.consumers.audit.projection import MAX_LIMIT, AuditProjection, Filters, QueryError, month_bounds
+from safebus.consumers.audit.reports import (
     AuditedReader,
     IdentifyingDetails,
     RecordView,
@@ -66,8 +67,7 @@ from safebus.consumers.audit_reports import (
     flows_svg,
     statistics_svg,
 )
-from safebus.consumers.officers import Officer, OfficerRole, Officers
-from safebus.consumers.web_common import Clock, Principal, create_app, current_principal, render, require_login
+from safebus.consumers.web.pages import Clock, Principal, create_app, current_principal, render, require_login
 from safebus.logs import get_logger
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas.decision import Outcome

@@ -19,8 +19,8 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
-from safebus.consumers.audit_facts import delivered_fact
-from safebus.consumers.inbox_store import Arrival, InboxStore
+from safebus.consumers.audit.facts import delivered_fact
+from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope, SafebusError

@@ -28,7 +28,7 @@ alone (so it holds no personal data and can run beside the audit log):
 Each step becomes an ``audit.escalated`` fact with a deterministic id, so a
 monitor restarted after a crash re-fires nothing that was recorded and misses
 nothing that was not.  The policy (lead times, contacts) is a versioned data
-file, ``consumers/encompass_policy.toml``.
+file, ``consumers/encompass/policy.toml``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from safebus.calendars import CalendarBook, SettingCalendar
+from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
 from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
@@ -93,8 +93,8 @@ class DeliveryPolicy(BaseModel):
 
 def load_policy(path: Path | None = None) -> DeliveryPolicy:
     """The policy at `path`, or the packaged default."""
-    text = path.read_text() if path else resources.files("safebus.consumers").joinpath(
-        "encompass_policy.toml").read_text()
+    text = path.read_text() if path else resources.files("safebus.consumers.encompass").joinpath(
+        "policy.toml").read_text()
     return DeliveryPolicy.model_validate(tomllib.loads(text))
 
 

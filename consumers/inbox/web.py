@@ -5,7 +5,7 @@ Pages: the setting's alerts, newest first (``/``); one alert, showing exactly
 the Encompass fields (``/alerts/{notification_id}``); acknowledging it
 (``POST /alerts/{notification_id}/acknowledge``); and one child's history at
 this setting (``/children/{child_ref}``).  Sessions, CSRF, headers and sign-in
-come from `safebus.consumers.web_common`.
+come from `safebus.consumers.web.pages`.
 
 Why it is built this way:
 
@@ -54,9 +54,9 @@ from datetime import datetime
 
 from aiohttp import web
 
-from safebus.consumers.inbox_store import Acknowledgement, InboxStore, Opener, StoredAlert
-from safebus.consumers.key_adults import EducationSetting, KeyAdult, KeyAdults
-from safebus.consumers.web_common import (
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdult, KeyAdults
+from safebus.consumers.inbox.store import Acknowledgement, InboxStore, Opener, StoredAlert
+from safebus.consumers.web.pages import (
     Clock,
     Principal,
     create_app,

@@ -699,7 +699,7 @@ def sample_calendars() -> CalendarBook:
     For the demo and tests only: the dates are plausible, not any real authority's.
     """
     try:
-        raw = resources.files("safebus").joinpath(_SAMPLE).read_bytes()
+        raw = resources.files("safebus.consumers.encompass").joinpath(_SAMPLE).read_bytes()
     except OSError as exc:
         raise CalendarError(f"the sample calendar safebus/{_SAMPLE} is not installed with the package") from exc
     return parse_calendars(raw, source=f"safebus/{_SAMPLE}")

@@ -1,9 +1,9 @@
 """
 Taking escalation steps: telling people, then recording that they were told.
 
-The monitor (`safebus.consumers.encompass_monitor`) says which steps are due;
+The monitor (`safebus.consumers.encompass.monitor`) says which steps are due;
 this module takes them.  Each notice is an e-mail with no personal data — the
-same rule as the Key Adult notice (`safebus.consumers.email_notice`): it says
+same rule as the Key Adult notice (`safebus.consumers.inbox.email_notice`): it says
 that an alert at a setting is waiting or overdue, and where to sign in; never
 who the child is.  After the notice, the step becomes an ``audit.escalated``
 fact on the audit topic, which the monitor reads back to know it was taken.
@@ -32,10 +32,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
-from safebus.consumers.attributed_facts import attributed_facts
-from safebus.consumers.email_notice import EmailNoticeError, EmailNotifier
-from safebus.consumers.encompass_monitor import EncompassMonitor, Step
-from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.consumers.audit.attributed_facts import attributed_facts
+from safebus.consumers.encompass.monitor import EncompassMonitor, Step
+from safebus.consumers.inbox.email_notice import EmailNoticeError, EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
 from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
@@ -159,7 +159,7 @@ class MonitorWorker:
         Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
 
         `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
-        (`safebus.consumers.attributed_facts`).
+        (`safebus.consumers.audit.attributed_facts`).
         """
         self.bootstrap = bootstrap
         self.names = names

@@ -24,9 +24,9 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from safebus.consumers.queue_store import QueueStore, TakenReferral
+from safebus.consumers.queues.store import QueueStore, TakenReferral
 from safebus.errors import EnvelopeError
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.schemas._base import event_metadata
 from safebus.schemas.sharing import ReferralReceived
 

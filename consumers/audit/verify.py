@@ -19,7 +19,7 @@ log's verifier key (published by the partnership, pinned by the auditor):
   checkpoint, or with leaves no checkpoint covers, proves nothing about what
   was cut off and fails;
 - checkpoints the auditor saw before (given, or pinned on this machine by an
-  earlier verification, `safebus.consumers.audit_pins`) must be covered: an
+  earlier verification, `safebus.consumers.audit.pins`) must be covered: an
   export shorter than one fails, and the export's newest checkpoint must
   extend each of them by an RFC 9162 consistency proof built from the
   exported leaves and checked against the *earlier* checkpoint's signed root —
@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from safebus.checkpoint import Checkpoint, CheckpointError
-from safebus.consumers.audit_ledger import AuditLedger, LogIdentity
+from safebus.consumers.audit.ledger import AuditLedger, LogIdentity
 from safebus.jcs import canonical_json
 from safebus.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from safebus.checkpoint import Checkpoint, CheckpointError
-from safebus.consumers.audit_ledger import LogIdentity
+from safebus.consumers.audit.ledger import LogIdentity
 
 
 class CheckpointPins:

@@ -21,8 +21,8 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
-from safebus.consumers.audit_facts import delivered_fact
-from safebus.consumers.queue_store import QueueStore, ReferralArrival
+from safebus.consumers.audit.facts import delivered_fact
+from safebus.consumers.queues.store import QueueStore, ReferralArrival
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope

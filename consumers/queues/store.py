@@ -2,7 +2,7 @@
 The work queues of the non-school recipients (children's services, the DA hub, IDVAs, MARAC, health), in SQLite.
 
 Each queue holds the referrals the router made to one agency under one
-agreement clause.  The design follows the school inbox (`inbox_store`) for the
+agreement clause.  The design follows the school inbox (`inbox.store`) for the
 same reasons:
 
 - (recipient, referral id) is the primary key, and the router's referral ids
@@ -17,7 +17,7 @@ A practitioner *takes* a referral to say "this is ours now".  Taking is
 recorded once (the first taker and time win), and the receipt that tells the
 sender is tracked separately (`receipt_sent_at`) so a receipt that failed to
 publish is sent later rather than lost, and one already sent is never sent
-again (see `safebus.consumers.receipts`).
+again (see `safebus.consumers.queues.receipts`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from safebus.consumers.key_adults import EducationSetting, KeyAdult
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdult
 from safebus.errors import SafebusError
 from safebus.logs import get_logger
 from safebus.schemas.encompass import KeyAdultRole

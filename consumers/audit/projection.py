@@ -1,7 +1,7 @@
 """
 A queryable projection of the audit log: who received what about whom, when and why.
 
-The ledger (`safebus.consumers.audit_ledger`) is built to be *proved*, not
+The ledger (`safebus.consumers.audit.ledger`) is built to be *proved*, not
 searched: leaves in order, hashes, receipts.  Information-governance officers
 need the opposite: every decision about one person, the flows between two
 agencies last quarter, the month's Operation Encompass figures.  This module
@@ -48,7 +48,7 @@ Why it is built this way:
   module never sees a name, and logs only leaf indexes and counts.
 
 Auditing the reading itself (every query is an `AuditViewed` fact) is the job
-of `safebus.consumers.audit_reports.AuditedReader`, which wraps this class:
+of `safebus.consumers.audit.reports.AuditedReader`, which wraps this class:
 callers outside tests should use that, not this, to read.
 """
 
@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from safebus.consumers.audit_ledger import AuditLedger
+from safebus.consumers.audit.ledger import AuditLedger
 from safebus.errors import SafebusError
 from safebus.logs import get_logger
 from safebus.schemas.audit import (

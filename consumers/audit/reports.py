@@ -1,7 +1,7 @@
 """
 Reading the audit trail on someone's behalf: every view recorded, exports, charts and the integrity check.
 
-The projection (`safebus.consumers.audit_projection`) answers questions; this
+The projection (`safebus.consumers.audit.projection`) answers questions; this
 module is how people ask them.  Why it is built this way:
 
 - **Looking is itself audited.**  `AuditedReader` wraps every query,
@@ -31,7 +31,7 @@ module is how people ask them.  Why it is built this way:
   text labels carrying every number, so a screen reader gets the figures and
   the page needs no script or plotting library.  All text is XML-escaped.
 - **The integrity check only reads.**  It verifies the ledger as it stands,
-  with `safebus.consumers.audit_verify.verify_export`, from export lines built
+  with `safebus.consumers.audit.verify.verify_export`, from export lines built
   here without signing anything (`export_lines` signs a checkpoint first,
   which a read-only dashboard must not do).
 """
@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from xml.sax.saxutils import escape
 
-from safebus.consumers.audit_facts import AUDIT_PRODUCER, leaf_bytes
-from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoint
-from safebus.consumers.audit_projection import (
+from safebus.consumers.audit.facts import AUDIT_PRODUCER, leaf_bytes
+from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.consumers.audit.projection import (
     AuditProjection,
     Chronology,
     ChronologyEntry,
@@ -62,7 +62,7 @@ from safebus.consumers.audit_projection import (
     Row,
     ViewEntry,
 )
-from safebus.consumers.audit_verify import EXPORT_FORMAT, Problem, verify_export
+from safebus.consumers.audit.verify import EXPORT_FORMAT, Problem, verify_export
 from safebus.logs import get_logger
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import event_metadata

@@ -272,7 +272,7 @@ _NEW_PRELOGIN = web.RequestKey("safebus_new_prelogin", str)
 
 def _templates(display_zone: ZoneInfo) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("safebus.consumers", "templates"),
+        loader=jinja2.PackageLoader("safebus.consumers.web", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
 
@@ -293,7 +293,7 @@ def _templates(display_zone: ZoneInfo) -> jinja2.Environment:
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
-    folder = files("safebus.consumers").joinpath("static")
+    folder = files("safebus.consumers.web").joinpath("static")
     found: dict[str, tuple[bytes, str]] = {}
     for entry in folder.iterdir():
         if entry.is_file() and not entry.name.startswith("."):

@@ -4,7 +4,7 @@ The audit sequencer: the one process that assigns audit facts their place in the
 It reads every topic that carries evidence — the audit topic (decisions,
 erasures, deliveries, rule sets, views, acknowledgements, escalations), the
 dead-letter topic and the agency directory — turns each record into a fact
-(`safebus.consumers.audit_facts`), appends the new ones to the ledger, and
+(`safebus.consumers.audit.facts`), appends the new ones to the ledger, and
 signs a checkpoint at least every N leaves or T seconds, publishing it on the
 checkpoint topic so anyone holding an older one can demand a consistency proof.
 
@@ -32,14 +32,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
-from safebus.consumers.audit_facts import (
+from safebus.consumers.audit.facts import (
     NotAFact,
     fact_from_audit_record,
     fact_from_dead_letter,
     fact_from_directory_record,
     leaf_bytes,
 )
-from safebus.consumers.audit_ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
 from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
