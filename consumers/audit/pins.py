@@ -6,7 +6,7 @@ show that an export of fewer leaves, or of a log rewritten since, is not the
 whole story.  So each successful ``safebus audit verify`` keeps the newest
 checkpoint it verified, per log key, in ``<state>/audit-pins/<key id>.checkpoint``
 (the signed note as published), and the next verification of that log must
-cover it and extend it by a consistency proof (`audit_verify._check_extends`).
+cover it and extend it by a consistency proof (`verify._check_extends`).
 A pin only moves forward: a smaller checkpoint never replaces a larger one.
 """
 
