@@ -54,8 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     agency.add_argument("--kind", choices=[k.value for k in AgencyKind])
     agency.add_argument("--name")
     agency.add_argument("--urn", help="a school's DfE URN")
-    agency.add_argument("--key", metavar="KEY_ID", help="signing key id of the generation (revoke, retire)")
-    agency.add_argument("--bootstrap", help="also publish the change to the directory topic")
+    agency.add_argument("--key", metavar="KEY_ID",
+                        help="signing key id of the generation (revoke, retire); retire without --key retires "
+                             "the whole agency")
+    agency.add_argument("--bootstrap", help="also make the change live: create its topics and publish it to the "
+                                            "directory topic, which running workers follow")
 
     gateway = commands.add_parser("gateway", help="the HTTP ingress gateway for systems that cannot speak Kafka")
     gateway.add_argument("action", choices=["run", "credential"])
@@ -233,7 +236,7 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
 
 
 def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
-    from safebus import agency_admin
+    from safebus.app import agency_admin
     from safebus.app.wiring import resolve_bootstrap, utc_now
     from safebus.directory import PartnershipStore
 
@@ -264,10 +267,15 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         if not (args.kind and args.name):
             print("safebus: agency add needs --kind and --name", file=sys.stderr)
             return 2
-        signed = agency_admin.add_agency(store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name,
-                                         urn=args.urn, now=now)
+        bootstrap = args.bootstrap
+        signed = agency_admin.add_agency(
+            store, agency_id=args.agency, kind=AgencyKind(args.kind), name=args.name, urn=args.urn, now=now,
+            prepare=(lambda entry: agency_admin.create_topics(entry, bootstrap=bootstrap, names=names))
+            if bootstrap else None)
     elif args.action == "rotate-keys":
         signed = agency_admin.rotate_keys(store, args.agency, now=now)
+    elif args.action == "retire" and not args.key:
+        signed = agency_admin.retire_agency(store, args.agency, now=now)
     else:
         if not args.key:
             print(f"safebus: agency {args.action} needs --key KEY_ID (see 'safebus agency list')", file=sys.stderr)
@@ -275,7 +283,7 @@ def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         change = agency_admin.revoke_key if args.action == "revoke" else agency_admin.retire_key
         signed = change(store, args.agency, args.key, now=now)
     if args.bootstrap:
-        agency_admin.publish_entries(args.bootstrap, names.agencies, [signed])
+        agency_admin.publish_change(store, signed, bootstrap=args.bootstrap, names=names)
     print(f"{args.action}: {signed.entry.id} now has keys "
           + ", ".join(f"{g.signing_key_id} ({g.status.value})" for g in signed.entry.keys))
     return 0
@@ -466,6 +474,7 @@ def _topics(action: str, settings: Settings) -> int:
 
 def _processor(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.app.wiring import announce_ruleset, build_handler, ingress_topics, restore_router_state
+    from safebus.live_directory import follow
     from safebus.processors.app import create_app, run_worker
     from safebus.shutdown import stop_on_signals
 
@@ -476,6 +485,7 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
     if args.backfill_from:
         _announce_backfill(settings, handler.payload_window, args)
     logs.get_logger("cli").info("router_state_restored", changes=restored)
+    follow(handler.directory, bootstrap=settings.bootstrap, topic=settings.names.agencies, wait=True)
     app = create_app(bootstrap=settings.bootstrap, handler=handler,
                      ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")
@@ -505,7 +515,8 @@ def _inbox_run(settings: Settings) -> int:
     from safebus.shutdown import stop_on_signals
 
     stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
-    worker = build_inbox_worker(settings, notify=alert_notice(settings))
+    worker = build_inbox_worker(settings)
+    worker.notify = alert_notice(settings, worker.directory)  # the notices follow the same live directory
     worker.run(stop)
     return 0
 

@@ -32,8 +32,9 @@ from safebus.consumers.inbox.key_adults import (
     ensure_synthetic_key_adults,
 )
 from safebus.consumers.inbox.web import PendingTransfer
-from safebus.directory import AgencyKind
+from safebus.directory import AgencyKind, Directory
 from safebus.fact_signing import Service, fact_publisher
+from safebus.live_directory import DerivedMapping, follow
 from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
@@ -51,14 +52,17 @@ def calendars_for() -> CalendarBook:
     return load_calendars(path) if path else sample_calendars()
 
 
-def open_monitor(settings: Settings) -> EncompassMonitor:
-    """The deadline monitor's store on this machine."""
-    directory = settings.store.load_directory()
+def _urn_of(directory: Directory) -> dict[str, str]:
+    return {school.id: school.urn for school in directory.of_kind(AgencyKind.SCHOOL) if school.urn}
+
+
+def open_monitor(settings: Settings, directory: Callable[[], Directory] | None = None) -> EncompassMonitor:
+    """The deadline monitor's store on this machine (schools by URN from `directory`, live when it is)."""
     policy_path = os.environ.get("SAFEBUS_ENCOMPASS_POLICY")
     return EncompassMonitor(
         settings.state_dir / "encompass" / f"{settings.names.prefix}-monitor.sqlite", calendars=calendars_for(),
         policy=load_policy(Path(policy_path) if policy_path else None),
-        urn_of={school.id: school.urn for school in directory.of_kind(AgencyKind.SCHOOL) if school.urn},
+        urn_of=DerivedMapping(directory or directory_source(settings.store), _urn_of),
     )
 
 
@@ -79,18 +83,25 @@ def key_adults_for(settings: Settings) -> KeyAdults:
 
 
 def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = _now) -> MonitorWorker:
-    """The monitor following the audit topic and taking escalation steps."""
-    monitor = open_monitor(settings)
+    """
+    The monitor following the audit topic and taking escalation steps.
+
+    It follows the signed directory topic too, so a school published while it
+    runs is tracked by its own URN and calendar and its Key Adults are found.
+    """
+    directory = directory_source(settings.store, clock=clock)
+    follow(directory, bootstrap=settings.bootstrap, topic=settings.names.agencies)
+    monitor = open_monitor(settings, directory)
     notifier = email_notifier()
     notices = None
     if notifier is not None:
         notices = EscalationNotices(notifier=notifier, key_adults=key_adults_for(settings),
-                                    settings=education_settings(settings.store.load_directory()), monitor=monitor)
+                                    settings=DerivedMapping(directory, education_settings), monitor=monitor)
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
                          clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
                                                            audit_topic=settings.names.audit,
                                                            bootstrap=settings.bootstrap),
-                         directory=directory_source(settings.store, clock=clock))
+                         directory=directory)  # one live directory: a rotated service key attributes at once
 
 
 def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
@@ -105,11 +116,16 @@ def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
     the partnership see it in the audit log and the on-time report.
     """
     store = settings.store
-    directory = store.load_directory()
+    live = directory_source(store)
     facts = fact_publisher(store, Service.INBOX_WEB, audit_topic=settings.names.audit, bootstrap=settings.bootstrap)
     publishers: dict[str, AgencyPublisher] = {}
+    seen: list[Directory] = []
 
     def publisher_for(urn: str) -> AgencyPublisher:
+        directory = live()
+        if not seen or seen[0] is not directory:  # a new school, or rotated keys: build publishers again
+            seen[:] = [directory]
+            publishers.clear()
         if urn not in publishers:
             school = directory.school_by_urn(urn)
             if school is None:
@@ -146,7 +162,8 @@ def due_by_lookup(monitor: EncompassMonitor) -> Callable[[str], datetime | None]
     return lookup
 
 
-def alert_notice(settings: Settings) -> Callable[[set[str]], None] | None:
+def alert_notice(settings: Settings, directory: Callable[[], Directory] | None = None
+                 ) -> Callable[[set[str]], None] | None:
     """
     The e-mail that new alerts wait in these settings' inboxes (None without a relay).
 
@@ -157,7 +174,7 @@ def alert_notice(settings: Settings) -> Callable[[set[str]], None] | None:
     if notifier is None:
         return None
     key_adults = key_adults_for(settings)
-    settings_by_urn = education_settings(settings.store.load_directory())
+    settings_by_urn = DerivedMapping(directory or directory_source(settings.store), education_settings)
     demo_password = os.environ.get("SAFEBUS_DEMO_PASSWORD")
     if demo_password:
         ensure_synthetic_key_adults(key_adults, settings_by_urn.values(), password=demo_password)
@@ -166,6 +183,8 @@ def alert_notice(settings: Settings) -> Callable[[set[str]], None] | None:
         for urn in sorted(urns):
             setting = settings_by_urn.get(urn)
             if setting is not None:
+                if demo_password:  # a synthetic setting published while the inbox runs gets its accounts too
+                    ensure_synthetic_key_adults(key_adults, [setting], password=demo_password)
                 notifier.notify(setting, key_adults.for_setting(urn))
 
     return notify

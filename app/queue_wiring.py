@@ -94,28 +94,35 @@ def queue_opener(settings: Settings) -> Opener:
     return open_referral
 
 
-def build_queue_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> QueueWorker:
-    """A queue worker for every referral recipient whose private keys are in this state directory."""
-    from safebus.app.wiring import directory_source, key_service_for
-
-    store = settings.store
-    directory = store.load_directory()
+def hosted_recipients(settings: Settings, directory: Directory) -> list[HostedRecipient]:
+    """Every referral recipient in `directory` whose private keys are in this state directory, with its keyring."""
     kinds = referral_recipient_kinds(settings.names)
     hosted = []
     for agency in directory.agencies:
         if agency.kind not in kinds:
             continue
         try:
-            hosted.append(HostedRecipient(agency=agency, keys=store.keyring(agency.id)))
+            hosted.append(HostedRecipient(agency=agency, keys=settings.store.keyring(agency.id)))
         except ConfigError:
             continue  # another machine hosts this agency's queue
+    return hosted
+
+
+def build_queue_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> QueueWorker:
+    """A queue worker for every referral recipient whose private keys are in this state directory (now and later)."""
+    from safebus.app.wiring import directory_source, key_service_for
+
+    store = settings.store
+    directory = directory_source(store, clock=clock)
+    hosted = hosted_recipients(settings, directory())
     if not hosted:
         raise ConfigError("no referral recipient's keys in this state directory: nothing to deliver")
     return QueueWorker(
-        bootstrap=settings.bootstrap, recipients=hosted, directory=directory_source(store, clock=clock),
+        bootstrap=settings.bootstrap, recipients=hosted, directory=directory,
         store=open_queue_store(settings), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir), group_id=f"{settings.names.prefix}-referral-queues",
         fact_signer=fact_signer(store, Service.QUEUE_WORKER, audit_topic=settings.names.audit),
+        hosted=lambda current: hosted_recipients(settings, current),
     )
 
 

@@ -18,7 +18,7 @@ from safebus.consumers.audit.sequencer import AuditSequencer
 from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.inbox.worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
-from safebus.directory import AgencyKind, OnlyFrom
+from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.fact_signing import Service, fact_publisher, fact_signer
@@ -89,7 +89,8 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
                                  topic=settings.names.router_state)
     router = SharingEngine(agreements=load_agreements(), directory=directory(),
                            tokeniser=tokeniser_for(settings.state_dir), state=state)
-    keys = settings.store.keyring(directory().router().id)
+    router_id = directory().router().id
+    keys = settings.store.keyring(router_id)
     age_hours = float(os.environ.get("SAFEBUS_MAX_EVENT_AGE_HOURS", DEFAULT_MAX_AGE / timedelta(hours=1)))
     skew_seconds = float(os.environ.get("SAFEBUS_MAX_CLOCK_SKEW_SECONDS", DEFAULT_MAX_SKEW.total_seconds()))
     window = ClockWindow(max_age=timedelta(hours=age_hours), max_skew=timedelta(seconds=skew_seconds))
@@ -97,7 +98,8 @@ def build_handler(settings: Settings, *, clock: Callable[[], datetime] = utc_now
     return IncidentHandler(router=router, directory=directory, keys=keys, names=settings.names, clock=clock,
                            subject_keys=key_service_for(settings.state_dir), replay_guard=ReplayGuard(seen),
                            clock_window=window, reference_state=state,
-                           payload_window=payload_window_from_env(backfill_from=backfill_from))
+                           payload_window=payload_window_from_env(backfill_from=backfill_from),
+                           keyring_source=lambda: settings.store.keyring(router_id))
 
 
 def restore_router_state(settings: Settings) -> int:
@@ -158,56 +160,74 @@ def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | N
 
     Shared by the school inbox and the referral queues, which store envelopes
     and open them on display (so erasing a subject reaches them too).  Only
-    the router is accepted as sender; each agency's keyring is read once.
+    the router is accepted as sender.  The directory is followed (a long-running
+    web inbox sees a new school or a rotation), and an agency's keyring is read
+    once and again after a directory change or a ``wrong-recipient`` (its keys
+    were rotated since).
     """
     store = settings.store
-    directory = store.load_directory()
-    senders = OnlyFrom(directory, directory.router().id)
+    directory = directory_source(store)
     keys = key_service_for(settings.state_dir)
     keyrings: dict[str, list[PrivateKeys]] = {}
+    seen: list[Directory] = []
 
     def read(agency_id: str, envelope: bytes) -> bytes | None:
-        if agency_id not in keyrings:
-            keyrings[agency_id] = store.keyring(agency_id)
-        try:
-            return open_envelope(envelope, recipient=keyrings[agency_id], senders=senders,
-                                 subject_keys=keys.lookup).plaintext
-        except InvalidEnvelope:
-            return None
+        current = directory()
+        if not seen or seen[0] is not current:
+            seen[:] = [current]
+            keyrings.clear()
+        for attempt in range(2):
+            if agency_id not in keyrings:
+                keyrings[agency_id] = store.keyring(agency_id)
+            try:
+                return open_envelope(envelope, recipient=keyrings[agency_id],
+                                     senders=OnlyFrom(current, current.router().id), subject_keys=keys.lookup).plaintext
+            except InvalidEnvelope as exc:
+                if exc.reason != "wrong-recipient" or attempt:
+                    return None
+                del keyrings[agency_id]  # rotated since the keyring was read: read it again, once
+        return None
 
     return read
 
 
 def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotification | None]:
     """Decrypts a stored alert for its school; None once the child's data has been erased."""
-    directory = settings.store.load_directory()
+    directory = directory_source(settings.store)
     read = router_sealed_reader(settings)
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
-        school = directory.school_by_urn(setting_urn)
+        school = directory().school_by_urn(setting_urn)
         plaintext = read(school.id, envelope) if school else None
         return EncompassNotification.model_validate_json(plaintext) if plaintext else None
 
     return open_alert
 
 
-def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
-                       notify: Callable[[set[str]], object] | None = None) -> InboxWorker:
-    """An inbox worker for every school whose private key is in this state directory."""
-    store = settings.store
-    directory = store.load_directory()
+def hosted_schools(store: PartnershipStore, directory: Directory) -> list[HostedSchool]:
+    """Every school in `directory` whose private keys are in this state directory, with its keyring."""
     hosted = []
     for school in directory.of_kind(AgencyKind.SCHOOL):
         try:
             hosted.append(HostedSchool(agency=school, keys=store.keyring(school.id)))
         except ConfigError:
             continue  # another machine hosts this school's inbox
+    return hosted
+
+
+def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                       notify: Callable[[set[str]], object] | None = None) -> InboxWorker:
+    """An inbox worker for every school whose private key is in this state directory (now and when published)."""
+    store = settings.store
+    directory = directory_source(store, clock=clock)
+    hosted = hosted_schools(store, directory())
     if not hosted:
         raise ConfigError("no school keys in this state directory: nothing to deliver")
     return InboxWorker(
-        bootstrap=settings.bootstrap, schools=hosted, directory=directory_source(store, clock=clock),
+        bootstrap=settings.bootstrap, schools=hosted, directory=directory,
         store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
         fact_signer=fact_signer(store, Service.INBOX_WORKER, audit_topic=settings.names.audit),
         group_id=f"{settings.names.prefix}-school-inbox", notify=notify,
+        hosted=lambda current: hosted_schools(store, current),
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -64,7 +64,7 @@ def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
 
 def run_batches(
     consumers: Callable[[], Consumer],
-    topics: list[str],
+    topics: Sequence[str] | Callable[[], Sequence[str]],
     deliver: Callable[[list[Record]], object],
     stop: threading.Event,
     *,
@@ -80,12 +80,16 @@ def run_batches(
     that is due by time rather than by arrival (an audit checkpoint, an
     escalation); if it fails on the broker it is logged and runs again at the
     next idle poll.  `consumers` makes a fresh consumer (at start and whenever
-    the one in use is wedged).
+    the one in use is wedged).  `topics` may be a callable, asked before each
+    poll: when its answer changes (a live directory added or retired an
+    agency) the consumer resubscribes, so the worker follows the directory
+    without a restart.
     """
-    loop = _Loop(consumers, sorted(topics), wedged_after_s=wedged_after_s)
+    loop = _Loop(consumers, topics if callable(topics) else (lambda: topics), wedged_after_s=wedged_after_s)
     try:
         while not stop.is_set():
             loop.replace_if_wedged()
+            loop.resubscribe_if_changed()
             first = loop.consumer.poll(poll_s)
             if first is None:
                 loop.idle_poll()
@@ -133,9 +137,11 @@ def _try(event: str, work: Callable[[], object]) -> None:
 class _Loop:
     """The consumer in use, and whether it has made progress since the broker last failed it."""
 
-    def __init__(self, consumers: Callable[[], Consumer], topics: list[str], *, wedged_after_s: float) -> None:
+    def __init__(self, consumers: Callable[[], Consumer], topics: Callable[[], Sequence[str]], *,
+                 wedged_after_s: float) -> None:
         self._consumers = consumers
-        self._topics = topics
+        self._wanted = topics
+        self._topics = sorted(topics())
         self._wedged_after_s = wedged_after_s
         self._trouble_since: float | None = None
         self.replacements = 0
@@ -145,6 +151,19 @@ class _Loop:
         consumer = self._consumers()
         consumer.subscribe(self._topics)
         return consumer
+
+    def resubscribe_if_changed(self) -> None:
+        """Follow a change of the wanted topics (a live directory's new or retired agency)."""
+        try:
+            wanted = sorted(self._wanted())  # may retry held records, which publishes: the broker may be down
+        except (BrokerError, KafkaException) as exc:
+            _log.warning("topics_refresh_failed", error=str(exc)[:200])
+            return
+        if wanted != self._topics:
+            _log.info("resubscribing", added=sorted(set(wanted) - set(self._topics)),
+                      removed=sorted(set(self._topics) - set(wanted)))
+            self._topics = wanted
+            self.consumer.subscribe(wanted)
 
     def trouble(self, error: str) -> None:
         """A broker error was seen: progress is now expected within the wedge time."""

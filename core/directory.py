@@ -127,6 +127,11 @@ class Agency(BaseModel):
             raise ConfigError(f"agency {self.id} has no active keys: rotate its keys")
         return active[-1]
 
+    @property
+    def is_active(self) -> bool:
+        """Whether the agency can still send and receive: it has an active generation (a retired agency has none)."""
+        return any(g.status is KeyStatus.ACTIVE for g in self.keys)
+
     def public_keys(self) -> PublicKeys:
         """The keys to seal for this agency with, and that it signs new events with."""
         return self.current().public_keys(self.id)
@@ -193,6 +198,19 @@ class Directory(BaseModel):
         if len(routers) != 1:
             raise ConfigError(f"the directory must name exactly one router agency, found {len(routers)}")
         return routers[0]
+
+    def onboarded(self) -> Directory:
+        """
+        The directory without retired agencies (those with no active key generation).
+
+        What the router routes by: nothing is shared with an agency that has
+        left, and a child whose setting has left is treated as having no known
+        setting.  The full directory still verifies and opens what they sent or
+        received before (superseded keys are accepted for reading).
+        """
+        if all(a.is_active for a in self.agencies):
+            return self
+        return Directory(partnership=self.partnership, agencies=tuple(a for a in self.agencies if a.is_active))
 
     def public_keys(self) -> dict[str, PublicKeys]:
         """Every agency's current public keys by agency id."""

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from safebus.directory import Directory, PartnershipStore
+from safebus.directory import PartnershipStore
 from safebus.keyservice import FileKeyService, KeyService
+from safebus.live_directory import LiveDirectory
 from safebus.pseudonyms import Tokeniser
 from safebus.topics import TopicNames
 
@@ -66,23 +67,14 @@ def key_service_for(state_dir: Path) -> KeyService:
     return FileKeyService(state_dir / "keys" / "subjects")
 
 
-def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> Callable[[], Directory]:
+def directory_source(store: PartnershipStore, *, clock: Callable[[], datetime] = utc_now) -> LiveDirectory:
     """
-    The current verified directory, re-read whenever its file changes.
+    The current verified directory of a running component, kept current without a restart.
 
-    This is what makes rotation and revocation take effect without a restart:
-    the administrator writes a newly signed entry and every running component
-    sees it at its next record.
+    A `LiveDirectory`: until the component's ``run`` starts it following the
+    signed directory topic (`safebus.live_directory.follow`) it re-reads the
+    directory file whenever that changes; afterwards it also takes every
+    entry published on the topic.  Rotations, new agencies and retirements
+    take effect at the component's next record.
     """
-    cached: list[tuple[tuple[int, int, int], Directory]] = []
-
-    def current() -> Directory:
-        # Every write replaces the file (a new inode), so a change is seen even
-        # within one timestamp tick.
-        info = store.directory_path.stat()
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if not cached or cached[0][0] != stamp:
-            cached[:] = [(stamp, store.load_directory(now=clock()))]
-        return cached[0][1]
-
-    return current
+    return LiveDirectory(store=store, initial=store.load_directory(now=clock()), clock=clock)

@@ -9,6 +9,13 @@ outside the clock window and replays of an event id already routed,
 (6) describe every decision for the audit topic.  Any failure becomes exactly
 one dead-letter output with its stage and reason; nothing raises out of
 `handle`, so one bad record can never stop the processor or stall its partition.
+
+The directory may change under it (`safebus.live_directory`): each record is
+routed by the directory of that moment, without retired agencies
+(`Directory.onboarded`); the router's own keyring is reloaded when the
+directory changes (its rotation), and a record refused only because its
+sender's key was not yet known is tried again after the next change
+(`retry_held`, bounded by `safebus.dead_letter_retry`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.envelope import canonical_json, open_envelope, seal_event
 from safebus.errors import InvalidEnvelope
@@ -32,7 +40,7 @@ from safebus.processors.reference import apply_reference, reference_facts
 from safebus.processors.replay import ClockWindow, PayloadWindow, ReplayGuard, Sighting
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState
-from safebus.records import EVENT_ID, Origin, Output, dead_letter
+from safebus.records import EVENT_ID, Origin, Output, Record, dead_letter
 from safebus.schemas import police
 from safebus.schemas._base import Event
 from safebus.schemas.encompass import EncompassNotification
@@ -61,12 +69,18 @@ class IncidentHandler:
         clock_window: ClockWindow,
         reference_state: SqliteRouterState,
         payload_window: PayloadWindow | None = None,
+        keyring_source: Callable[[], Sequence[PrivateKeys]] | None = None,
     ) -> None:
         """
         `directory` returns the current verified directory (it may change: rotations,
-        revocations); `keys` is the router's keyring, current generation last;
-        `clock` gives decision times (injected for tests).
+        revocations); `keys` is the router's keyring, current generation last
+        (`keyring_source` reloads it after a directory change); `clock` gives
+        decision times (injected for tests).
         """
+        self.keyring_source = keyring_source
+        self._seen: Directory | None = None
+        self._retried: Directory | None = None
+        self._held: HeldDeadLetters[list[Output]] = HeldDeadLetters(what="ingress", clock=clock)
         self.router = router
         self.directory = directory
         self.keyring = list(keys)
@@ -94,7 +108,7 @@ class IncidentHandler:
         """
         raw = raw if isinstance(raw, bytes) else b""  # a tombstone (no value) is refused like any bad record
         try:
-            outputs = self._handle(raw, origin)
+            outputs = [*self.retry_held(), *self._handle(raw, origin)]
         except Exception as exc:  # noqa: BLE001 - a bug must dead-letter, not kill the worker
             # The type only: an exception's message may quote the input (docs/adr/0003).
             _log.error("handler_internal_error", topic=origin.topic, partition=origin.partition,
@@ -108,8 +122,7 @@ class IncidentHandler:
     def _handle(self, raw: bytes, origin: Origin) -> list[Output]:
         # (1) and (2): signature, then decryption; one opaque error with a reason code.
         try:
-            directory = self.directory()
-            self.router.directory = directory
+            directory = self._current()
             opened = open_envelope(raw, recipient=self.keyring, senders=directory, topic=origin.topic,
                                    subject_keys=self.subject_keys.lookup)
         except InvalidEnvelope as exc:
@@ -202,7 +215,44 @@ class IncidentHandler:
             for decision in result.decisions
         ]
 
+    def _current(self) -> Directory:
+        """The directory for this record; after a change, route by its onboarded agencies and reload our keys."""
+        directory = self.directory()
+        if directory is not self._seen:
+            self._seen = directory
+            self.router.directory = directory.onboarded()
+            if self.keyring_source is not None:
+                self.keyring = list(self.keyring_source())
+        return directory
+
+    def retry_held(self) -> list[Output]:
+        """
+        After a directory change, the outputs of held records that are now admitted (none otherwise).
+
+        `handle` calls it first, so the retried records' outputs travel with
+        the current record's and are durable before its offset is committed.
+        """
+        directory = self._current()
+        if directory is self._retried or not len(self._held):
+            self._retried = directory
+            return []
+        self._retried = directory
+
+        def again(record: Record) -> list[Output] | Output:
+            origin = Origin(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key)
+            try:
+                outputs = self._handle(record.value, origin)  # `handle` drains and signs them with its own
+            except Exception as exc:  # noqa: BLE001 - as in `handle`: never raise out of the router
+                _log.exception("handler_internal_error", topic=origin.topic, offset=origin.offset)
+                return self._reject(record.value, origin, "route", "internal-error", type(exc).__name__)
+            refused = len(outputs) == 1 and outputs[0].topic == self.names.deadletter
+            return outputs[0] if refused else outputs
+
+        return [output for outputs in self._held.retry(again).admitted for output in outputs]
+
     def _reject(self, raw: bytes, origin: Origin, stage: str, reason: str, detail: str) -> Output:
+        if stage in ("verify", "decrypt"):
+            self._held.hold_raw(raw, origin, reason)
         _log.warning("event_dead_lettered", topic=origin.topic, partition=origin.partition, offset=origin.offset,
                      stage=stage, reason=reason)
         return dead_letter(raw=raw, origin=origin, stage=stage, reason=reason, detail=detail,

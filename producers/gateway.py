@@ -81,6 +81,7 @@ from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
 from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
+from safebus.live_directory import follow
 from safebus.logs import get_logger
 from safebus.producers.police import PolicePublisher
 from safebus.publisher import AgencyPublisher
@@ -481,11 +482,14 @@ class Gateway:
             if self._closing:
                 return
             self._serving = threading.get_ident()
+        # Agencies, rotations and retirements published while it serves apply to the next request.
+        follow(self._directory, bootstrap=self.settings.bootstrap, topic=self.settings.names.agencies)
         _log.info("gateway.listening", url=self.url)
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
             self._server.server_close()  # joins request threads: in-flight publishes complete
+            self._directory.close()
             self._stopped.set()
             _log.info("gateway.stopped")
 

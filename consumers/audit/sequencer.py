@@ -23,6 +23,12 @@ does not hold, or one whose bytes the signature does not cover is
 dead-lettered with the reason (``unsigned-fact``, ``unknown-fact-signer``,
 ``revoked-key``, ``bad-fact-signature``), so what anyone with a Kafka client
 writes there is evidenced as a refusal, never as a fact.
+
+A fact signed by a service key the directory does not hold *yet* (a service
+rotated or added while the sequencer runs) is dead-lettered as above and
+also held: after the next directory change it is checked again and, if it
+now verifies, appended (bounded: `safebus.dead_letter_retry`).  The log then
+shows the refusal and, later, the fact.
 """
 
 from __future__ import annotations
@@ -40,9 +46,11 @@ from safebus.consumers.audit.facts import (
     leaf_bytes,
 )
 from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
 from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
+from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.records import Output, Record, dead_letter
 from safebus.schemas._base import Event
@@ -73,6 +81,8 @@ class AuditSequencer:
         self._unpublished: StoredCheckpoint | None = None
         """A stored checkpoint not yet confirmed on the checkpoint topic (retried at every idle poll)."""
         self._producer: ReliableProducer = reliable_producer(bootstrap)
+        self._refresher = Refresher(directory)
+        self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
 
     @property
     def topics(self) -> list[str]:
@@ -82,14 +92,15 @@ class AuditSequencer:
     def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
         """Sequence until `stop` is set, then sign a last checkpoint."""
         self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
-        run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
-                    batch_size=batch_size, idle=self.checkpoint_if_due)
+        with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
+            run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+                        batch_size=batch_size, idle=self._idle)
         self.checkpoint_if_due(force=True)
 
     def sequence(self, records: list[Record]) -> list[int]:
         """Append the facts `records` carry (dead-lettering what is not a fact); return new leaf indexes."""
         now = self.clock()
-        facts: list[NewFact] = []
+        facts: list[NewFact] = self._retry_held()
         refused: list[Output] = []
         directory: Directory | None = None  # read once per batch, and only if the batch holds audit records
         for record in records:
@@ -108,6 +119,7 @@ class AuditSequencer:
             except UnattributedFact as exc:
                 _log.warning("audit_fact_unattributed", topic=record.topic, partition=record.partition,
                              offset=record.offset, reason=exc.reason)
+                self._held.hold(record, exc.reason)
                 refused.append(self._refuse(record, exc.reason, str(exc)))
                 continue
             except NotAFact as exc:
@@ -132,6 +144,33 @@ class AuditSequencer:
     def _refuse(self, record: Record, reason: str, detail: str) -> Output:
         return dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE, reason=reason,
                            detail=detail, topic=self.names.deadletter)
+
+    def _retry_held(self) -> list[NewFact]:
+        """After a directory change, the held facts whose signer is now known (see the module docstring)."""
+        if not self._refresher.changed() or not len(self._held):
+            return []
+        directory = self.directory()
+
+        def admit(record: Record) -> NewFact | Output:
+            try:
+                verify_fact(record, directory)
+                fact = fact_from_audit_record(record)
+            except (UnattributedFact, NotAFact) as exc:
+                return self._refuse(record, getattr(exc, "reason", "not-an-audit-fact"), str(exc))
+            except Exception as exc:  # noqa: BLE001 - a retried record must never stop the log either
+                return self._refuse(record, "internal-error", type(exc).__name__)
+            return NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact))
+
+        return self._held.retry(admit).admitted
+
+    def _idle(self) -> None:
+        """Between batches: append held facts a directory change made attributable, then checkpoint if due."""
+        facts = self._retry_held()
+        if facts:
+            appended = self.ledger.append(facts, now=self.clock())
+            if appended and self.on_appended is not None:
+                self.on_appended(appended)
+        self.checkpoint_if_due()
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""

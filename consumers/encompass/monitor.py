@@ -37,7 +37,7 @@ import sqlite3
 import statistics
 import tomllib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
@@ -203,8 +203,8 @@ class EncompassMonitor:
     """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
 
     def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
-                 urn_of: dict[str, str]) -> None:
-        """`urn_of` maps school agency ids to their URN (from the directory)."""
+                 urn_of: Mapping[str, str]) -> None:
+        """`urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -9,6 +9,11 @@ the batch in one transaction (idempotently, by referral id); (4) only then
 commit the offsets (`_delivery.run_batches`).  A record that fails (1) or (2)
 is dead-lettered with stage ``deliver`` before the commit, so it can neither
 block an agency's queue nor be lost.
+
+The directory is live (`safebus.live_directory`): when it changes, the hosted
+agencies and their keyrings are derived again (a rotated key is read at once,
+a new agency's topic subscribed), and records dead-lettered only because a
+key was not yet known are tried again (`safebus.dead_letter_retry`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from safebus.consumers._delivery import deliver_batch, delivery_consumer, refuse, run_batches
+from safebus.consumers._delivery import deliver_batch, delivery_consumer, origin_of, refuse, run_batches
 from safebus.consumers.audit.facts import delivered_fact
 from safebus.consumers.queues.store import QueueStore, ReferralArrival
+from safebus.dead_letter_retry import HeldDeadLetters, RetryPolicy
 from safebus.directory import Agency, Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
@@ -30,6 +36,7 @@ from safebus.fact_signing import FactPublisher, FactSigner
 from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
+from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.records import Origin, Output, Record
 from safebus.schemas.audit import DeliveryChannel
@@ -65,10 +72,23 @@ class QueueWorker:
         subject_keys: KeyService,
         fact_signer: FactSigner,
         group_id: str = "safebus-referral-queues",
+        hosted: Callable[[Directory], list[HostedRecipient]] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
-        """Subscribe nothing yet; `run` does."""
+        """
+        Subscribe nothing yet; `run` does.
+
+        `hosted` derives the hosted agencies from a directory; given, it is
+        asked again whenever the directory changes (without it the hosted set
+        is `recipients`, fixed).
+        """
         self.recipients = {names.egress(r.agency.id, Family.REFERRAL): r for r in recipients}
+        self.hosted = hosted
         self.directory = directory
+        self._refresher = Refresher(directory)
+        self._held: HeldDeadLetters[ReferralArrival] = HeldDeadLetters(what="referrals", clock=clock,
+                                                                        policy=retry_policy)
+        self._owed: list[Output] = []
         self.store = store
         self.names = names
         self.clock = clock
@@ -86,9 +106,36 @@ class QueueWorker:
         return sorted(self.recipients)
 
     def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
-        """Deliver until `stop` is set."""
-        run_batches(lambda: delivery_consumer(self._bootstrap, self._group_id), self.topics, self.deliver, stop,
-                    batch_size=batch_size)
+        """Deliver until `stop` is set, following the directory topic."""
+        with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
+            run_batches(lambda: delivery_consumer(self._bootstrap, self._group_id), self.current_topics,
+                        self.deliver, stop, batch_size=batch_size)
+
+    def current_topics(self) -> list[str]:
+        """The topics to consume now; first catches up with a directory change (hosted set, keys, retries)."""
+        if self._refresher.changed():
+            self.refresh()
+        self._publish_owed()
+        return self.topics
+
+    def refresh(self) -> int:
+        """Derive the hosted agencies from the current directory again, then retry held records; return delivered."""
+        if self.hosted is not None:
+            self.recipients = {self.names.egress(r.agency.id, Family.REFERRAL): r
+                               for r in self.hosted(self.directory())}
+        if not len(self._held):
+            return 0
+        self._delivered = []
+        outcome = self._held.retry(lambda record: self.admit(record.value, origin_of(record)))
+        new = self.store.store_many(outcome.admitted, received_at=self.clock()) if outcome.admitted else 0
+        self._owed.extend(self._delivered)  # published by `_publish_owed`, again after a broker failure
+        return new
+
+    def _publish_owed(self) -> None:
+        """Publish the delivery facts of retried referrals; raises BrokerError (kept, tried again) if unconfirmed."""
+        if self._owed:
+            self.publish_audit(self._owed)
+            self._owed = []
 
     def deliver(self, records: list[Record]) -> int:
         """
@@ -136,4 +183,5 @@ class QueueWorker:
                                event_id=referral.event_id, envelope=raw)
 
     def _refuse(self, raw: bytes, origin: Origin, reason: str, detail: str) -> Output:
+        self._held.hold_raw(raw, origin, reason)
         return refuse(raw, origin, reason=reason, detail=detail, deadletter_topic=self.names.deadletter)

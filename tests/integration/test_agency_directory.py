@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import publish_entries, sync_from_topic
+from safebus.app.agency_admin import publish_entries, sync_from_topic
 from safebus.app.wiring import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore, SignedAgency

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import publish_entries
+from safebus.app.agency_admin import publish_entries
 from safebus.app.wiring import open_ledger
 from safebus.consumers.audit.ledger import LogIdentity
 from safebus.directory import AgencyKind

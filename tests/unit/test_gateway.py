@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from safebus.agency_admin import revoke_key, rotate_keys
+from safebus.app.agency_admin import revoke_key, rotate_keys
 from safebus.app.wiring import Settings, key_service_for
 from safebus.directory import Agency, Directory
 from safebus.envelope import open_envelope, peek_header

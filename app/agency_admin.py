@@ -10,14 +10,16 @@ verify against their trust anchor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from safebus.directory import (
+    ENTRY_LIFETIME,
     Agency,
     AgencyKind,
+    Directory,
     KeyStatus,
     PartnershipStore,
     SignedAgency,
@@ -32,6 +34,7 @@ from safebus.kafka_io import produce_all, read_topic, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.records import Output, Record
+from safebus.topics import TopicNames, bus_topics
 
 _log = get_logger("agency_admin")
 
@@ -50,14 +53,30 @@ def _store_signed(store: PartnershipStore, entry: Agency) -> SignedAgency:
 
 
 def add_agency(
-    store: PartnershipStore, *, agency_id: str, kind: AgencyKind, name: str, urn: str | None, now: datetime
+    store: PartnershipStore, *, agency_id: str, kind: AgencyKind, name: str, urn: str | None, now: datetime,
+    prepare: Callable[[Agency], object] | None = None,
 ) -> SignedAgency:
-    """Onboard an agency: generate its keys (kept locally) and sign its first entry."""
+    """
+    Onboard an agency: generate its keys (kept locally) and sign its first entry.
+
+    `prepare` runs with the new entry before it is stored (`create_topics`:
+    running components act on the entry as soon as they see it).
+    """
     if any(s.entry.id == agency_id for s in store.signed_entries()):
         raise ConfigError(f"agency {agency_id!r} is already in the directory")
     keys = PrivateKeys.generate(agency_id)
+    entry = new_entry(keys, kind=kind, name=name, urn=urn, now=now)
+    if prepare is not None:
+        prepare(entry)
     store.save_private_keys(keys)
-    return _store_signed(store, new_entry(keys, kind=kind, name=name, urn=urn, now=now))
+    return _store_signed(store, entry)
+
+
+def create_topics(entry: Agency, *, bootstrap: str, names: TopicNames) -> None:
+    """Create the topics `entry`'s agency needs (its ingress and egress topics); existing ones are left alone."""
+    from safebus.deploy.topics_admin import apply_topics  # administration only: keep the workers' imports small
+
+    apply_topics(bootstrap, bus_topics(Directory(partnership="", agencies=(entry,)), names))
 
 
 def rotate_keys(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
@@ -92,11 +111,43 @@ def retire_key(store: PartnershipStore, agency_id: str, signing_key_id: str, *, 
     return signed
 
 
+def retire_agency(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
+    """
+    Take an agency off the bus: every key generation becomes retired, so nothing is sealed for it or accepted from it.
+
+    Its entry stays in the directory (signed, with its history of keys), so
+    the audit trail and the agency's own stored records keep their meaning;
+    running workers stop routing to it as soon as the entry is published.
+    The private keys are kept: what it already received stays readable where
+    it is held, until its retention ends.
+    """
+    entry = _entry(store, agency_id)
+    keys = tuple(g.model_copy(update={"status": KeyStatus.RETIRED, "status_changed_at": now})
+                 if g.status is not KeyStatus.RETIRED else g for g in entry.keys)
+    retired = entry.model_copy(update={"keys": keys, "issued_at": now, "expires_at": now + ENTRY_LIFETIME})
+    return _store_signed(store, retired)
+
+
 def publish_entries(bootstrap: str, topic: str, entries: list[SignedAgency]) -> None:
     """Publish signed entries to the compacted directory topic, keyed by agency id."""
     produce_all(reliable_producer(bootstrap), [
         Output(topic=topic, key=e.entry.id.encode(), value=e.model_dump_json().encode()) for e in entries
     ])
+
+
+def publish_change(store: PartnershipStore, signed: SignedAgency, *, bootstrap: str, names: TopicNames) -> None:
+    """
+    Make a directory change live: create the topics it needs, then publish its signed entry.
+
+    In this order because running workers act on the entry as soon as they
+    read it (the router seals for a new school at once, the inbox worker
+    subscribes to its topic): the school's topics must exist by then.
+    """
+    from safebus.deploy.topics_admin import apply_topics  # administration only: keep the workers' imports small
+
+    apply_topics(bootstrap, bus_topics(store.load_directory(), names))
+    publish_entries(bootstrap, names.agencies, [signed])
+    _log.info("directory_change_published", agency=signed.entry.id, issued_at=signed.entry.issued_at.isoformat())
 
 
 def sync_from_topic(store: PartnershipStore, *, bootstrap: str, topic: str, partnership: str,
