@@ -39,8 +39,8 @@ from typing import Any
 
 import pytest
 
-from safebus.assembly import ingress_topics
-from safebus.consumers.audit_sequencer import GROUP_ID as SEQUENCER_GROUP
+from safebus.app.wiring import ingress_topics
+from safebus.consumers.audit.sequencer import GROUP_ID as SEQUENCER_GROUP
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind
 from safebus.errors import BrokerError
