@@ -40,9 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safebus.consumers.audit_facts import leaf_bytes
-from safebus.consumers.audit_ledger import AuditLedger, LogKey, NewFact
-from safebus.consumers.audit_verify import check_inclusion, export_lines, inclusion_bundle, verify_export
+from safebus.consumers.audit.facts import leaf_bytes
+from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
+from safebus.consumers.audit.verify import check_inclusion, export_lines, inclusion_bundle, verify_export
 from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import ConsentStatus, Outcome, SharingDecision
 

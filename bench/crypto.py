@@ -73,9 +73,9 @@ from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
 from safebus.keyservice import FileKeyService, SubjectKey, period_of
 from safebus.processors.agreements import load_agreements
 from safebus.processors.engine import SharingEngine
-from safebus.producers.publisher import subject_tokens
 from safebus.producers.synthetic import POLICE_ID, IncidentFactory, create_partnership
 from safebus.pseudonyms import Tokeniser
+from safebus.publisher import subject_tokens
 from safebus.schemas._base import Event
 from safebus.schemas.registry import Family
 from safebus.topics import TopicNames

@@ -35,7 +35,9 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 
 from bench.fuzz_corpus import Hostile, Resigner, Sealer, hostile_records
-from safebus.assembly import (
+from safebus.app.encompass_wiring import open_monitor
+from safebus.app.queue_wiring import build_queue_worker
+from safebus.app.wiring import (
     Settings,
     build_audit_sequencer,
     build_handler,
@@ -44,10 +46,8 @@ from safebus.assembly import (
     directory_source,
     key_service_for,
 )
-from safebus.consumers.encompass_escalation import MonitorWorker
-from safebus.consumers.queue_assembly import build_queue_worker
+from safebus.consumers.encompass.escalation import MonitorWorker
 from safebus.directory import Agency, Directory, PartnershipStore
-from safebus.encompass_assembly import open_monitor
 from safebus.envelope import open_envelope, peek_header, seal
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_signer
 from safebus.keys import PrivateKeys

@@ -73,11 +73,11 @@ def serve(state_dir: Path, port_file: Path) -> None:
     import signal
 
     from safebus import logs
-    from safebus.assembly import Settings, key_service_for, tokeniser_for
+    from safebus.app.wiring import Settings, key_service_for, tokeniser_for
     from safebus.directory import Agency, AgencyKind, Directory
     from safebus.producers.gateway import EventPublisher, Gateway, GatewayLimits, default_credentials_path
     from safebus.producers.police import PolicePublisher
-    from safebus.producers.publisher import AgencyPublisher
+    from safebus.publisher import AgencyPublisher
     from safebus.records import EVENT_ID, Output
     from safebus.topics import TopicNames
 

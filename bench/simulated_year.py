@@ -153,8 +153,8 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from safebus.calendars import CalendarBook, SettingCalendar, sample_calendars
-from safebus.consumers.encompass_monitor import (
+from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar, sample_calendars
+from safebus.consumers.encompass.monitor import (
     ENCOMPASS_AGREEMENT,
     REPORT_COLUMNS,
     EncompassMonitor,

@@ -55,8 +55,8 @@ from typing import TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from safebus.assembly import Settings, build_police_publisher, topics_for, utc_now
-from safebus.consumers.inbox_store import InboxStore
+from safebus.app.wiring import Settings, build_police_publisher, topics_for, utc_now
+from safebus.consumers.inbox.store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
@@ -645,7 +645,7 @@ def run_groups(prefix: str) -> list[str]:
     The consumer groups the workers join under `prefix`.
 
     The router's is its Faust app id (``safebus processor run``); the inbox
-    worker's is set in ``safebus.assembly.build_inbox_worker``.
+    worker's is set in ``safebus.app.wiring.build_inbox_worker``.
     """
     return [f"{prefix}-router", f"{prefix}-school-inbox"]
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from safebus.errors import BrokerError
 from safebus.kafka_io import (
@@ -149,8 +149,21 @@ class _Loop:
 
     def _subscribed(self) -> Consumer:
         consumer = self._consumers()
-        consumer.subscribe(self._topics)
+        consumer.subscribe(self._topics, on_lost=self._on_lost)
         return consumer
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """
+        The group took the partitions away (session timed out while the broker was away).
+
+        A consumer that lost its assignment reports nothing more through poll
+        while it rejoins; if the rejoin never completes (seen on a loaded
+        machine after a broker restart: the coordinator request sits queued for
+        minutes) it would idle for ever, caught up with nothing.  Counting the
+        loss as trouble starts the wedge clock, so the consumer is replaced if no
+        assignment comes back in time.
+        """
+        self.trouble(f"assignment lost ({len(partitions)} partitions)")
 
     def resubscribe_if_changed(self) -> None:
         """Follow a change of the wanted topics (a live directory's new or retired agency)."""
@@ -163,7 +176,7 @@ class _Loop:
             _log.info("resubscribing", added=sorted(set(wanted) - set(self._topics)),
                       removed=sorted(set(self._topics) - set(wanted)))
             self._topics = wanted
-            self.consumer.subscribe(wanted)
+            self.consumer.subscribe(wanted, on_lost=self._on_lost)
 
     def trouble(self, error: str) -> None:
         """A broker error was seen: progress is now expected within the wedge time."""

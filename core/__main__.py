@@ -1,5 +1,5 @@
-"""Allow ``python -m safebus``."""
+"""Allow ``python -m safebus``: the one kernel module that hands over to the application (safebus.app.cli)."""
 
-from safebus._cli import main
+from safebus.app.cli import main
 
 raise SystemExit(main())

@@ -2,8 +2,8 @@
 Password-account files: the people who sign in to a web page with an id and a password.
 
 Key Adults sign in to their setting's school inbox
-(`safebus.consumers.key_adults`) and officers to the audit dashboard
-(`safebus.consumers.officers`).  Each kind keeps its own file, format and
+(`safebus.consumers.inbox.key_adults`) and officers to the audit dashboard
+(`safebus.consumers.audit.officers`).  Each kind keeps its own file, format and
 account fields; this module holds what they share, so that both get the same
 hashing, timing and file handling.
 

@@ -36,26 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e, key_id
 from safebus.logs import get_logger
+from safebus.schemas.agency_kinds import AgencyKind as AgencyKind  # re-exported: the directory records kinds
 
 _log = get_logger("directory")
 
 ENTRY_LIFETIME = timedelta(days=90)
 """How long a signed entry stays valid: the partnership re-signs the directory at least this often."""
-
-
-class AgencyKind(StrEnum):
-    """The kinds of party on the bus."""
-
-    POLICE = "police"
-    SCHOOL = "school"
-    ROUTER = "router"
-    CHILDRENS_SERVICES = "childrens-services"
-    DA_HUB = "da-hub"
-    IDVA = "idva"
-    MARAC = "marac"
-    HEALTH = "health"
-    SERVICE = "service"
-    """One of the partnership's own services (inbox worker, web apps...): its key signs the audit facts it writes."""
 
 
 class KeyStatus(StrEnum):

@@ -6,7 +6,7 @@ opening with and routing to the agencies it saw then.  After a key rotation it
 dead-letters what was sealed for the new key (``wrong-recipient``); a school
 added while it runs receives nothing; a retired agency keeps receiving.  A
 `LiveDirectory` follows ``<prefix>.reference.agencies`` (the compacted topic
-`safebus.agency_admin.publish_entries` writes) and this machine's directory
+`safebus.app.agency_admin.publish_entries` writes) and this machine's directory
 file, and swaps in a new `Directory` whenever either brings a change.
 
 How each entry is admitted: exactly as the start-up load does

@@ -45,20 +45,12 @@ from safebus.schemas import police
 from safebus.schemas._base import Event
 from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.registry import Family, by_type
-from safebus.schemas.validation import json_path
+from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
 _log = get_logger("processor.handler")
 
 _DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable", "subject-key-unavailable"})
-
-
-def validation_detail(exc: ValidationError) -> str:
-    """Summarise a validation error by location and type only: never the offending values."""
-    return "; ".join(
-        f"{json_path(err['loc'])}: {err['type']}"
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    )
 
 
 class IncidentHandler:

@@ -84,7 +84,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safebus import bounded_json
 from safebus.account_files import exclusive_lock, write_private_json
-from safebus.assembly import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
@@ -93,10 +92,11 @@ from safebus.live_directory import follow
 from safebus.logs import get_logger
 from safebus.producers.gateway_limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits, TokenBuckets
 from safebus.producers.police import PolicePublisher
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.schemas._base import AgencyId, Event
 from safebus.schemas.registry import by_type
 from safebus.schemas.validation import Issue, json_path, validate_payload
+from safebus.settings import Settings, directory_source, key_service_for, tokeniser_for
 
 __all__ = [
     "MAX_BODY_BYTES", "Credential", "EventPublisher", "Gateway", "GatewayLimits", "PublisherFactory", "add_credential",

@@ -9,7 +9,7 @@ for the router) is `AgencyPublisher`'s.
 from __future__ import annotations
 
 from safebus.keys import PrivateKeys
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import Output
 from safebus.schemas import police
 from safebus.schemas._base import Event

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from safebus.directory import AgencyKind
 from safebus.schemas import (
     audit,
     consent,
@@ -32,6 +31,7 @@ from safebus.schemas import (
     sharing,
 )
 from safebus.schemas._base import Event
+from safebus.schemas.agency_kinds import AgencyKind
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

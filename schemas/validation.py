@@ -49,6 +49,18 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     return text
 
 
+def validation_detail(exc: ValidationError) -> str:
+    """Summarise a pydantic validation error by location and type only: never the offending values.
+
+    Every stage that refuses a payload (the router, the inbox and queue workers)
+    states its dead letter's detail this way, so it lives with the schemas.
+    """
+    return "; ".join(
+        f"{json_path(err['loc'])}: {err['type']}"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    )
+
+
 _VERSION = re.compile(r"[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}")
 
 

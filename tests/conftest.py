@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.assembly import tokeniser_for
+from safebus.app.wiring import tokeniser_for
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.keys import PrivateKeys
 from safebus.producers.synthetic import IncidentFactory, create_partnership

@@ -22,12 +22,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from safebus.consumers.audit_ledger import AuditLedger
-from safebus.consumers.audit_projection import AuditProjection
-from safebus.consumers.audit_reports import LedgerViewSink
-from safebus.consumers.audit_web import AuditDashboard
-from safebus.consumers.officers import OfficerRole, Officers
-from safebus.consumers.web_common import serve_in_thread
+from safebus.consumers.audit.ledger import AuditLedger
+from safebus.consumers.audit.officers import OfficerRole, Officers
+from safebus.consumers.audit.projection import AuditProjection
+from safebus.consumers.audit.reports import LedgerViewSink
+from safebus.consumers.audit.web import AuditDashboard
+from safebus.consumers.web.pages import serve_in_thread
 from tests.unit.test_audit_projection import (
     FACTS,
     IDS_INDEX,

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from safebus.consumers.inbox_store import Arrival, InboxStore
-from safebus.consumers.key_adults import KeyAdults, ensure_synthetic_key_adults
-from safebus.consumers.school_web import PendingTransfer, SchoolInbox
-from safebus.consumers.web_common import serve_in_thread
+from safebus.consumers.inbox.key_adults import KeyAdults, ensure_synthetic_key_adults
+from safebus.consumers.inbox.store import Arrival, InboxStore
+from safebus.consumers.inbox.web import PendingTransfer, SchoolInbox
+from safebus.consumers.web.pages import serve_in_thread
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import FileTransferConfirmed
 from safebus.schemas.encompass import EncompassNotification

@@ -26,9 +26,9 @@ from typing import TypeVar
 
 import pytest
 
-from safebus.assembly import Settings, build_police_publisher, inbox_opener, topics_for
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.inbox_store import InboxStore, StoredAlert
+from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, topics_for
+from safebus.consumers.audit.log import read_facts
+from safebus.consumers.inbox.store import InboxStore, StoredAlert
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import publish_entries, sync_from_topic
-from safebus.assembly import Settings, topics_for
+from safebus.app.agency_admin import publish_entries, sync_from_topic
+from safebus.app.wiring import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore, SignedAgency
 from safebus.producers.synthetic import create_partnership

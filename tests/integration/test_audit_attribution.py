@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime
 import pytest
 from confluent_kafka import Producer
 
-from safebus.assembly import open_ledger
-from safebus.consumers.audit_reports import Viewer, viewed_fact
+from safebus.app.wiring import open_ledger
+from safebus.consumers.audit.reports import Viewer, viewed_fact
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_publisher
 from safebus.kafka_io import reliable_producer
 from safebus.keys import PrivateKeys

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import publish_entries
-from safebus.assembly import open_ledger
-from safebus.consumers.audit_ledger import LogIdentity
+from safebus.app.agency_admin import publish_entries
+from safebus.app.wiring import open_ledger
+from safebus.consumers.audit.ledger import LogIdentity
 from safebus.directory import AgencyKind
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
 from safebus.records import DLQ_ORIGIN_KEY

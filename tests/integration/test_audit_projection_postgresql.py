@@ -40,9 +40,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from safebus.consumers.audit_facts import leaf_bytes
-from safebus.consumers.audit_projection import UNREADABLE, AuditProjection, Chronology, Filters, QueryError
-from safebus.consumers.audit_reports import AuditedReader, LedgerViewSink, Viewer
+from safebus.consumers.audit.facts import leaf_bytes
+from safebus.consumers.audit.projection import UNREADABLE, AuditProjection, Chronology, Filters, QueryError
+from safebus.consumers.audit.reports import AuditedReader, LedgerViewSink, Viewer
 from tests.unit.test_audit_projection import (
     ADA,
     FACTS,

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from safebus.assembly import Settings, topics_for
-from safebus.calendars import sample_calendars
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.email_notice import EmailNotifier
-from safebus.consumers.encompass_escalation import EscalationNotices, MonitorWorker
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
-from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.app.wiring import Settings, topics_for
+from safebus.consumers.audit.log import read_facts
+from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.inbox.email_notice import EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.fact_signing import FactSigner, Service, fact_publisher
@@ -115,9 +115,9 @@ def test_implausible_times_are_dead_lettered_and_a_late_share_is_measured(clock_
 
 def test_a_home_educated_child_is_notified_to_the_ehe_officer(clock_bus: Bus, mail: _Recorder) -> None:
     """Children's services record elective home education; the next incident e-mails the EHE officer at once."""
-    from safebus.assembly import key_service_for, tokeniser_for
+    from safebus.app.wiring import key_service_for, tokeniser_for
     from safebus.directory import AgencyKind
-    from safebus.producers.publisher import AgencyPublisher
+    from safebus.publisher import AgencyPublisher
     from safebus.schemas import education
 
     bus = clock_bus

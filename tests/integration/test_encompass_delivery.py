@@ -19,7 +19,7 @@ from datetime import date
 
 import pytest
 
-from safebus.encompass_assembly import acknowledgement_publisher, open_monitor
+from safebus.app.encompass_wiring import acknowledgement_publisher, open_monitor
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, KeyAdultRole
 from safebus.schemas.police import Child
@@ -128,10 +128,10 @@ def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, ma
 def test_a_move_sends_later_alerts_to_the_new_school_and_prompts_the_old_one(encompass_bus: Bus,
                                                                             mail: _Recorder) -> None:
     """After an enrolment change the next alert goes to the new setting; the old one is asked for the file."""
-    from safebus.assembly import key_service_for, tokeniser_for
-    from safebus.consumers.encompass_escalation import TRANSFER_SUBJECT
+    from safebus.app.wiring import key_service_for, tokeniser_for
+    from safebus.consumers.encompass.escalation import TRANSFER_SUBJECT
     from safebus.directory import AgencyKind
-    from safebus.producers.publisher import AgencyPublisher
+    from safebus.publisher import AgencyPublisher
     from safebus.schemas import education
 
     bus = encompass_bus

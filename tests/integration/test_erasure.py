@@ -10,8 +10,8 @@ from datetime import date
 
 import pytest
 
-from safebus.assembly import inbox_opener, key_service_for, tokeniser_for
-from safebus.consumers.audit_log import read_facts
+from safebus.app.wiring import inbox_opener, key_service_for, tokeniser_for
+from safebus.consumers.audit.log import read_facts
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import InvalidEnvelope
 from safebus.records import Record

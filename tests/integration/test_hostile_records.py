@@ -32,19 +32,19 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from bench.fuzz_corpus import Hostile
 from bench.fuzz_harness import Targets, build_targets
-from safebus.assembly import Settings, open_ledger, router_sealed_reader, topics_for
+from safebus.app.encompass_wiring import open_monitor
+from safebus.app.queue_wiring import queue_path
+from safebus.app.wiring import Settings, open_ledger, router_sealed_reader, topics_for
 from safebus.bounded_json import JsonRefused, loads_object
-from safebus.consumers.audit_facts import NotAFact, fact_from_dead_letter, fact_from_directory_record
-from safebus.consumers.audit_ledger import AuditLedger
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.audit_sequencer import GROUP_ID as SEQUENCER_GROUP
-from safebus.consumers.encompass_monitor import EncompassMonitor
-from safebus.consumers.inbox_store import InboxStore
-from safebus.consumers.queue_assembly import queue_path
-from safebus.consumers.queue_store import QueueStore
+from safebus.consumers.audit.facts import NotAFact, fact_from_dead_letter, fact_from_directory_record
+from safebus.consumers.audit.ledger import AuditLedger
+from safebus.consumers.audit.log import read_facts
+from safebus.consumers.audit.sequencer import GROUP_ID as SEQUENCER_GROUP
+from safebus.consumers.encompass.monitor import EncompassMonitor
+from safebus.consumers.inbox.store import InboxStore
+from safebus.consumers.queues.store import QueueStore
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
-from safebus.encompass_assembly import open_monitor
 from safebus.envelope import peek_header
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.producers.synthetic import IncidentFactory

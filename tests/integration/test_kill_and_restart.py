@@ -60,7 +60,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from safebus.assembly import ingress_topics, key_service_for, topics_for
+from safebus.app.wiring import ingress_topics, key_service_for, topics_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, peek_header
 from safebus.producers.synthetic import IncidentFactory

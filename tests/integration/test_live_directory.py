@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import publish_entries
-from safebus.assembly import key_service_for, tokeniser_for
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener
+from safebus.app.agency_admin import publish_entries
+from safebus.app.encompass_wiring import open_monitor
+from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue_opener
+from safebus.app.wiring import key_service_for, tokeniser_for
+from safebus.consumers.audit.log import read_facts
 from safebus.directory import AgencyKind, PartnershipStore, SignedAgency
-from safebus.encompass_assembly import open_monitor
 from safebus.live_directory import LiveDirectory
-from safebus.producers.publisher import AgencyPublisher
 from safebus.producers.synthetic import create_partnership
+from safebus.publisher import AgencyPublisher
 from safebus.records import DLQ_ORIGIN_TOPIC, DLQ_REASON
 from safebus.schemas import marac
 from safebus.schemas._base import event_metadata
@@ -243,7 +243,7 @@ def test_a_machine_with_only_the_trust_anchor_follows_the_topic(kafka: Broker, t
     publish_entries(kafka.bootstrap, topic, admin.signed_entries())
     live = LiveDirectory.start(reader, bootstrap=kafka.bootstrap, topic=topic)
     try:
-        from safebus import agency_admin
+        from safebus.app import agency_admin
 
         now = datetime.now(UTC)
         original = next(s for s in admin.signed_entries() if s.entry.id == POLICE)

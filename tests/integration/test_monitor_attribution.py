@@ -10,11 +10,11 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from safebus.assembly import Settings, directory_source, topics_for
-from safebus.calendars import sample_calendars
-from safebus.consumers.audit_log import read_facts
-from safebus.consumers.encompass_escalation import MonitorWorker
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
+from safebus.app.wiring import Settings, directory_source, topics_for
+from safebus.consumers.audit.log import read_facts
+from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.escalation import MonitorWorker
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.fact_signing import Service, fact_publisher

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from safebus.assembly import Settings, topics_for
+from safebus.app.wiring import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.producers.synthetic import create_partnership

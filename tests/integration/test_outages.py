@@ -39,8 +39,8 @@ from typing import Any
 
 import pytest
 
-from safebus.assembly import ingress_topics
-from safebus.consumers.audit_sequencer import GROUP_ID as SEQUENCER_GROUP
+from safebus.app.wiring import ingress_topics
+from safebus.consumers.audit.sequencer import GROUP_ID as SEQUENCER_GROUP
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind
 from safebus.errors import BrokerError
@@ -238,8 +238,16 @@ def test_a_broker_restart_mid_flow_heals_with_no_hand(own_broker: OwnBroker, bus
         "monitor": (MONITOR_GROUP, {bus.names.audit}),
     }
     try:
-        until(lambda: all(progress.lag(group, topics) == 0 for group, topics in groups.values()),
-              timeout_s=RECOVERY_BOUND_S, what="every worker to commit past every record", bus=bus)
+        lags: dict[str, int | None] = {}
+
+        def caught_up() -> bool:
+            lags.update({name: progress.lag(group, topics) for name, (group, topics) in groups.items()})
+            return all(lag == 0 for lag in lags.values())
+
+        try:
+            until(caught_up, timeout_s=RECOVERY_BOUND_S, what="every worker to commit past every record", bus=bus)
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"lag per group at the last look: {lags}\n{exc}")
     finally:
         progress.close()
     recovery_s = time.monotonic() - up_at

@@ -9,14 +9,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from safebus.assembly import key_service_for, tokeniser_for
-from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener, take_referral
-from safebus.consumers.queue_store import QueueItem
+from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue_opener, take_referral
+from safebus.app.wiring import key_service_for, tokeniser_for
+from safebus.consumers.queues.store import QueueItem
 from safebus.directory import OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.processors.agreements import load_agreements
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import Record
 from safebus.schemas import marac, risk
 from safebus.schemas._base import Person as Person_

@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from safebus.assembly import key_service_for, tokeniser_for
-from safebus.consumers.audit_log import read_facts
+from safebus.app.wiring import key_service_for, tokeniser_for
+from safebus.consumers.audit.log import read_facts
 from safebus.directory import AgencyKind
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.schemas import consent, education
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import StateConflict

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from safebus.assembly import key_service_for
+from safebus.app.wiring import key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope
 from safebus.producers.synthetic import IncidentFactory, corrupted_records

@@ -13,7 +13,8 @@ from pydantic import Field
 
 from safebus import account_files
 from safebus.account_files import AccountFile, PasswordAccounts, PasswordHash, hash_password
-from safebus.consumers import key_adults, officers
+from safebus.consumers.audit import officers
+from safebus.consumers.inbox import key_adults
 from safebus.errors import ConfigError
 from tests.conftest import FIXED_NOW
 

@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from safebus.consumers.audit_ledger import AuditLedger, LogKey, NewFact
-from safebus.consumers.audit_verify import export_lines, verify_export
+from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
+from safebus.consumers.audit.verify import export_lines, verify_export
 from safebus.schemas.decision import Outcome
 from tests.conftest import FIXED_NOW
 from tests.unit.test_audit_log import ORIGIN, _decision

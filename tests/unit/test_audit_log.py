@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safebus.consumers.audit_facts import fact_from_dead_letter, leaf_bytes
-from safebus.consumers.audit_ledger import AuditLedger, LogIdentity, LogKey, NewFact
-from safebus.consumers.audit_verify import (
+from safebus.consumers.audit.facts import fact_from_dead_letter, leaf_bytes
+from safebus.consumers.audit.ledger import AuditLedger, LogIdentity, LogKey, NewFact
+from safebus.consumers.audit.verify import (
     check_consistency,
     check_inclusion,
     consistency_bundle,

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from safebus.consumers.audit_facts import AUDIT_PRODUCER, leaf_bytes
-from safebus.consumers.audit_ledger import AuditLedger, LogKey, NewFact
-from safebus.consumers.audit_projection import (
+from safebus.consumers.audit.facts import AUDIT_PRODUCER, leaf_bytes
+from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
+from safebus.consumers.audit.projection import (
     UNREADABLE,
     AuditProjection,
     Chronology,
@@ -37,7 +37,7 @@ from safebus.consumers.audit_projection import (
     ReasonCount,
     month_bounds,
 )
-from safebus.consumers.audit_reports import (
+from safebus.consumers.audit.reports import (
     AuditedReader,
     IdentifyingDetails,
     LedgerViewSink,
@@ -623,7 +623,7 @@ class TestExports:
 
     def test_svg_text_is_escaped(self) -> None:
         """Markup in a label is text, not markup."""
-        from safebus.consumers.audit_projection import Flow
+        from safebus.consumers.audit.projection import Flow
 
         svg = flows_svg([Flow(agency="a<script>", recipient="b&c", recipient_kind="x", agreement_id="g",
                               outcome="shared", count=1)])
@@ -655,7 +655,7 @@ class TestOfficers:
     def test_accounts_hold_hashes_and_changes_end_sessions(self, tmp_path: Path) -> None:
         """A wrong password or unknown id gets None; the file is 0600 without the password; a role change
         gives a new credential version (so existing sessions end)."""
-        from safebus.consumers.officers import OfficerRole, Officers
+        from safebus.consumers.audit.officers import OfficerRole, Officers
         from safebus.errors import ConfigError
 
         path = tmp_path / "officers.json"
@@ -780,7 +780,8 @@ def _statistics_page(stats: MonthlyStatistics) -> str:
     """The statistics template rendered as the dashboard renders it."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    environment = Environment(loader=PackageLoader("safebus.consumers", "templates"), autoescape=select_autoescape())
+    loader = PackageLoader("safebus.consumers.web", "templates")
+    environment = Environment(loader=loader, autoescape=select_autoescape())
     template = environment.get_template("audit/statistics.html")
     return template.render(stats=stats, month=stats.month, chart="", error=None, nav="statistics",
                            site_title="Audit", csrf_token="x", principal=None)

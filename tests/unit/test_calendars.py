@@ -1,7 +1,7 @@
 """
 Setting calendars and the Operation Encompass deadline: ``due_by`` is the setting's next session start.
 
-The table runs on the synthetic partnership's sample calendar (``core/calendars_sample.toml``).
+The table runs on the synthetic partnership's sample calendar (``consumers/encompass/calendars_sample.toml``).
 The dates it relies on, England (partnership defaults, 08:45):
 
 - 2025-26: INSET 1-2 Sep, 3 Nov, 5 Jan, 1 Jun; half terms 27-31 Oct, 16-20 Feb, 25-29 May;
@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safebus.calendars import (
+from safebus.consumers.encompass.calendars import (
     CalendarBook,
     CalendarError,
     CalendarHorizonError,
@@ -38,7 +38,7 @@ from safebus.calendars import (
 from safebus.errors import ConfigError
 from safebus.producers.synthetic import NOT_ONBOARDED_URNS, SCHOOLS
 
-SAMPLE_PATH = Path(__file__).resolve().parents[2] / "core" / "calendars_sample.toml"
+SAMPLE_PATH = Path(__file__).resolve().parents[2] / "consumers" / "encompass" / "calendars_sample.toml"
 LONDON = ZoneInfo("Europe/London")
 SAMPLE = load_calendars(SAMPLE_PATH)
 DEFAULTS_URN = "900104"  # Tamsin Brook Junior: listed, keeps every partnership default

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.key_adults import KeyAdults, default_key_adults_path
-from safebus.consumers.officers import Officers, default_officers_path
+from safebus.consumers.audit.officers import Officers, default_officers_path
+from safebus.consumers.inbox.key_adults import KeyAdults, default_key_adults_path
 from tests.conftest import Partnership
 
 PASSWORD = "provisioned-by-a-script-2026"

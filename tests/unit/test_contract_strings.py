@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from safebus.assembly import Settings, build_handler, build_police_publisher
-from safebus.consumers.audit_facts import fact_from_dead_letter
+from safebus.app.wiring import Settings, build_handler, build_police_publisher
+from safebus.consumers.audit.facts import fact_from_dead_letter
 from safebus.processors.handler import IncidentHandler
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import DLQ_DETAIL, DLQ_ORIGIN_TOPIC, DLQ_REASON, DLQ_STAGE, Origin, Record

@@ -56,9 +56,10 @@ class _Message:
 class _Consumer:
     """Hands out a scripted sequence of poll results, then nothing; records commits."""
 
-    def __init__(self, script: list[_Message | None], *, assigned: bool = True, broker_answers: bool = True,
+    def __init__(self, script: list[_Message | str | None], *, assigned: bool = True, broker_answers: bool = True,
                  commit_fails: int = 0) -> None:
         self.script = list(script)
+        self.on_lost: Callable[[object, list[object]], None] | None = None
         self.assigned = assigned
         self.broker_answers = broker_answers
         self.commit_fails = commit_fails
@@ -66,12 +67,20 @@ class _Consumer:
         self.closed = threading.Event()
         self.subscribed: list[str] = []
 
-    def subscribe(self, topics: list[str]) -> None:
+    def subscribe(self, topics: list[str], on_lost: Callable[[object, list[object]], None] | None = None) -> None:
         self.subscribed = topics
+        self.on_lost = on_lost
 
     def poll(self, timeout: float) -> _Message | None:
         if self.script:
-            return self.script.pop(0)
+            step = self.script.pop(0)
+            if step == "lose-assignment":  # librdkafka serves the callback from poll, then returns nothing
+                self.assigned = False
+                assert self.on_lost is not None, "the loop must ask to hear of a lost assignment"
+                self.on_lost(self, [object()])
+                return None
+            assert not isinstance(step, str)
+            return step
         time.sleep(min(timeout, 0.01))
         return None
 
@@ -193,6 +202,19 @@ def test_a_consumer_stuck_since_a_broker_error_is_replaced_once_the_broker_answe
     assert delivered == [0]
     assert stuck.closed.wait(2), "the wedged consumer is closed (in the background)"
     assert fresh.subscribed == ["t"]
+    assert [entry["event"] for entry in logs].count("consumer_replaced") == 1
+
+
+def test_a_consumer_whose_assignment_was_lost_and_never_returned_is_replaced() -> None:
+    """A session timeout during an outage, then a rejoin that never completes: a fresh consumer takes over."""
+    lost = _Consumer([_Message(0), "lose-assignment"])
+    fresh = _Consumer([_Message(1)])
+    made = iter([lost, fresh])
+    delivered: list[int] = []
+    with capture_logs() as logs:
+        _run(lambda: next(made), lambda records: delivered.extend(r.offset for r in records),
+             wedged_after_s=0.2, until=lambda: fresh.commits >= 1)
+    assert delivered == [0, 1]
     assert [entry["event"] for entry in logs].count("consumer_replaced") == 1
 
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from safebus import agency_admin
-from safebus.assembly import Settings, build_handler, build_police_publisher, directory_source
+from safebus.app import agency_admin
+from safebus.app.wiring import Settings, build_handler, build_police_publisher, directory_source
 from safebus.directory import AgencyKind, KeyStatus
 from safebus.envelope import open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from safebus.consumers.email_notice import SUBJECT, EmailNoticeError, EmailNotifier
-from safebus.consumers.key_adults import EducationSetting, KeyAdult
+from safebus.consumers.inbox.email_notice import SUBJECT, EmailNoticeError, EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdult
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import EncompassNotification, KeyAdultRole
 from tests.conftest import FIXED_NOW

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from safebus.calendars import sample_calendars
-from safebus.consumers.email_notice import EmailNotifier
-from safebus.consumers.encompass_escalation import EscalationNotices
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy, on_time_report, report_rows
-from safebus.consumers.key_adults import EducationSetting, KeyAdults
+from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.escalation import EscalationNotices
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy, on_time_report, report_rows
+from safebus.consumers.inbox.email_notice import EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
 from tests.unit.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture

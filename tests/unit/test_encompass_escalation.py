@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from safebus.calendars import sample_calendars
-from safebus.consumers.email_notice import EmailNotifier
-from safebus.consumers.encompass_escalation import OVERDUE_SUBJECT, EscalationNotices
-from safebus.consumers.encompass_monitor import EncompassMonitor, load_policy
-from safebus.consumers.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
+from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.escalation import OVERDUE_SUBJECT, EscalationNotices
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.inbox.email_notice import EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
 from safebus.schemas.audit import EscalationStep
 from tests.unit.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from safebus.calendars import sample_calendars
-from safebus.consumers.encompass_monitor import (
+from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.monitor import (
     EncompassMonitor,
     load_policy,
     on_time_report,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.agency_admin import revoke_key
+from safebus.app.agency_admin import revoke_key
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.fact_signing import (
     FACT_SIGNATURE,

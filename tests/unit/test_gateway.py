@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from safebus.agency_admin import revoke_key, rotate_keys
-from safebus.assembly import Settings, key_service_for
+from safebus.app.agency_admin import revoke_key, rotate_keys
+from safebus.app.wiring import Settings, key_service_for
 from safebus.directory import Agency, Directory
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import BrokerError, ConfigError
@@ -31,7 +31,7 @@ from safebus.producers.gateway import (
     revoke_credential,
 )
 from safebus.producers.police import PolicePublisher
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import Event
 from safebus.schemas.police import DomesticAbuseIncident

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from safebus.assembly import Settings, key_service_for
+from safebus.app.wiring import Settings, key_service_for
 from safebus.directory import Agency, Directory
 from safebus.errors import ConfigError
 from safebus.producers.gateway import EventPublisher, Gateway, GatewayLimits, add_credential, default_credentials_path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, build_police_publisher, key_service_for
+from safebus.app.wiring import Settings, build_handler, build_police_publisher, key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, seal
 from safebus.errors import InvalidEnvelope

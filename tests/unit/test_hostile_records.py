@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 
 from bench.fuzz_corpus import Hostile, corpus, hostile_records, strategy
 from bench.fuzz_harness import Outcome, Target, Targets, build_targets, to_record
-from safebus.agency_admin import latest_verified, revoke_key, rotate_keys
-from safebus.assembly import open_ledger
+from safebus.app.agency_admin import latest_verified, revoke_key, rotate_keys
+from safebus.app.wiring import open_ledger
 from safebus.directory import AgencyKind
 from safebus.processors.state import SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore

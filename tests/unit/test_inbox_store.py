@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.inbox_store import Arrival, InboxStore
+from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import Acknowledger, EncompassNotification, KeyAdultRole
 from tests.conftest import FIXED_NOW

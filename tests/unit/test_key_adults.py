@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from safebus.consumers.key_adults import (
+from safebus.consumers.inbox.key_adults import (
     EducationSetting,
     KeyAdults,
     default_key_adults_path,

@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from safebus import agency_admin
-from safebus.assembly import Settings, build_audit_sequencer, build_handler, build_police_publisher, inbox_opener
-from safebus.consumers.audit_facts import delivered_fact
-from safebus.consumers.queue_assembly import build_queue_worker, open_queue_store, queue_opener
-from safebus.consumers.queue_store import ReferralArrival
+from safebus.app import agency_admin
+from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue_opener
+from safebus.app.wiring import Settings, build_audit_sequencer, build_handler, build_police_publisher, inbox_opener
+from safebus.consumers.audit.facts import delivered_fact
+from safebus.consumers.queues.store import ReferralArrival
 from safebus.directory import AgencyKind, SignedAgency, new_entry, sign_entry
 from safebus.fact_signing import FactSigner
 from safebus.kafka_io import ReliableProducer

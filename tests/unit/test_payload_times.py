@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, build_police_publisher
+from safebus.app.wiring import Settings, build_handler, build_police_publisher
 from safebus.processors.backfill import backfill_authorised
 from safebus.processors.replay import PayloadWindow
 from safebus.producers.synthetic import IncidentFactory

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from safebus.assembly import key_service_for
+from safebus.app.wiring import key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import EnvelopeError, InvalidEnvelope
-from safebus.producers.publisher import AgencyPublisher, subject_tokens
+from safebus.publisher import AgencyPublisher, subject_tokens
 from safebus.schemas.examples import EXAMPLES
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.queue_store import NotInQueue, QueueItem, QueueStore, ReferralArrival
+from safebus.consumers.queues.store import NotInQueue, QueueItem, QueueStore, ReferralArrival
 from safebus.schemas._base import event_metadata
 from safebus.schemas.sharing import Referral
 from tests.conftest import FIXED_NOW

@@ -6,17 +6,17 @@ from datetime import date, timedelta
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, build_police_publisher, key_service_for
-from safebus.consumers.queue_assembly import build_queue_worker, queue_opener, receipt_publisher
-from safebus.consumers.queue_store import ReferralArrival
-from safebus.consumers.queue_worker import QueueWorker
-from safebus.consumers.receipts import publish_receipt, receipt_event_id, send_due_receipts
+from safebus.app.queue_wiring import build_queue_worker, queue_opener, receipt_publisher
+from safebus.app.wiring import Settings, build_handler, build_police_publisher, key_service_for
+from safebus.consumers.queues.receipts import publish_receipt, receipt_event_id, send_due_receipts
+from safebus.consumers.queues.store import ReferralArrival
+from safebus.consumers.queues.worker import QueueWorker
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, seal_event
 from safebus.errors import BrokerError, ConfigError, EnvelopeError
 from safebus.keys import PublicKeys
 from safebus.processors.agreements import load_agreements
-from safebus.producers.publisher import AgencyPublisher
+from safebus.publisher import AgencyPublisher
 from safebus.records import DLQ_REASON, DLQ_STAGE, Origin, Output, Record
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Delivered

@@ -9,13 +9,13 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, key_service_for
-from safebus.consumers.audit_facts import fact_from_audit_record
+from safebus.app.wiring import Settings, build_handler, key_service_for
+from safebus.consumers.audit.facts import fact_from_audit_record
 from safebus.directory import AgencyKind
 from safebus.envelope import seal_event
 from safebus.errors import EnvelopeError
-from safebus.producers.publisher import AgencyPublisher
 from safebus.producers.synthetic import IncidentFactory
+from safebus.publisher import AgencyPublisher
 from safebus.records import DLQ_REASON, Origin, Output, Record
 from safebus.schemas import audit, consent, education
 from safebus.schemas._base import Event, event_metadata

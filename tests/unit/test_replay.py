@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.assembly import Settings, build_handler, build_police_publisher
+from safebus.app.wiring import Settings, build_handler, build_police_publisher
 from safebus.processors.replay import ClockWindow, ReplayGuard, Sighting
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import DLQ_DETAIL, DLQ_REASON, DLQ_STAGE, Origin, Output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.sign_in_throttle import DEFAULT_POLICIES, SignInThrottle, Throttled, source_lane
+from safebus.consumers.web.sign_in_throttle import DEFAULT_POLICIES, SignInThrottle, Throttled, source_lane
 from tests.conftest import FIXED_NOW
 
 KA, DEPUTY = "900101-ka", "900101-deputy"

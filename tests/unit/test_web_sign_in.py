@@ -31,21 +31,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from safebus._cli_encompass import inbox_web_state
-from safebus.consumers.audit_ledger import AuditLedger
-from safebus.consumers.audit_projection import AuditProjection
-from safebus.consumers.audit_web import AuditDashboard
-from safebus.consumers.inbox_store import InboxStore
-from safebus.consumers.key_adults import (
+from safebus.app.cli_encompass import inbox_web_state
+from safebus.consumers.audit.ledger import AuditLedger
+from safebus.consumers.audit.officers import OfficerRole, Officers, default_officers_path
+from safebus.consumers.audit.projection import AuditProjection
+from safebus.consumers.audit.web import AuditDashboard
+from safebus.consumers.inbox.key_adults import (
     EducationSetting,
     KeyAdult,
     KeyAdults,
     default_key_adults_path,
     ensure_synthetic_key_adults,
 )
-from safebus.consumers.officers import OfficerRole, Officers, default_officers_path
-from safebus.consumers.school_web import SchoolInbox
-from safebus.consumers.web_common import ServedApp, serve_in_thread, tls_context
+from safebus.consumers.inbox.store import InboxStore
+from safebus.consumers.inbox.web import SchoolInbox
+from safebus.consumers.web.pages import ServedApp, serve_in_thread, tls_context
 from safebus.producers.synthetic import SCHOOLS
 from safebus.pseudonyms import Tokeniser
 from tests.conftest import FIXED_NOW
@@ -183,7 +183,7 @@ def _inbox(state_dir: Path, *, tls: ssl.SSLContext | None = None) -> tuple[Schoo
 
 def inbox_web_state_for(state_dir: Path) -> Path:
     """The inbox's web state directory for a state directory, as ``safebus inbox web`` uses it."""
-    from safebus.assembly import Settings
+    from safebus.app.wiring import Settings
     from safebus.topics import TopicNames
 
     return inbox_web_state(Settings(state_dir=state_dir, bootstrap="", names=TopicNames()))
@@ -314,7 +314,7 @@ class TestSessionsEnd:
 
     def test_the_officer_commands_end_dashboard_sessions(self, tmp_path: Path) -> None:
         """``safebus audit officer remove`` ends the officer's dashboard sessions in the dashboard's state."""
-        from safebus.assembly import Settings
+        from safebus.app.wiring import Settings
         from safebus.topics import TopicNames
 
         audit_dir = Settings(state_dir=tmp_path, bootstrap="", names=TopicNames()).audit_dir
@@ -334,7 +334,7 @@ class TestSessionsEnd:
 
 
 def _dashboard(tmp_path: Path, officers: Officers, audit_dir: Path) -> AuditDashboard:
-    from safebus.consumers.audit_reports import LedgerViewSink
+    from safebus.consumers.audit.reports import LedgerViewSink
     from tests.unit.test_audit_projection import new_ledger
 
     ledger: AuditLedger = new_ledger(tmp_path / "ledger.sqlite")

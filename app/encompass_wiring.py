@@ -1,0 +1,211 @@
+"""
+Wiring for Operation Encompass delivery: calendars, the deadline monitor, the web inbox and its e-mail.
+
+Kept apart from `safebus.app.wiring` (the router and the thin path) because this
+side has its own configuration, read from the environment so the demo and a
+deployment differ only in values:
+
+- ``SAFEBUS_CALENDARS``: the partnership's calendars file (default: the
+  synthetic sample);
+- ``SAFEBUS_ENCOMPASS_POLICY``: the escalation policy file (default: packaged);
+- ``SAFEBUS_SMTP`` (``host:port``), ``SAFEBUS_MAIL_FROM`` and
+  ``SAFEBUS_INBOX_URL``: where notices go and what they link to; without
+  ``SAFEBUS_SMTP`` nobody is e-mailed (steps are still audited).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
+from safebus.consumers.encompass.calendars import CalendarBook, load_calendars, sample_calendars
+from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
+from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.inbox.email_notice import EmailNotifier
+from safebus.consumers.inbox.key_adults import (
+    KeyAdults,
+    default_key_adults_path,
+    education_settings,
+    ensure_synthetic_key_adults,
+)
+from safebus.consumers.inbox.web import PendingTransfer
+from safebus.directory import AgencyKind, Directory
+from safebus.fact_signing import Service, fact_publisher
+from safebus.live_directory import DerivedMapping, follow
+from safebus.publisher import AgencyPublisher
+from safebus.records import EVENT_ID, Output
+from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
+from safebus.schemas.encompass import EncompassAcknowledged
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def calendars_for() -> CalendarBook:
+    """The partnership's setting calendars."""
+    path = os.environ.get("SAFEBUS_CALENDARS")
+    return load_calendars(path) if path else sample_calendars()
+
+
+def _urn_of(directory: Directory) -> dict[str, str]:
+    return {school.id: school.urn for school in directory.of_kind(AgencyKind.SCHOOL) if school.urn}
+
+
+def open_monitor(settings: Settings, directory: Callable[[], Directory] | None = None) -> EncompassMonitor:
+    """The deadline monitor's store on this machine (schools by URN from `directory`, live when it is)."""
+    policy_path = os.environ.get("SAFEBUS_ENCOMPASS_POLICY")
+    return EncompassMonitor(
+        settings.state_dir / "encompass" / f"{settings.names.prefix}-monitor.sqlite", calendars=calendars_for(),
+        policy=load_policy(Path(policy_path) if policy_path else None),
+        urn_of=DerivedMapping(directory or directory_source(settings.store), _urn_of),
+    )
+
+
+def email_notifier() -> EmailNotifier | None:
+    """The notifier for the configured relay, or None when no relay is configured."""
+    relay = os.environ.get("SAFEBUS_SMTP")
+    if not relay:
+        return None
+    host, _, port = relay.rpartition(":")
+    return EmailNotifier(host or "127.0.0.1", int(port), os.environ.get("SAFEBUS_MAIL_FROM",
+                                                                         "encompass-alerts@safebus.invalid"),
+                         os.environ.get("SAFEBUS_INBOX_URL", "http://127.0.0.1:8080/"))
+
+
+def key_adults_for(settings: Settings) -> KeyAdults:
+    """The Key Adult accounts of the settings this machine hosts."""
+    return KeyAdults(default_key_adults_path(settings.state_dir))
+
+
+def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = _now) -> MonitorWorker:
+    """
+    The monitor following the audit topic and taking escalation steps.
+
+    It follows the signed directory topic too, so a school published while it
+    runs is tracked by its own URN and calendar and its Key Adults are found.
+    """
+    directory = directory_source(settings.store, clock=clock)
+    follow(directory, bootstrap=settings.bootstrap, topic=settings.names.agencies)
+    monitor = open_monitor(settings, directory)
+    notifier = email_notifier()
+    notices = None
+    if notifier is not None:
+        notices = EscalationNotices(notifier=notifier, key_adults=key_adults_for(settings),
+                                    settings=DerivedMapping(directory, education_settings), monitor=monitor)
+    return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
+                         clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
+                                                           audit_topic=settings.names.audit,
+                                                           bootstrap=settings.bootstrap),
+                         directory=directory)  # one live directory: a rotated service key attributes at once
+
+
+def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
+                              *, clock: Callable[[], datetime] = _now) -> Callable[[EncompassAcknowledged], None]:
+    """
+    What happens when a Key Adult acknowledges: the school's signed event on the bus, and an audit fact.
+
+    The ``encompass.acknowledged`` event is sealed with the school's own keys
+    and published to the school's ingress topic (the partnership's record of
+    what the school said).  The ``audit.acknowledged`` fact carries the same id
+    space (derived from the notification) and the deadline, so the police and
+    the partnership see it in the audit log and the on-time report.
+    """
+    store = settings.store
+    live = directory_source(store)
+    facts = fact_publisher(store, Service.INBOX_WEB, audit_topic=settings.names.audit, bootstrap=settings.bootstrap)
+    publishers: dict[str, AgencyPublisher] = {}
+    seen: list[Directory] = []
+
+    def publisher_for(urn: str) -> AgencyPublisher:
+        directory = live()
+        if not seen or seen[0] is not directory:  # a new school, or rotated keys: build publishers again
+            seen[:] = [directory]
+            publishers.clear()
+        if urn not in publishers:
+            school = directory.school_by_urn(urn)
+            if school is None:
+                raise KeyError(f"no school with URN {urn}")
+            publishers[urn] = AgencyPublisher(
+                bootstrap=settings.bootstrap, agency=store.private_keys(school.id), kind=AgencyKind.SCHOOL,
+                router=directory.router().public_keys(), names=settings.names,
+                tokeniser=tokeniser_for(settings.state_dir), keys=key_service_for(settings.state_dir), clock=clock)
+        return publishers[urn]
+
+    def acknowledged(event: EncompassAcknowledged) -> None:
+        publisher_for(event.setting_urn).publish([event])
+        tracked = monitor.tracked(event.notification_id)
+        fact = Acknowledged(
+            **event_metadata(Acknowledged, producer=event.producer, occurred_at=event.acknowledged_at,
+                             recorded_at=clock(), event_id=event.event_id,
+                             subjects=(tracked.subject,) if tracked and tracked.subject else ()),
+            notification_id=event.notification_id, setting_urn=event.setting_urn,
+            staff_id=event.acknowledged_by.staff_id, role=event.acknowledged_by.role.value,
+            acknowledged_at=event.acknowledged_at, due_by=tracked.due_by if tracked else None,
+        )
+        facts.publish([Output(topic=settings.names.audit, key=event.notification_id.encode(),
+                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
+
+    return acknowledged
+
+
+def due_by_lookup(monitor: EncompassMonitor) -> Callable[[str], datetime | None]:
+    """The deadline of a notification, for the inbox to show."""
+    def lookup(notification_id: str) -> datetime | None:
+        tracked = monitor.tracked(notification_id)
+        return tracked.due_by if tracked else None
+
+    return lookup
+
+
+def alert_notice(settings: Settings, directory: Callable[[], Directory] | None = None
+                 ) -> Callable[[set[str]], None] | None:
+    """
+    The e-mail that new alerts wait in these settings' inboxes (None without a relay).
+
+    Settings hosted here get a Key Adult and a deputy account on first use when
+    ``SAFEBUS_DEMO_PASSWORD`` is set (synthetic partnerships only).
+    """
+    notifier = email_notifier()
+    if notifier is None:
+        return None
+    key_adults = key_adults_for(settings)
+    settings_by_urn = DerivedMapping(directory or directory_source(settings.store), education_settings)
+    demo_password = os.environ.get("SAFEBUS_DEMO_PASSWORD")
+    if demo_password:
+        ensure_synthetic_key_adults(key_adults, settings_by_urn.values(), password=demo_password)
+
+    def notify(urns: set[str]) -> None:
+        for urn in sorted(urns):
+            setting = settings_by_urn.get(urn)
+            if setting is not None:
+                if demo_password:  # a synthetic setting published while the inbox runs gets its accounts too
+                    ensure_synthetic_key_adults(key_adults, [setting], password=demo_password)
+                notifier.notify(setting, key_adults.for_setting(urn))
+
+    return notify
+
+
+def transfers_lookup(monitor: EncompassMonitor) -> Callable[[str], list[PendingTransfer]]:
+    """The file transfers a setting still owes, for the inbox's transfers page."""
+    def lookup(urn: str) -> list[PendingTransfer]:
+        return [PendingTransfer(transfer_id=t.notification_id, subject=t.subject or "", new_setting_urn=t.recipient_id,
+                                due_by=t.due_by) for t in monitor.pending_transfers(urn)]
+
+    return lookup
+
+
+def transfer_confirmation_publisher(settings: Settings) -> Callable[[FileTransferConfirmed], None]:
+    """Publishes a Key Adult's confirmation that a file was sent on, as an audit fact (the monitor closes it)."""
+    facts = fact_publisher(settings.store, Service.INBOX_WEB, audit_topic=settings.names.audit,
+                           bootstrap=settings.bootstrap)
+
+    def publish(fact: FileTransferConfirmed) -> None:
+        facts.publish([Output(topic=settings.names.audit, key=fact.transfer_id.encode(),
+                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
+
+    return publish

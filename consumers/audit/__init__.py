@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: sequencer, ledger, verifier, projection, reports, dashboard, officers."""

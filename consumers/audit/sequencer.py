@@ -1,0 +1,193 @@
+"""
+The audit sequencer: the one process that assigns audit facts their place in the log.
+
+It reads every topic that carries evidence — the audit topic (decisions,
+erasures, deliveries, rule sets, views, acknowledgements, escalations), the
+dead-letter topic and the agency directory — turns each record into a fact
+(`safebus.consumers.audit.facts`), appends the new ones to the ledger, and
+signs a checkpoint at least every N leaves or T seconds, publishing it on the
+checkpoint topic so anyone holding an older one can demand a consistency proof.
+
+Ordering and failure: a batch's leaves are stored (one transaction) before its
+offsets are committed, and appending is idempotent by fact id, so a crash
+re-reads and re-skips.  A record on the audit or directory topic that is not a
+valid fact is not dropped: it is dead-lettered with the reason, and that dead
+letter in turn becomes a fact.  The leaf order across the audit topic's
+partitions is the order this sequencer read them in; what the log guarantees
+is that, once appended, a fact's place never changes.
+
+Attribution: a record on the audit topic is appended only if one of the
+partnership's own components signed it with a key the directory lists
+(`safebus.fact_signing`); an unsigned fact, one signed by a key the directory
+does not hold, or one whose bytes the signature does not cover is
+dead-lettered with the reason (``unsigned-fact``, ``unknown-fact-signer``,
+``revoked-key``, ``bad-fact-signature``), so what anyone with a Kafka client
+writes there is evidenced as a refusal, never as a fact.
+
+A fact signed by a service key the directory does not hold *yet* (a service
+rotated or added while the sequencer runs) is dead-lettered as above and
+also held: after the next directory change it is checked again and, if it
+now verifies, appended (bounded: `safebus.dead_letter_retry`).  The log then
+shows the refusal and, later, the fact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
+from safebus.consumers.audit.facts import (
+    NotAFact,
+    fact_from_audit_record,
+    fact_from_dead_letter,
+    fact_from_directory_record,
+    leaf_bytes,
+)
+from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.dead_letter_retry import HeldDeadLetters
+from safebus.directory import Directory
+from safebus.fact_signing import UnattributedFact, verify_fact
+from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
+from safebus.live_directory import Refresher, following
+from safebus.logs import get_logger
+from safebus.records import Output, Record, dead_letter
+from safebus.schemas._base import Event
+from safebus.topics import TopicNames
+
+_log = get_logger("audit.sequencer")
+
+SEQUENCE_STAGE = "audit-sequence"
+GROUP_ID = "safebus-audit-sequencer"
+
+
+class AuditSequencer:
+    """Appends every fact on the bus to the ledger, once, and publishes checkpoints."""
+
+    def __init__(self, *, bootstrap: str, names: TopicNames, ledger: AuditLedger,
+                 clock: Callable[[], datetime], directory: Callable[[], Directory],
+                 on_appended: Callable[[list[int]], object] | None = None) -> None:
+        """
+        `directory` returns the current verified directory (whose keys may sign facts);
+        `on_appended` is told the new leaf indexes after each batch (the projection follows the log).
+        """
+        self.bootstrap = bootstrap
+        self.directory = directory
+        self.names = names
+        self.ledger = ledger
+        self.clock = clock
+        self.on_appended = on_appended
+        self._unpublished: StoredCheckpoint | None = None
+        """A stored checkpoint not yet confirmed on the checkpoint topic (retried at every idle poll)."""
+        self._producer: ReliableProducer = reliable_producer(bootstrap)
+        self._refresher = Refresher(directory)
+        self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
+
+    @property
+    def topics(self) -> list[str]:
+        """What the sequencer reads."""
+        return [self.names.audit, self.names.deadletter, self.names.agencies]
+
+    def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
+        """Sequence until `stop` is set, then sign a last checkpoint."""
+        self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
+        with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
+            run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+                        batch_size=batch_size, idle=self._idle)
+        self.checkpoint_if_due(force=True)
+
+    def sequence(self, records: list[Record]) -> list[int]:
+        """Append the facts `records` carry (dead-lettering what is not a fact); return new leaf indexes."""
+        now = self.clock()
+        facts: list[NewFact] = self._retry_held()
+        refused: list[Output] = []
+        directory: Directory | None = None  # read once per batch, and only if the batch holds audit records
+        for record in records:
+            fact: Event
+            try:
+                if record.topic == self.names.deadletter:
+                    fact = fact_from_dead_letter(record, observed_at=now)
+                elif record.topic == self.names.agencies:
+                    fact = fact_from_directory_record(record, observed_at=now)
+                else:
+                    directory = directory or self.directory()
+                    signer = verify_fact(record, directory)
+                    fact = fact_from_audit_record(record)
+                    _log.debug("audit_fact_attributed", fact_id=fact.event_id, signer=signer)
+                new = NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact))
+            except UnattributedFact as exc:
+                _log.warning("audit_fact_unattributed", topic=record.topic, partition=record.partition,
+                             offset=record.offset, reason=exc.reason)
+                self._held.hold(record, exc.reason)
+                refused.append(self._refuse(record, exc.reason, str(exc)))
+                continue
+            except NotAFact as exc:
+                refused.append(self._refuse(record, "not-an-audit-fact", str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the log (docs/adr/0003)
+                _log.error("audit_record_internal_error", topic=record.topic, partition=record.partition,
+                           offset=record.offset, error=type(exc).__name__)
+                refused.append(self._refuse(record, "internal-error", type(exc).__name__))
+                continue
+            facts.append(new)
+        if refused:
+            produce_all(self._producer, refused)
+        appended = self.ledger.append(facts, now=now)
+        _log.info("audit_sequenced", received=len(records), appended=len(appended),
+                  already_logged=len(facts) - len(appended), refused=len(refused), size=self.ledger.size)
+        if appended and self.on_appended is not None:
+            self.on_appended(appended)
+        self.checkpoint_if_due()
+        return appended
+
+    def _refuse(self, record: Record, reason: str, detail: str) -> Output:
+        return dead_letter(raw=record.value, origin=origin_of(record), stage=SEQUENCE_STAGE, reason=reason,
+                           detail=detail, topic=self.names.deadletter)
+
+    def _retry_held(self) -> list[NewFact]:
+        """After a directory change, the held facts whose signer is now known (see the module docstring)."""
+        if not self._refresher.changed() or not len(self._held):
+            return []
+        directory = self.directory()
+
+        def admit(record: Record) -> NewFact | Output:
+            try:
+                verify_fact(record, directory)
+                fact = fact_from_audit_record(record)
+            except (UnattributedFact, NotAFact) as exc:
+                return self._refuse(record, getattr(exc, "reason", "not-an-audit-fact"), str(exc))
+            except Exception as exc:  # noqa: BLE001 - a retried record must never stop the log either
+                return self._refuse(record, "internal-error", type(exc).__name__)
+            return NewFact(fact_id=fact.event_id, fact_type=fact.event_type, body=leaf_bytes(fact))
+
+        return self._held.retry(admit).admitted
+
+    def _idle(self) -> None:
+        """Between batches: append held facts a directory change made attributable, then checkpoint if due."""
+        facts = self._retry_held()
+        if facts:
+            appended = self.ledger.append(facts, now=self.clock())
+            if appended and self.on_appended is not None:
+                self.on_appended(appended)
+        self.checkpoint_if_due()
+
+    def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
+        """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
+        if self._unpublished is not None:
+            self._publish(self._unpublished)  # raises BrokerError while the broker is away: retried later
+            self._unpublished = None
+        now = self.clock()
+        if not (force or self.ledger.checkpoint_due(now)):
+            return None
+        checkpoint = self.ledger.make_checkpoint(now=now)
+        if checkpoint is not None:
+            self._unpublished = checkpoint
+            self._publish(checkpoint)
+            self._unpublished = None
+            _log.info("audit_checkpoint", size=checkpoint.size, root=checkpoint.root.hex())
+        return checkpoint
+
+    def _publish(self, checkpoint: StoredCheckpoint) -> None:
+        produce_all(self._producer, [Output(topic=self.names.checkpoints, key=str(checkpoint.size).encode(),
+                                            value=checkpoint.note)])

@@ -1,0 +1,1 @@
+"""Operation Encompass deadlines: school calendars, the policy, the deadline monitor and its escalations."""

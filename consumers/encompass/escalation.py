@@ -1,0 +1,280 @@
+"""
+Taking escalation steps: telling people, then recording that they were told.
+
+The monitor (`safebus.consumers.encompass.monitor`) says which steps are due;
+this module takes them.  Each notice is an e-mail with no personal data — the
+same rule as the Key Adult notice (`safebus.consumers.inbox.email_notice`): it says
+that an alert at a setting is waiting or overdue, and where to sign in; never
+who the child is.  After the notice, the step becomes an ``audit.escalated``
+fact on the audit topic, which the monitor reads back to know it was taken.
+
+Order and failure: notice first, then the fact.  A crash in between repeats the
+notice on restart (people may be told twice) rather than recording a step that
+nobody was told about.  If the relay is down, the step is not recorded and is
+retried on the next tick.
+
+Nobody to tell is not a step taken: when a step reaches nobody (a setting with
+no deputies, an unknown setting) its fact says so (``nobody_to_notify``, with
+the step brought forward in ``moved_to``) and the next step is taken in the
+same tick, so an escalation never ends in silence.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
+from safebus.consumers.audit.attributed_facts import attributed_facts
+from safebus.consumers.encompass.monitor import EncompassMonitor, Step
+from safebus.consumers.inbox.email_notice import EmailNoticeError, EmailNotifier
+from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
+from safebus.directory import Directory
+from safebus.errors import BrokerError
+from safebus.fact_signing import FactPublisher
+from safebus.logs import get_logger
+from safebus.records import EVENT_ID, Output, Record, dead_letter
+from safebus.schemas.audit import EscalationStep
+from safebus.schemas.encompass import KeyAdultRole
+from safebus.topics import TopicNames
+
+_log = get_logger("encompass.escalation")
+_LONDON = ZoneInfo("Europe/London")
+
+OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
+MONITOR_STAGE = "encompass-monitor"
+"""The dead-letter stage of a fact the monitor acts on but cannot use."""
+TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
+
+
+class EscalationNotices:
+    """Sends the notice each step calls for; returns who was told (ids, for the audit fact)."""
+
+    def __init__(self, *, notifier: EmailNotifier, key_adults: KeyAdults,
+                 settings: Mapping[str, EducationSetting], monitor: EncompassMonitor) -> None:
+        """Send through `notifier`'s relay; people come from `key_adults` and the monitor's policy."""
+        self.notifier = notifier
+        self.key_adults = key_adults
+        self.settings = settings
+        self.monitor = monitor
+
+    def notify(self, step: Step) -> tuple[str, ...]:
+        """Tell whoever `step` names; raise EmailNoticeError if the relay refuses."""
+        urn = step.tracked.setting_urn
+        setting = self.settings.get(urn) if urn else None
+        policy = self.monitor.policy
+        if step.step in (EscalationStep.DEPUTIES, EscalationStep.RESURFACED) and setting is not None:
+            roles = {KeyAdultRole.DEPUTY} if step.step is EscalationStep.DEPUTIES else set(KeyAdultRole)
+            people = [k for k in self.key_adults.for_setting(setting.urn) if k.role in roles]
+            self.notifier.notify(setting, people)
+            return tuple(k.staff_id for k in people)
+        if step.step is EscalationStep.FILE_TRANSFER_PROMPTED and setting is not None:
+            people = self.key_adults.for_setting(setting.urn)
+            for person in people:
+                self._send(person.email, _transfer_text(step, setting, self.notifier.inbox_url),
+                           subject=TRANSFER_SUBJECT)
+            return tuple(k.staff_id for k in people)
+        if step.step in (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, EscalationStep.FILE_TRANSFER_OVERDUE):
+            contact = policy.education_safeguarding_officer
+        elif step.step is EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER:
+            contact = policy.elective_home_education_officer or policy.education_safeguarding_officer
+        elif step.step is EscalationStep.MASH_EDUCATION_DESK:
+            contact = policy.mash_education_desk
+        else:
+            return ()
+        self._send(contact.email, _overdue_text(step, setting, self.notifier.inbox_url))
+        return (contact.id,)
+
+    def _send(self, address: str, text: str, *, subject: str = OVERDUE_SUBJECT) -> None:
+        message = EmailMessage()
+        message["From"] = self.notifier.sender
+        message["To"] = address
+        message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(domain=self.notifier.sender.rpartition("@")[2] or "safebus.invalid")
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text)
+        try:
+            with smtplib.SMTP(self.notifier.host, self.notifier.port, timeout=self.notifier.timeout) as smtp:
+                smtp.send_message(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise EmailNoticeError(f"could not send an escalation notice: {type(exc).__name__}", sent=[],
+                                   failed=1) from exc
+
+
+def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) -> str:
+    due = step.tracked.due_by.astimezone(_LONDON).strftime("%A %d %B %Y, %H:%M")
+    if step.step is EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER:
+        return (f"An Operation Encompass notification for an electively home-educated child has been sent to the "
+                f"local authority's children's services queue. Please make sure the child is supported before "
+                f"{due}.\n\nReference for the partnership: {step.tracked.notification_id}\n")
+    if step.step is EscalationStep.MASH_EDUCATION_DESK:
+        return (f"An Operation Encompass notification for a child whose education setting is not known is waiting "
+                f"in the MASH education queue. The setting must know before {due}.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\n")
+    where = f"{setting.name} (URN {setting.urn})" if setting else "a setting"
+    if step.due_at < step.tracked.due_by:  # brought forward: an earlier step found nobody to tell
+        return (f"Nobody at {where} could be told about an Operation Encompass "
+                f"{'file transfer' if step.step is EscalationStep.FILE_TRANSFER_OVERDUE else 'alert'} "
+                f"(no Key Adult or deputy on record for this step). It is due by {due}.\n"
+                f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
+    if step.step is EscalationStep.FILE_TRANSFER_OVERDUE:
+        return (f"A pupil with Operation Encompass history has moved from {where}; the child-protection file "
+                f"was due at the new setting by the end of {_last_day(step)} and has not been confirmed as sent.\n"
+                f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+                f"Reference for the partnership: {step.tracked.notification_id}\n")
+    return (f"An Operation Encompass alert for {where} has not been acknowledged by its deadline, {due}.\n"
+            f"Please contact the setting's Designated Safeguarding Lead.\n\n"
+            f"Reference for the partnership: {step.tracked.notification_id}\nInbox: {inbox_url}\n")
+
+
+def _last_day(step: Step) -> str:
+    """A file-transfer deadline is the end of a school day: name that day."""
+    return (step.tracked.due_by - timedelta(minutes=1)).astimezone(_LONDON).strftime("%A %d %B %Y")
+
+
+def _transfer_text(step: Step, setting: EducationSetting, inbox_url: str) -> str:
+    return (f"A pupil with Operation Encompass history has moved from {setting.name} to another setting.\n"
+            f"Please transfer the child-protection file, with its Operation Encompass history, separately from the "
+            f"main file and securely, by the end of {_last_day(step)}, and confirm it in the inbox under "
+            f"'File transfers'.\n\n"
+            f"Inbox: {inbox_url}transfers\n")
+
+
+class MonitorWorker:
+    """Feeds the monitor from the audit topic and takes due steps on every tick."""
+
+    def __init__(self, *, bootstrap: str, names: TopicNames, monitor: EncompassMonitor,
+                 notices: EscalationNotices | None, clock: Callable[[], datetime], facts: FactPublisher,
+                 directory: Callable[[], Directory], group_id: str = "safebus-encompass-monitor") -> None:
+        """
+        Without `notices`, steps are recorded but nobody is e-mailed (a dry run); `facts` signs and publishes.
+
+        `directory` gives the current signed directory: a fact is acted on only if its author's key is in it
+        (`safebus.consumers.audit.attributed_facts`).
+        """
+        self.bootstrap = bootstrap
+        self.names = names
+        self.monitor = monitor
+        self.notices = notices
+        self.clock = clock
+        self.group_id = group_id
+        self.facts = facts
+        self.directory = directory
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the audit topic until `stop`."""
+        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
+                    idle=self.tick)
+
+    def observe(self, records: list[Record]) -> None:
+        """
+        Apply a batch of audit facts its authors signed (others are logged and ignored), then take due steps.
+
+        The sequencer dead-letters what is not a signed fact, or not a valid
+        one; here such records are only never acted on (a second dead letter
+        would double the evidence).  A signed fact the monitor cannot apply
+        (a field of the wrong type, a time without a zone: refused before it
+        reaches the monitor's database, where it would break every later
+        tick) is undone on its own and becomes one dead letter (stage
+        ``encompass-monitor``, ``internal-error``), and the rest of the batch
+        applies: no record stops the monitor (docs/adr/0003).
+        """
+        directory = self.directory()
+        facts: list[dict[str, Any]] = []
+        sources: list[Record] = []
+        refused: list[Output] = []
+        for record in records:
+            try:
+                fact = self._admit(record, directory)
+            except Exception as exc:  # noqa: BLE001 - one record must never stop the monitor
+                _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                           offset=record.offset, error=type(exc).__name__)
+                refused.append(self._refuse(record, "internal-error", type(exc).__name__))
+                continue
+            if fact is not None:
+                facts.append(fact)
+                sources.append(record)
+        failures: list[tuple[int, Exception]] = []
+        self.monitor.observe(facts, refused=failures)
+        for index, error in failures:
+            record = sources[index]
+            _log.error("monitor_fact_internal_error", topic=record.topic, partition=record.partition,
+                       offset=record.offset, error=type(error).__name__)
+            refused.append(self._refuse(record, "internal-error", type(error).__name__))
+        if refused:
+            self.facts.publish(refused)  # dead letters: not for the audit topic, so not signed as facts
+        deadlines = self.monitor.new_deadlines(at=self.clock())
+        if deadlines:  # every deadline is itself on the record, not only those that were met or missed
+            try:
+                self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
+                                           value=d.model_dump_json().encode(),
+                                           headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
+            except BrokerError:  # the batch is retried: its deadlines must be announced then
+                self.monitor.announce_again(d.notification_id for d in deadlines)
+                raise
+        self.tick()
+
+    def _admit(self, record: Record, directory: Directory) -> dict[str, Any] | None:
+        """The fact to apply, or None for a record the monitor does not act on (logged, never its content)."""
+        attributed = attributed_facts([record], directory)
+        return attributed[0] if attributed else None
+
+    def _refuse(self, record: Record, reason: str, detail: str) -> Output:
+        _log.warning("monitor_dead_lettered", topic=record.topic, partition=record.partition, offset=record.offset,
+                     reason=reason)
+        return dead_letter(raw=record.value, origin=origin_of(record), stage=MONITOR_STAGE, reason=reason,
+                           detail=detail, topic=self.names.deadletter)
+
+    def tick(self) -> int:
+        """Take every step now due, and the steps brought forward by those that reached nobody; return how many."""
+        now = self.clock()
+        taken = 0
+        for _ in range(len(EscalationStep)):  # each pass can only bring the next step of a schedule forward
+            passed = self._take_due(now)
+            taken += passed.taken
+            if not passed.reached_nobody:
+                break
+        return taken
+
+    def _take_due(self, now: datetime) -> _Pass:
+        taken = reached_nobody = 0
+        for step in self.monitor.due_steps(now):
+            try:  # a step whose fact cannot be stated is never taken: no notice without its record
+                self.monitor.step_fact(step, at=now, notified=())
+            except ValueError as exc:
+                _log.error("escalation_step_unstateable", notification_id=step.tracked.notification_id[:100],
+                           step=step.step.value, error=type(exc).__name__)
+                continue
+            try:
+                notified = self.notices.notify(step) if self.notices else ()
+            except EmailNoticeError:
+                _log.warning("escalation_notice_failed", notification_id=step.tracked.notification_id,
+                             step=step.step.value)
+                continue
+            # A dry run tells nobody by design: its steps keep their times.
+            fact = self.monitor.step_fact(step, at=now, notified=notified,
+                                          reached_nobody=self.notices is not None and not notified)
+            self.facts.publish([Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
+                                       value=fact.model_dump_json().encode(),
+                                       headers=((EVENT_ID, fact.event_id.encode()),))])
+            self.monitor.mark_fired(step, at=now, reached_nobody=fact.nobody_to_notify)
+            _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,
+                      notified=len(notified), moved_to=fact.moved_to, event_id=fact.event_id)
+            taken += 1
+            reached_nobody += fact.nobody_to_notify
+        return _Pass(taken=taken, reached_nobody=reached_nobody)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    taken: int
+    reached_nobody: int

@@ -1,0 +1,642 @@
+"""
+Operation Encompass deadlines: every notification tracked to acknowledgement, or escalated.
+
+The standard is that a setting's Key Adult knows before the next school day
+starts.  This monitor makes that measurable and enforced, from audit facts
+alone (so it holds no personal data and can run beside the audit log):
+
+- a sharing decision under the Operation Encompass agreement that shares (or
+  defers to the MASH education desk) starts tracking its notification, with
+  ``due_by`` = the setting's next session start after the bus shares the
+  alert (the router's decision time, seconds before delivery);
+- the police's own clock is measured too: shared before the start of the
+  setting's next school day after the *incident* (``police_due_by``), or late
+  by so many minutes, on the deadline fact and in the on-time report;
+- ``audit.delivered`` marks when it reached the setting's inbox and
+  ``audit.acknowledged`` when a Key Adult or deputy read it;
+- time-driven steps (`due_steps`) fire exactly once each, only while nobody has
+  acknowledged: the alert is surfaced again before the first session back when
+  it arrived while the setting was closed; the deputies are alerted a lead time
+  before ``due_by``; at ``due_by`` the local authority's education
+  safeguarding officer is told.  A child whose setting is unknown is recorded as
+  gone to the MASH education desk with the same deadline; an electively
+  home-educated child's notification is sent to the LA's elective home
+  education officer.  A step with nobody to tell (a setting with no deputies)
+  is recorded as such and the next step is taken at once: no escalation ends
+  in silence.
+
+Each step becomes an ``audit.escalated`` fact with a deterministic id, so a
+monitor restarted after a crash re-fires nothing that was recorded and misses
+nothing that was not.  The policy (lead times, contacts) is a versioned data
+file, ``consumers/encompass/policy.toml``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import tomllib
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
+from safebus.logs import get_logger
+from safebus.schemas._base import event_metadata
+from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
+
+_log = get_logger("encompass.monitor")
+
+ENCOMPASS_AGREEMENT = "operation-encompass"
+NOTIFYING_EVENTS = frozenset({"police.domestic-abuse-incident", "encompass.notification"})
+MONITOR_PRODUCER = "safebus-encompass-monitor"
+_STEP_NAMESPACE = uuid.UUID("0b6f1d8e-3c2a-4e57-9a1d-7e2f4c5b6a90")
+
+
+class Contact(BaseModel):
+    """A desk or officer the monitor tells (by id in the audit log; e-mail to reach them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    email: str
+
+
+class DeliveryPolicy(BaseModel):
+    """The escalation policy, as the versioned TOML file states it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    deputies_lead_minutes: int = Field(ge=0, le=24 * 60)
+    resurface_lead_minutes: int = Field(ge=0, le=24 * 60)
+    file_transfer_school_days: int = Field(ge=1, le=30)
+    education_safeguarding_officer: Contact
+    mash_education_desk: Contact
+    elective_home_education_officer: Contact | None = None
+    """Told of each home-educated child's notification; without one, the education safeguarding officer is."""
+
+    @property
+    def deputies_lead(self) -> timedelta:
+        """How long before ``due_by`` deputies are alerted."""
+        return timedelta(minutes=self.deputies_lead_minutes)
+
+    @property
+    def resurface_lead(self) -> timedelta:
+        """How long before ``due_by`` an alert that waited over a closure is surfaced again."""
+        return timedelta(minutes=self.resurface_lead_minutes)
+
+
+def load_policy(path: Path | None = None) -> DeliveryPolicy:
+    """The policy at `path`, or the packaged default."""
+    text = path.read_text() if path else resources.files("safebus.consumers.encompass").joinpath(
+        "policy.toml").read_text()
+    return DeliveryPolicy.model_validate(tomllib.loads(text))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracked (
+    notification_id TEXT PRIMARY KEY,
+    desk            TEXT NOT NULL,          -- setting | mash | officer | transfer
+    recipient_id    TEXT,
+    setting_urn     TEXT,
+    subject         TEXT,
+    recorded_at     TEXT NOT NULL,
+    due_by          TEXT NOT NULL,
+    calendar_version TEXT NOT NULL,
+    delivered_at    TEXT,
+    acknowledged_at TEXT,
+    acknowledged_by TEXT,
+    settled         INTEGER NOT NULL DEFAULT 0  -- every scheduled step taken: nothing left to wait for
+);
+CREATE TABLE IF NOT EXISTS steps (
+    notification_id TEXT NOT NULL,
+    step            TEXT NOT NULL,
+    fired_at        TEXT NOT NULL,
+    PRIMARY KEY (notification_id, step)
+);
+CREATE INDEX IF NOT EXISTS tracked_open ON tracked (settled, acknowledged_at);
+-- Deliveries and acknowledgements as they arrive: the audit topic has several
+-- partitions, so one may be read before the decision it follows.
+CREATE TABLE IF NOT EXISTS deliveries (notification_id TEXT PRIMARY KEY, delivered_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    notification_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, acknowledged_by TEXT NOT NULL
+);
+-- Steps taken with nobody to tell: the next step is brought forward to then.
+CREATE TABLE IF NOT EXISTS unreached (
+    notification_id TEXT NOT NULL, step TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (notification_id, step)
+);
+"""
+_ADDED_COLUMNS = ("incident_at TEXT", "police_due_by TEXT")
+"""Columns added after the first release: an older database gets them on open."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tracked:
+    """One notification's delivery record."""
+
+    notification_id: str
+    desk: str
+    recipient_id: str | None
+    setting_urn: str | None
+    subject: str | None
+    recorded_at: datetime
+    due_by: datetime
+    calendar_version: str
+    delivered_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    incident_at: datetime | None = None
+    police_due_by: datetime | None = None
+
+    @property
+    def acknowledged_on_time(self) -> bool:
+        """Whether a Key Adult acknowledged before the deadline."""
+        return self.acknowledged_at is not None and self.acknowledged_at <= self.due_by
+
+    @property
+    def shared_late_minutes(self) -> int | None:
+        """Minutes after the police deadline the bus shared it: 0 on time, None if the incident time is unknown."""
+        if self.police_due_by is None:
+            return None
+        return max(0, int((self.recorded_at - self.police_due_by) // timedelta(minutes=1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A step that is due: what, for which notification, from when."""
+
+    tracked: Tracked
+    step: EscalationStep
+    due_at: datetime
+
+
+_TIME_FIELDS = ("recorded_at", "confirmed_at", "delivered_at", "acknowledged_at", "incident_at")
+_ID_FIELDS = ("transfer_id", "output_id", "notification_id", "staff_id", "step", "event_id", "recipient")
+
+
+def _check_types(fact: dict[str, Any]) -> None:
+    """
+    Raise ValueError unless the fields the monitor stores have the types it reads back.
+
+    A time stored as anything but an ISO time with a zone would break every
+    later tick (they are parsed again then), so it is refused on the way in.
+    """
+    for name in _TIME_FIELDS:
+        value = fact.get(name)
+        if value is not None and (not isinstance(value, str) or datetime.fromisoformat(value).tzinfo is None):
+            raise ValueError(f"{name} is not a time with a zone")
+    for name in _ID_FIELDS:
+        if fact.get(name) is not None and not isinstance(fact[name], str):
+            raise ValueError(f"{name} is not text")
+
+
+def _dt(value: object) -> datetime | None:
+    return datetime.fromisoformat(str(value)) if value is not None else None
+
+
+class EncompassMonitor:
+    """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
+
+    def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
+                 urn_of: Mapping[str, str]) -> None:
+        """`urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(tracked)")}
+        for column in _ADDED_COLUMNS:
+            if column.split()[0] not in present:
+                self._db.execute(f"ALTER TABLE tracked ADD COLUMN {column}")
+        self.calendars = calendars
+        self.policy = policy
+        self.urn_of = urn_of
+        self._new: list[str] = []
+
+    def calendar(self, urn: str | None) -> SettingCalendar:
+        """The setting's calendar; the partnership default when the setting is unknown."""
+        return self.calendars.for_setting(urn) if urn else self.calendars.default_calendar
+
+    def observe(self, facts: Iterable[dict[str, Any]], *,
+                refused: list[tuple[int, Exception]] | None = None) -> int:
+        """
+        Apply audit facts (as JSON objects); return how many changed what is tracked.
+
+        With `refused`, a fact that raises is undone on its own (a savepoint)
+        and listed there with its index, and the others still apply: one
+        unusable fact must not stop the monitor (docs/adr/0003).
+        """
+        changed = 0
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for index, fact in enumerate(facts):
+                if refused is None:
+                    changed += self._observe(fact)
+                    continue
+                self._db.execute("SAVEPOINT fact")
+                started = len(self._new)
+                try:
+                    changed += self._observe(fact)
+                    for item in self._new[started:]:  # what is stored must be stateable, now and at every tick
+                        self._deadline_fact(item, at=datetime.now(UTC))
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters it
+                    self._db.execute("ROLLBACK TO fact")
+                    del self._new[started:]
+                    refused.append((index, exc))
+                self._db.execute("RELEASE fact")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _observe(self, fact: dict[str, Any]) -> int:
+        _check_types(fact)
+        kind = fact.get("event_type")
+        if kind == "audit.sharing-decision":
+            return self._track(fact)
+        if kind == "audit.enrolment-moved":
+            return self._track_transfer(fact)
+        if kind == "audit.file-transfer-confirmed":
+            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
+                             (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
+            return self._db.execute(
+                "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
+                "AND acknowledged_at IS NULL", (fact["confirmed_at"], fact["staff_id"], fact["transfer_id"]),
+            ).rowcount
+        if kind == "audit.delivered":
+            self._db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)",
+                             (fact["output_id"], fact["delivered_at"]))
+            return self._db.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
+                                    "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
+        if kind == "audit.acknowledged":
+            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
+                             (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
+            return self._db.execute(
+                "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
+                "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
+            ).rowcount
+        if kind == "audit.escalated":
+            if fact.get("nobody_to_notify"):
+                self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
+                                 (fact["notification_id"], fact["step"], fact["recorded_at"]))
+            return self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
+                                    (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
+        return 0
+
+    def _track(self, fact: dict[str, Any]) -> int:
+        if fact.get("agreement_id") != ENCOMPASS_AGREEMENT or fact.get("outcome") not in ("shared", "deferred"):
+            return 0
+        if fact.get("about_event_type", "police.domestic-abuse-incident") not in NOTIFYING_EVENTS:
+            return 0  # e.g. an acknowledgement passed on to the police: not a notification with a deadline
+        if not fact.get("output_id"):
+            return 0
+        recipient = fact.get("recipient")
+        if fact["recipient_kind"] == "school":
+            desk, urn = "setting", self.urn_of.get(str(recipient))
+        elif fact["outcome"] == "deferred":
+            desk, urn = "mash", None
+        else:
+            desk, urn = "officer", None
+        recorded_at = datetime.fromisoformat(fact["recorded_at"])
+        calendar = self.calendar(urn)
+        due_by = calendar.due_by(recorded_at)
+        incident_at = _dt(fact.get("incident_at"))
+        police_due_by = calendar.due_by(incident_at) if incident_at is not None else None
+        subjects = fact.get("subjects") or [None]
+        nid = fact["output_id"]
+        delivered = self._db.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
+                                     (nid,)).fetchone()
+        acked = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                                 "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+            "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (nid, desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
+             calendar.calendar_version, delivered[0] if delivered else None, *acked,
+             incident_at.isoformat() if incident_at else None, police_due_by.isoformat() if police_due_by else None),
+        ).rowcount
+        if inserted:
+            self._new.append(nid)
+        return inserted
+
+    def _track_transfer(self, fact: dict[str, Any]) -> int:
+        """
+        A child left a setting that holds their Operation Encompass history: it must send the file on.
+
+        Only moves away from a partnership school whose Encompass alerts this
+        monitor tracked for the child start the clock: that history is what the
+        bus knows must travel (other child-protection records are the
+        schools' own business).  The deadline is the end of the fifth school
+        day after the move (or after the bus learnt of it, if later).
+        """
+        urn, subjects = fact.get("previous_setting_urn"), fact.get("subjects") or []
+        if not urn or not subjects:
+            return 0
+        history = self._db.execute("SELECT 1 FROM tracked WHERE desk = 'setting' AND setting_urn = ? AND subject = ?",
+                                   (urn, subjects[0])).fetchone()
+        if history is None:
+            return 0
+        recorded_at = datetime.fromisoformat(fact["recorded_at"])
+        calendar = self.calendar(urn)
+        start = max(date.fromisoformat(fact["effective_date"]), recorded_at.astimezone(calendar.tz).date())
+        last_day = calendar.add_school_days(start, self.policy.file_transfer_school_days)
+        due_by = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=calendar.tz).astimezone(UTC)
+        confirmed = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                                     "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
+        inserted = self._db.execute(
+            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+            "due_by, calendar_version, acknowledged_at, acknowledged_by) "
+            "VALUES (?, 'transfer', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (fact["event_id"], fact.get("new_setting_urn"), urn, subjects[0], recorded_at.isoformat(),
+             due_by.isoformat(), calendar.calendar_version, *confirmed),
+        ).rowcount
+        if inserted:
+            self._new.append(fact["event_id"])
+        return inserted
+
+    def pending_transfers(self, urn: str) -> list[Tracked]:
+        """Child-protection files `urn` still has to send on (the new setting's URN is in `recipient_id`)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE desk = 'transfer' AND setting_urn = ? "  # noqa: S608
+                                "AND acknowledged_at IS NULL ORDER BY due_by", (urn,)).fetchall()
+        return [_tracked(row) for row in rows]
+
+    def tracked(self, notification_id: str) -> Tracked | None:
+        """One notification's record."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE notification_id = ?",  # noqa: S608
+                               (notification_id,)).fetchone()
+        return _tracked(row) if row else None
+
+    def all(self) -> list[Tracked]:
+        """Every tracked notification, oldest first."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked ORDER BY recorded_at").fetchall()  # noqa: S608
+        return [_tracked(row) for row in rows]
+
+    def fired(self, notification_id: str) -> dict[EscalationStep, datetime]:
+        """The steps already taken for a notification, with when."""
+        rows = self._db.execute("SELECT step, fired_at FROM steps WHERE notification_id = ?",
+                                (notification_id,)).fetchall()
+        return {EscalationStep(step): datetime.fromisoformat(at) for step, at in rows}
+
+    def due_steps(self, now: datetime) -> list[Step]:
+        """
+        Steps whose time has come and that have not been taken, earliest first.
+
+        Runs on every idle tick, so it reads only open items (unacknowledged and
+        not yet settled) and their taken steps in two queries; an item whose
+        every scheduled step has been taken is marked settled and not read again.
+        """
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL").fetchall()  # noqa: S608
+        taken: dict[str, set[str]] = {}
+        for nid, step in self._db.execute(
+                "SELECT s.notification_id, s.step FROM steps s JOIN tracked t ON t.notification_id = "
+                "s.notification_id WHERE t.settled = 0 AND t.acknowledged_at IS NULL"):
+            taken.setdefault(nid, set()).add(step)
+        unreached: dict[str, dict[str, datetime]] = {}
+        for nid, step, at in self._db.execute("SELECT notification_id, step, at FROM unreached"):
+            unreached.setdefault(nid, {})[step] = datetime.fromisoformat(at)
+        due: list[Step] = []
+        settled: list[tuple[str]] = []
+        for row in rows:
+            tracked = _tracked(row)
+            fired = taken.get(tracked.notification_id, set())
+            schedule = self._brought_forward(self._schedule(tracked), unreached.get(tracked.notification_id, {}))
+            if all(step.value in fired for step, _ in schedule):
+                settled.append((tracked.notification_id,))
+                continue
+            due.extend(Step(tracked=tracked, step=step, due_at=at) for step, at in schedule
+                       if at <= now and step.value not in fired)
+        if settled:
+            self._db.executemany("UPDATE tracked SET settled = 1 WHERE notification_id = ?", settled)
+        return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
+
+    @staticmethod
+    def _brought_forward(schedule: list[tuple[EscalationStep, datetime]],
+                         unreached: dict[str, datetime]) -> list[tuple[EscalationStep, datetime]]:
+        """The schedule with each step after one that reached nobody due when that was found."""
+        moved: list[tuple[EscalationStep, datetime]] = []
+        carry: datetime | None = None
+        for step, at in sorted(schedule, key=lambda item: item[1]):
+            at = min(at, carry) if carry is not None else at
+            moved.append((step, at))
+            if step.value in unreached:
+                carry = unreached[step.value]
+        return moved
+
+    def next_step(self, step: Step) -> EscalationStep | None:
+        """The step that follows `step` in its notification's schedule (None after the last)."""
+        order = [s for s, _ in sorted(self._schedule(step.tracked), key=lambda item: item[1])]
+        return order[order.index(step.step) + 1] if step.step in order and order[-1] is not step.step else None
+
+    def _schedule(self, tracked: Tracked) -> list[tuple[EscalationStep, datetime]]:
+        if tracked.desk == "officer":
+            return [(EscalationStep.ELECTIVE_HOME_EDUCATION_OFFICER, tracked.recorded_at)]
+        if tracked.desk == "transfer":
+            return [(EscalationStep.FILE_TRANSFER_PROMPTED, tracked.recorded_at),
+                    (EscalationStep.FILE_TRANSFER_OVERDUE, tracked.due_by)]
+        if tracked.desk == "mash":
+            return [(EscalationStep.MASH_EDUCATION_DESK, tracked.recorded_at)]
+        if tracked.desk != "setting":
+            return []
+        steps = [(EscalationStep.DEPUTIES, tracked.due_by - self.policy.deputies_lead),
+                 (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, tracked.due_by)]
+        arrived = tracked.delivered_at
+        if arrived is not None and self._waited_over_a_closure(tracked, arrived):
+            steps.append((EscalationStep.RESURFACED, tracked.due_by - self.policy.resurface_lead))
+        return steps
+
+    def _waited_over_a_closure(self, tracked: Tracked, arrived: datetime) -> bool:
+        """Whether a whole calendar day passes between arrival and the deadline (a weekend, a holiday)."""
+        zone = self.calendar(tracked.setting_urn).tz
+        return (tracked.due_by.astimezone(zone).date() - arrived.astimezone(zone).date()).days > 1
+
+    def new_deadlines(self, *, at: datetime) -> list[DeadlineSet]:
+        """The deadline facts of everything that started being tracked since the last call (ids fixed per item)."""
+        new, self._new = self._new, []
+        facts = []
+        for item in new:
+            try:
+                fact = self._deadline_fact(item, at=at)
+            except ValueError as exc:  # stored before facts were checked on the way in: never stop the monitor
+                _log.error("deadline_fact_unstateable", notification_id=item[:100], error=type(exc).__name__)
+                continue
+            if fact is not None:
+                facts.append(fact)
+        return facts
+
+    def _deadline_fact(self, item: str, *, at: datetime) -> DeadlineSet | None:
+        """The deadline fact of tracked `item`; raises ValidationError if what is stored cannot be stated."""
+        tracked = self.tracked(item)
+        if tracked is None:
+            return None
+        return DeadlineSet(
+            **event_metadata(DeadlineSet, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at,
+                             event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{item}\x1fdeadline")),
+                             subjects=(tracked.subject,) if tracked.subject else ()),
+            notification_id=item, setting_urn=tracked.setting_urn, desk=tracked.desk, due_by=tracked.due_by,
+            calendar_version=tracked.calendar_version, incident_at=tracked.incident_at,
+            police_due_by=tracked.police_due_by,
+            shared_at=tracked.recorded_at if tracked.desk != "transfer" else None,
+            shared_late_minutes=tracked.shared_late_minutes,
+        )
+
+    def announce_again(self, notification_ids: Iterable[str]) -> None:
+        """Return deadlines whose facts could not be published to the next `new_deadlines` (same ids)."""
+        self._new[:0] = [n for n in notification_ids if n not in self._new]
+
+    def step_fact(self, step: Step, *, at: datetime, notified: tuple[str, ...],
+                  reached_nobody: bool | None = None) -> Escalated:
+        """
+        The audit fact for a step taken (its id fixed by notification and step, so it is logged once).
+
+        With nobody notified (`reached_nobody`, by default: `notified` is empty)
+        it says so, and names the step taken at once instead.
+        """
+        nobody = not notified if reached_nobody is None else reached_nobody
+        fact_id = str(uuid.uuid5(_STEP_NAMESPACE, f"{step.tracked.notification_id}\x1f{step.step.value}"))
+        return Escalated(
+            **event_metadata(Escalated, producer=MONITOR_PRODUCER, occurred_at=at, recorded_at=at, event_id=fact_id,
+                             subjects=(step.tracked.subject,) if step.tracked.subject else ()),
+            notification_id=step.tracked.notification_id, setting_urn=step.tracked.setting_urn, step=step.step,
+            due_by=step.tracked.due_by, notified=notified, nobody_to_notify=nobody,
+            moved_to=self.next_step(step) if nobody else None,
+        )
+
+    def mark_fired(self, step: Step, *, at: datetime, reached_nobody: bool = False) -> None:
+        """
+        Remember that `step` was taken (the audit fact makes it durable across machines).
+
+        `reached_nobody` brings the next step forward to now.
+        """
+        if reached_nobody:
+            self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
+                             (step.tracked.notification_id, step.step.value, at.isoformat()))
+        self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
+                         (step.tracked.notification_id, step.step.value, at.isoformat()))
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+_COLUMNS = ("notification_id, desk, recipient_id, setting_urn, subject, recorded_at, due_by, calendar_version, "
+            "delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by")
+
+
+def _tracked(row: tuple[Any, ...]) -> Tracked:
+    (nid, desk, recipient, urn, subject, recorded, due, version, delivered, acked, acked_by, incident,
+     police_due) = row
+    recorded_at, due_by = _dt(recorded), _dt(due)
+    assert recorded_at is not None
+    assert due_by is not None
+    return Tracked(notification_id=nid, desk=desk, recipient_id=recipient, setting_urn=urn, subject=subject,
+                   recorded_at=recorded_at, due_by=due_by, calendar_version=version, delivered_at=_dt(delivered),
+                   acknowledged_at=_dt(acked), acknowledged_by=acked_by, incident_at=_dt(incident),
+                   police_due_by=_dt(police_due))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnTimeLine:
+    """The on-time figures for one setting (or the partnership, with `setting_urn` None)."""
+
+    setting_urn: str | None
+    sent: int
+    delivered: int
+    delivered_before_due: int
+    acknowledged: int
+    acknowledged_before_due: int
+    median_minutes_to_acknowledge: float | None
+    escalations: int
+    unresolved: int
+    shared_on_time: int = 0
+    """Shared before the setting's next school day after the incident (the police's clock)."""
+    shared_late: int = 0
+    """Shared after it: the police passed it on late, whatever the school did."""
+    median_minutes_shared_late: float | None = None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        """Share of notifications acknowledged before ``due_by``."""
+        return self.acknowledged_before_due / self.sent if self.sent else None
+
+
+def on_time_report(monitor: EncompassMonitor, *, now: datetime, since: datetime | None = None,
+                   until: datetime | None = None) -> list[OnTimeLine]:
+    """Per-setting lines (by URN) and a last partnership line, for notifications recorded in [since, until)."""
+    chosen = [t for t in monitor.all() if t.desk == "setting"
+              and (since is None or t.recorded_at >= since) and (until is None or t.recorded_at < until)]
+    by_setting: dict[str | None, list[Tracked]] = {}
+    for tracked in chosen:
+        by_setting.setdefault(tracked.setting_urn, []).append(tracked)
+    escalations = {t.notification_id: len([s for s in monitor.fired(t.notification_id)
+                                           if s is not EscalationStep.RESURFACED]) for t in chosen}
+    lines = [_line(urn, group, escalations, now) for urn, group in sorted(by_setting.items(), key=lambda i: str(i[0]))]
+    lines.append(_line(None, chosen, escalations, now))
+    return lines
+
+
+def _line(urn: str | None, group: list[Tracked], escalations: dict[str, int], now: datetime) -> OnTimeLine:
+    minutes = [(t.acknowledged_at - (t.delivered_at or t.recorded_at)) / timedelta(minutes=1)
+               for t in group if t.acknowledged_at is not None]
+    lateness = [t.shared_late_minutes for t in group if t.shared_late_minutes is not None]
+    late = [m for m in lateness if m > 0]
+    return OnTimeLine(
+        setting_urn=urn, sent=len(group), delivered=sum(t.delivered_at is not None for t in group),
+        delivered_before_due=sum(t.delivered_at is not None and t.delivered_at <= t.due_by for t in group),
+        acknowledged=len(minutes), acknowledged_before_due=sum(t.acknowledged_on_time for t in group),
+        median_minutes_to_acknowledge=statistics.median(minutes) if minutes else None,
+        escalations=sum(escalations.get(t.notification_id, 0) for t in group),
+        unresolved=sum(t.acknowledged_at is None and t.due_by < now for t in group),
+        shared_on_time=len(lateness) - len(late), shared_late=len(late),
+        median_minutes_shared_late=statistics.median(late) if late else None,
+    )
+
+
+REPORT_COLUMNS = ("setting_urn", "sent", "delivered", "delivered_before_due", "acknowledged",
+                  "acknowledged_before_due", "on_time_rate", "median_minutes_to_acknowledge", "escalations",
+                  "unresolved", "shared_on_time", "shared_late", "median_minutes_shared_late")
+
+
+def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
+    """The report as rows of text (for CSV and the terminal)."""
+    return [{
+        "setting_urn": line.setting_urn or "partnership", "sent": str(line.sent), "delivered": str(line.delivered),
+        "delivered_before_due": str(line.delivered_before_due), "acknowledged": str(line.acknowledged),
+        "acknowledged_before_due": str(line.acknowledged_before_due),
+        "on_time_rate": f"{line.on_time_rate:.3f}" if line.on_time_rate is not None else "",
+        "median_minutes_to_acknowledge": f"{line.median_minutes_to_acknowledge:.1f}"
+        if line.median_minutes_to_acknowledge is not None else "",
+        "escalations": str(line.escalations), "unresolved": str(line.unresolved),
+        "shared_on_time": str(line.shared_on_time), "shared_late": str(line.shared_late),
+        "median_minutes_shared_late": f"{line.median_minutes_shared_late:.0f}"
+        if line.median_minutes_shared_late is not None else "",
+    } for line in lines]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferLine:
+    """Child-protection file transfers after moves: how many were due, done in time, late, still open."""
+
+    due: int
+    confirmed_in_time: int
+    confirmed_late: int
+    overdue_open: int
+    open_in_time: int
+
+
+def transfer_report(monitor: EncompassMonitor, *, now: datetime) -> TransferLine:
+    """The partnership's file-transfer figures."""
+    transfers = [t for t in monitor.all() if t.desk == "transfer"]
+    return TransferLine(
+        due=len(transfers), confirmed_in_time=sum(t.acknowledged_on_time for t in transfers),
+        confirmed_late=sum(t.acknowledged_at is not None and not t.acknowledged_on_time for t in transfers),
+        overdue_open=sum(t.acknowledged_at is None and t.due_by < now for t in transfers),
+        open_in_time=sum(t.acknowledged_at is None and t.due_by >= now for t in transfers),
+    )

@@ -1,0 +1,1 @@
+"""The non-school recipients' referral work queues: store, delivering worker, receipts."""
