@@ -29,6 +29,7 @@ from safebus.app.wiring import key_service_for, tokeniser_for
 from safebus.consumers.audit.log import read_facts
 from safebus.directory import AgencyKind, PartnershipStore, SignedAgency
 from safebus.live_directory import LiveDirectory
+from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import create_partnership
 from safebus.publisher import AgencyPublisher
 from safebus.records import DLQ_ORIGIN_TOPIC, DLQ_REASON
@@ -45,6 +46,8 @@ pytestmark = pytest.mark.kafka
 POLICE, MARAC = "northdale-police", "northdale-marac"
 NEW_SCHOOL_DEADLINE_S = 15.0
 """The promise: a school's first alert is in its inbox within seconds of the school being published."""
+NEW_SENDER_DEADLINE_S = 30.0
+"""A new sender's first event is routed this soon after it is published (the router resubscribes: a rebalance)."""
 
 
 class QueueThread:
@@ -198,6 +201,43 @@ def test_a_school_published_while_everything_runs_gets_its_first_alert_within_se
     assert (tracked.desk, tracked.setting_urn) == ("setting", "900107"), "tracked under the new school's own URN"
     escalations = read_facts(bus.settings.bootstrap, bus.names.audit, Escalated)
     assert not [e for e in escalations.values() if e.notification_id == notification_id]
+
+
+def test_a_police_force_published_while_the_router_runs_has_its_first_incident_routed(live_bus: Bus) -> None:
+    """
+    A force added while everything runs has its first incident routed to the school, with no restart.
+
+    On main the router read only the ingress topics it found at start-up: the new
+    force's incident sat unread on its topic until ``processor run`` was restarted.
+    """
+    bus = live_bus
+    force = "eastmarch-police"
+    router = bus.processes["processor"]
+    running = make_incident(Child(first_name="Ivo", surname="Marchbank", date_of_birth=datetime(2018, 9, 1).date(),
+                                  present=True, school_urn="900101"))
+    bus.publisher().publish([running])
+    wait_for(lambda: bus.encompass({running.event_id}), what=f"the router routing\n{bus.log('processor')}")
+    _admin(bus, "add", "--agency", force, "--kind", "police", "--name", "Eastmarch Constabulary")
+    published = time.monotonic()
+    directory = bus.store.load_directory()
+    publisher = PolicePublisher(bootstrap=bus.settings.bootstrap, agency=bus.store.private_keys(force),
+                                kind=AgencyKind.POLICE, router=directory.router().public_keys(), names=bus.names,
+                                tokeniser=tokeniser_for(bus.settings.state_dir),
+                                keys=key_service_for(bus.settings.state_dir))
+    incident = make_incident(Child(first_name="Ned", surname="Farrowdale", date_of_birth=datetime(2018, 4, 5).date(),
+                                   present=True, school_urn="900101")).model_copy(update={"producer": force})
+    publisher.publish([incident])
+    decision = wait_for(lambda: next(iter(bus.encompass({incident.event_id}).values()), None),
+                        timeout_s=NEW_SENDER_DEADLINE_S,
+                        what=f"the new force's incident routed\n{bus.log('processor')}")
+    took = time.monotonic() - published
+    print(f"\nnew police force published -> its first incident decided: {took:.2f} s")
+    assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900101")
+    assert decision.output_id is not None
+    wait_for(lambda: bus.alert("900101", decision.output_id or ""), timeout_s=NEW_SCHOOL_DEADLINE_S,
+             what=f"the alert in the school's inbox\n{bus.log('inbox')}")
+    assert router.poll() is None, "the router never stopped"
+    assert bus.processes["processor"] is router, "the same router process, never restarted"
 
 
 def test_a_retired_school_receives_nothing_further(live_bus: Bus) -> None:
