@@ -38,6 +38,7 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/thin_path.py
 	$(BIN)/python bench/merkle.py
 	$(BIN)/python bench/simulated_year.py
+	$(BIN)/python bench/gateway_soak.py
 	$(BIN)/python bench/fuzz.py
 
 # Java 17+ runs the broker, Maven fetches it, kcat (a non-Python Kafka

@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     inbox.add_argument("--port", type=int, default=8080, help="web: the port to serve on")
     inbox.add_argument("--plain-http", action="store_true",
                        help="web: cookies without the Secure flag (only behind a TLS proxy on the same host)")
+    from safebus.app.cli_web import add_tls_arguments
+
+    add_tls_arguments(inbox, prefix="web: ")
     inbox.add_argument("--bootstrap")
     inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
 
@@ -193,7 +196,10 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "encompass":
         return cli_encompass.run(args, settings)
     if args.command == "inbox" and args.action == "web":
-        return cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http)
+        from safebus.app.cli_web import tls_from_args
+
+        return cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http,
+                                       tls=tls_from_args(args))
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "processor":

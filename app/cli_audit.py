@@ -81,13 +81,17 @@ def add_parser(commands: Any) -> None:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8090)
     web.add_argument("--plain-http", action="store_true", help="cookies without Secure (behind a local TLS proxy)")
+    from safebus.app.cli_web import add_tls_arguments
+
+    add_tls_arguments(web)
     web.add_argument("--bootstrap")
     from safebus.password_input import CREDENTIAL_SOURCES_HELP, add_password_arguments
 
     officer = actions.add_parser(
         "officer", help="dashboard accounts of information-governance officers",
         description=f"Dashboard accounts of information-governance officers. {CREDENTIAL_SOURCES_HELP}")
-    officer.add_argument("officer_action", choices=["add", "reset-password"])
+    officer.add_argument("officer_action", choices=["add", "reset-password", "remove"],
+                         help="reset-password and remove also end the officer's dashboard sessions at once")
     officer.add_argument("--id", required=True)
     officer.add_argument("--role", choices=["information-governance", "auditor"], default="auditor")
     officer.add_argument("--name", help="display name (add)")
@@ -363,29 +367,39 @@ def _emit(text: str, out: Path | None) -> None:
 
 
 def _web(args: argparse.Namespace, settings: Settings) -> int:
+    from safebus.app.cli_web import tls_from_args
     from safebus.app.wiring import open_ledger, tokeniser_for
     from safebus.consumers.audit.officers import Officers, default_officers_path
     from safebus.consumers.audit.web import AuditDashboard
     from safebus.consumers.web.pages import load_or_create_secret, run_app
 
+    tls = tls_from_args(args)
     dashboard = AuditDashboard(
         projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
         tokeniser=tokeniser_for(settings.state_dir), officers=Officers(default_officers_path(settings.state_dir)),
         record_view=_view_recorder(settings, web=True), clock=lambda: datetime.now(UTC),
-        secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http)
-    run_app(dashboard.app(), host=args.host, port=args.port)
+        secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http,
+        web_state=settings.audit_dir)
+    run_app(dashboard.app(), host=args.host, port=args.port, tls=tls)
     return 0
 
 
 def _officer(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.consumers.audit.officers import OfficerRole, Officers, default_officers_path
+    from safebus.consumers.web.sessions import end_sessions_of
     from safebus.password_input import new_password
 
     officers = Officers(default_officers_path(settings.state_dir))
+    if args.officer_action == "remove":
+        officers.remove(args.id)
+        ended = end_sessions_of(settings.audit_dir, args.id)
+        print(f"remove: {args.id} ({ended} dashboard sessions ended)")
+        return 0
     password = new_password(args, what="officer")
     if args.officer_action == "add":
         officers.add(args.id, role=OfficerRole(args.role), display_name=args.name or args.id, password=password)
     else:
         officers.reset_password(args.id, password)
+        end_sessions_of(settings.audit_dir, args.id)
     print(f"{args.officer_action}: {args.id}")
     return 0

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import ssl
+
     from safebus.app.wiring import Settings
     from safebus.consumers.inbox.web import SchoolInbox
 
@@ -41,9 +43,10 @@ def add_parsers(commands: Any) -> None:
     key_adult = commands.add_parser(
         "key-adult", help="Key Adult and deputy accounts of the school web inbox",
         description=f"Key Adult and deputy accounts of the school web inbox. {CREDENTIAL_SOURCES_HELP}")
-    key_adult.add_argument("key_adult_action", choices=["add", "reset-password", "list"])
+    key_adult.add_argument("key_adult_action", choices=["add", "reset-password", "remove", "list"],
+                           help="reset-password and remove also end the account's web sessions at once")
     key_adult.add_argument("--school", metavar="URN", help="the setting (add, list)")
-    key_adult.add_argument("--staff-id", help="the account's staff id (add, reset-password)")
+    key_adult.add_argument("--staff-id", help="the account's staff id (add, reset-password, remove)")
     key_adult.add_argument("--role", choices=["key-adult", "deputy"], default="key-adult")
     key_adult.add_argument("--name", help="display name (add)")
     key_adult.add_argument("--email", help="where notices go (add)")
@@ -105,8 +108,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool) -> int:
-    """Serve the Key Adults' web inbox until interrupted; retry unreported acknowledgements every 30 s."""
+def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool, tls: ssl.SSLContext | None = None) -> int:
+    """Serve the Key Adults' web inbox (over TLS with `tls`) until interrupted; retry unsent acknowledgements."""
     from safebus.consumers.web.pages import run_app
 
     inbox = build_school_inbox(settings, secure_cookies=not plain_http)
@@ -118,7 +121,7 @@ def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool) -> 
 
     threading.Thread(target=retry, name="acknowledgement-outbox", daemon=True).start()
     try:
-        run_app(inbox.app(), host=host, port=port)
+        run_app(inbox.app(), host=host, port=port, tls=tls)
     finally:
         stop.set()
     return 0
@@ -147,13 +150,19 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
         due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
         secret=load_or_create_secret(settings.state_dir / "school-inbox" / "web-secret"),
         secure_cookies=secure_cookies, transfers=transfers_lookup(monitor),
-        on_transfer_confirmed=transfer_confirmation_publisher(settings),
+        on_transfer_confirmed=transfer_confirmation_publisher(settings), web_state=inbox_web_state(settings),
     )
 
 
+def inbox_web_state(settings: Settings) -> Path:
+    """Where the web inbox keeps its sessions and sign-in throttle (the account commands end sessions there)."""
+    return settings.state_dir / "school-inbox"
+
+
 def key_adult(args: argparse.Namespace, settings: Settings) -> int:
-    """Add, reset or list Key Adult accounts (the password is never given on the command line)."""
+    """Add, reset, remove or list Key Adult accounts (the password is never given on the command line)."""
     from safebus.app.encompass_wiring import key_adults_for
+    from safebus.consumers.web.sessions import end_sessions_of
     from safebus.password_input import new_password
     from safebus.schemas.encompass import KeyAdultRole
 
@@ -171,9 +180,15 @@ def key_adult(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"safebus: key-adult {args.key_adult_action} needs {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.key_adult_action == "remove":
+        accounts.remove(args.staff_id)
+        ended = end_sessions_of(inbox_web_state(settings), args.staff_id)
+        print(f"remove: {args.staff_id} ({ended} web sessions ended)")
+        return 0
     password = new_password(args, what="key adult")
     if args.key_adult_action == "reset-password":
         accounts.reset_password(args.staff_id, password)
+        end_sessions_of(inbox_web_state(settings), args.staff_id)
     else:
         accounts.add(args.staff_id, setting_urn=args.school, role=KeyAdultRole(args.role), display_name=args.name,
                      email=args.email, password=password)

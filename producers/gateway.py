@@ -15,14 +15,17 @@ Why it is built this way:
 
 - **stdlib ``ThreadingHTTPServer``, not aiohttp.** Every step after parsing
   blocks: scrypt, sealing, and `produce_all`, which waits for the broker's
-  acknowledgement. A thread per request fits that; an event loop would only
-  pass each step to an executor. It also adds no dependency to the one part of
+  acknowledgement. A bounded pool of kept worker threads fits that; an event
+  loop would only pass each step to an executor. It also adds no dependency to the one part of
   the bus that faces other organisations' networks.
 - **Loopback, plain HTTP.** Run it behind a TLS-terminating reverse proxy.
   Bearer tokens must never cross a network in the clear.
-- **One request per connection** (``Connection: close``). Shutdown then waits
-  only for requests that are in flight and still publishing. Idle keep-alive
-  connections cannot hold it open.
+- **Bounded** (`safebus.producers.gateway_limits`): a cap on connections
+  (in total and per source; over it, an immediate 503 without a thread), a
+  deadline for each whole request, and a token bucket per credential (429
+  with ``Retry-After``). Keep-alive is allowed, with a short idle timeout
+  and a cap on requests per connection; on shutdown idle connections are
+  closed at once, so shutdown waits only for requests in flight.
 - **Credentials.** Each credential holds a random 256-bit secret. The file
   stores only its scrypt hash, with a per-credential salt, in mode 0600. Hashes
   are compared in constant time. An unknown credential id still costs one
@@ -52,11 +55,15 @@ Why it is built this way:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
+import math
 import os
+import queue
 import re
 import secrets
 import socket
@@ -83,6 +90,7 @@ from safebus.keyservice import KeyService, SubjectKey
 from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
 from safebus.live_directory import follow
 from safebus.logs import get_logger
+from safebus.producers.gateway_limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits, TokenBuckets
 from safebus.producers.police import PolicePublisher
 from safebus.publisher import AgencyPublisher
 from safebus.schemas._base import AgencyId, Event
@@ -91,7 +99,7 @@ from safebus.schemas.validation import Issue, json_path, validate_payload
 from safebus.settings import Settings, directory_source, key_service_for, tokeniser_for
 
 __all__ = [
-    "MAX_BODY_BYTES", "Credential", "EventPublisher", "Gateway", "PublisherFactory", "add_credential",
+    "MAX_BODY_BYTES", "Credential", "EventPublisher", "Gateway", "GatewayLimits", "PublisherFactory", "add_credential",
     "agency_publishers", "default_credentials_path", "revoke_credential",
 ]
 
@@ -439,19 +447,27 @@ class Gateway:
     The ingress gateway: construct, then `serve_forever()` (or `run(stop)`), then `shutdown()`.
 
     `port=0` picks a free port, which `address` reports. `publisher_factory`
-    replaces the real Kafka publishers, for tests.
+    replaces the real Kafka publishers, for tests. `limits` bounds
+    connections, request time and each credential's rate (default
+    `GatewayLimits.from_env()`); `request_timeout_s`, if given, overrides its
+    request deadline.
     """
 
     def __init__(self, settings: Settings, credentials_path: Path, *, host: str = "127.0.0.1", port: int = 0,
                  publisher_factory: PublisherFactory | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-                 request_timeout_s: float = 30.0) -> None:
+                 request_timeout_s: float | None = None, limits: GatewayLimits | None = None) -> None:
         """Load credentials and the directory now, so that misconfiguration fails at start-up, not per request."""
         self.settings = settings
         self.credentials = _Credentials(credentials_path)
         settings.store.load_directory()  # a missing or unverifiable directory fails here, with advice
         self._directory = directory_source(settings.store)
         self.max_body_bytes = max_body_bytes
-        self.request_timeout_s = request_timeout_s
+        limits = limits or GatewayLimits.from_env()
+        if request_timeout_s is not None:
+            limits = GatewayLimits(**{**vars(limits), "request_timeout_s": request_timeout_s})
+        self.limits = limits
+        self.request_timeout_s = limits.request_timeout_s
+        self._buckets = TokenBuckets(rate_per_s=limits.rate_per_s, burst=limits.burst)
         self._factory = publisher_factory or agency_publishers(settings)
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
@@ -471,6 +487,11 @@ class Gateway:
         return str(host), int(port)
 
     @property
+    def closing(self) -> bool:
+        """Whether `shutdown()` has been asked for (replies then close their connections)."""
+        return self._closing
+
+    @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080``."""
         host, port = self.address
@@ -488,6 +509,7 @@ class Gateway:
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
+            self._server.close_idle()  # kept-alive connections waiting for a next request end now
             self._server.server_close()  # joins request threads: in-flight publishes complete
             self._directory.close()
             self._stopped.set()
@@ -565,6 +587,11 @@ class Gateway:
         credential_id, credential = who
         agency_id = credential.agency_id
         trace.update(credential_id=credential_id, agency_id=agency_id)
+        wait = self._buckets.take(credential_id)
+        if wait > 0:
+            raise _Refusal(429, "rate-limited", f"more than {self.limits.rate_per_s:g} requests a second with this "
+                           "credential; retry after the time in Retry-After",
+                           headers=(("Retry-After", str(max(1, math.ceil(wait)))),))
         if not _is_json(content_type):
             raise _Refusal(415, "unsupported-media-type", "send the payload as application/json (UTF-8)")
         payload = _parse_json(body)
@@ -602,14 +629,105 @@ class Gateway:
 # --------------------------------------------------------------------------- HTTP plumbing
 
 class _Server(ThreadingHTTPServer):
-    """Non-daemon request threads, so `server_close()` waits for publishes in flight."""
+    """
+    A bounded pool of worker threads, at most `GatewayLimits.max_connections`; connections over it get a quick 503.
+
+    Workers are started as needed and then kept: the same validation and
+    sealing run from ever new threads grew native memory (docs/adr/0007).
+    Workers are not daemons, so `server_close()` waits for publishes in flight.
+    """
 
     daemon_threads = False
     block_on_close = True
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.admission = Admission(gateway.limits)
+        self._idle: set[socket.socket] = set()
+        self._idle_lock = threading.Lock()
+        self._busy_logged = 0.0
+        self._work: queue.SimpleQueue[tuple[socket.socket, Any] | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._pool_lock = threading.Lock()
+        self._waiting_workers = 0
+        self._queued = 0
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Hand the connection to a worker if the caps allow; otherwise answer 503 from this (accepting) thread."""
+        source = str(client_address[0])
+        if not self.admission.admit(source):
+            self._refuse_busy(request)
+            return
+        with self._pool_lock:
+            self._queued += 1
+            if self._queued > self._waiting_workers and len(self._workers) < self.gateway.limits.max_connections:
+                worker = threading.Thread(target=self._worker, name=f"gateway-worker-{len(self._workers)}")
+                self._workers.append(worker)
+                worker.start()
+        self._work.put((request, client_address))
+
+    def _worker(self) -> None:
+        """Serve connections from the queue until told to stop (None)."""
+        while True:
+            with self._pool_lock:
+                self._waiting_workers += 1
+            item = self._work.get()
+            with self._pool_lock:
+                self._waiting_workers -= 1
+                self._queued -= item is not None
+            if item is None:
+                return
+            self.process_request_thread(*item)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve the connection, then give its slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.admission.release(str(client_address[0]))
+
+    def server_close(self) -> None:
+        """Close the listening socket, then let every worker finish its connection and stop."""
+        super().server_close()
+        with self._pool_lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._work.put(None)
+        for worker in workers:
+            worker.join()
+
+    def _refuse_busy(self, request: socket.socket) -> None:
+        try:
+            request.setblocking(False)
+            request.send(BUSY_RESPONSE)
+        except OSError:
+            pass  # its buffer is full or it has gone: it is closed either way
+        finally:
+            self.shutdown_request(request)
+        now = time.monotonic()
+        if now - self._busy_logged > 10:  # one line per 10 s under a flood, with the running count
+            self._busy_logged = now
+            _log.warning("gateway.busy", refused_connections=self.admission.refused,
+                         max_connections=self.gateway.limits.max_connections)
+
+    def idle(self, connection: socket.socket, waiting: bool) -> bool:
+        """Mark a kept-alive connection as waiting (or not) for its next request; False if shutting down."""
+        with self._idle_lock:
+            if waiting:
+                self._idle.add(connection)
+            else:
+                self._idle.discard(connection)
+        return not self.gateway.closing
+
+    def close_idle(self) -> None:
+        """End every connection waiting for a next request: their threads see end of stream and finish."""
+        with self._idle_lock:
+            waiting = list(self._idle)
+        for connection in waiting:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Log a broken connection or bug by type and location; the default prints to stderr."""
@@ -618,21 +736,55 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Maps HTTP onto `Gateway.accept`, one request per connection."""
+    """Maps HTTP onto `Gateway.accept`; keeps a connection alive only after a request it read whole."""
 
     server_version = "safebus-gateway"
     sys_version = ""
-    protocol_version = "HTTP/1.1"  # answers ``Expect: 100-continue``; every reply still closes the connection
+    protocol_version = "HTTP/1.1"  # answers ``Expect: 100-continue`` and allows keep-alive
+    disable_nagle_algorithm = True  # headers and body are two writes: without this a kept-alive reply waits 40 ms
 
     @property
     def gateway(self) -> Gateway:
         return cast(_Server, self.server).gateway
 
     def setup(self) -> None:
-        """Time out slow clients so that they cannot hold a thread."""
+        """Read through a deadline, so a slow client cannot hold a thread past its request's time."""
         super().setup()
-        self.connection.settimeout(self.gateway.request_timeout_s)
+        self.connection.settimeout(self.gateway.request_timeout_s)  # writes: a client that never reads
+        self.rfile.close()  # the stdlib's reader, replaced by one that keeps the deadline
+        self._reader = DeadlineReader(self.connection)
+        self._buffered = io.BufferedReader(self._reader, 65536)
+        self.rfile = self._buffered
         self._unread = 0  # body bytes the client may still be sending when we answer early
+        self._served = 0
+        self._reusable = False
+
+    def handle_one_request(self) -> None:
+        """Wait for the next request (briefly, on a kept-alive connection), then handle it within its deadline."""
+        limits = self.gateway.limits
+        self._reusable = False
+        self._reader.deadline = time.monotonic() + (limits.request_timeout_s if self._served == 0
+                                                    else limits.keepalive_idle_s)
+        server = cast(_Server, self.server)
+        if self._served and not server.idle(self.connection, True):
+            self.close_connection = True
+            return
+        try:
+            self._buffered.peek(1)  # the first byte of the next request, or end of stream / timeout
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        finally:
+            if self._served:
+                server.idle(self.connection, False)
+        super().handle_one_request()
+        self._served += 1
+
+    def parse_request(self) -> bool:
+        """The request has begun: all of it (headers, body) must arrive within the request deadline from now."""
+        if self._served:
+            self._reader.deadline = time.monotonic() + self.gateway.limits.request_timeout_s
+        return super().parse_request()
 
     def version_string(self) -> str:
         """``Server: safebus-gateway``, without the Python version."""
@@ -655,6 +807,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Health check; the events path only takes POST."""
         path = self._route()
+        self._reusable = not self.headers.get("Content-Length", "0").strip("0 ") and \
+            not self.headers.get("Transfer-Encoding")
         if path == HEALTH_PATH:
             self._respond(Reply(200, {"status": "ok"}), path=path)
         elif path == EVENTS_PATH:
@@ -672,6 +826,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             body = self._body()
+            self._reusable = True  # read whole: the connection may carry the next request
             reply = self.gateway.accept(authorization=self.headers.get("Authorization"),
                                         content_type=self.headers.get("Content-Type"), body=body, trace=trace)
         except _Refusal as refusal:
@@ -714,7 +869,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
+        keep = (self._reusable and not self.close_connection and not self.gateway.closing
+                and self._served + 1 < self.gateway.limits.max_requests_per_connection)
+        self.send_header("Connection", "keep-alive" if keep else "close")
         for name, value in reply.headers:
             self.send_header(name, value)
         self.end_headers()

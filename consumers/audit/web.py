@@ -49,6 +49,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,6 +147,7 @@ class AuditDashboard:
         secure_cookies: bool = True,
         producer: str = AUDIT_PRODUCER,
         zone: str = "Europe/London",
+        web_state: Path | None = None,
     ) -> None:
         """
         Serve the audit trail in `projection` (integrity from `ledger`) to the officers in `officers`.
@@ -153,7 +155,8 @@ class AuditDashboard:
         Every page view goes to `record_view` as an `AuditViewed` fact from
         `producer`.  `tokeniser` turns a name and date of birth into a token;
         `secret` (at least 32 bytes) signs sessions.  Dates are shown and
-        months counted in `zone`.
+        months counted in `zone`.  Sessions and the sign-in throttle live in
+        `web_state` (where the officer commands end sessions), or in memory.
         """
         self.projection = projection
         self.ledger = ledger
@@ -165,6 +168,7 @@ class AuditDashboard:
                                     producer=producer, zone=zone)
         self._secret = secret
         self._secure_cookies = secure_cookies
+        self._web_state = web_state
         self._names = _Names(clock)
 
     # ------------------------------------------------------------------ accounts
@@ -189,7 +193,7 @@ class AuditDashboard:
         """The aiohttp application: sign-in and the dashboard's pages."""
         app = create_app(title="Audit trail", secret=self._secret, authenticate=self._authenticate,
                          resolve=self._resolve, clock=self.clock, home="/search", user_label="Officer ID",
-                         secure_cookies=self._secure_cookies, session_ttl=_SESSION_TTL,
+                         secure_cookies=self._secure_cookies, session_ttl=_SESSION_TTL, state_dir=self._web_state,
                          footer="Every page you open here is recorded in the audit log, with your officer ID.")
         anyone, ig_only = require_login(roles=_ANY), require_login(roles=_IG)
         app.router.add_get("/", anyone(self._home))

@@ -51,6 +51,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -134,6 +135,7 @@ class SchoolInbox:
         secure_cookies: bool = True,
         transfers: TransfersLookup | None = None,
         on_transfer_confirmed: TransferConfirmedCallback | None = None,
+        web_state: Path | None = None,
     ) -> None:
         """
         Serve `store`'s alerts to the Key Adults in `key_adults`.
@@ -141,7 +143,9 @@ class SchoolInbox:
         `settings` maps each hosted setting's URN to its agency (the producer
         of its acknowledgements) and name; a Key Adult whose setting is not in
         it cannot sign in.  `secret` (at least 32 bytes) signs sessions and
-        derives the child references.
+        derives the child references.  Sessions and the sign-in throttle
+        live in `web_state` (the directory the account commands end sessions
+        in), or in memory when it is None.
         """
         self.store = store
         self.opener = opener
@@ -155,6 +159,7 @@ class SchoolInbox:
         self._confirmed: set[str] = set()
         self._secret = secret
         self._secure_cookies = secure_cookies
+        self._web_state = web_state
         self._reporting = threading.Lock()
         self._child_key = derived_key(secret, "child-ref")
 
@@ -179,7 +184,7 @@ class SchoolInbox:
         """The aiohttp application: sign-in and the inbox pages."""
         app = create_app(title="Operation Encompass inbox", secret=self._secret, authenticate=self._authenticate,
                          resolve=self._resolve, clock=self.clock, user_label="Staff ID",
-                         secure_cookies=self._secure_cookies)
+                         secure_cookies=self._secure_cookies, state_dir=self._web_state)
         guard = require_login(roles=_ROLES)
         app.router.add_get("/", guard(self._inbox))
         app.router.add_get("/alerts/{notification_id}", guard(self._alert))

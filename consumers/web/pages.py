@@ -9,16 +9,16 @@ Key Adult or an officer is.
 
 Why it is built this way:
 
-- **Signed session cookies, no server-side session table.**  The cookie holds
-  the user id, a credential version, an expiry and a random nonce, signed with
-  HMAC-SHA256 under a key derived from the server's secret.  A forged or edited
-  cookie fails the constant-time comparison; an expired one is ignored.  The
-  principal is *re-resolved on every request*, so a removed account or a reset
-  password (the credential version changes) ends its sessions at once, which a
-  self-contained token alone could not do.  The cookie is ``HttpOnly`` (no
-  script can read it), ``SameSite=Strict`` (no other site's page can make the
-  browser send it) and ``Secure`` unless the caller serves plain HTTP on
-  loopback for tests.
+- **Server-side sessions** (`safebus.consumers.web.sessions`).  The cookie
+  holds only a random id; the session row says whose it is and until when.
+  Sign-out deletes the row, and so do a password reset and an account's
+  removal (the account commands end the user's sessions in the same file),
+  so an old cookie is refused on the very next request.  The principal is
+  also re-resolved on every request and must still have the credential
+  version the session was made with.  The cookie is ``HttpOnly`` (no script
+  can read it), ``SameSite=Strict`` (no other site's page can make the
+  browser send it) and ``Secure`` when served over TLS, or when the caller
+  says a TLS proxy is in front (``secure_cookies``).
 - **A CSRF token on every POST form, and a same-origin check.**  SameSite is a
   browser promise, not ours.  Every unsafe request must carry a token that only
   a page of this server could have put in the form: an HMAC of the session's
@@ -36,9 +36,19 @@ Why it is built this way:
   and back-button caches (only the stylesheet may be cached).
 - **Autoescaping Jinja2 templates from the installed package**, with
   `StrictUndefined`, so a misspelt variable is an error rather than a blank.
-- **Sign-in throttling.**  After `_MAX_FAILURES` wrong passwords for one user
-  id within `_FAILURE_WINDOW`, further attempts for it are refused without
-  being checked, with the same message as a wrong password.
+- **Sign-in throttling before the password check**
+  (`safebus.consumers.web.sign_in_throttle`): each attempt first reserves its
+  lanes (the account, the source address) in one SQLite transaction, which
+  counts it as a failure until the password proves right; a closed lane
+  answers 429 with ``Retry-After`` and checks nothing.  Delays grow with
+  failures and never become a lock.  A browser that has signed in to an
+  account gets a long-lived *device cookie* for it (an HMAC of a random
+  device id and the account), and its attempts for that account are
+  throttled on their own lane, so nobody else's guessing delays it.
+- **TLS served by the app itself** when given a certificate and key
+  (`tls_context`), TLS 1.2 or later; ``Strict-Transport-Security`` only on
+  responses that travelled over TLS.  No response names the framework or
+  its version (``Server: safebus``), error pages included.
 - **Logs name user ids and routes, never form contents.**  A failed sign-in is
   logged without the user id typed (people type passwords into the wrong box).
   aiohttp's access log is off: URLs carry alert ids, and one log policy is
@@ -49,20 +59,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
 import functools
 import hashlib
 import hmac
-import json
+import math
 import mimetypes
 import os
 import secrets
 import socket
+import ssl
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -71,15 +80,17 @@ from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
-from aiohttp import web
+from aiohttp import web, web_response
 
+from safebus.consumers.web.sessions import Session, SessionStore, sessions_path
+from safebus.consumers.web.sign_in_throttle import SignInThrottle, Throttled
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
 
 __all__ = [
     "CSRF_FIELD", "SESSION_COOKIE", "Authenticator", "Clock", "Handler", "Principal", "Resolver", "ServedApp",
     "create_app", "csrf_token", "current_principal", "derived_key", "load_or_create_secret", "render",
-    "require_login", "run_app", "serve_in_thread",
+    "require_login", "run_app", "serve_in_thread", "throttle_path", "tls_context",
 ]
 
 Clock = Callable[[], datetime]
@@ -114,17 +125,28 @@ Resolver = Callable[[str], Principal | None]
 
 SESSION_COOKIE = "safebus_session"
 _PRELOGIN_COOKIE = "safebus_prelogin"
+_DEVICE_COOKIE = "safebus_device"
 CSRF_FIELD = "csrf_token"
 """Name of the hidden form field every POST form carries."""
 
 _MIN_SECRET_BYTES = 32
 _PRELOGIN_TTL = timedelta(hours=1)
-_MAX_FAILURES, _FAILURE_WINDOW = 10, timedelta(minutes=15)
+_DEVICE_TTL = timedelta(days=90)
+"""How long a browser stays "known" to an account for sign-in throttling after its last sign-in."""
 _MAX_FORM_BYTES = 64 * 1024
 """Largest request body read: the forms here are a few fields."""
 _MAX_COOKIE_CHARS = 1024
 
 _log = get_logger("consumers.web")
+
+SERVER_NAME = "safebus"
+"""The whole ``Server`` header: no framework, no version."""
+setattr(web_response, "SERVER_SOFTWARE", SERVER_NAME)  # noqa: B010 - aiohttp's own error pages read it from here
+
+
+def throttle_path(app_dir: Path) -> Path:
+    """Where a web app whose state lives in `app_dir` keeps its sign-in throttle."""
+    return app_dir / "sign-in-throttle.sqlite"
 
 
 # --------------------------------------------------------------------------- secrets and keys
@@ -172,19 +194,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 # --------------------------------------------------------------------------- the site
-
-@dataclass(frozen=True, kw_only=True)
-class _Session:
-    user_id: str
-    version: str
-    expires: int
-    nonce: str
-
 
 @dataclass(kw_only=True)
 class _Site:
@@ -200,73 +210,39 @@ class _Site:
     secure_cookies: bool
     templates: jinja2.Environment
     static: Mapping[str, tuple[bytes, str]]
-    failures: dict[str, deque[datetime]] = field(default_factory=dict)
-    failures_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def session_key(self) -> bytes:
-        return _derive(self.secret, "session")
+    sessions: SessionStore
+    throttle: SignInThrottle
 
     @property
     def csrf_key(self) -> bytes:
         return _derive(self.secret, "csrf")
 
-    def now_epoch(self) -> int:
-        return int(self.clock().timestamp())
-
-    # sessions ---------------------------------------------------------------
-
-    def sign(self, session: _Session) -> str:
-        body = _b64(json.dumps({"sub": session.user_id, "ver": session.version, "exp": session.expires,
-                                "nonce": session.nonce}, separators=(",", ":")).encode())
-        mac = hmac.new(self.session_key, f"session/1|{body}".encode(), hashlib.sha256).digest()
-        return f"{body}.{_b64(mac)}"
-
-    def verify(self, cookie: str | None) -> _Session | None:
-        """The session a cookie proves, or None (missing, forged, malformed or expired: all the same)."""
-        if not cookie or len(cookie) > _MAX_COOKIE_CHARS or cookie.count(".") != 1:
-            return None
-        body, mac = cookie.split(".")
-        expected = hmac.new(self.session_key, f"session/1|{body}".encode(), hashlib.sha256).digest()
-        try:
-            if not hmac.compare_digest(_unb64(mac), expected):
-                return None
-            fields = json.loads(_unb64(body))
-            session = _Session(user_id=str(fields["sub"]), version=str(fields["ver"]), expires=int(fields["exp"]),
-                               nonce=str(fields["nonce"]))
-        except (binascii.Error, ValueError, KeyError, TypeError):
-            return None
-        return session if session.expires > self.now_epoch() else None
+    @property
+    def device_key(self) -> bytes:
+        return _derive(self.secret, "device")
 
     def csrf_for(self, kind: str, nonce: str) -> str:
         return _b64(hmac.new(self.csrf_key, f"{kind}|{nonce}".encode(), hashlib.sha256).digest())
 
-    # sign-in throttling ----------------------------------------------------------
+    # device cookies ---------------------------------------------------------
 
-    def throttled(self, user_id: str) -> bool:
-        key, cutoff = user_id.casefold(), self.clock() - _FAILURE_WINDOW
-        with self.failures_lock:
-            recent = self.failures.get(key)
-            while recent and recent[0] < cutoff:
-                recent.popleft()
-            return recent is not None and len(recent) >= _MAX_FAILURES
+    def device_cookie(self, device_id: str, user_id: str) -> str:
+        """A device cookie naming `device_id`, valid for `user_id` only."""
+        mac = hmac.new(self.device_key, f"device/1|{device_id}|{user_id.casefold()}".encode(), hashlib.sha256)
+        return f"{device_id}.{_b64(mac.digest())}"
 
-    def failed(self, user_id: str) -> None:
-        key, now = user_id.casefold(), self.clock()
-        with self.failures_lock:
-            if len(self.failures) > 10_000:  # bounded memory under a spray of made-up ids
-                cutoff = now - _FAILURE_WINDOW
-                self.failures = {k: v for k, v in self.failures.items() if v and v[-1] >= cutoff}
-            self.failures.setdefault(key, deque(maxlen=_MAX_FAILURES)).append(now)
-
-    def succeeded(self, user_id: str) -> None:
-        with self.failures_lock:
-            self.failures.pop(user_id.casefold(), None)
+    def known_device(self, cookie: str | None, user_id: str) -> str | None:
+        """The device id of a valid device cookie for `user_id`, or None."""
+        if not cookie or len(cookie) > _MAX_COOKIE_CHARS or cookie.count(".") != 1:
+            return None
+        device_id = cookie.split(".", 1)[0]
+        expected = self.device_cookie(device_id, user_id)
+        return device_id if hmac.compare_digest(cookie.encode(), expected.encode()) else None
 
 
 _SITE = web.AppKey("safebus_site", _Site)
 _PRINCIPAL = web.RequestKey("safebus_principal", Principal)
-_SESSION = web.RequestKey("safebus_session", _Session)
+_SESSION = web.RequestKey("safebus_session", Session)
 _NEW_PRELOGIN = web.RequestKey("safebus_new_prelogin", str)
 
 
@@ -317,7 +293,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
-    if request.app[_SITE].secure_cookies:  # served over TLS (behind the proxy): browsers must never fall back
+    headers["Server"] = SERVER_NAME
+    if request.secure:  # this response travelled over our own TLS: browsers must never fall back to plain HTTP
         headers["Strict-Transport-Security"] = "max-age=31536000"
     if request.path.startswith("/static/") and response.status == 200:
         headers["Cache-Control"] = "public, max-age=3600"
@@ -326,9 +303,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         headers["Pragma"] = "no-cache"
 
 
-def _set_cookie(response: web.StreamResponse, site: _Site, name: str, value: str, *, max_age: int) -> None:
+def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *, max_age: int) -> None:
     response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
-                        secure=site.secure_cookies)
+                        secure=request.app[_SITE].secure_cookies or request.secure)
 
 
 _MESSAGES = {
@@ -337,6 +314,7 @@ _MESSAGES = {
     404: ("Page not found", "There is nothing here, or you do not have access to it."),
     405: ("That did not work", "Go back and try again."),
     413: ("That was too large", "Go back and try again."),
+    429: ("Please wait", "There have been too many attempts. Wait a minute, then try again."),
     500: ("Sorry, something went wrong", "Nothing you did caused this. Try again in a few minutes."),
 }
 
@@ -362,14 +340,17 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Attach the signed-in principal, if the cookie is valid and the account still matches it."""
+    """Attach the signed-in principal, if the cookie names a live session and the account still matches it."""
     site = request.app[_SITE]
-    session = site.verify(request.cookies.get(SESSION_COOKIE))
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = await asyncio.to_thread(site.sessions.find, cookie) if cookie else None
     if session is not None:
         principal = await asyncio.to_thread(site.resolve, session.user_id)
         if principal is not None and hmac.compare_digest(principal.session_version.encode(), session.version.encode()):
             request[_PRINCIPAL] = principal
             request[_SESSION] = session
+        else:  # removed or re-credentialled since: this session is over for good
+            await asyncio.to_thread(site.sessions.end, session)
     return await handler(request)
 
 
@@ -402,7 +383,7 @@ async def _csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
     prelogin = request.cookies.get(_PRELOGIN_COOKIE)
     expected: str | None = None
     if session is not None:
-        expected = site.csrf_for("session", session.nonce)
+        expected = site.csrf_for("session", session.handle)
     elif prelogin:
         expected = site.csrf_for("prelogin", prelogin)
     if not isinstance(sent, str) or expected is None or not hmac.compare_digest(sent.encode(), expected.encode()):
@@ -423,7 +404,7 @@ def csrf_token(request: web.Request) -> str:
     site = request.app[_SITE]
     session = request.get(_SESSION)
     if session is not None:
-        return site.csrf_for("session", session.nonce)
+        return site.csrf_for("session", session.handle)
     nonce = request.get(_NEW_PRELOGIN) or request.cookies.get(_PRELOGIN_COOKIE)
     if not nonce or len(nonce) > 64:
         nonce = secrets.token_urlsafe(24)
@@ -445,7 +426,7 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
     response = web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
     prelogin = request.get(_NEW_PRELOGIN)
     if prelogin is not None:
-        _set_cookie(response, site, _PRELOGIN_COOKIE, prelogin, max_age=int(_PRELOGIN_TTL.total_seconds()))
+        _set_cookie(request, response, _PRELOGIN_COOKIE, prelogin, max_age=int(_PRELOGIN_TTL.total_seconds()))
     return response
 
 
@@ -495,32 +476,57 @@ async def _login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def _login(request: web.Request) -> web.StreamResponse:
+    """
+    Check a sign-in: reserve the attempt with the throttle first, then (only if admitted) the password.
+
+    Every refusal looks the same (401, one message) whether the id exists or
+    not; a throttled attempt is a 429 with ``Retry-After`` and is not checked.
+    """
     site = request.app[_SITE]
     form = await request.post()
     user_id, password = form.get("user_id"), form.get("password")
     target = _safe_next(form.get("next"), site.home)
+    typed = user_id if isinstance(user_id, str) else ""
     principal: Principal | None = None
     if isinstance(user_id, str) and isinstance(password, str) and user_id and password and len(user_id) <= 100:
-        if site.throttled(user_id):
-            _log.warning("web.login_throttled")
-        else:
-            principal = await asyncio.to_thread(site.authenticate, user_id, password)
-            if principal is None:
-                site.failed(user_id)
+        device = site.known_device(request.cookies.get(_DEVICE_COOKIE), user_id)
+        try:
+            reservation = await asyncio.to_thread(site.throttle.reserve, account=user_id, source=request.remote,
+                                                  device=device)
+        except Throttled as throttled:
+            wait = max(1, math.ceil(throttled.retry_after_s))
+            _log.warning("web.login_throttled", retry_after_s=wait, known_device=device is not None)
+            response = render(request, "common/login.html", status=429, user_label=site.user_label,
+                              error=f"There have been too many attempts to sign in. Wait {_duration(wait)}, "
+                                    "then try again.", user_id=typed, next=target)
+            response.headers["Retry-After"] = str(wait)
+            return response
+        principal = await asyncio.to_thread(site.authenticate, user_id, password)
+        if principal is not None:
+            await asyncio.to_thread(site.throttle.succeeded, reservation)
     if principal is None:
         _log.info("web.login_refused")  # no user id: people type passwords into the wrong box
         return render(request, "common/login.html", status=401, user_label=site.user_label,
                       error="The details you entered are not right. Check them and try again.",
-                      user_id=user_id if isinstance(user_id, str) else "", next=target)
-    site.succeeded(user_id if isinstance(user_id, str) else "")
-    session = _Session(user_id=principal.user_id, version=principal.session_version,
-                       expires=site.now_epoch() + int(site.session_ttl.total_seconds()),
-                       nonce=secrets.token_urlsafe(24))  # fresh nonce: a pre-login token never works afterwards
+                      user_id=typed, next=target)
+    session_id, _ = await asyncio.to_thread(site.sessions.start, user_id=principal.user_id,
+                                            version=principal.session_version, ttl=site.session_ttl)
     _log.info("web.login", user_id=principal.user_id)
     response = web.Response(status=303, headers={"Location": target})
-    _set_cookie(response, site, SESSION_COOKIE, site.sign(session), max_age=int(site.session_ttl.total_seconds()))
+    _set_cookie(request, response, SESSION_COOKIE, session_id, max_age=int(site.session_ttl.total_seconds()))
+    device_id = site.known_device(request.cookies.get(_DEVICE_COOKIE), typed) or secrets.token_urlsafe(16)
+    _set_cookie(request, response, _DEVICE_COOKIE, site.device_cookie(device_id, typed),
+                max_age=int(_DEVICE_TTL.total_seconds()))
     response.del_cookie(_PRELOGIN_COOKIE, path="/")
     return response
+
+
+def _duration(seconds: int) -> str:
+    """``1 second``, ``40 seconds``, ``3 minutes`` (rounded up): how long to wait, as a person says it."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 async def _logout_page(request: web.Request) -> web.StreamResponse:
@@ -530,7 +536,9 @@ async def _logout_page(request: web.Request) -> web.StreamResponse:
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
-    principal = request.get(_PRINCIPAL)
+    principal, session = request.get(_PRINCIPAL), request.get(_SESSION)
+    if session is not None:
+        await asyncio.to_thread(request.app[_SITE].sessions.end, session)  # the cookie is worthless from now on
     if principal is not None:
         _log.info("web.logout", user_id=principal.user_id)
     response = web.Response(status=303, headers={"Location": "/login"})
@@ -561,6 +569,7 @@ def create_app(
     session_ttl: timedelta = timedelta(hours=8),
     secure_cookies: bool = True,
     display_zone: str = "Europe/London",
+    state_dir: Path | None = None,
 ) -> web.Application:
     """
     An aiohttp app with sign-in, sign-out, sessions, CSRF, security headers, error pages and ``/static/``.
@@ -568,8 +577,11 @@ def create_app(
     Add the app's own routes to the result and wrap each handler that shows
     anything personal in `require_login`.  `secret` must be at least 32 bytes
     (see `load_or_create_secret`); `secure_cookies=False` is only for plain
-    HTTP on loopback (tests, a local demo).  Raises ConfigError on a short
-    secret or an unknown `display_zone`.
+    HTTP on loopback (tests, a local demo); over TLS cookies are always
+    ``Secure``.  Sessions and the sign-in throttle live in SQLite files in
+    `state_dir` (the account commands end sessions there), or in memory when
+    it is None (tests).  Raises ConfigError on a short secret or an unknown
+    `display_zone`.
     """
     if len(secret) < _MIN_SECRET_BYTES:
         raise ConfigError(f"the web secret must be at least {_MIN_SECRET_BYTES} bytes")
@@ -580,7 +592,9 @@ def create_app(
     app = web.Application(middlewares=[_errors, _sessions, _csrf], client_max_size=_MAX_FORM_BYTES)
     app[_SITE] = _Site(title=title, home=home, footer=footer, user_label=user_label, secret=secret,
                        authenticate=authenticate, resolve=resolve, clock=clock, session_ttl=session_ttl,
-                       secure_cookies=secure_cookies, templates=_templates(zone), static=_static_files())
+                       secure_cookies=secure_cookies, templates=_templates(zone), static=_static_files(),
+                       sessions=SessionStore(sessions_path(state_dir) if state_dir else None, clock=clock),
+                       throttle=SignInThrottle(throttle_path(state_dir) if state_dir else None, clock=clock))
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/login", _login_page)
     app.router.add_post("/login", _login)
@@ -592,9 +606,25 @@ def create_app(
 
 # --------------------------------------------------------------------------- running
 
-def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve `app` until interrupted (for a CLI).  Put a TLS-terminating reverse proxy in front of it."""
-    web.run_app(app, host=host, port=port, access_log=None, print=None)
+def tls_context(certificate: Path, key: Path) -> ssl.SSLContext:
+    """
+    A server TLS context (TLS 1.2 or later) for the PEM `certificate` chain and its `key`.
+
+    Raises ConfigError naming the file when either cannot be read or they do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile=certificate, keyfile=key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the TLS certificate {certificate} with the key {key}: {exc}") from exc
+    return context
+
+
+def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 8080,
+            tls: ssl.SSLContext | None = None) -> None:
+    """Serve `app` until interrupted (for a CLI): over TLS with `tls`, else plain HTTP behind a TLS proxy."""
+    web.run_app(app, host=host, port=port, access_log=None, print=None, ssl_context=tls)
 
 
 class ServedApp(NamedTuple):
@@ -604,9 +634,11 @@ class ServedApp(NamedTuple):
     stop: Callable[[], None]
 
 
-def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1") -> ServedApp:
+def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> ServedApp:
     """
     Serve `app` on `host` at a free port from a background thread (tests, the demo) and return once it listens.
+
+    With `tls` it serves HTTPS and `base_url` says so.
 
     `stop()` shuts it down and waits for the thread.  Raises whatever the app
     raised while starting.
@@ -623,7 +655,7 @@ def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1") -> ServedA
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         try:
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=tls).start()
             ready.set()
             await stopping.wait()
         finally:
@@ -650,4 +682,4 @@ def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1") -> ServedA
             loop.call_soon_threadsafe(stopping.set)
         thread.join(timeout=10)
 
-    return ServedApp(base_url=f"http://{host}:{port}", stop=stop)
+    return ServedApp(base_url=f"{'https' if tls else 'http'}://{host}:{port}", stop=stop)

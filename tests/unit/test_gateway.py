@@ -24,6 +24,7 @@ from safebus.producers.gateway import (
     MAX_BODY_BYTES,
     EventPublisher,
     Gateway,
+    GatewayLimits,
     add_credential,
     agency_publishers,
     default_credentials_path,
@@ -141,7 +142,9 @@ def running(partnership: Partnership) -> Iterator[Running]:
         holder[0].publishers.append(publisher)
         return publisher
 
-    gateway = Gateway(settings, credentials, publisher_factory=factory)
+    # No rate limit here: some tests send hundreds of bodies with one credential (test_gateway_bounds tests limits).
+    unlimited = GatewayLimits(rate_per_s=1e6, burst=1_000_000)
+    gateway = Gateway(settings, credentials, publisher_factory=factory, limits=unlimited)
     holder.append(Running(gateway=gateway, credentials=credentials, tokens=tokens))
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
