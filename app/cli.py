@@ -493,7 +493,8 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
     logs.get_logger("cli").info("router_state_restored", changes=restored)
     follow(handler.directory, bootstrap=settings.bootstrap, topic=settings.names.agencies, wait=True)
     app = create_app(bootstrap=settings.bootstrap, handler=handler,
-                     ingress_topics=ingress_topics(settings), datadir=settings.state_dir / "faust",
+                     ingress_topics=lambda: ingress_topics(settings, handler.directory()),
+                     datadir=settings.state_dir / "faust",
                      app_id=f"{settings.names.prefix}-router")
     run_worker(app)
     return 0

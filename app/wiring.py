@@ -148,9 +148,9 @@ def build_audit_sequencer(settings: Settings, *, clock: Callable[[], datetime] =
                           on_appended=on_appended)
 
 
-def ingress_topics(settings: Settings) -> list[str]:
-    """The ingress topics the router consumes."""
-    directory = settings.store.load_directory()
+def ingress_topics(settings: Settings, directory: Directory | None = None) -> list[str]:
+    """The ingress topics the router consumes, by `directory` (default: this machine's directory file)."""
+    directory = settings.store.load_directory() if directory is None else directory
     return subscribed_topics(directory, settings.names, party=AgencyKind.ROUTER.value, role=TopicRole.INGRESS)
 
 

@@ -22,6 +22,12 @@ aiokafka reconnects to a restarted broker by itself (its address does not
 change, docs/adr/0002); and SIGTERM ends the worker within
 `safebus.shutdown.GRACE_S` even when Faust's graceful stop waits on an absent
 broker.
+
+New senders (docs/adr/0007, "Live directory"): the ingress topics come from a
+callable over the live directory, compared every `SENDER_CHECK_S`; topics of a
+newly published sender are added to the stream the agent iterates, and Faust
+resubscribes after `RESUBSCRIBE_PAUSE_S`.  Topics are only ever added: a
+retired sender's records are still read, and dead-lettered by the handler.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
+from faust.transport.conductor import Conductor
 
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
@@ -61,13 +68,34 @@ missed beats of slack on a loaded machine; members have 30 s to rejoin a rebalan
 ample for a router to finish a batch of `BATCH_MAX`.  The broker's group.min.session.timeout.ms (6 s) is the
 floor.  Same values as the confluent-kafka workers' `safebus.kafka_io.GROUP_TIMING`.
 """
+SENDER_CHECK_S = 1.0
+"""How often the router compares the ingress topics the live directory implies with the ones it reads (a set
+difference over a few hundred names: nothing to save by checking less often)."""
+METADATA_MAX_AGE_S = 5.0
+"""
+How old the consumer's view of the cluster may get.  A sender's entry can be published before its topics
+exist (`agency publish` on another machine, then `topics apply`): the router subscribes to the names at
+once, and the partitions appear, and are assigned, at the next metadata refresh.  aiokafka's default is 5
+minutes; one small metadata request every 5 s costs the broker nothing.
+"""
+RESUBSCRIBE_PAUSE_S = 1.0
+"""
+Faust waits this long after a subscription change before resubscribing (its default, 45 s, coalesces agents
+restarting together; the router has one agent, and a new sender's first incident should not wait).  Each
+resubscription is one consumer-group rebalance, so several senders published together still cost one.
+"""
 
 
 def create_app(
-    *, bootstrap: str, handler: IncidentHandler, ingress_topics: list[str], datadir: Path,
+    *, bootstrap: str, handler: IncidentHandler, ingress_topics: Callable[[], Sequence[str]], datadir: Path,
     app_id: str = "safebus-router",
 ) -> faust.App:
-    """Build the Faust app; nothing connects until a worker starts it.  Faust's files go under `datadir`."""
+    """
+    Build the Faust app; nothing connects until a worker starts it.  Faust's files go under `datadir`.
+
+    `ingress_topics` is asked at start and every `SENDER_CHECK_S` (it reads the live directory), so a sender
+    published while the router runs is read without a restart.
+    """
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -81,10 +109,13 @@ def create_app(
         broker_session_timeout=GROUP_TIMING["broker_session_timeout"],
         broker_heartbeat_interval=GROUP_TIMING["broker_heartbeat_interval"],
         broker_rebalance_timeout=GROUP_TIMING["broker_rebalance_timeout"],
+        consumer_metadata_max_age_ms=int(METADATA_MAX_AGE_S * 1000),
         producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,  # the bus's limits agree (safebus.limits)
     )
-    source = app.topic(*ingress_topics, key_type=bytes, value_type=bytes,
+    subscribed = tuple(sorted(set(ingress_topics())))
+    source = app.topic(*subscribed, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
+    cast(Conductor, app.topics)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_PAUSE_S  # Faust's own knob
 
     @app.agent(source, concurrency=1)
     async def route(stream: faust.StreamT[Any]) -> None:
@@ -93,7 +124,39 @@ def create_app(
         async for events in batches:
             await route_batch(app, handler, events)
 
+    @app.timer(interval=SENDER_CHECK_S)  # type: ignore[untyped-decorator]  # Faust leaves it untyped
+    async def follow_senders() -> None:
+        nonlocal subscribed
+        added = set(ingress_topics()) - set(subscribed)
+        if added:
+            previous, subscribed = subscribed, tuple(sorted({*subscribed, *added}))
+            extend_subscription(app, [source, cast(faust.TopicT, route.channel_iterator)], previous,
+                                subscribed)
+            _log.info("router_ingress_added", topics=sorted(added), subscribed=len(subscribed))
+
     return app
+
+
+def extend_subscription(app: faust.App, templates: Sequence[faust.TopicT], previous: tuple[str, ...],
+                        topics: tuple[str, ...]) -> None:
+    """
+    Make the agent read `topics` (a superset of `previous`) without restarting it.
+
+    The agent does not iterate `source` itself: its stream iterates a *clone* registered with Faust's
+    conductor, which maps assigned partitions to the channels that asked for their topic.  Changing only
+    the source (the attempt ADR 0007 records) made Faust subscribe and assign the new partitions to a channel
+    nobody reads, so records from them were never seen.  Here every registered clone of the source is given
+    the new topics and re-registered, which flags the conductor to resubscribe (after `RESUBSCRIBE_PAUSE_S`);
+    the rebalance then maps the new partitions to the agent's own stream.  Faust's pattern subscription is no
+    alternative: its Kafka driver subscribes by names only and a pattern topic silently reads nothing.
+    """
+    for template in templates:  # the source and the agent's channel iterator: the clones made later
+        template.topics = topics    # (an agent restarted by Faust's supervisor) start from them
+    conductor = app.topics
+    for channel in [c for c in conductor if tuple(sorted(c.topics)) == previous]:
+        conductor.discard(channel)
+        channel.topics = topics
+        conductor.add(channel)
 
 
 async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence[faust.EventT[Any]]) -> None:

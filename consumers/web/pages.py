@@ -263,8 +263,21 @@ def _templates(display_zone: ZoneInfo) -> jinja2.Environment:
         """A calendar date, e.g. ``4 March 2016``."""
         return f"{value.day} {value:%B %Y}"
 
+    def duration(value: timedelta) -> str:
+        """A span a reader takes in at a glance, e.g. ``5 s``, ``3 min 05 s``, ``2 h 05 min``, ``1 d 3 h``."""
+        seconds = max(0, round(value.total_seconds()))
+        days, rest = divmod(seconds, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes, secs = divmod(rest, 60)
+        if days:
+            return f"{days} d {hours} h"
+        if hours:
+            return f"{hours} h {minutes:02d} min"
+        return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
     env.filters["when"] = when
     env.filters["day"] = day
+    env.filters["duration"] = duration
     return env
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from safebus.app import agency_admin
 from safebus.app.agency_admin import publish_entries
 from safebus.app.encompass_wiring import open_monitor
 from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue_opener
@@ -29,6 +30,7 @@ from safebus.app.wiring import key_service_for, tokeniser_for
 from safebus.consumers.audit.log import read_facts
 from safebus.directory import AgencyKind, PartnershipStore, SignedAgency
 from safebus.live_directory import LiveDirectory
+from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import create_partnership
 from safebus.publisher import AgencyPublisher
 from safebus.records import DLQ_ORIGIN_TOPIC, DLQ_REASON
@@ -36,7 +38,7 @@ from safebus.schemas import marac
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Escalated
 from safebus.schemas.decision import Outcome, SharingDecision
-from safebus.schemas.police import Child
+from safebus.schemas.police import Child, DomesticAbuseIncident
 from safebus.schemas.registry import Family
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
 
@@ -45,6 +47,8 @@ pytestmark = pytest.mark.kafka
 POLICE, MARAC = "northdale-police", "northdale-marac"
 NEW_SCHOOL_DEADLINE_S = 15.0
 """The promise: a school's first alert is in its inbox within seconds of the school being published."""
+NEW_SENDER_DEADLINE_S = 30.0
+"""A new sender's first event is routed this soon after it is published (the router resubscribes: a rebalance)."""
 
 
 class QueueThread:
@@ -200,6 +204,79 @@ def test_a_school_published_while_everything_runs_gets_its_first_alert_within_se
     assert not [e for e in escalations.values() if e.notification_id == notification_id]
 
 
+def _incident_from(bus: Bus, force: str, child: Child) -> DomesticAbuseIncident:
+    """Publish one incident about `child` as police force `force`, with that force's own keys."""
+    directory = bus.store.load_directory()
+    publisher = PolicePublisher(bootstrap=bus.settings.bootstrap, agency=bus.store.private_keys(force),
+                                kind=AgencyKind.POLICE, router=directory.router().public_keys(), names=bus.names,
+                                tokeniser=tokeniser_for(bus.settings.state_dir),
+                                keys=key_service_for(bus.settings.state_dir))
+    incident = make_incident(child).model_copy(update={"producer": force})
+    publisher.publish([incident])
+    return incident
+
+
+def test_a_police_force_published_while_the_router_runs_has_its_first_incident_routed(live_bus: Bus) -> None:
+    """
+    A force added while everything runs has its first incident routed to the school, with no restart.
+
+    On main the router read only the ingress topics it found at start-up: the new
+    force's incident sat unread on its topic until ``processor run`` was restarted.
+    """
+    bus = live_bus
+    force = "eastmarch-police"
+    router = bus.processes["processor"]
+    running = make_incident(Child(first_name="Ivo", surname="Marchbank", date_of_birth=datetime(2018, 9, 1).date(),
+                                  present=True, school_urn="900101"))
+    bus.publisher().publish([running])
+    wait_for(lambda: bus.encompass({running.event_id}), what=f"the router routing\n{bus.log('processor')}")
+    _admin(bus, "add", "--agency", force, "--kind", "police", "--name", "Eastmarch Constabulary")
+    published = time.monotonic()
+    incident = _incident_from(bus, force, Child(first_name="Ned", surname="Farrowdale",
+                                                date_of_birth=datetime(2018, 4, 5).date(), present=True,
+                                                school_urn="900101"))
+    decision = wait_for(lambda: next(iter(bus.encompass({incident.event_id}).values()), None),
+                        timeout_s=NEW_SENDER_DEADLINE_S,
+                        what=f"the new force's incident routed\n{bus.log('processor')}")
+    took = time.monotonic() - published
+    print(f"\nnew police force published -> its first incident decided: {took:.2f} s")
+    assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900101")
+    assert decision.output_id is not None
+    wait_for(lambda: bus.alert("900101", decision.output_id or ""), timeout_s=NEW_SCHOOL_DEADLINE_S,
+             what=f"the alert in the school's inbox\n{bus.log('inbox')}")
+    assert router.poll() is None, "the router never stopped"
+    assert bus.processes["processor"] is router, "the same router process, never restarted"
+
+
+def test_a_sender_whose_topics_are_created_after_its_entry_is_read_once_they_exist(live_bus: Bus) -> None:
+    """
+    An entry published before its topics exist (another machine's ``agency publish``, then ``topics apply``).
+
+    The router subscribes to the new names at once; their partitions are assigned
+    at its next metadata refresh, so the first incident is routed without a restart.
+    """
+    bus = live_bus
+    force = "westfell-police"
+    router = bus.processes["processor"]
+    now = datetime.now(UTC)
+    signed = agency_admin.add_agency(bus.store, agency_id=force, kind=AgencyKind.POLICE, name="Westfell Police",
+                                     urn=None, now=now)
+    publish_entries(bus.settings.bootstrap, bus.names.agencies, [signed])
+    wait_for(lambda: force in bus.log("processor"), timeout_s=10, what="the router seeing the new entry")
+    time.sleep(2.0)  # the router has subscribed to topics that do not exist yet
+    agency_admin.create_topics(signed.entry, bootstrap=bus.settings.bootstrap, names=bus.names)
+    created = time.monotonic()
+    incident = _incident_from(bus, force, Child(first_name="Orla", surname="Pennick",
+                                                date_of_birth=datetime(2013, 3, 4).date(), present=True,
+                                                school_urn="900102"))
+    decision = wait_for(lambda: next(iter(bus.encompass({incident.event_id}).values()), None),
+                        timeout_s=NEW_SENDER_DEADLINE_S,
+                        what=f"the incident routed once the topics exist\n{bus.log('processor')}")
+    print(f"\nnew force's topics created -> its first incident decided: {time.monotonic() - created:.2f} s")
+    assert (decision.outcome, decision.recipient) == (Outcome.SHARED, "school-900102")
+    assert router.poll() is None, "the router never stopped"
+
+
 def test_a_retired_school_receives_nothing_further(live_bus: Bus) -> None:
     """
     Once a school is retired and published, its pupils' alerts go to the MASH education desk, not to it.
@@ -243,8 +320,6 @@ def test_a_machine_with_only_the_trust_anchor_follows_the_topic(kafka: Broker, t
     publish_entries(kafka.bootstrap, topic, admin.signed_entries())
     live = LiveDirectory.start(reader, bootstrap=kafka.bootstrap, topic=topic)
     try:
-        from safebus.app import agency_admin
-
         now = datetime.now(UTC)
         original = next(s for s in admin.signed_entries() if s.entry.id == POLICE)
         rotated = agency_admin.rotate_keys(admin, POLICE, now=now)

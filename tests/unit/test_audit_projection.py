@@ -16,7 +16,7 @@ import sqlite3
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -775,13 +775,23 @@ class TestPoliceLatenessAndConflicts:
         assert "given / withdrawn" in page
         assert TOKEN[RHEA] in page
 
+    def test_the_dashboard_page_shows_the_median_wait_as_a_reader_would_say_it(
+            self, stats: MonthlyStatistics) -> None:
+        """A span in hours and minutes, not a raw ``H:MM:SS.ffffff`` timedelta."""
+        page = _statistics_page(replace(stats, median_time_to_acknowledge=timedelta(hours=13, minutes=44,
+                                                                                      seconds=30, microseconds=7)))
+        assert "13 h 44 min" in page
+        assert "13:44:30" not in page
+
 
 def _statistics_page(stats: MonthlyStatistics) -> str:
-    """The statistics template rendered as the dashboard renders it."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    """The statistics template rendered as the dashboard renders it (its environment, its filters)."""
+    from zoneinfo import ZoneInfo
 
-    loader = PackageLoader("safebus.consumers.web", "templates")
-    environment = Environment(loader=loader, autoescape=select_autoescape())
-    template = environment.get_template("audit/statistics.html")
+    from safebus.consumers.web.pages import Principal, _templates
+
+    template = _templates(ZoneInfo("Europe/London")).get_template("audit/statistics.html")
     return template.render(stats=stats, month=stats.month, chart="", error=None, nav="statistics",
-                           site_title="Audit", csrf_token="x", principal=None)
+                           site_title="Audit", home="/", footer="", csrf_field="csrf", csrf_token="x",
+                           principal=Principal(user_id="ig-1", display_name="IG officer",
+                                               roles=frozenset({"auditor"}), scope="partnership"))

@@ -78,7 +78,7 @@ def test_our_producer_takes_the_largest_dead_letter_and_refuses_past_its_limit()
 
 def test_the_router_and_the_broker_are_configured_with_the_same_limits(tmp_path: Path) -> None:
     """The Faust producer's maximum request and the brokers' (local, Docker) message.max.bytes are the stated ones."""
-    app = create_app(bootstrap="127.0.0.1:1", handler=None, ingress_topics=["t"], datadir=tmp_path)  # type: ignore[arg-type]
+    app = create_app(bootstrap="127.0.0.1:1", handler=None, ingress_topics=lambda: ["t"], datadir=tmp_path)  # type: ignore[arg-type]
     assert app.conf.producer_max_request_size == PRODUCER_MAX_REQUEST_BYTES
     text = _server_properties(port=1, controller_port=2, data=tmp_path)
     settings = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
