@@ -57,12 +57,22 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def _status(pid: int, field: str) -> int:
+    """One number from a live process's ``/proc/<pid>/status`` (``VmRSS`` in KiB, ``Threads``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a live process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return _status(pid, "VmRSS")
+
+
+def threads(pid: int) -> int:
+    """Threads of a live process: the gateway's worker pool must not grow with the requests it serves."""
+    return _status(pid, "Threads")
 
 
 # --------------------------------------------------------------------------- the server (child process)
@@ -85,6 +95,7 @@ def serve(state_dir: Path, port_file: Path) -> None:
         """Seals every event as the real publisher does, then drops the record (no broker in this bench)."""
 
         def publish_outputs(self, outputs: list[Output]) -> list[str]:
+            self._producer.client.poll(0)  # the real publish's flush serves librdkafka's queue: so does this
             return [dict(o.headers)[EVENT_ID].decode() for o in outputs]
 
     class SealingPolice(PolicePublisher, Sealing):
@@ -254,8 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _soak(pid: int, port: int, tokens: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     say(f"warm-up: {args.warmup} requests")
     drive(port, tokens, args.warmup, args.clients, args.seed)
-    before = rss_kib(pid)
-    say(f"RSS after warm-up: {before / 1024:.1f} MiB; soak: {args.requests} requests from {args.clients} clients")
+    before, threads_before = rss_kib(pid), threads(pid)
+    say(f"RSS after warm-up: {before / 1024:.1f} MiB, {threads_before} threads; "
+        f"soak: {args.requests} requests from {args.clients} clients")
     statuses: Counter[int] = Counter()
     body_bytes, took = 0, 0.0
     trace = [before]
@@ -269,8 +281,8 @@ def _soak(pid: int, port: int, tokens: dict[str, str], args: argparse.Namespace)
         took += seconds
         sent += step
         trace.append(rss_kib(pid))
-        say(f"  {sent:>7} requests, {sent / took:7.0f} req/s, RSS {trace[-1] / 1024:.1f} MiB")
-    after = rss_kib(pid)
+        say(f"  {sent:>7} requests, {sent / took:7.0f} req/s, RSS {trace[-1] / 1024:.1f} MiB, {threads(pid)} threads")
+    after, threads_after = rss_kib(pid), threads(pid)
     bound_kib = body_bytes / 1024
     growth_kib = after - before
     result = {
@@ -283,6 +295,8 @@ def _soak(pid: int, port: int, tokens: dict[str, str], args: argparse.Namespace)
         "rss_after_mib": round(after / 1024, 1),
         "rss_after_over_before": round(after / before, 3),
         "rss_trace_mib": [round(v / 1024, 1) for v in trace],
+        "threads_before": threads_before,
+        "threads_after": threads_after,
         "growth_mib": round(growth_kib / 1024, 2),
         "keep_every_body_bound_mib": round(bound_kib / 1024, 1),
         "growth_over_bound": round(growth_kib / bound_kib, 4) if bound_kib else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -81,6 +82,27 @@ def published_schema(event_type: str, version: str) -> dict[str, Any] | None:
     return schema
 
 
+_VALIDATORS_KEPT = 256
+"""Validators kept built: one per published contract version (a few dozen today), so all of them fit. A bound,
+not a dict, because the key comes from the payload: made-up versions take an entry (None) too, and at worst
+evict a real validator, which is then built again; memory stays bounded whatever callers send."""
+
+
+@lru_cache(maxsize=_VALIDATORS_KEPT)
+def _validator(event_type: str, version: str) -> Draft202012Validator | None:
+    """
+    The validator of a published schema, built once: a validator built per payload (schema read, parsed and
+    crawled each time) grew the gateway's native memory about 100 bytes a request (bench/README.md, soak).
+
+    None for a version that is not published. jsonschema's validators hold no per-call state, so the
+    gateway's threads may share one.
+    """
+    schema = published_schema(event_type, version)
+    if schema is None:
+        return None
+    return Draft202012Validator(schema, format_checker=_FORMATS)
+
+
 _POLICIES = {policy.pattern: policy for policy in (SINGLE_LINE, MULTI_LINE)}
 
 
@@ -113,10 +135,10 @@ def validate_payload(payload: object) -> list[Issue]:
     if spec is None:
         known = ", ".join(sorted(c.event_type for c in CONTRACTS))
         return [Issue("$.event_type", f"{event_type!r} is not a published event type (known: {known})")]
-    schema = published_schema(spec.event_type, version) if isinstance(version, str) else None
-    if schema is None:
+    validator = _validator(spec.event_type, version) if isinstance(version, str) and _VERSION.fullmatch(version) \
+        else None
+    if validator is None:
         return [Issue("$.schema_version", f"{version!r} is not a published version of {spec.event_type}")]
-    validator = Draft202012Validator(schema, format_checker=_FORMATS)
     issues = [
         Issue(json_path(list(error.absolute_path)), _message(error))
         for error in sorted((leaf for found in validator.iter_errors(payload) for leaf in _leaves(found)),
