@@ -25,10 +25,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from safebus.directory import Agency
 from safebus.errors import BrokerError
 from safebus.kafka_io import (
     GROUP_TIMING,
@@ -39,6 +41,7 @@ from safebus.kafka_io import (
     produce_all,
     to_record,
 )
+from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.records import Origin, Output, Record, dead_letter
 
@@ -48,6 +51,15 @@ A = TypeVar("A")
 DELIVER_STAGE = "deliver"
 """The dead-letter stage of everything a consumer refuses (unopenable, invalid, misaddressed)."""
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostedAgency:
+    """An agency whose inbox or queue a worker fills, with its private keys (one shape for every worker)."""
+
+    agency: Agency
+    keys: list[PrivateKeys]
+    """The agency's keyring: every generation it still holds, current last."""
 
 def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
     """A consumer in `group_id` that commits nothing on its own and reads from the start of new topics."""

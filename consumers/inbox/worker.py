@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from safebus.consumers._delivery import deliver_batch, delivery_consumer, origin_of, refuse, run_batches
+from safebus.consumers._delivery import HostedAgency, deliver_batch, delivery_consumer, origin_of, refuse, run_batches
 from safebus.consumers.audit.facts import delivered_fact
 from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.dead_letter_retry import HeldDeadLetters
-from safebus.directory import Agency, Directory, OnlyFrom
+from safebus.directory import Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope, SafebusError
 from safebus.fact_signing import FactPublisher, FactSigner
 from safebus.kafka_io import reliable_producer
-from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
@@ -45,13 +43,8 @@ from safebus.topics import TopicNames
 _log = get_logger("consumer.inbox")
 
 
-@dataclass(frozen=True, kw_only=True)
-class HostedSchool:
-    """A school whose inbox this worker fills, with its private keys."""
-
-    agency: Agency
-    keys: list[PrivateKeys]
-    """The school's keyring: every generation it still holds, current last."""
+HostedSchool = HostedAgency
+"""A school whose inbox this worker fills, with its private keys."""
 
 
 class InboxWorker:

@@ -20,21 +20,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from safebus.consumers._delivery import deliver_batch, delivery_consumer, origin_of, refuse, run_batches
+from safebus.consumers._delivery import HostedAgency, deliver_batch, delivery_consumer, origin_of, refuse, run_batches
 from safebus.consumers.audit.facts import delivered_fact
 from safebus.consumers.queues.store import QueueStore, ReferralArrival
 from safebus.dead_letter_retry import HeldDeadLetters, RetryPolicy
-from safebus.directory import Agency, Directory, OnlyFrom
+from safebus.directory import Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.fact_signing import FactPublisher, FactSigner
 from safebus.kafka_io import reliable_producer
-from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
@@ -48,13 +46,8 @@ from safebus.topics import TopicNames
 _log = get_logger("consumer.queue")
 
 
-@dataclass(frozen=True, kw_only=True)
-class HostedRecipient:
-    """An agency whose referral queue this worker fills, with its private keys."""
-
-    agency: Agency
-    keys: list[PrivateKeys]
-    """The agency's keyring: every generation it still holds, current last."""
+HostedRecipient = HostedAgency
+"""An agency whose referral queue this worker fills, with its private keys."""
 
 
 class QueueWorker:
