@@ -103,6 +103,16 @@ class AgencyPublisher:
         produce_all(self._producer, outputs)
         return [dict(o.headers).get(EVENT_ID, b"").decode() for o in outputs]
 
+    def serve_events(self) -> None:
+        """
+        Serve the producer's queue of librdkafka events without publishing.
+
+        Why: librdkafka keeps its error and log events until the client is
+        polled. A publisher that waits for its next request while the broker is
+        away would otherwise grow by kilobytes a second (bench/README.md).
+        """
+        self._producer.client.poll(0)
+
     def publish(self, events: Sequence[Event]) -> list[str]:
         """Seal and publish `events`; return their event ids."""
         return self.publish_outputs([self.seal(event) for event in events])
