@@ -35,6 +35,8 @@ dead-letter record keeps the code so an operator can see which check failed.
 
 from __future__ import annotations
 
+__all__ = ["BrokerError", "ConfigError", "EnvelopeError", "InvalidEnvelope", "RoutingError", "SafebusError"]
+
 
 class SafebusError(Exception):
     """Base of every error safebus raises on purpose."""

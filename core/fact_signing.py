@@ -36,6 +36,22 @@ from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.keys import PrivateKeys, b64d, b64e
 from safebus.records import Output, Record
 
+__all__ = [
+    "FACT_KEY_ID",
+    "FACT_SIGNATURE",
+    "FACT_SIGNATURE_FORMAT",
+    "FACT_SIGNER",
+    "SIGNER_KINDS",
+    "FactPublisher",
+    "FactSigner",
+    "Service",
+    "UnattributedFact",
+    "fact_publisher",
+    "fact_signer",
+    "signed_bytes",
+    "verify_fact",
+]
+
 FACT_SIGNATURE_FORMAT = "safebus-fact-signature/1"
 FACT_SIGNER = "safebus.fact.signer"
 FACT_KEY_ID = "safebus.fact.key_id"

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from safebus.errors import ConfigError
 
+__all__ = ["PrivateKeys", "PublicKeys", "b64d", "b64e", "key_id"]
+
 
 def b64e(data: bytes) -> str:
     """Encode bytes as unpadded URL-safe base64 (the envelope's byte encoding)."""
