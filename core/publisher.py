@@ -28,6 +28,8 @@ from safebus.schemas._base import Event
 from safebus.schemas.registry import by_type
 from safebus.topics import TopicNames
 
+__all__ = ["AgencyPublisher", "subject_tokens", "utc_now"]
+
 
 def utc_now() -> datetime:
     """The default clock."""
