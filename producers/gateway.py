@@ -54,7 +54,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -62,7 +61,6 @@ import io
 import ipaddress
 import json
 import math
-import os
 import queue
 import re
 import secrets
@@ -77,19 +75,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 from confluent_kafka import KafkaException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safebus import bounded_json
-from safebus.account_files import exclusive_lock, write_private_json
+from safebus.account_files import exclusive_lock, refuse_open_to_others, write_private_json
 from safebus.directory import Agency, AgencyKind, Directory, KeyStatus
 from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvelope
 from safebus.keyservice import KeyService, SubjectKey
 from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
 from safebus.live_directory import follow
 from safebus.logs import get_logger
+from safebus.passwords import ScryptHash, Verifier, hash_secret
 from safebus.producers.gateway_limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits, TokenBuckets
 from safebus.producers.police import PolicePublisher
 from safebus.publisher import AgencyPublisher
@@ -118,35 +117,16 @@ _log = get_logger("producers.gateway")
 # --------------------------------------------------------------------------- credentials
 
 _CREDENTIAL_ID = re.compile(r"^cred-[0-9a-f]{16}$")
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _HASH_BYTES = 2**14, 8, 1, 32  # 16 MiB, ~50 ms on this project's machines
-_KDF_SLOTS = 4
-"""Concurrent scrypt runs allowed: each takes 16 MiB, so a burst of bad tokens must not exhaust memory."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+class Credential(ScryptHash):
+    """One agency credential as stored: never the secret, only its salted scrypt hash (`safebus.passwords`)."""
 
-
-class Credential(BaseModel):
-    """One agency credential as stored: never the secret, only its salted scrypt hash."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    trailing_fields: ClassVar[tuple[str, ...]] = ("created_at", "revoked_at")
 
     agency_id: AgencyId
-    kdf: Literal["scrypt"] = "scrypt"
-    n: int = Field(ge=2**10)
-    r: int = Field(ge=1)
-    p: int = Field(ge=1)
-    salt: str
-    hash: str
     created_at: datetime
     revoked_at: datetime | None = None
-
-    def matches(self, secret: str) -> bool:
-        """Whether `secret` hashes to this credential's hash (constant-time comparison)."""
-        derived = hashlib.scrypt(secret.encode(), salt=base64.b64decode(self.salt), n=self.n, r=self.r, p=self.p,
-                                 dklen=_HASH_BYTES)
-        return hmac.compare_digest(derived, base64.b64decode(self.hash))
 
 
 class CredentialFile(BaseModel):
@@ -170,8 +150,7 @@ def _read(path: Path) -> CredentialFile:
         text = path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"no gateway credentials at {path}; add one with 'safebus gateway credential add'") from exc
-    if mode & 0o077:
-        raise ConfigError(f"gateway credentials {path} are open to other users (mode {mode & 0o777:o}); chmod 600")
+    refuse_open_to_others(path, mode, "gateway credentials")
     try:
         return CredentialFile.model_validate_json(text)
     except ValidationError as exc:
@@ -203,11 +182,9 @@ def add_credential(path: Path, agency_id: str, *, directory: Directory | None = 
             raise ConfigError("the router cannot have a gateway credential")
     credential_id = f"cred-{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(32)
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=_HASH_BYTES)
     try:
-        credential = Credential(agency_id=agency_id, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, salt=_b64(salt),
-                                hash=_b64(digest), created_at=now or datetime.now(UTC))
+        credential = Credential.model_validate({"agency_id": agency_id, **hash_secret(secret),
+                                                "created_at": now or datetime.now(UTC)})
     except ValidationError as exc:
         raise ConfigError(f"not an agency id: {agency_id!r}") from exc
     with _locked(path) as current:
@@ -230,14 +207,11 @@ def revoke_credential(path: Path, credential_id: str, *, now: datetime | None = 
 class _Credentials:
     """The credentials file as the running gateway sees it: re-read when it changes, verified per request."""
 
-    _DUMMY = Credential(agency_id="dummy-agency", n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, salt=_b64(bytes(16)),
-                        hash=_b64(bytes(_HASH_BYTES)), created_at=datetime(2026, 1, 1, tzinfo=UTC))
-
     def __init__(self, path: Path) -> None:
         """Load `path` now. A missing, malformed or world-readable file is a ConfigError at start-up."""
         self.path = path
         self._lock = threading.Lock()
-        self._kdf_slots = threading.BoundedSemaphore(_KDF_SLOTS)
+        self._verifier = Verifier()
         self._stamp: tuple[int, int, int] | None = None
         self._content = CredentialFile()
         self._verified: dict[str, tuple[str, bytes]] = {}
@@ -270,24 +244,20 @@ class _Credentials:
             return None
         stored = self._current().credentials.get(credential_id)
         if stored is None:
-            self._verify(self._DUMMY, secret)  # the same work as a wrong secret: timing tells nothing
+            self._verifier.verify(None, secret)  # the same work as a wrong secret: timing tells nothing
             return None
         fingerprint = hashlib.sha256(secret.encode()).digest()
         remembered = self._verified.get(credential_id)
         if remembered is not None and remembered[0] == stored.hash and hmac.compare_digest(remembered[1], fingerprint):
             valid = True
         else:
-            valid = self._verify(stored, secret)
+            valid = self._verifier.verify(stored, secret)
             if valid:
                 self._verified[credential_id] = (stored.hash, fingerprint)
         if stored.revoked_at is not None:
             self._verified.pop(credential_id, None)
             return None
         return (credential_id, stored) if valid else None
-
-    def _verify(self, credential: Credential, secret: str) -> bool:
-        with self._kdf_slots:
-            return credential.matches(secret)
 
 
 # --------------------------------------------------------------------------- publishing
