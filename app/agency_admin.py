@@ -36,6 +36,19 @@ from safebus.logs import get_logger
 from safebus.records import Output, Record
 from safebus.topics import TopicNames, bus_topics
 
+__all__ = [
+    "add_agency",
+    "create_topics",
+    "latest_verified",
+    "publish_change",
+    "publish_entries",
+    "retire_agency",
+    "retire_key",
+    "revoke_key",
+    "rotate_keys",
+    "sync_from_topic",
+]
+
 _log = get_logger("agency_admin")
 
 

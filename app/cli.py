@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from safebus.app.wiring import Settings
     from safebus.processors.replay import PayloadWindow
 
+__all__ = ["main"]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="safebus", description="Lawful, minimal, provable safeguarding shares.")

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
 
+__all__ = ["EXIT_NOT_VERIFIED", "NEEDS_BUS", "add_parser", "run"]
+
 EXIT_NOT_VERIFIED = 1
 
 

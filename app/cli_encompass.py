@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from safebus.app.wiring import Settings
     from safebus.consumers.inbox.web import SchoolInbox
 
+__all__ = ["add_parsers", "build_school_inbox", "due_by", "inbox_web", "inbox_web_state", "key_adult", "run"]
+
 
 def add_parsers(commands: Any) -> None:
     """Add ``calendar`` and ``encompass`` to the command line."""

@@ -20,6 +20,8 @@ from safebus.errors import ConfigError
 if TYPE_CHECKING:
     import ssl
 
+__all__ = ["CERT_ENV", "KEY_ENV", "add_tls_arguments", "tls_from_args"]
+
 CERT_ENV, KEY_ENV = "SAFEBUS_WEB_TLS_CERT", "SAFEBUS_WEB_TLS_KEY"
 
 

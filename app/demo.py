@@ -50,6 +50,8 @@ from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import DomesticAbuseIncident
 from safebus.topics import TopicNames
 
+__all__ = ["Expectation", "Progress", "Say", "run_demo"]
+
 
 @dataclass
 class Progress:

@@ -35,6 +35,17 @@ from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, 
 from safebus.consumers.inbox.key_adults import synthetic_staff_id
 from safebus.schemas.encompass import KeyAdultRole
 
+__all__ = [
+    "DEMO_PASSWORD",
+    "MailSink",
+    "Say",
+    "acknowledge_first_alerts",
+    "mail_sink",
+    "report_evidence",
+    "wait_for_evidence",
+    "worker_env",
+]
+
 Say = Callable[[str], None]
 DEMO_PASSWORD = "northdale-demo-2026"  # noqa: S105 - synthetic accounts of a synthetic partnership
 

@@ -41,6 +41,19 @@ from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
 from safebus.schemas.encompass import EncompassAcknowledged
 
+__all__ = [
+    "acknowledgement_publisher",
+    "alert_notice",
+    "build_monitor_worker",
+    "calendars_for",
+    "due_by_lookup",
+    "email_notifier",
+    "key_adults_for",
+    "open_monitor",
+    "transfer_confirmation_publisher",
+    "transfers_lookup",
+]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)

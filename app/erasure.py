@@ -23,6 +23,8 @@ from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
 from safebus.schemas.decision import SubjectErased
 
+__all__ = ["erase_subject"]
+
 _TOKEN = re.compile(r"^subj_[0-9a-f]{32}$")
 
 

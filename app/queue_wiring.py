@@ -30,6 +30,21 @@ if TYPE_CHECKING:
     # the queues in, and a top-level import back would make that a cycle.
     from safebus.app.wiring import Settings
 
+__all__ = [
+    "TakeResult",
+    "build_queue_worker",
+    "hosted_recipients",
+    "open_queue_store",
+    "queue_opener",
+    "queue_path",
+    "queue_recipient",
+    "receipt_publisher",
+    "referral_recipient_kinds",
+    "show_queue",
+    "take_referral",
+    "utc_now",
+]
+
 
 def utc_now() -> datetime:
     """The production clock."""

@@ -41,6 +41,22 @@ from safebus.settings import tokeniser_for as tokeniser_for
 from safebus.settings import utc_now as utc_now
 from safebus.topics import TopicRole, TopicSpec, bus_topics, subscribed_topics
 
+__all__ = [
+    "announce_ruleset",
+    "build_audit_sequencer",
+    "build_handler",
+    "build_inbox_worker",
+    "build_police_publisher",
+    "hosted_schools",
+    "inbox_opener",
+    "ingress_topics",
+    "open_ledger",
+    "resolve_bootstrap",
+    "restore_router_state",
+    "router_sealed_reader",
+    "topics_for",
+]
+
 # Settings and the state directory's standard pieces live in the kernel
 # (safebus.settings) so a stage can use them; they are re-exported here so the
 # composition root's callers import everything wiring-related from one place.

@@ -45,6 +45,17 @@ from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.records import Origin, Output, Record, dead_letter
 
+__all__ = [
+    "DELIVER_STAGE",
+    "HostedAgency",
+    "admit_guarded",
+    "deliver_batch",
+    "delivery_consumer",
+    "origin_of",
+    "refuse",
+    "run_batches",
+]
+
 _log = get_logger("consumer.delivery")
 A = TypeVar("A")
 

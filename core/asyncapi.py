@@ -33,6 +33,8 @@ from safebus.records import (
 from safebus.schemas.registry import CONTRACTS
 from safebus.topics import ChannelTemplate, TopicNames, channel_templates
 
+__all__ = ["ASYNCAPI_VERSION", "DOCUMENT_VERSION", "asyncapi_document"]
+
 ASYNCAPI_VERSION = "3.0.0"
 DOCUMENT_VERSION = "1.0.0"
 

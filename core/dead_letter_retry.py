@@ -36,6 +36,8 @@ from typing import Generic, TypeVar
 from safebus.logs import get_logger
 from safebus.records import DLQ_REASON, Origin, Output, Record
 
+__all__ = ["RETRYABLE_REASONS", "HeldDeadLetters", "RetryOutcome", "RetryPolicy"]
+
 _log = get_logger("dead_letter_retry")
 A = TypeVar("A")
 

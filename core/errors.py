@@ -1,14 +1,32 @@
 """
 Errors raised by safebus, one base and a subclass per failure domain.
 
-The hierarchy::
+The hierarchy (each public error class in the package, where it lives, and any builtin it also is,
+so an ``except ValueError`` written before it joined the tree still catches it)::
 
     SafebusError
-    ├── ConfigError          a setting, key file or agreement file is wrong
-    ├── BrokerError          the local Kafka broker could not be fetched, started or reached
-    ├── EnvelopeError        an envelope could not be built
-    │   └── InvalidEnvelope  an envelope failed verification or decryption (one opaque error)
-    └── RoutingError         an event could not be routed (bad payload for its type)
+    ├── ConfigError                  a setting, key file or agreement file is wrong
+    │   └── CalendarError            consumers.encompass.calendars: a calendar file or calendar is invalid
+    │       └── CalendarHorizonError   a date lies outside what the loaded calendar knows
+    ├── BrokerError                  the local Kafka broker could not be fetched, started or reached
+    ├── EnvelopeError                an envelope could not be built
+    │   └── InvalidEnvelope          an envelope failed verification or decryption (one opaque error)
+    ├── RoutingError                 an event could not be routed (bad payload for its type)
+    ├── JsonRefused                  bounded_json, also ValueError: bytes that are not acceptable JSON
+    ├── CheckpointError              checkpoint, also ValueError: a checkpoint, note or key is bad
+    ├── ProofError                   merkle, also ValueError: an inclusion or consistency proof fails
+    ├── UnattributedFact             fact_signing, also ValueError: an audit record's author cannot be told
+    ├── NotAFact                     consumers.audit.facts, also ValueError: a record that is not a fact
+    ├── QueryError                   consumers.audit, also ValueError: an audit query's parameters are bad
+    ├── NotInQueue                   consumers.queues.store: a referral id not in this recipient's queue
+    ├── EmailNoticeError             consumers.inbox.email_notice: a notice did not reach every recipient
+    └── Throttled                    consumers.web.sign_in_throttle: a sign-in refused before its check
+
+tests/architecture/test_error_tree.py holds the package to this drawing: every public exception
+class it defines is a `SafebusError`, and the names drawn here are exactly the ones that exist, so
+a new error class fails until it is drawn. Private exceptions (a leading underscore: `_Refused` in
+jcs, the gateway's `_Refusal`, the audit web's `_BadRequest`, the calendars' `_Problems`) are
+control flow inside one module, caught there and never seen by a caller; they may stay outside.
 
 `InvalidEnvelope` deliberately carries only a short *reason code*: a sender that
 forges or tampers learns nothing from the error beyond "rejected", while our own
@@ -16,6 +34,8 @@ dead-letter record keeps the code so an operator can see which check failed.
 """
 
 from __future__ import annotations
+
+__all__ = ["BrokerError", "ConfigError", "EnvelopeError", "InvalidEnvelope", "RoutingError", "SafebusError"]
 
 
 class SafebusError(Exception):

@@ -31,10 +31,26 @@ from confluent_kafka import Producer
 from cryptography.exceptions import InvalidSignature
 
 from safebus.directory import AgencyKind, Directory, PartnershipStore
-from safebus.errors import ConfigError, InvalidEnvelope
+from safebus.errors import ConfigError, InvalidEnvelope, SafebusError
 from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.keys import PrivateKeys, b64d, b64e
 from safebus.records import Output, Record
+
+__all__ = [
+    "FACT_KEY_ID",
+    "FACT_SIGNATURE",
+    "FACT_SIGNATURE_FORMAT",
+    "FACT_SIGNER",
+    "SIGNER_KINDS",
+    "FactPublisher",
+    "FactSigner",
+    "Service",
+    "UnattributedFact",
+    "fact_publisher",
+    "fact_signer",
+    "signed_bytes",
+    "verify_fact",
+]
 
 FACT_SIGNATURE_FORMAT = "safebus-fact-signature/1"
 FACT_SIGNER = "safebus.fact.signer"
@@ -138,7 +154,7 @@ def fact_publisher(store: PartnershipStore, signer: Service | str, *, audit_topi
     return FactPublisher(fact_signer(store, signer, audit_topic=audit_topic), reliable_producer(bootstrap))
 
 
-class UnattributedFact(ValueError):
+class UnattributedFact(SafebusError, ValueError):
     """A record on the audit topic whose author cannot be told: the reason code is `reason`."""
 
     def __init__(self, reason: str, detail: str) -> None:

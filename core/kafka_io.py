@@ -26,6 +26,20 @@ from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.records import Output, Record
 
+__all__ = [
+    "DELIVERY_BACKOFF_S",
+    "GROUP_TIMING",
+    "PRODUCE_TIMEOUT_S",
+    "RECONNECT",
+    "WEDGED_AFTER_S",
+    "ReliableProducer",
+    "backoff_delays",
+    "produce_all",
+    "read_topic",
+    "reliable_producer",
+    "to_record",
+]
+
 _log = get_logger("kafka")
 
 RECONNECT: dict[str, object] = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from safebus.errors import ConfigError
+from safebus.private_files import write_private
+
+__all__ = ["PrivateKeys", "PublicKeys", "b64d", "b64e", "key_id"]
 
 
 def b64e(data: bytes) -> str:
@@ -109,10 +111,7 @@ class PrivateKeys:
             "signing_private": b64e(self.signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
             "encryption_private": b64e(self.encryption.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(raw, handle)
+        write_private(path, json.dumps(raw).encode())
 
     @classmethod
     def load(cls, path: Path) -> PrivateKeys:

@@ -26,6 +26,8 @@ from typing import Protocol
 
 from safebus.errors import ConfigError
 
+__all__ = ["FileKeyService", "KeyService", "SubjectKey", "period_of", "split_key_id"]
+
 _KEY_ID = re.compile(r"^(subj_[0-9a-f]{32})@(\d{4}-\d{2})$")
 
 

@@ -51,6 +51,8 @@ from safebus.directory import Agency, Directory, PartnershipStore, SignedAgency,
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
 
+__all__ = ["DerivedMapping", "LiveDirectory", "Refresher", "WatchTiming", "follow", "following"]
+
 _log = get_logger("live_directory")
 K = TypeVar("K")
 V = TypeVar("V")

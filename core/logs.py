@@ -14,6 +14,8 @@ from typing import TextIO
 
 import structlog
 
+__all__ = ["configure", "get_logger"]
+
 
 def configure(*, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send structlog output as one JSON object per line to `stream` (stderr by default)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["cache_dir", "state_dir"]
+
 
 def state_dir() -> Path:
     """Return the state directory: ``$SAFEBUS_HOME``, else ``$XDG_STATE_HOME/safebus``."""

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from safebus.private_files import create_private
+
+__all__ = ["Tokeniser"]
+
 
 def _normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
@@ -38,9 +42,5 @@ class Tokeniser:
     @classmethod
     def load_or_create(cls, path: Path) -> Tokeniser:
         """Read the key at `path`, creating a random one (0600) the first time."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(os.urandom(32))
+        create_private(path, os.urandom(32))  # or, if it is there (a racing process's), narrowed to 0600
         return cls(path.read_bytes())

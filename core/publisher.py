@@ -28,6 +28,8 @@ from safebus.schemas._base import Event
 from safebus.schemas.registry import by_type
 from safebus.topics import TopicNames
 
+__all__ = ["AgencyPublisher", "subject_tokens", "utc_now"]
+
 
 def utc_now() -> datetime:
     """The default clock."""
@@ -102,6 +104,16 @@ class AgencyPublisher:
         """Publish sealed records, wait until the broker has them all, and return their event ids."""
         produce_all(self._producer, outputs)
         return [dict(o.headers).get(EVENT_ID, b"").decode() for o in outputs]
+
+    def serve_events(self) -> None:
+        """
+        Serve the producer's queue of librdkafka events without publishing.
+
+        Why: librdkafka keeps its error and log events until the client is
+        polled. A publisher that waits for its next request while the broker is
+        away would otherwise grow by kilobytes a second (bench/README.md).
+        """
+        self._producer.client.poll(0)
 
     def publish(self, events: Sequence[Event]) -> list[str]:
         """Seal and publish `events`; return their event ids."""

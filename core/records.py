@@ -32,6 +32,26 @@ from safebus.limits import (
     PREFIX_BYTES,
 )
 
+__all__ = [
+    "DLQ_DETAIL",
+    "DLQ_ID",
+    "DLQ_ORIGINAL_BYTES",
+    "DLQ_ORIGINAL_SHA256",
+    "DLQ_ORIGIN_KEY",
+    "DLQ_ORIGIN_OFFSET",
+    "DLQ_ORIGIN_PARTITION",
+    "DLQ_ORIGIN_TOPIC",
+    "DLQ_REASON",
+    "DLQ_STAGE",
+    "DLQ_TRUNCATED",
+    "EVENT_ID",
+    "Origin",
+    "Output",
+    "Record",
+    "dead_letter",
+    "dead_letter_id",
+]
+
 DLQ_REASON = "safebus.dlq.reason"
 DLQ_STAGE = "safebus.dlq.stage"
 DLQ_DETAIL = "safebus.dlq.detail"

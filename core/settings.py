@@ -22,6 +22,8 @@ from safebus.live_directory import LiveDirectory
 from safebus.pseudonyms import Tokeniser
 from safebus.topics import TopicNames
 
+__all__ = ["Settings", "directory_source", "key_service_for", "tokeniser_for", "utc_now"]
+
 
 def utc_now() -> datetime:
     """The production clock."""

@@ -34,6 +34,8 @@ from collections.abc import Iterable
 
 from safebus.logs import get_logger
 
+__all__ = ["GRACE_S", "STOP_SIGNALS", "hard_exit_later", "stop_on_signals"]
+
 _log = get_logger("shutdown")
 
 GRACE_S = 7.0

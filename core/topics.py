@@ -24,6 +24,19 @@ from enum import StrEnum
 from safebus.directory import AgencyKind, Directory
 from safebus.schemas.registry import INGRESS_FAMILIES, Family, family_publishers, in_family
 
+__all__ = [
+    "DEFAULT_PREFIX",
+    "INFORMATION_GOVERNANCE",
+    "ROUTED_FAMILIES",
+    "ChannelTemplate",
+    "TopicNames",
+    "TopicRole",
+    "TopicSpec",
+    "bus_topics",
+    "channel_templates",
+    "subscribed_topics",
+]
+
 DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
 _TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}

@@ -45,6 +45,17 @@ from safebus.errors import BrokerError
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.logs import get_logger
 
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerStatus",
+    "LocalBroker",
+    "choose_ports",
+    "ensure_jars",
+    "free_port",
+    "is_reachable",
+    "port_is_free",
+]
+
 KAFKA_VERSION = "4.1.1"
 """The Apache Kafka release the project runs; keep in step with ``kafka/pom.xml``."""
 

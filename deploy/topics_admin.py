@@ -24,6 +24,8 @@ from confluent_kafka.admin import (
 from safebus.errors import BrokerError
 from safebus.topics import TopicSpec
 
+__all__ = ["TopicChange", "apply_topics"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class TopicChange:

@@ -32,6 +32,21 @@ from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import AgreementVersion, RulesetLoaded
 from safebus.schemas.decision import Outcome
 
+__all__ = [
+    "Agreement",
+    "Condition",
+    "ConsentStance",
+    "LawfulBasis",
+    "Operator",
+    "Rule",
+    "Scalar",
+    "SubjectKind",
+    "agreement_files",
+    "load_agreements",
+    "parse_agreement",
+    "ruleset_loaded",
+]
+
 ConsentStance = Literal["must-not-be-sought", "required", "not-required"]
 Operator = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not-in"]
 SubjectKind = Literal["child", "victim", "event"]

@@ -48,6 +48,20 @@ from safebus.processors.handler import IncidentHandler
 from safebus.records import Origin
 from safebus.shutdown import hard_exit_later
 
+__all__ = [
+    "BATCH_MAX",
+    "BATCH_WITHIN_S",
+    "EXIT_OUTPUT_NOT_DURABLE",
+    "GROUP_TIMING",
+    "METADATA_MAX_AGE_S",
+    "RESUBSCRIBE_PAUSE_S",
+    "SENDER_CHECK_S",
+    "create_app",
+    "extend_subscription",
+    "route_batch",
+    "run_worker",
+]
+
 _log = get_logger("processor.app")
 
 EXIT_OUTPUT_NOT_DURABLE = 75

@@ -19,6 +19,8 @@ from safebus.processors.replay import PayloadWindow
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import BackfillAuthorised
 
+__all__ = ["backfill_authorised"]
+
 _BACKFILL_IDS = uuid.UUID("6c2d8f41-9b3e-4a7d-8e15-2f4b6a9c0d73")
 
 

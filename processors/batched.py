@@ -20,6 +20,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ["BatchedCommits"]
+
 
 class BatchedCommits:
     """Mixin for a store over one SQLite connection (`self._db`) that can defer commits to the end of a batch."""

@@ -36,6 +36,8 @@ from safebus.schemas.encompass import EncompassAcknowledged
 from safebus.schemas.marac import MaracActionAssigned, MaracActionUpdated, MaracReferralSubmitted
 from safebus.schemas.risk import RiskAssessmentCompleted
 
+__all__ = ["CASE_EVENTS", "CASE_SOURCES", "CaseSource", "Field", "TokenOf", "case_subject_token"]
+
 Field = Callable[[Any], Any]
 TokenOf = Callable[[str, str, date | None], str]
 

@@ -46,6 +46,22 @@ from safebus.schemas.encompass import DELIVERY_FIELDS, EncompassNotification
 from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
 from safebus.schemas.sharing import CaseReferral, Referral
 
+__all__ = [
+    "ENCOMPASS_FIELDS",
+    "FIELDS",
+    "Explanation",
+    "RoutingResult",
+    "Share",
+    "SharingEngine",
+    "Trial",
+    "consent_used",
+    "day_of",
+    "fields_for",
+    "incident_view",
+    "reference_of",
+    "validate",
+]
+
 _IDS = uuid.UUID("6f1c2a52-6d0e-4c55-9a51-0c8f0a5e1b7d")
 """Namespace for deterministic (UUIDv5) ids of notifications, referrals and decisions."""
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from safebus.processors.engine import Explanation, SharingEngine, reference_of
 from safebus.schemas._base import Event
 
+__all__ = ["explain_event", "render"]
+
 
 def render(explanation: Explanation) -> list[str]:
     """The lines describing one decision."""

@@ -24,6 +24,23 @@ from safebus.schemas.marac import MaracReferralSubmitted
 from safebus.schemas.police import AdultRole, Child, DomesticAbuseIncident
 from safebus.schemas.risk import RiskAssessmentCompleted
 
+__all__ = [
+    "CONSENT_FACT_PREFIX",
+    "FACTS",
+    "FACT_EVENTS",
+    "INCIDENT_TYPES",
+    "RECIPIENTS",
+    "MemoryState",
+    "RouterState",
+    "Situation",
+    "Subject",
+    "Value",
+    "age_on",
+    "consent_purpose",
+    "fact",
+    "subjects_of",
+]
+
 Value = str | int | bool | None
 
 

@@ -48,6 +48,8 @@ from safebus.schemas.registry import Family, by_type
 from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
+__all__ = ["IncidentHandler"]
+
 _log = get_logger("processor.handler")
 
 _DECRYPT_REASONS = frozenset({"wrong-recipient", "undecryptable", "subject-key-unavailable"})

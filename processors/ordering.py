@@ -33,6 +33,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+__all__ = [
+    "CONSENT_SAFETY",
+    "MOVED_AWAY",
+    "UNRESOLVED",
+    "ConsentChange",
+    "EnrolmentChange",
+    "anonymous_id",
+    "instant",
+    "resolve_enrolment",
+]
+
 UNRESOLVED = "unresolved"
 """The enrolment of a child whose same-instant changes conflict: alerts go to the MASH education desk."""
 

@@ -24,6 +24,8 @@ from safebus.schemas import consent, education
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import ConflictKind, EnrolmentMoved, StateConflict
 
+__all__ = ["Applied", "apply_reference", "enrolment_moved", "reference_facts", "state_conflict"]
+
 _MOVE_IDS = uuid.UUID("3e9a7c1b-5d2f-4b8e-a6c0-1f7d2e9b4c58")
 _CONFLICT_IDS = uuid.UUID("9b2d4f6a-1c3e-4a5b-8d7f-0e2c4a6b8d1f")
 

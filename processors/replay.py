@@ -26,6 +26,17 @@ from pathlib import Path
 from safebus.processors.batched import BatchedCommits
 from safebus.records import Origin
 
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_INCIDENT_AGE",
+    "DEFAULT_MAX_SKEW",
+    "ClockWindow",
+    "PayloadWindow",
+    "ReplayGuard",
+    "Sighting",
+    "payload_window_from_env",
+]
+
 DEFAULT_MAX_AGE = timedelta(days=7)
 """Older events are refused: longer than any outage we replay through, far shorter than a replay attack needs."""
 DEFAULT_MAX_SKEW = timedelta(minutes=5)

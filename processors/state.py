@@ -35,6 +35,8 @@ from safebus.processors.ordering import (
     resolve_enrolment,
 )
 
+__all__ = ["Conflict", "SqliteRouterState"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrolment_changes (child TEXT, event_id TEXT, setting TEXT, previous TEXT,
                                               occurred_at TEXT NOT NULL, recorded_at TEXT NOT NULL,

@@ -38,6 +38,8 @@ from safebus.logs import get_logger
 from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.records import Output, Record
 
+__all__ = ["CHANGE_FORMAT", "ChangelogRouterState", "restore"]
+
 _log = get_logger("processor.changelog")
 
 CHANGE_FORMAT = "safebus-router-state/2"

@@ -15,6 +15,8 @@ from safebus.schemas import police
 from safebus.schemas._base import Event
 from safebus.schemas.registry import Family
 
+__all__ = ["PolicePublisher"]
+
 
 class PolicePublisher(AgencyPublisher):
     """Publishes events for one police force; incidents are keyed by police reference."""

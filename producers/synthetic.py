@@ -23,6 +23,19 @@ from safebus.records import EVENT_ID, Output
 from safebus.schemas import police
 from safebus.schemas._base import event_metadata
 
+__all__ = [
+    "HOUSEHOLD_KINDS",
+    "NOT_ONBOARDED_URNS",
+    "OTHER_AGENCIES",
+    "PARTNERSHIP",
+    "POLICE_ID",
+    "ROUTER_ID",
+    "SCHOOLS",
+    "IncidentFactory",
+    "corrupted_records",
+    "create_partnership",
+]
+
 POLICE_ID = "northdale-police"
 ROUTER_ID = "safebus-router"
 PARTNERSHIP = "Northdale Safeguarding Partnership (synthetic)"

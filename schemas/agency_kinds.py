@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = ["AgencyKind"]
+
 
 class AgencyKind(StrEnum):
     """The kinds of party on the bus."""

@@ -22,6 +22,27 @@ from pydantic import Field
 
 from safebus.schemas._base import URN, AgencyId, AwareDatetime, Contract, Event, Line, Name, Text
 
+__all__ = [
+    "Acknowledged",
+    "AgreementVersion",
+    "AuditViewed",
+    "BackfillAuthorised",
+    "ConflictKind",
+    "DeadLettered",
+    "DeadlineSet",
+    "Delivered",
+    "DeliveryChannel",
+    "DirectoryEntryPublished",
+    "EnrolmentMoved",
+    "Escalated",
+    "EscalationStep",
+    "FileTransferConfirmed",
+    "KeyGenerationState",
+    "RulesetLoaded",
+    "Sha256Hex",
+    "StateConflict",
+]
+
 Sha256Hex = str
 
 

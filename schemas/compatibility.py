@@ -58,6 +58,8 @@ from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import unquote
 
+__all__ = ["Break", "Direction", "Mode", "check", "check_transitive"]
+
 Direction = Literal["backward", "forward"]
 
 

@@ -16,6 +16,8 @@ from pydantic import Field
 
 from safebus.schemas._base import AgencyId, AwareDatetime, Contract, Event, Name, SubjectToken
 
+__all__ = ["ConsentRecorded", "ConsentWithdrawn", "HowObtained", "Purpose", "RecordedBy", "Scope"]
+
 
 class Purpose(StrEnum):
     """What the consent is for."""

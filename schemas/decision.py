@@ -15,6 +15,8 @@ from pydantic import Field
 
 from safebus.schemas._base import AgencyId, AwareDatetime, Event, Name, SubjectToken, Text
 
+__all__ = ["ConsentStatus", "Outcome", "SharingDecision", "SubjectErased"]
+
 
 class Outcome(StrEnum):
     """What was decided for one (event, subject, candidate recipient)."""

@@ -16,6 +16,8 @@ from pydantic import Field, model_validator
 
 from safebus.schemas._base import Event, Name, Person, Text
 
+__all__ = ["DvdsApplication", "DvdsDecision", "DvdsOutcome", "Route"]
+
 
 class Route(StrEnum):
     """How the scheme was engaged."""

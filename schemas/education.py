@@ -15,6 +15,21 @@ from pydantic import Field, model_validator
 
 from safebus.schemas._base import URN, AgencyId, Contract, Event, Line, Name
 
+__all__ = [
+    "ChildIdentity",
+    "DateRange",
+    "EducationSettingRecorded",
+    "ElectiveHomeEducationRecorded",
+    "EnrolmentChanged",
+    "EnrolmentRecorded",
+    "KeyAdult",
+    "KeyAdultKind",
+    "LaOfficer",
+    "MoveReason",
+    "SessionCalendar",
+    "SettingKind",
+]
+
 
 class SettingKind(StrEnum):
     """Kinds of education setting that Operation Encompass covers."""

@@ -17,6 +17,8 @@ from pydantic import Field
 
 from safebus.schemas._base import URN, AwareDatetime, Contract, Event, Line, Name
 
+__all__ = ["DELIVERY_FIELDS", "Acknowledger", "EncompassAcknowledged", "EncompassNotification", "KeyAdultRole"]
+
 DELIVERY_FIELDS = frozenset({
     "event_id", "event_type", "schema_version", "producer", "occurred_at", "recorded_at", "correlation_id",
     "subjects", "notification_id", "setting_urn",

@@ -27,6 +27,8 @@ from safebus.schemas import (
 )
 from safebus.schemas._base import Event, Person, event_metadata
 
+__all__ = ["EXAMPLES"]
+
 _AT = datetime(2026, 11, 18, 21, 40, tzinfo=UTC)
 _RECORDED = _AT + timedelta(hours=1)
 _SUBJECT = "subj_3f2a9c1d5e7b4a6c8d0e1f2a3b4c5d6e"

@@ -17,6 +17,18 @@ from pydantic import Field, model_validator
 
 from safebus.schemas._base import AgencyId, Contract, Event, FreeText, Line, Name, Person, Text
 
+__all__ = [
+    "ActionStatus",
+    "Contact",
+    "Criterion",
+    "MaracActionAssigned",
+    "MaracActionUpdated",
+    "MaracCaseListed",
+    "MaracReferralSubmitted",
+    "MaracResearchShared",
+    "Victim",
+]
+
 
 class Criterion(StrEnum):
     """Why a case is referred to MARAC."""

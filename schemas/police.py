@@ -17,6 +17,21 @@ from pydantic import Field
 
 from safebus.schemas._base import URN, AwareDatetime, Contract, Event, FreeText, Line, Name, Person, Postcode, Text
 
+__all__ = [
+    "Address",
+    "Adult",
+    "AdultRole",
+    "Child",
+    "CrimeStatus",
+    "DapnIssued",
+    "DapoMade",
+    "DomesticAbuseIncident",
+    "PoliceAction",
+    "Relationship",
+    "RiskGrade",
+    "RiskTool",
+]
+
 
 class RiskGrade(StrEnum):
     """The attending officer's risk grade."""

@@ -38,6 +38,23 @@ from safebus.schemas.examples import EXAMPLES
 from safebus.schemas.registry import CONTRACTS, Compatibility, ContractSpec
 from safebus.schemas.text import TOLERATED_PATTERNS
 
+__all__ = [
+    "LOCK_NAME",
+    "SOURCE_DIR",
+    "example_document",
+    "example_path",
+    "generate",
+    "incompatibilities",
+    "problems",
+    "read_lock",
+    "release",
+    "released_changes",
+    "render",
+    "schema_path",
+    "stale_files",
+    "versions",
+]
+
 SOURCE_DIR = Path(__file__).resolve().parent
 """The ``schemas/`` folder of a source checkout (generation is a development task)."""
 LOCK_NAME = "released.json"

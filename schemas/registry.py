@@ -33,6 +33,18 @@ from safebus.schemas import (
 from safebus.schemas._base import Event
 from safebus.schemas.agency_kinds import AgencyKind
 
+__all__ = [
+    "CONTRACTS",
+    "INGRESS_FAMILIES",
+    "JSON_SCHEMA_DIALECT",
+    "Compatibility",
+    "ContractSpec",
+    "Family",
+    "by_type",
+    "family_publishers",
+    "in_family",
+]
+
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -15,6 +15,8 @@ from pydantic import Field, model_validator
 
 from safebus.schemas._base import AgencyId, AwareDatetime, Contract, Event, FreeText, Name, Person, Text
 
+__all__ = ["AssessmentTool", "ProfessionalJudgement", "RiskAssessmentCompleted", "RiskLevel", "level_for"]
+
 
 class AssessmentTool(StrEnum):
     """Risk-identification tools in use."""

@@ -16,6 +16,15 @@ from pydantic import Field
 from safebus.schemas._base import AgencyId, AwareDatetime, Event, Line, Name, Person, Text
 from safebus.schemas.police import RiskGrade
 
+__all__ = [
+    "AdultConsent",
+    "AdultSafeguardingConcern",
+    "ChildSafeguardingReferral",
+    "MashDecision",
+    "MashOutcome",
+    "Rag",
+]
+
 
 class ChildSafeguardingReferral(Event):
     """A referral (for example a police Public Protection Notice) to children's social care."""

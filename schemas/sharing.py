@@ -15,6 +15,8 @@ from pydantic import Field
 
 from safebus.schemas._base import AgencyId, AwareDatetime, Event, Line, Name
 
+__all__ = ["AnyReferral", "CaseReferral", "Person", "Referral", "ReferralReceived", "ReleasedValue"]
+
 Person = dict[str, str | bool | None]
 ReleasedValue = str | int | bool | None | tuple[Person, ...]
 

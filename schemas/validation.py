@@ -27,6 +27,8 @@ from pydantic import ValidationError
 from safebus.schemas.registry import CONTRACTS, by_type
 from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, TEXT_ERROR_TYPES
 
+__all__ = ["Issue", "json_path", "published_schema", "validate_payload", "validation_detail"]
+
 _FORMATS = Draft202012Validator.FORMAT_CHECKER
 
 

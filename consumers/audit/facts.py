@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from safebus.bounded_json import JsonRefused, loads_object
 from safebus.directory import SignedAgency
+from safebus.errors import SafebusError
 from safebus.jcs import canonical_json
 from safebus.limits import MAX_RECORD_BYTES
 from safebus.records import (
@@ -57,7 +58,7 @@ AUDIT_PRODUCER = "safebus-audit"
 _FACT_NAMESPACE = uuid.UUID("6f3c1b52-8d0e-4a7c-9b1e-2f5a6c7d8e90")
 
 
-class NotAFact(ValueError):
+class NotAFact(SafebusError, ValueError):
     """A record on a topic the sequencer reads that is not a valid fact (logged, never appended)."""
 
 

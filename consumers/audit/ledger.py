@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from safebus.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
 from safebus.merkle import MerkleTree, leaf_hash
+from safebus.private_files import create_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
@@ -123,18 +124,14 @@ class LogKey:
     @classmethod
     def load_or_create(cls, path: Path, *, origin: str) -> LogKey:
         """The key at `path`, created (mode 0600) on first use."""
-        if path.exists():
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(loaded, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            return cls(origin, loaded)
-        key = Ed25519PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-        return cls(origin, key)
+        fresh = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        create_private(path, fresh)  # kept only if no key is there; one that is (a racing process's) is narrowed
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return cls(origin, loaded)
 
 
 @dataclass(frozen=True, kw_only=True)

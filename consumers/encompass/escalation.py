@@ -45,6 +45,8 @@ from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
 from safebus.topics import TopicNames
 
+__all__ = ["MONITOR_STAGE", "OVERDUE_SUBJECT", "TRANSFER_SUBJECT", "EscalationNotices", "MonitorWorker"]
+
 _log = get_logger("encompass.escalation")
 _LONDON = ZoneInfo("Europe/London")
 

@@ -51,6 +51,24 @@ from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
 
+__all__ = [
+    "ENCOMPASS_AGREEMENT",
+    "MONITOR_PRODUCER",
+    "NOTIFYING_EVENTS",
+    "REPORT_COLUMNS",
+    "Contact",
+    "DeliveryPolicy",
+    "EncompassMonitor",
+    "OnTimeLine",
+    "Step",
+    "Tracked",
+    "TransferLine",
+    "load_policy",
+    "on_time_report",
+    "report_rows",
+    "transfer_report",
+]
+
 _log = get_logger("encompass.monitor")
 
 ENCOMPASS_AGREEMENT = "operation-encompass"

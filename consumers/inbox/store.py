@@ -38,6 +38,8 @@ from pathlib import Path
 
 from safebus.schemas.encompass import Acknowledger, EncompassNotification, KeyAdultRole
 
+__all__ = ["Acknowledgement", "Arrival", "InboxStore", "Opener", "StoredAlert"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     notification_id TEXT PRIMARY KEY,

@@ -71,7 +71,15 @@ from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import FileTransferConfirmed
 from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, EncompassNotification, KeyAdultRole
 
-__all__ = ["AcknowledgedCallback", "DueByLookup", "PendingTransfer", "SchoolInbox", "acknowledgement_event_id"]
+__all__ = [
+    "AcknowledgedCallback",
+    "DueByLookup",
+    "PendingTransfer",
+    "SchoolInbox",
+    "TransferConfirmedCallback",
+    "TransfersLookup",
+    "acknowledgement_event_id",
+]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,6 +40,8 @@ from safebus.schemas.encompass import EncompassNotification
 from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
+__all__ = ["HostedSchool", "InboxWorker"]
+
 _log = get_logger("consumer.inbox")
 
 

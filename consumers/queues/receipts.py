@@ -30,6 +30,8 @@ from safebus.publisher import AgencyPublisher
 from safebus.schemas._base import event_metadata
 from safebus.schemas.sharing import ReferralReceived
 
+__all__ = ["publish_receipt", "publish_receipts", "receipt_event_id", "receipt_for", "send_due_receipts"]
+
 _RECEIPT_IDS = uuid.UUID("3b8f5e0a-2c71-4d0e-9f1a-7e4c6d2b9a15")
 """Namespace of receipt event ids (distinct from the router's, so no receipt id can equal a referral's)."""
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from safebus.errors import SafebusError
 from safebus.schemas.sharing import AnyReferral, Person, ReleasedValue
 
+__all__ = ["NotInQueue", "Opener", "QueueItem", "QueueStore", "ReferralArrival", "TakenReferral", "format_released"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS referrals (
     recipient_id    TEXT NOT NULL,

@@ -43,6 +43,8 @@ from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
 from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
+__all__ = ["HostedRecipient", "QueueWorker"]
+
 _log = get_logger("consumer.queue")
 
 

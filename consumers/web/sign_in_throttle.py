@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from safebus.errors import SafebusError
 from safebus.logs import get_logger
 
 __all__ = ["DEFAULT_POLICIES", "Reservation", "SignInThrottle", "ThrottlePolicy", "Throttled", "source_lane"]
@@ -90,7 +91,7 @@ ceiling); a source address takes five failures before it waits.
 """
 
 
-class Throttled(Exception):
+class Throttled(SafebusError):
     """The attempt was refused before its password was checked; `retry_after_s` says when one may be."""
 
     def __init__(self, retry_after_s: float) -> None:

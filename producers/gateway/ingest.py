@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from confluent_kafka import KafkaException
 from pydantic import ValidationError
@@ -47,7 +47,8 @@ from safebus.schemas.validation import Issue, json_path, validate_payload
 from safebus.settings import Settings, directory_source, key_service_for, tokeniser_for
 
 __all__ = [
-    "MAX_BODY_BYTES", "EventPublisher", "Ingest", "PublisherFactory", "Refusal", "Reply", "agency_publishers",
+    "MAX_BODY_BYTES", "EventPublisher", "Ingest", "PublisherFactory", "Refusal", "Reply", "ServedPublisher",
+    "agency_publishers",
     "too_large",
 ]
 
@@ -66,6 +67,15 @@ class EventPublisher(Protocol):
 
     def publish(self, events: Sequence[Event]) -> list[str]:
         """Seal and publish `events`, returning their ids once the broker has them; BrokerError otherwise."""
+        ...
+
+
+@runtime_checkable
+class ServedPublisher(Protocol):
+    """A publisher whose client queues events that must be served while it is idle (`AgencyPublisher`)."""
+
+    def serve_events(self) -> None:
+        """Serve queued client events without publishing."""
         ...
 
 
@@ -228,6 +238,24 @@ class Ingest:
         self._factory = publisher_factory or agency_publishers(settings)
         self._slots: dict[str, _Slot] = {}
         self._slots_lock = threading.Lock()
+
+    def serve_idle_publishers(self) -> None:
+        """
+        Serve the client events of every publisher not publishing right now.
+
+        Why: a publish serves its producer's queue, but between requests nothing
+        does, and with the broker away librdkafka's queued errors grow an idle
+        gateway by kilobytes a second. A publisher busy with a request is
+        skipped: that request serves it.
+        """
+        with self._slots_lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            if isinstance(slot.publisher, ServedPublisher) and slot.lock.acquire(blocking=False):
+                try:
+                    slot.publisher.serve_events()
+                finally:
+                    slot.lock.release()
 
     def _slot(self, agency_id: str) -> _Slot:
         """

@@ -143,6 +143,7 @@ class Gateway(Ingest):
         while not stop.wait(0.5):
             if not thread.is_alive():
                 break
+            self.serve_idle_publishers()
         self.shutdown()
         thread.join()
 

@@ -207,3 +207,49 @@ def test_limits_come_from_the_environment_and_nonsense_is_refused() -> None:
         GatewayLimits.from_env({"SAFEBUS_GATEWAY_BURST": "lots"})
     with pytest.raises(ConfigError, match="rate_per_s"):
         GatewayLimits(rate_per_s=0)
+
+
+def test_between_requests_the_gateway_serves_its_publishers_client_events(partnership: Partnership) -> None:
+    """
+    With no request coming, each agency's publisher is still served about every half second.
+
+    librdkafka queues its errors and log lines (many a second while the broker
+    is away) until the client is polled; an unserved idle publisher grew the
+    gateway by kilobytes a second (bench/README.md, gateway soak).
+    """
+    served: list[float] = []
+
+    class Counting(RecordingPublisher):
+        def serve_events(self) -> None:
+            served.append(time.monotonic())
+            super().serve_events()
+
+    credentials = default_credentials_path(partnership.state_dir)
+    token = add_credential(credentials, "northdale-police")
+    settings = Settings(state_dir=partnership.state_dir, bootstrap="127.0.0.1:1", names=TopicNames())
+
+    def factory(agency: Agency, directory: Directory) -> EventPublisher:
+        return Counting(broker_down=threading.Event(), bootstrap=settings.bootstrap,
+                        agency=partnership.keys(agency.id), kind=agency.kind,
+                        router=directory.router().public_keys(), names=settings.names,
+                        tokeniser=partnership.tokeniser, keys=key_service_for(partnership.state_dir),
+                        clock=lambda: FIXED_NOW)
+
+    gateway = Gateway(settings, credentials, publisher_factory=factory, limits=GatewayLimits())
+    stop = threading.Event()
+    thread = threading.Thread(target=gateway.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        host, port = gateway.address
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        connection.request("POST", "/v1/events", body=json.dumps(example("police.domestic-abuse-incident")),
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        assert connection.getresponse().status == 202
+        connection.close()
+        idle_from = time.monotonic()
+        time.sleep(2.2)
+        assert len([t for t in served if t >= idle_from]) >= 3, "an idle publisher was not served"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "the gateway did not stop"
