@@ -47,9 +47,8 @@ from safebus.schemas.validation import Issue, json_path, validate_payload
 from safebus.settings import Settings, directory_source, key_service_for, tokeniser_for
 
 __all__ = [
-    "MAX_BODY_BYTES", "EventPublisher", "Ingest", "PublisherFactory", "Refusal", "Reply", "ServedPublisher",
+    "MAX_BODY_BYTES", "EventPublisher", "Ingest", "PublisherFactory", "Reply", "ServedPublisher",
     "agency_publishers",
-    "too_large",
 ]
 
 MAX_BODY_BYTES = MAX_EVENT_JSON_BYTES
@@ -163,7 +162,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class Refusal(Exception):
+class _Refusal(Exception):
     """A request the gateway answers with an error status, not a bug."""
 
     def __init__(self, status: int, code: str, message: str, *, issues: Sequence[Issue] = (),
@@ -175,14 +174,14 @@ class Refusal(Exception):
         self.issues = tuple(issues)
 
 
-def _unauthenticated() -> Refusal:
+def _unauthenticated() -> _Refusal:
     """The one 401: the same whether the header, the credential id or the secret was wrong, or it was revoked."""
-    return Refusal(401, "unauthenticated", "a valid bearer credential is required",
+    return _Refusal(401, "unauthenticated", "a valid bearer credential is required",
                     headers=(("WWW-Authenticate", 'Bearer realm="safebus"'),))
 
 
-def too_large(limit: int) -> Refusal:
-    return Refusal(413, "payload-too-large", f"bodies are limited to {limit} bytes")
+def _too_large(limit: int) -> _Refusal:
+    return _Refusal(413, "payload-too-large", f"bodies are limited to {limit} bytes")
 
 
 def _parse_json(body: bytes) -> object:
@@ -191,7 +190,7 @@ def _parse_json(body: bytes) -> object:
         return bounded_json.loads(body, max_bytes=MAX_EVENT_JSON_BYTES)
     except bounded_json.JsonRefused as exc:
         detail = _JSON_REFUSALS.get(exc.reason, exc.reason)
-        raise Refusal(400, "invalid-json", f"the body is not valid UTF-8 JSON: {detail}",
+        raise _Refusal(400, "invalid-json", f"the body is not valid UTF-8 JSON: {detail}",
                        issues=[Issue("$", detail)]) from None
 
 
@@ -272,17 +271,17 @@ class Ingest:
                 return slot
             agency = directory.get(agency_id)
             if agency is None:
-                raise Refusal(403, "agency-unknown", "this agency is not in the partnership directory")
+                raise _Refusal(403, "agency-unknown", "this agency is not in the partnership directory")
             if agency.kind is AgencyKind.ROUTER:
-                raise Refusal(403, "agency-not-permitted", "the router does not publish through the gateway")
+                raise _Refusal(403, "agency-not-permitted", "the router does not publish through the gateway")
             if not any(generation.status is KeyStatus.ACTIVE for generation in agency.keys):
-                raise Refusal(403, "agency-not-permitted", "the partnership directory holds no active key for "
+                raise _Refusal(403, "agency-not-permitted", "the partnership directory holds no active key for "
                                "this agency")
             try:
                 publisher = self._factory(agency, directory)
             except ConfigError as exc:
                 _log.error("gateway.cannot_sign", agency_id=agency_id, error=str(exc))
-                raise Refusal(503, "signing-unavailable", "the gateway cannot sign for your agency at the moment",
+                raise _Refusal(503, "signing-unavailable", "the gateway cannot sign for your agency at the moment",
                                headers=(("Retry-After", "60"),)) from None
             slot = self._slots[agency_id] = _Slot(publisher, directory)
             return slot
@@ -290,7 +289,7 @@ class Ingest:
     def accept(self, *, authorization: str | None, content_type: str | None, body: bytes,
                trace: dict[str, object]) -> Reply:
         """
-        Authenticate, validate, authorise and publish one event. Raises `Refusal` for every non-202 answer.
+        Authenticate, validate, authorise and publish one event. Raises `_Refusal` for every non-202 answer.
 
         Puts only loggable facts (ids, codes, JSON paths) into `trace`.
         """
@@ -302,39 +301,39 @@ class Ingest:
         trace.update(credential_id=credential_id, agency_id=agency_id)
         wait = self._buckets.take(credential_id)
         if wait > 0:
-            raise Refusal(429, "rate-limited", f"more than {self.limits.rate_per_s:g} requests a second with this "
+            raise _Refusal(429, "rate-limited", f"more than {self.limits.rate_per_s:g} requests a second with this "
                            "credential; retry after the time in Retry-After",
                            headers=(("Retry-After", str(max(1, math.ceil(wait)))),))
         if not _is_json(content_type):
-            raise Refusal(415, "unsupported-media-type", "send the payload as application/json (UTF-8)")
+            raise _Refusal(415, "unsupported-media-type", "send the payload as application/json (UTF-8)")
         payload = _parse_json(body)
         issues = validate_payload(payload)
         if issues:
-            raise Refusal(422, "invalid-payload", f"{len(issues)} problem(s) with the payload", issues=issues)
+            raise _Refusal(422, "invalid-payload", f"{len(issues)} problem(s) with the payload", issues=issues)
         assert isinstance(payload, dict)  # validate_payload accepts only objects
         if payload["producer"] != agency_id:
-            raise Refusal(403, "producer-mismatch", f"the payload's producer must be your agency, {agency_id}")
+            raise _Refusal(403, "producer-mismatch", f"the payload's producer must be your agency, {agency_id}")
         event_type = str(payload["event_type"])
         trace.update(event_id=str(payload["event_id"]), event_type=event_type)
         slot = self._slot(agency_id)
         try:
             slot.publisher.topic_for(event_type)
         except EnvelopeError:
-            raise Refusal(403, "event-type-not-permitted", f"your agency may not publish {event_type}") from None
+            raise _Refusal(403, "event-type-not-permitted", f"your agency may not publish {event_type}") from None
         spec = by_type(event_type)
         assert spec is not None  # validate_payload checked the type
         try:
             event = spec.model.model_validate_json(body)  # JSON mode: the strict models parse dates from strings
         except ValidationError as exc:  # an older released version the current model does not read
             errors = exc.errors(include_url=False, include_input=False, include_context=False)
-            raise Refusal(422, "invalid-payload", "the payload does not fit the current contract",
+            raise _Refusal(422, "invalid-payload", "the payload does not fit the current contract",
                            issues=[Issue(json_path(list(e["loc"])), e["msg"]) for e in errors]) from None
         try:
             with slot.lock:
                 [event_id] = slot.publisher.publish([event])
         except (BrokerError, KafkaException, BufferError) as exc:
             trace.update(broker_error=type(exc).__name__)
-            raise Refusal(503, "bus-unavailable", "the bus did not confirm the event; retry with the same event_id",
+            raise _Refusal(503, "bus-unavailable", "the bus did not confirm the event; retry with the same event_id",
                            headers=(("Retry-After", "5"),)) from None
         return Reply(202, {"event_id": event_id})
 

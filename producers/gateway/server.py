@@ -36,7 +36,7 @@ from typing import Any, cast
 
 from safebus.live_directory import follow
 from safebus.logs import get_logger
-from safebus.producers.gateway.ingest import MAX_BODY_BYTES, Ingest, PublisherFactory, Refusal, Reply, too_large
+from safebus.producers.gateway.ingest import MAX_BODY_BYTES, Ingest, PublisherFactory, Reply, _Refusal, _too_large
 from safebus.producers.gateway.limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits
 from safebus.settings import Settings
 
@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Refuse an oversize body before the client sends it, when the client asks first."""
         declared = self.headers.get("Content-Length", "")
         if declared.strip().isdigit() and int(declared) > self.gateway.max_body_bytes:
-            self._respond(too_large(self.gateway.max_body_bytes).reply, path=self._route())
+            self._respond(_too_large(self.gateway.max_body_bytes).reply, path=self._route())
             return False
         return super().handle_expect_100()
 
@@ -349,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reusable = True  # read whole: the connection may carry the next request
             reply = self.gateway.accept(authorization=self.headers.get("Authorization"),
                                         content_type=self.headers.get("Content-Type"), body=body, trace=trace)
-        except Refusal as refusal:
+        except _Refusal as refusal:
             reply = refusal.reply
             if refusal.issues:
                 trace["error_paths"] = [issue.path for issue in refusal.issues][:50]
@@ -363,20 +363,20 @@ class _Handler(BaseHTTPRequestHandler):
         declared = self.headers.get("Content-Length")
         self._unread = _LINGER_BYTES
         if self.headers.get("Transfer-Encoding") or declared is None:
-            raise Refusal(411, "length-required", "send the body with a Content-Length (not chunked)")
+            raise _Refusal(411, "length-required", "send the body with a Content-Length (not chunked)")
         if not declared.strip().isdigit():
-            raise Refusal(400, "bad-content-length", "Content-Length must be a non-negative integer")
+            raise _Refusal(400, "bad-content-length", "Content-Length must be a non-negative integer")
         length = int(declared)
         if length > self.gateway.max_body_bytes:
             self._unread = min(length, _LINGER_BYTES)
-            raise too_large(self.gateway.max_body_bytes)
+            raise _too_large(self.gateway.max_body_bytes)
         self._unread = 0
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            raise Refusal(408, "request-timeout", "the body did not arrive in time") from None
+            raise _Refusal(408, "request-timeout", "the body did not arrive in time") from None
         if len(body) != length:
-            raise Refusal(400, "incomplete-body", "the body is shorter than its Content-Length")
+            raise _Refusal(400, "incomplete-body", "the body is shorter than its Content-Length")
         return body
 
     def _respond(self, reply: Reply, *, path: str, trace: dict[str, object] | None = None) -> None:
