@@ -12,7 +12,8 @@ Why it is built this way:
 - **Passwords are never stored.**  The file keeps a salted scrypt hash per
   account (16 MiB, ~50 ms: the gateway's parameters), with a fresh 128-bit salt,
   so a copied file does not give away the passwords and equal passwords do not
-  look equal.  Hashes are compared in constant time.
+  look equal.  Hashes are compared in constant time (`safebus.passwords`,
+  shared with the gateway's credentials).
 - **An unknown id costs the same as a wrong password.**  It still runs one
   scrypt against a dummy hash, so the login page's timing does not tell an
   attacker which ids exist.  At most a few scrypts run at once, so a burst of
@@ -25,10 +26,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import hashlib
-import hmac
 import os
 import threading
 import uuid
@@ -36,15 +34,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Generic, Literal, Self, TypeVar
+from typing import Annotated, ClassVar, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safebus.errors import ConfigError
+from safebus.passwords import ScryptHash, Verifier, hash_secret
 
 __all__ = [
     "ACCOUNT_ID_PATTERN", "MIN_PASSWORD_LENGTH", "AccountFile", "AccountId", "PasswordAccounts", "PasswordHash",
-    "hash_password",
+    "exclusive_lock", "hash_password", "refuse_open_to_others", "write_private_json",
 ]
 
 MIN_PASSWORD_LENGTH = 12
@@ -53,52 +52,23 @@ MIN_PASSWORD_LENGTH = 12
 _MAX_PASSWORD_BYTES = 1024
 """Longest password hashed: a bigger "password" is refused before scrypt, not fed to it."""
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _HASH_BYTES = 2**14, 8, 1, 32  # 16 MiB, ~50 ms on this project's machines
-_KDF_SLOTS = 4
-"""Concurrent scrypt runs allowed: each takes 16 MiB, so a burst of guesses must not exhaust memory."""
-
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """An account id: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."""
 
 AccountId = Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
 
-_HASH_FIELDS = ("kdf", "n", "r", "p", "salt", "hash", "password_set_at")
-
-
-class PasswordHash(BaseModel):
+class PasswordHash(ScryptHash):
     """
     The stored secret of one account: the salted scrypt hash of its password, never the password.
 
     Each kind of account subclasses this with its own fields (who the person
-    is); in the file those come first and the hash fields last.
+    is); in the file those come first, then the hash fields, then when the
+    password was set (`safebus.passwords` hashes and checks it).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    trailing_fields: ClassVar[tuple[str, ...]] = ("password_set_at",)
 
-    kdf: Literal["scrypt"] = "scrypt"
-    n: int = Field(ge=2**10)
-    r: int = Field(ge=1)
-    p: int = Field(ge=1)
-    salt: str
-    hash: str
     password_set_at: datetime
-
-    def matches(self, password: str) -> bool:
-        """Whether `password` hashes to this account's hash (constant-time comparison)."""
-        derived = _scrypt(password, base64.b64decode(self.salt), n=self.n, r=self.r, p=self.p)
-        return hmac.compare_digest(derived, base64.b64decode(self.hash))
-
-    @model_serializer(mode="wrap")
-    def _hash_fields_last(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        """
-        Write the account's own fields before the hash fields.
-
-        Pydantic puts a base class's fields first; the files have always read
-        "who" before "hash", and a rewrite should change no line it need not.
-        """
-        data: dict[str, object] = handler(self)
-        own = {key: value for key, value in data.items() if key not in _HASH_FIELDS}
-        return own | {key: data[key] for key in _HASH_FIELDS if key in data}
 
 
 AccountT = TypeVar("AccountT", bound=PasswordHash)
@@ -127,14 +97,6 @@ class AccountFile(BaseModel, Generic[AccountT]):
         return cls.model_validate({"accounts": dict(accounts or {})})
 
 
-def _scrypt(password: str, salt: bytes, *, n: int = _SCRYPT_N, r: int = _SCRYPT_R, p: int = _SCRYPT_P) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=_HASH_BYTES)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _with_article(what: str) -> str:
     """`what` after its indefinite article: "a Key Adult", "an officer"."""
     return f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
@@ -152,14 +114,7 @@ def hash_password(password: str, now: datetime, *, what: str) -> dict[str, objec
         raise ConfigError(f"{_with_article(what)} password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password.encode()) > _MAX_PASSWORD_BYTES:
         raise ConfigError(f"{_with_article(what)} password may have at most {_MAX_PASSWORD_BYTES} bytes")
-    salt = os.urandom(16)
-    return {"n": _SCRYPT_N, "r": _SCRYPT_R, "p": _SCRYPT_P, "salt": _b64(salt), "hash": _b64(_scrypt(password, salt)),
-            "password_set_at": now}
-
-
-_DUMMY = PasswordHash(n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, salt=_b64(bytes(16)), hash=_b64(bytes(_HASH_BYTES)),
-                      password_set_at=datetime(2026, 1, 1, tzinfo=UTC))
-"""Checked when the id is unknown, so that answer takes as long as a wrong password."""
+    return {**hash_secret(password), "password_set_at": now}
 
 
 class PasswordAccounts(Generic[AccountT]):
@@ -188,7 +143,7 @@ class PasswordAccounts(Generic[AccountT]):
         self._id_name = id_name
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
-        self._kdf_slots = threading.BoundedSemaphore(_KDF_SLOTS)
+        self._verifier = Verifier()
         self._stamp: tuple[int, int, int] | None = None
         self._content = file_model.holding()
 
@@ -219,9 +174,7 @@ class PasswordAccounts(Generic[AccountT]):
         if len(password.encode()) > _MAX_PASSWORD_BYTES:
             password = ""  # still one scrypt, below; cannot match a stored password (those are shorter)
         account = self.accounts().get(account_id)
-        with self._kdf_slots:
-            valid = (account or _DUMMY).matches(password)
-        if account is None or not valid:
+        if not self._verifier.verify(account, password):
             return None
         return account
 
@@ -272,13 +225,22 @@ class PasswordAccounts(Generic[AccountT]):
 
 def _read(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> AccountFile[AccountT]:
     """Read the accounts file. Raises ConfigError if it is malformed or open to other users."""
-    mode = path.stat().st_mode
-    if mode & 0o077:
-        raise ConfigError(f"{what} accounts {path} are open to other users (mode {mode & 0o777:o}); chmod 600")
+    refuse_open_to_others(path, path.stat().st_mode, f"{what} accounts")
     try:
         return file_model.model_validate_json(path.read_text())
     except ValidationError as exc:
         raise ConfigError(f"invalid {what} accounts {path}: {exc.error_count()} errors") from exc
+
+
+def refuse_open_to_others(path: Path, mode: int, described: str) -> None:
+    """
+    Raise ConfigError if `mode` (of `path`, holding `described`) lets other users read or write it.
+
+    Such a file holds secrets' hashes: a copy lets its reader guess offline,
+    and a writable one lets them add their own secret.
+    """
+    if mode & 0o077:
+        raise ConfigError(f"{described} {path} are open to other users (mode {mode & 0o777:o}); chmod 600")
 
 
 def write_private_json(path: Path, content: BaseModel) -> None:
