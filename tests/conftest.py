@@ -11,9 +11,11 @@ import pytest
 
 from safebus.app.wiring import tokeniser_for
 from safebus.directory import AgencyKind, Directory, PartnershipStore
+from safebus.kafka_io import ReliableProducer
 from safebus.keys import PrivateKeys
 from safebus.producers.synthetic import IncidentFactory, create_partnership
 from safebus.pseudonyms import Tokeniser
+from safebus.records import Output
 
 FIXED_NOW = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)  # a Wednesday evening in term time
 
@@ -55,3 +57,14 @@ def partnership(tmp_path: Path) -> Partnership:
 def factory() -> IncidentFactory:
     """A seeded incident generator."""
     return IncidentFactory(random.Random(20261118), now=FIXED_NOW)
+
+
+class KeepingProducer(ReliableProducer):
+    """A producer that never reaches a broker: it keeps what it was asked to publish (dead letters, checkpoints)."""
+
+    def __init__(self) -> None:
+        super().__init__(bootstrap="127.0.0.1:1")
+        self.sent: list[Output] = []
+
+    def produce_all(self, outputs: list[Output], *, timeout_s: float = 0) -> None:
+        self.sent.extend(outputs)

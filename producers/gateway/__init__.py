@@ -34,18 +34,8 @@ Why it is built this way:
   the stored hash. An agency's steady traffic therefore costs one scrypt, not
   one per request. The file is re-read whenever it changes, so a revocation
   applies from the next request without a restart.
-- **One publisher per agency, rebuilt when the directory changes.** Rebuilding
-  means rotated keys, for the agency or the router, and revocations apply
-  without a restart. Only one publish runs at a time per agency. The confluent
-  producer serves delivery reports to whichever thread flushes, so serialising
-  keeps each request's error report its own.
-- **202, not 201.** The event is accepted onto the bus. The routing decision
-  comes later, on the audit topic.
-- **503 means "not known to be published".** After a broker timeout, the
-  record may still arrive. The caller chose the event id, and the router routes
-  each event id only once: a second record with the same id is dropped as a
-  duplicate. Sending the same payload again is therefore safe, and that is the
-  advice the 503 gives.
+- **Publishing and its statuses** (one publisher per agency, 202, what a 503
+  means): see `safebus.producers.gateway.ingest`.
 - **Payloads are never logged.** A log line carries the path, status, agency
   id, credential id, the validated event id, a reason code and the JSON paths
   of errors. It never carries values or validator messages, because

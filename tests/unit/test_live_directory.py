@@ -15,7 +15,6 @@ from safebus.consumers.audit.facts import delivered_fact
 from safebus.consumers.queues.store import ReferralArrival
 from safebus.directory import AgencyKind, SignedAgency, new_entry, sign_entry
 from safebus.fact_signing import FactSigner
-from safebus.kafka_io import ReliableProducer
 from safebus.keys import PrivateKeys
 from safebus.live_directory import DerivedMapping, LiveDirectory, Refresher
 from safebus.records import DLQ_REASON, Origin, Output, Record
@@ -33,7 +32,7 @@ from safebus.schemas.police import (
 )
 from safebus.schemas.registry import Family
 from safebus.topics import TopicNames
-from tests.conftest import FIXED_NOW, Partnership
+from tests.conftest import FIXED_NOW, KeepingProducer, Partnership
 
 POLICE, CS = "northdale-police", "northdale-childrens-services"
 
@@ -251,17 +250,6 @@ def test_a_running_inbox_opens_alerts_sealed_after_its_school_rotated_keys(
     assert open_alert("900101", before.value) is not None, "sealed for the superseded key"
 
 
-class _RecordingProducer(ReliableProducer):
-    """A producer that never reaches a broker: it keeps what it was asked to publish."""
-
-    def __init__(self) -> None:
-        super().__init__(bootstrap="127.0.0.1:1")
-        self.sent: list[Output] = []
-
-    def produce_all(self, outputs: list[Output], *, timeout_s: float = 0) -> None:
-        self.sent.extend(outputs)
-
-
 def test_the_sequencer_appends_a_fact_whose_new_service_key_arrives_after_it(
     settings: Settings, partnership: Partnership,
 ) -> None:
@@ -270,7 +258,7 @@ def test_the_sequencer_appends_a_fact_whose_new_service_key_arrives_after_it(
     appended once its directory entry arrives; before that, nothing is appended for it.
     """
     sequencer = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
-    producer = _RecordingProducer()
+    producer = KeepingProducer()
     sequencer._producer = producer
     service = PrivateKeys.generate("safebus-new-service")
     fact = FactSigner(keys=service, audit_topic=settings.names.audit).sign(delivered_fact(

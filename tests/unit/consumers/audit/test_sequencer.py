@@ -14,22 +14,10 @@ from safebus.app.wiring import Settings, build_audit_sequencer
 from safebus.consumers.audit.facts import delivered_fact
 from safebus.consumers.audit.sequencer import AuditSequencer
 from safebus.fact_signing import FactSigner
-from safebus.kafka_io import ReliableProducer
 from safebus.records import DLQ_REASON, Output, Record
 from safebus.schemas.audit import DeliveryChannel
 from safebus.topics import TopicNames
-from tests.conftest import FIXED_NOW, Partnership
-
-
-class _KeepingProducer(ReliableProducer):
-    """Never reaches a broker: keeps what the sequencer dead-letters."""
-
-    def __init__(self) -> None:
-        super().__init__(bootstrap="127.0.0.1:1")
-        self.sent: list[Output] = []
-
-    def produce_all(self, outputs: list[Output], *, timeout_s: float = 0) -> None:
-        self.sent.extend(outputs)
+from tests.conftest import FIXED_NOW, KeepingProducer, Partnership
 
 
 @pytest.fixture
@@ -38,9 +26,9 @@ def settings(partnership: Partnership) -> Settings:
 
 
 @pytest.fixture
-def sequencer(settings: Settings) -> tuple[AuditSequencer, _KeepingProducer]:
+def sequencer(settings: Settings) -> tuple[AuditSequencer, KeepingProducer]:
     built = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
-    producer = _KeepingProducer()
+    producer = KeepingProducer()
     built._producer = producer
     return built, producer
 
@@ -54,17 +42,17 @@ def _delivered(settings: Settings, partnership: Partnership, *, n: int, offset: 
                   headers=dict(fact.headers))
 
 
-def _dead_letters(producer: _KeepingProducer) -> list[Output]:
+def _dead_letters(producer: KeepingProducer) -> list[Output]:
     """What was dead-lettered (the producer also carries the signed checkpoints)."""
     return [o for o in producer.sent if o.topic.endswith(".deadletter")]
 
 
-def _reasons(producer: _KeepingProducer) -> list[bytes]:
+def _reasons(producer: KeepingProducer) -> list[bytes]:
     return [dict(o.headers)[DLQ_REASON] for o in _dead_letters(producer)]
 
 
 def test_a_signed_fact_becomes_one_leaf_and_its_replay_adds_none(
-        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, _KeepingProducer]) -> None:
+        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
     """A crash before the commit redelivers the batch: each fact is still in the log exactly once."""
     seq, producer = sequencer
     size = seq.ledger.size
@@ -77,7 +65,7 @@ def test_a_signed_fact_becomes_one_leaf_and_its_replay_adds_none(
 
 
 def test_an_unsigned_fact_is_refused_with_its_reason_and_the_batch_goes_on(
-        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, _KeepingProducer]) -> None:
+        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
     """Anyone can write to the audit topic; only what a partnership component signed becomes a leaf."""
     seq, producer = sequencer
     signed = _delivered(settings, partnership, n=3, offset=20)
@@ -89,7 +77,7 @@ def test_an_unsigned_fact_is_refused_with_its_reason_and_the_batch_goes_on(
 
 
 def test_a_fact_changed_after_signing_is_refused_as_a_bad_signature(
-        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, _KeepingProducer]) -> None:
+        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
     """The signature covers the value's exact bytes: one changed byte and the fact is not the router's."""
     seq, producer = sequencer
     signed = _delivered(settings, partnership, n=5, offset=30)
@@ -102,7 +90,7 @@ def test_a_fact_changed_after_signing_is_refused_as_a_bad_signature(
 
 
 def test_bytes_that_are_no_fact_are_one_dead_letter_each(
-        settings: Settings, sequencer: tuple[AuditSequencer, _KeepingProducer]) -> None:
+        settings: Settings, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
     """Hostile bytes on the audit topic are refused one by one, each with a reason; nothing stops the log."""
     seq, producer = sequencer
     junk = [Record(topic=settings.names.audit, partition=0, offset=n, key=None, value=value, headers={})
