@@ -1,7 +1,7 @@
 """
 Every worker's per-record handler, in process, with a record of what it did for each input record.
 
-The unit tests (``tests/unit/test_hostile_records.py``) and the benchmark
+The unit tests (``tests/unit/behaviours/test_hostile_records.py``) and the benchmark
 (``bench/fuzz.py``) drive the same handlers the running workers use — the
 router's `IncidentHandler.handle`, the inbox and queue workers' ``deliver``,
 the sequencer's ``sequence`` and the monitor's ``observe`` — with a

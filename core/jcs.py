@@ -173,7 +173,7 @@ def _string(text: str) -> str:
     The standard library's C string encoder (what ``json.dumps(...,
     ensure_ascii=False)`` uses) escapes exactly these: ``"``, ``\\``, the five
     short forms and ``\\u00xx`` in lower case for other controls; it reads a
-    str subclass's characters, not its ``__str__``.  tests/unit/test_jcs.py
+    str subclass's characters, not its ``__str__``.  tests/unit/core/test_jcs.py
     pins this, so a change in Python would fail there, not in the log.
     """
     return _encode_string(text)

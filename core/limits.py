@@ -6,7 +6,7 @@ is how a worker dies.  On the old main, a record just under the broker's limit
 was readable by the router, but its dead letter (the same bytes plus headers)
 was larger than the producer's maximum request, so the batch could never be
 made durable and the router stopped for good.  Every number below is derived
-from the ones above it, and ``tests/unit/test_limits.py`` checks that they
+from the ones above it, and ``tests/unit/core/test_limits.py`` checks that they
 agree with each other, with the producers' settings (`safebus.kafka_io`, the
 Faust app) and with the broker's (``deploy/broker.py``).
 

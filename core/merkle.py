@@ -48,7 +48,7 @@ Design choices:
   3-leaf tree *with the 4-leaf root* (the hash of leaves 2-3 is read as leaf
   2).  Against the real 3-leaf root it fails.  So callers must take the size
   and the root from the same signed checkpoint, never from separate sources;
-  tests/unit/test_merkle.py pins this.
+  tests/unit/core/test_merkle.py pins this.
 - **`mth`** is the RFC's recursive definition, written out literally.  It is
   slow (O(n) per root) and exists so tests can check the fast tree against
   the specification, not against itself.

@@ -2,7 +2,7 @@
 Information-governance officers and auditors using the audit dashboard in a real (headless) browser.
 
 The dashboard is the real app over a real ledger and projection holding the
-synthetic November of `tests.unit.test_audit_projection`; views are recorded
+synthetic November of `tests.unit.consumers.audit.test_projection`; views are recorded
 by `LedgerViewSink`, which appends them to that ledger and re-projects, so a
 view recorded on one page load is visible on the next, as it would be once
 the sequencer has read it from the audit topic.
@@ -28,7 +28,7 @@ from safebus.consumers.audit.projection import AuditProjection
 from safebus.consumers.audit.reports import LedgerViewSink
 from safebus.consumers.audit.web import AuditDashboard
 from safebus.consumers.web.pages import serve_in_thread
-from tests.unit.test_audit_projection import (
+from tests.unit.consumers.audit.test_projection import (
     FACTS,
     IDS_INDEX,
     IVY,

@@ -4,7 +4,7 @@ The audit projection on a real PostgreSQL server answers exactly as it does on S
 PostgreSQL is selected by configuration (`AuditProjection.from_url`), so
 nothing but a test proves that the one set of portable statements behaves the
 same on both engines.  The unit tests prove the SQLite projection against hand
-counts of the synthetic November in `tests.unit.test_audit_projection`; here
+counts of the synthetic November in `tests.unit.consumers.audit.test_projection`; here
 the same facts are projected into both engines and every answer is compared
 object for object (rows with their facts, chronologies, flows, monthly
 figures), so a PostgreSQL difference shows up as a diff, not as a figure
@@ -43,7 +43,7 @@ from psycopg import sql
 from safebus.consumers.audit.facts import leaf_bytes
 from safebus.consumers.audit.projection import UNREADABLE, AuditProjection, Chronology, Filters, QueryError
 from safebus.consumers.audit.reports import AuditedReader, LedgerViewSink, Viewer
-from tests.unit.test_audit_projection import (
+from tests.unit.consumers.audit.test_projection import (
     ADA,
     FACTS,
     NOW,

@@ -37,7 +37,7 @@ from safebus.schemas.encompass import KeyAdultRole
 from safebus.schemas.police import Child, DomesticAbuseIncident
 from safebus.topics import TopicNames
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
-from tests.unit.test_email_notice import _free_port, _Recorder
+from tests.unit.consumers.inbox.test_email_notice import _free_port, _Recorder
 
 pytestmark = pytest.mark.kafka
 

@@ -25,7 +25,7 @@ from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, KeyAd
 from safebus.schemas.police import Child
 from safebus.schemas.registry import Family
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
-from tests.unit.test_email_notice import _free_port, _Recorder
+from tests.unit.consumers.inbox.test_email_notice import _free_port, _Recorder
 
 pytestmark = pytest.mark.kafka
 

@@ -17,7 +17,7 @@ from safebus.schemas.examples import EXAMPLES
 from safebus.schemas.registry import CONTRACTS, Compatibility, by_type
 from safebus.schemas.validation import validate_payload
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 INCIDENT = "police.domestic-abuse-incident"
 
 

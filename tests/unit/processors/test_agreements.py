@@ -14,7 +14,7 @@ from safebus.processors.agreements import load_agreements, parse_agreement
 from safebus.processors.engine import validate
 
 ENCOMPASS = resources.files("safebus.processors").joinpath("agreements/operation-encompass.toml").read_text()
-EXAMPLE = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "police.domestic-abuse-incident.json"
+EXAMPLE = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "police.domestic-abuse-incident.json"
 
 
 def test_the_default_set_loads() -> None:

@@ -38,7 +38,7 @@ from safebus.schemas.police import DomesticAbuseIncident
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[4] / "schemas" / "examples"
 AGENCIES = ("northdale-police", "northdale-idva", "school-900101")
 
 

@@ -20,7 +20,7 @@ from safebus.errors import InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
 from tests.vectors import make_envelope_vectors
 
-VECTORS: dict[str, Any] = json.loads((Path(__file__).parents[1] / "vectors" / "envelope-v1.json").read_text())
+VECTORS: dict[str, Any] = json.loads((Path(__file__).parents[2] / "vectors" / "envelope-v1.json").read_text())
 
 
 def _canonical(value: object) -> bytes:

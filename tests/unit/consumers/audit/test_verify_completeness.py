@@ -22,7 +22,7 @@ from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
 from safebus.consumers.audit.verify import export_lines, verify_export
 from safebus.schemas.decision import Outcome
 from tests.conftest import FIXED_NOW
-from tests.unit.test_audit_log import ORIGIN, _decision
+from tests.unit.consumers.audit.test_ledger import ORIGIN, _decision
 
 
 def _log(folder: Path, key: Path, facts: list[NewFact], *, every: int = 4) -> AuditLedger:

@@ -25,7 +25,7 @@ from safebus.errors import ConfigError
 from safebus.producers.gateway import EventPublisher, Gateway, GatewayLimits, add_credential, default_credentials_path
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership
-from tests.unit.test_gateway import AGENCIES, RecordingPublisher, Running, example, post
+from tests.unit.producers.gateway.test_server import AGENCIES, RecordingPublisher, Running, example, post
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
 from safebus.schemas.audit import EscalationStep
-from tests.unit.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
+from tests.unit.consumers.inbox.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
 
 SETTING = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
 RECORDED = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)

@@ -25,7 +25,7 @@ from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
-from tests.unit.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
+from tests.unit.consumers.inbox.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
 
 SETTING = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
 INCIDENT = datetime(2026, 11, 10, 20, 0, tzinfo=UTC)  # a Tuesday evening

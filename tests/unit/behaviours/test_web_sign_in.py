@@ -335,7 +335,7 @@ class TestSessionsEnd:
 
 def _dashboard(tmp_path: Path, officers: Officers, audit_dir: Path) -> AuditDashboard:
     from safebus.consumers.audit.reports import LedgerViewSink
-    from tests.unit.test_audit_projection import new_ledger
+    from tests.unit.consumers.audit.test_projection import new_ledger
 
     ledger: AuditLedger = new_ledger(tmp_path / "ledger.sqlite")
     projection = AuditProjection(tmp_path / "projection.sqlite")

@@ -40,7 +40,7 @@ from safebus.records import (
     dead_letter,
 )
 from tests.conftest import Partnership
-from tests.unit.test_gateway import Running, example, post, running
+from tests.unit.producers.gateway.test_server import Running, example, post, running
 
 __all__ = ["running"]  # the gateway fixture, imported to be used here
 

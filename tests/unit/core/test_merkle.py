@@ -35,7 +35,7 @@ from safebus.merkle import (
     verify_inclusion,
 )
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle"
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "merkle"
 
 
 def _load(name: str) -> Any:

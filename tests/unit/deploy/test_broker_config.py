@@ -41,7 +41,7 @@ def test_compose_file_runs_the_same_kafka_release_without_auto_creation() -> Non
 
     from safebus.deploy.broker import KAFKA_VERSION
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     compose = (root / "deploy" / "compose.yaml").read_text()
     assert f"image: apache/kafka:{KAFKA_VERSION}" in compose
     assert 'KAFKA_AUTO_CREATE_TOPICS_ENABLE: "false"' in compose

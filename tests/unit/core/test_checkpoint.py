@@ -24,7 +24,7 @@ from safebus.checkpoint import (
 )
 from safebus.merkle import MerkleTree, leaf_hash
 
-VECTORS: Any = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "merkle" / "signed_note.json").read_text())
+VECTORS: Any = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "merkle" / "signed_note.json").read_text())
 PETER = VECTORS["peter_neumann"]
 ENOCH = VECTORS["enoch_root"]
 

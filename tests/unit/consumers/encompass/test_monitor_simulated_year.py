@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[4]
 if str(_ROOT) not in sys.path:  # plain `pytest` (importlib mode) does not put the repository root on sys.path
     sys.path.insert(0, str(_ROOT))
 

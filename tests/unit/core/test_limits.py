@@ -83,7 +83,7 @@ def test_the_router_and_the_broker_are_configured_with_the_same_limits(tmp_path:
     text = _server_properties(port=1, controller_port=2, data=tmp_path)
     settings = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert int(settings["message.max.bytes"]) == BROKER_MESSAGE_MAX_BYTES
-    compose = (Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text()
+    compose = (Path(__file__).resolve().parents[3] / "deploy" / "compose.yaml").read_text()
     assert f'KAFKA_MESSAGE_MAX_BYTES: "{BROKER_MESSAGE_MAX_BYTES}"' in compose
 
 

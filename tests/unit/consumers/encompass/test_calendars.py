@@ -38,7 +38,7 @@ from safebus.consumers.encompass.calendars import (
 from safebus.errors import ConfigError
 from safebus.producers.synthetic import NOT_ONBOARDED_URNS, SCHOOLS
 
-SAMPLE_PATH = Path(__file__).resolve().parents[2] / "consumers" / "encompass" / "calendars_sample.toml"
+SAMPLE_PATH = Path(__file__).resolve().parents[4] / "consumers" / "encompass" / "calendars_sample.toml"
 LONDON = ZoneInfo("Europe/London")
 SAMPLE = load_calendars(SAMPLE_PATH)
 DEFAULTS_URN = "900104"  # Tamsin Brook Junior: listed, keeps every partnership default

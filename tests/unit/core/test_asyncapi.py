@@ -12,7 +12,7 @@ from safebus.schemas.registry import CONTRACTS
 from safebus.topics import TopicNames, bus_topics
 from tests.conftest import Partnership
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 
 
 def _address_pattern(address: str) -> re.Pattern[str]:

@@ -22,9 +22,9 @@ from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, scrub
 from safebus.schemas.validation import json_path, validate_payload
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership
-from tests.unit.test_gateway import Running, example, post, running  # noqa: F401 - `running` is a fixture
+from tests.unit.producers.gateway.test_server import Running, example, post, running  # noqa: F401 - `running` is a fixture
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "examples"
 INCIDENT = "police.domestic-abuse-incident"
 
 BAD = {  # one of each refused class, with the error type the models give

@@ -25,7 +25,7 @@ from safebus.schemas.consent import Purpose
 from safebus.schemas.decision import SharingDecision
 from safebus.schemas.police import RiskGrade
 from tests.conftest import FIXED_NOW, Partnership
-from tests.unit.test_engine_golden import (
+from tests.unit.processors.test_engine_golden import (
     CASE_SCENARIOS,
     INCIDENT_DAY,
     SCENARIOS,
