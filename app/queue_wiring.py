@@ -22,7 +22,7 @@ from safebus.directory import Agency, AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_signer
 from safebus.publisher import AgencyPublisher
-from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
+from safebus.schemas.sharing import AnyReferral, referral_model
 from safebus.topics import TopicNames, channel_templates
 
 if TYPE_CHECKING:
@@ -100,11 +100,9 @@ def queue_opener(settings: Settings) -> Opener:
         if recipient_id not in checked:
             queue_recipient(settings, recipient_id, directory)
             checked.add(recipient_id)
-        plaintext = read(recipient_id, envelope)
-        if not plaintext:
-            return None
-        kind = CaseReferral if b'"sharing.case-referral"' in plaintext else Referral
-        return kind.model_validate_json(plaintext)
+        opened = read(recipient_id, envelope)
+        kind = referral_model(opened.event_type) if opened else None
+        return kind.model_validate_json(opened.plaintext) if opened and kind else None
 
     return open_referral
 

@@ -19,7 +19,7 @@ from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.inbox.worker import HostedSchool, InboxWorker
 from safebus.deploy.broker import LocalBroker
 from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
-from safebus.envelope import open_envelope
+from safebus.envelope import Opened, open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.fact_signing import Service, fact_publisher, fact_signer
 from safebus.kafka_io import read_topic
@@ -170,9 +170,12 @@ def ingress_topics(settings: Settings, directory: Directory | None = None) -> li
     return subscribed_topics(directory, settings.names, party=AgencyKind.ROUTER.value, role=TopicRole.INGRESS)
 
 
-def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | None]:
+def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], Opened | None]:
     """
-    Opens what the router sealed for a local agency: plaintext, or None once it can no longer be read.
+    Opens what the router sealed for a local agency: the opened envelope, or None once it can no longer be read.
+
+    The caller gets the signed header with the plaintext, so it picks the model
+    by the event type the router signed, never by what the plaintext contains.
 
     Shared by the school inbox and the referral queues, which store envelopes
     and open them on display (so erasing a subject reaches them too).  Only
@@ -187,7 +190,7 @@ def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | N
     keyrings: dict[str, list[PrivateKeys]] = {}
     seen: list[Directory] = []
 
-    def read(agency_id: str, envelope: bytes) -> bytes | None:
+    def read(agency_id: str, envelope: bytes) -> Opened | None:
         current = directory()
         if not seen or seen[0] is not current:
             seen[:] = [current]
@@ -197,7 +200,7 @@ def router_sealed_reader(settings: Settings) -> Callable[[str, bytes], bytes | N
                 keyrings[agency_id] = store.keyring(agency_id)
             try:
                 return open_envelope(envelope, recipient=keyrings[agency_id],
-                                     senders=OnlyFrom(current, current.router().id), subject_keys=keys.lookup).plaintext
+                                     senders=OnlyFrom(current, current.router().id), subject_keys=keys.lookup)
             except InvalidEnvelope as exc:
                 if exc.reason != "wrong-recipient" or attempt:
                     return None
@@ -214,8 +217,10 @@ def inbox_opener(settings: Settings) -> Callable[[str, bytes], EncompassNotifica
 
     def open_alert(setting_urn: str, envelope: bytes) -> EncompassNotification | None:
         school = directory().school_by_urn(setting_urn)
-        plaintext = read(school.id, envelope) if school else None
-        return EncompassNotification.model_validate_json(plaintext) if plaintext else None
+        opened = read(school.id, envelope) if school else None
+        if opened is None or opened.event_type != EncompassNotification.type_name():
+            return None
+        return EncompassNotification.model_validate_json(opened.plaintext)
 
     return open_alert
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safebus.errors import ConfigError
 from safebus.passwords import ScryptHash, Verifier, hash_secret
+from safebus.private_files import write_private
 
 __all__ = [
     "ACCOUNT_ID_PATTERN", "MIN_PASSWORD_LENGTH", "AccountFile", "AccountId", "PasswordAccounts", "PasswordHash",
@@ -244,17 +244,8 @@ def refuse_open_to_others(path: Path, mode: int, described: str) -> None:
 
 
 def write_private_json(path: Path, content: BaseModel) -> None:
-    """Replace the file atomically with a 0600 file, so a reader never sees half of it."""
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    """Replace the file atomically with a 0600 file (`safebus.private_files`), so a reader never sees half of it."""
+    write_private(path, (content.model_dump_json(indent=2) + "\n").encode("utf-8"))
 
 
 @contextmanager

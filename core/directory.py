@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e, key_id
 from safebus.logs import get_logger
+from safebus.private_files import write_private
 from safebus.schemas.agency_kinds import AgencyKind as AgencyKind  # re-exported: the directory records kinds
 
 _log = get_logger("directory")
@@ -344,11 +345,8 @@ class PartnershipStore:
     def create_root(self) -> Ed25519PrivateKey:
         """Create the partnership root key (a 0600 file) and this machine's trust anchor."""
         root = Ed25519PrivateKey.generate()
-        self._root_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._root_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"root_private": b64e(root.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))},
-                      handle)
+        raw = root.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        write_private(self._root_path, json.dumps({"root_private": b64e(raw)}).encode("ascii"))
         self.write_trust_anchor(root.public_key())
         return root
 

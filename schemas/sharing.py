@@ -15,7 +15,7 @@ from pydantic import Field
 
 from safebus.schemas._base import AgencyId, AwareDatetime, Event, Line, Name
 
-__all__ = ["AnyReferral", "CaseReferral", "Person", "Referral", "ReferralReceived", "ReleasedValue"]
+__all__ = ["AnyReferral", "CaseReferral", "Person", "Referral", "ReferralReceived", "ReleasedValue", "referral_model"]
 
 Person = dict[str, str | bool | None]
 ReleasedValue = str | int | bool | None | tuple[Person, ...]
@@ -64,6 +64,15 @@ class CaseReferral(Event):
 
 AnyReferral = Referral | CaseReferral
 """What a recipient's work queue holds."""
+
+_REFERRAL_MODELS: dict[str, type[Referral] | type[CaseReferral]] = {
+    model.type_name(): model for model in (Referral, CaseReferral)
+}
+
+
+def referral_model(event_type: str) -> type[Referral] | type[CaseReferral] | None:
+    """The model of a work-queue event type as its envelope's signed header names it; None for any other type."""
+    return _REFERRAL_MODELS.get(event_type)
 
 
 class ReferralReceived(Event):

@@ -39,7 +39,7 @@ from safebus.logs import get_logger
 from safebus.records import Origin, Output, Record
 from safebus.schemas.audit import DeliveryChannel
 from safebus.schemas.registry import Family
-from safebus.schemas.sharing import AnyReferral, CaseReferral, Referral
+from safebus.schemas.sharing import AnyReferral, referral_model
 from safebus.schemas.validation import validation_detail
 from safebus.topics import TopicNames
 
@@ -158,11 +158,11 @@ class QueueWorker:
                                    topic=origin.topic, subject_keys=self.subject_keys.lookup)
         except InvalidEnvelope as exc:
             return self._refuse(raw, origin, exc.reason, "")
-        if opened.event_type not in (Referral.type_name(), CaseReferral.type_name()):
+        kind = referral_model(opened.event_type)
+        if kind is None:
             return self._refuse(raw, origin, "unexpected-event-type", opened.event_type[:100])
         try:
-            referral: AnyReferral = (Referral if opened.event_type == Referral.type_name() else CaseReferral
-                                     ).model_validate_json(opened.plaintext)
+            referral: AnyReferral = kind.model_validate_json(opened.plaintext)
         except ValidationError as exc:
             return self._refuse(raw, origin, "schema-violation", validation_detail(exc))
         mismatched = [name for name, signed in (("event_id", opened.event_id), ("producer", opened.producer))

@@ -45,7 +45,7 @@ from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.queues.store import QueueStore
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
-from safebus.envelope import peek_header
+from safebus.envelope import Opened, peek_header
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import (
@@ -267,7 +267,7 @@ def test_thousands_of_hostile_records_stop_no_worker_and_each_is_accounted_for(
     print(f"hostile records per input: {dict(per_target)}; outcome: {dict(outcome)}; worker exits: 0")
 
 
-def _took(item: Sent, read_sealed: Callable[[str, bytes], bytes | None], decided: set[str], ledger: AuditLedger,
+def _took(item: Sent, read_sealed: Callable[[str, bytes], Opened | None], decided: set[str], ledger: AuditLedger,
           inbox: InboxStore, queues: QueueStore) -> bool:
     """Whether the worker reading `item` took it as normal input (it was not dead-lettered)."""
     record = item.record()
@@ -276,11 +276,11 @@ def _took(item: Sent, read_sealed: Callable[[str, bytes], bytes | None], decided
         return header is not None and header.get("event_id") in decided
     if item.target in ("inbox", "queues"):  # a validly sealed record: stored under the id it carries
         header = peek_header(record.value)
-        plaintext = read_sealed(header["recipient"], record.value) if header else None
-        if header is None or plaintext is None:
+        opened = read_sealed(header["recipient"], record.value) if header else None
+        if header is None or opened is None:
             return False
         try:
-            payload = loads_object(plaintext)
+            payload = loads_object(opened.plaintext)
         except JsonRefused:
             return False
         if item.target == "inbox":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from safebus.directory import PartnershipStore
 from safebus.keys import PrivateKeys
 from safebus.private_files import create_private, write_private
 from safebus.pseudonyms import Tokeniser
@@ -92,3 +93,15 @@ def test_audit_log_key_is_created_once_and_narrowed(tmp_path: Path) -> None:
     again = LogKey.load_or_create(path, origin="audit.example")
     assert again.private_key.private_bytes_raw() == first.private_key.private_bytes_raw()
     assert _mode(path) == 0o600
+
+
+def test_partnership_root_key_is_owner_only_even_over_a_loose_file(tmp_path: Path) -> None:
+    """Re-creating the root key where a 0644 file was leaves a 0600 file holding the new key."""
+    store = PartnershipStore(tmp_path)
+    path = tmp_path / "keys" / "partnership-root.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{}")
+    path.chmod(0o644)
+    root = store.create_root()
+    assert _mode(path) == 0o600
+    assert store.root_key().public_key() == root.public_key()

@@ -154,6 +154,24 @@ def test_a_referral_naming_another_recipient_is_misaddressed(
     assert _reason(worker.admit(sealed, Origin(topic=topic, partition=0, offset=9))) == ("misaddressed", "deliver")
 
 
+def test_a_referral_opens_as_the_type_its_signed_header_names_whatever_its_text_says(
+    referrals: dict[str, Output], partnership: Partnership, settings: Settings,
+) -> None:
+    """A referral whose text is another event type's name still opens as a referral: the model is the header's."""
+    opener = queue_opener(settings)
+    original = opener(CS, referrals[CS].value)
+    assert original is not None
+    quoting = original.model_copy(update={"purpose": "sharing.case-referral"})
+    topic = NAMES.egress(CS, Family.REFERRAL)
+    keys = key_service_for(partnership.state_dir)
+    sealed = seal_event(quoting, sender=partnership.router, recipient=_public(partnership, CS), topic=topic,
+                        now=FIXED_NOW, subject_keys=[keys.subject_key(t, "2026-11") for t in original.subjects])
+    opened = opener(CS, sealed)
+    assert opened is not None
+    assert opened.event_type == "sharing.referral"
+    assert opened.purpose == quoting.purpose
+
+
 def test_a_referral_not_signed_by_the_router_is_refused(
     worker: QueueWorker, referrals: dict[str, Output], partnership: Partnership, settings: Settings,
 ) -> None:
