@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.clock import utc_now
+
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
 
@@ -148,14 +150,14 @@ def _record_view(args: argparse.Namespace, settings: Settings, view: str, parame
     from safebus.consumers.audit.reports import Viewer, viewed_fact
 
     _view_recorder(settings)(viewed_fact(viewer=Viewer(user_id=args.viewer, role=args.role), view=f"cli/{view}",
-                                         parameters=parameters, results=results, at=datetime.now(UTC),
+                                         parameters=parameters, results=results, at=utc_now(),
                                          subjects=subjects))
 
 
 def _on_ledger(args: argparse.Namespace, ledger: Any, settings: Settings) -> int:
     from safebus.consumers.audit.verify import consistency_bundle, export_lines, inclusion_bundle
 
-    now = datetime.now(UTC)
+    now = utc_now()
     action = args.audit_action
     if action == "vkey":
         print(ledger.identity.vkey)
@@ -316,7 +318,7 @@ def _read(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.consumers.audit.reports import AuditedReader, IdentifyingDetails, Viewer
 
     reader = AuditedReader(_projection(settings), record_view=_view_recorder(settings),
-                           clock=lambda: datetime.now(UTC), channel="cli")
+                           clock=utc_now, channel="cli")
     viewer = Viewer(user_id=args.viewer, role=args.role)
     action = args.audit_action
     if action == "query":
@@ -379,7 +381,7 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     dashboard = AuditDashboard(
         projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
         tokeniser=tokeniser_for(settings.state_dir), officers=Officers(default_officers_path(settings.state_dir)),
-        record_view=_view_recorder(settings, web=True), clock=lambda: datetime.now(UTC),
+        record_view=_view_recorder(settings, web=True), clock=utc_now,
         secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http,
         web_state=settings.audit_dir)
     run_app(dashboard.app(), host=args.host, port=args.port, tls=tls)

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.clock import utc_now
+
 if TYPE_CHECKING:
     import ssl
 
@@ -90,8 +92,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         since = datetime.combine(args.since, time(), UTC) if args.since else None
         until = datetime.combine(args.until, time(), UTC) if args.until else None
-        rows = report_rows(on_time_report(monitor, now=datetime.now(UTC), since=since, until=until))
-        transfers = transfer_report(monitor, now=datetime.now(UTC))
+        rows = report_rows(on_time_report(monitor, now=utc_now(), since=since, until=until))
+        transfers = transfer_report(monitor, now=utc_now())
     finally:
         monitor.close()
     if args.csv:
@@ -148,7 +150,7 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
     monitor = open_monitor(settings)
     return SchoolInbox(
         store=InboxStore(settings.inbox_path), opener=inbox_opener(settings), key_adults=key_adults_for(settings),
-        settings=education_settings(settings.store.load_directory()), clock=lambda: datetime.now(UTC),
+        settings=education_settings(settings.store.load_directory()), clock=utc_now,
         due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
         secret=load_or_create_secret(settings.state_dir / "school-inbox" / "web-secret"),
         secure_cookies=secure_cookies, transfers=transfers_lookup(monitor),

@@ -24,12 +24,12 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from typing import Any
 
 from safebus.app.encompass_wiring import open_monitor
 from safebus.app.wiring import Settings, open_ledger
+from safebus.clock import utc_now
 from safebus.consumers.audit.verify import export_lines, verify_export
 from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, report_rows
 from safebus.consumers.inbox.key_adults import synthetic_staff_id
@@ -87,7 +87,7 @@ def acknowledge_first_alerts(settings: Settings, delivered: set[str], say: Say) 
 
     inbox = build_school_inbox(settings)
     acknowledged: set[str] = set()
-    now = datetime.now(UTC)
+    now = utc_now()
     for urn in sorted(inbox.settings):
         alerts = [a for a in inbox.store.alerts(urn, inbox.opener) if a.notification_id in delivered]
         if alerts:
@@ -141,7 +141,7 @@ def report_evidence(settings: Settings, sink: MailSink, forbidden: list[str], sa
             kinds[leaf.fact_type] = kinds.get(leaf.fact_type, 0) + 1
         for kind, count in sorted(kinds.items()):
             say(f"{count:5d} x {kind}")
-        report = verify_export(list(export_lines(ledger, now=datetime.now(UTC))), pinned=ledger.identity)
+        report = verify_export(list(export_lines(ledger, now=utc_now())), pinned=ledger.identity)
         latest = ledger.latest_checkpoint()
         say(f"{ledger.size} leaves; latest signed checkpoint: size {latest.size if latest else 0}, "
             f"root {latest.root.hex() if latest else '-'}")
@@ -153,7 +153,7 @@ def report_evidence(settings: Settings, sink: MailSink, forbidden: list[str], sa
     say("== Operation Encompass: on time? (due by the setting's next session start; safebus encompass report)")
     monitor = open_monitor(settings)
     try:
-        rows = report_rows(on_time_report(monitor, now=datetime.now(UTC)))
+        rows = report_rows(on_time_report(monitor, now=utc_now()))
         tracked = monitor.all()
     finally:
         monitor.close()

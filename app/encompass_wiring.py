@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
+from safebus.clock import utc_now
 from safebus.consumers.encompass.calendars import CalendarBook, load_calendars, sample_calendars
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
@@ -53,10 +54,6 @@ __all__ = [
     "transfer_confirmation_publisher",
     "transfers_lookup",
 ]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def calendars_for() -> CalendarBook:
@@ -95,7 +92,7 @@ def key_adults_for(settings: Settings) -> KeyAdults:
     return KeyAdults(default_key_adults_path(settings.state_dir))
 
 
-def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = _now) -> MonitorWorker:
+def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> MonitorWorker:
     """
     The monitor following the audit topic and taking escalation steps.
 
@@ -118,7 +115,7 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
 
 
 def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
-                              *, clock: Callable[[], datetime] = _now) -> Callable[[EncompassAcknowledged], None]:
+                              *, clock: Callable[[], datetime] = utc_now) -> Callable[[EncompassAcknowledged], None]:
     """
     What happens when a Key Adult acknowledges: the school's signed event on the bus, and an audit fact.
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safebus.clock import utc_now
 from safebus.consumers.queues.receipts import send_due_receipts
 from safebus.consumers.queues.store import Opener, QueueStore
 from safebus.consumers.queues.worker import HostedRecipient, QueueWorker
@@ -42,13 +43,7 @@ __all__ = [
     "referral_recipient_kinds",
     "show_queue",
     "take_referral",
-    "utc_now",
 ]
-
-
-def utc_now() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
 
 
 def referral_recipient_kinds(names: TopicNames) -> frozenset[AgencyKind]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from safebus.clock import utc_now as utc_now
 from safebus.consumers.audit.ledger import AuditLedger, LogIdentity, LogKey
 from safebus.consumers.audit.sequencer import AuditSequencer
 from safebus.consumers.inbox.store import InboxStore
@@ -38,7 +39,6 @@ from safebus.settings import Settings as Settings
 from safebus.settings import directory_source as directory_source
 from safebus.settings import key_service_for as key_service_for
 from safebus.settings import tokeniser_for as tokeniser_for
-from safebus.settings import utc_now as utc_now
 from safebus.topics import TopicRole, TopicSpec, bus_topics, subscribed_topics
 
 __all__ = [

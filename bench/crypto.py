@@ -67,9 +67,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from safebus.b64 import b64d, b64e
 from safebus.directory import PartnershipStore
 from safebus.envelope import canonical_json, open_envelope, seal, seal_event
-from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
+from safebus.keys import PrivateKeys, PublicKeys
 from safebus.keyservice import FileKeyService, SubjectKey, period_of
 from safebus.processors.agreements import load_agreements
 from safebus.processors.engine import SharingEngine

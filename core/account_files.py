@@ -31,12 +31,13 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from safebus.clock import utc_now
 from safebus.errors import ConfigError
 from safebus.passwords import ScryptHash, Verifier, hash_secret
 from safebus.private_files import write_private
@@ -141,7 +142,7 @@ class PasswordAccounts(Generic[AccountT]):
         self._account_model = account_model
         self._what = what
         self._id_name = id_name
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         self._lock = threading.Lock()
         self._verifier = Verifier()
         self._stamp: tuple[int, int, int] | None = None

@@ -45,8 +45,6 @@ message reveals nothing secret.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from safebus.b64 import std_b64d, std_b64e
 from safebus.errors import SafebusError
 from safebus.merkle import HASH_SIZE, MAX_TREE_SIZE
 
@@ -113,12 +112,9 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 def _b64decode(text: str, what: str, *, canonical: bool = False) -> bytes:
     """Standard base64 with padding and nothing else; `canonical` also refuses non-zero padding bits."""
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise CheckpointError(f"{what} is not valid base64") from exc
-    if canonical and base64.b64encode(raw).decode("ascii") != text:
-        raise CheckpointError(f"{what} is not canonical base64")
-    return raw
+        return std_b64d(text, canonical=canonical)
+    except ValueError as exc:
+        raise CheckpointError(f"{what} is not {'canonical' if 'canonical' in str(exc) else 'valid'} base64") from exc
 
 
 class NoteVerifier:
@@ -173,7 +169,7 @@ class NoteVerifier:
     @property
     def text(self) -> str:
         """The verifier key as published: ``<name>+<hex key ID>+<base64(0x01 || public key)>``."""
-        encoded = base64.b64encode(bytes([ED25519_SIGNATURE_TYPE]) + _raw_public(self.public_key)).decode("ascii")
+        encoded = std_b64e(bytes([ED25519_SIGNATURE_TYPE]) + _raw_public(self.public_key))
         return f"{self.name}+{self.key_id.hex()}+{encoded}"
 
     def verify(self, text: bytes, signature: bytes) -> bool:
@@ -230,7 +226,7 @@ class NoteSigner:
 
     def signature_line(self, text: bytes) -> str:
         """``— <name> <base64(key ID || Ed25519 signature of text)>\\n``."""
-        signature = base64.b64encode(self.key_id + self._private_key.sign(text)).decode("ascii")
+        signature = std_b64e(self.key_id + self._private_key.sign(text))
         return f"{_SIGNATURE_PREFIX}{self.name} {signature}\n"
 
     def __repr__(self) -> str:
@@ -355,7 +351,7 @@ class Checkpoint:
 
     def body(self) -> bytes:
         """The checkpoint text that gets signed (c2sp.org/tlog-checkpoint), ending in a newline."""
-        lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode("ascii"), *self.extensions]
+        lines = [self.origin, str(self.size), std_b64e(self.root_hash), *self.extensions]
         return ("\n".join(lines) + "\n").encode("utf-8")
 
     @classmethod

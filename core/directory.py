@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -33,8 +33,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from safebus.b64 import b64d, b64e
+from safebus.clock import utc_now
 from safebus.errors import ConfigError, InvalidEnvelope
-from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e, key_id
+from safebus.keys import PrivateKeys, PublicKeys, key_id
 from safebus.logs import get_logger
 from safebus.private_files import write_private
 from safebus.schemas.agency_kinds import AgencyKind as AgencyKind  # re-exported: the directory records kinds
@@ -312,7 +314,7 @@ class PartnershipStore:
     def load_directory(self, *, now: datetime | None = None) -> Directory:
         """Read the directory, keeping only entries the root key signed that have not expired."""
         partnership, signed = self._raw()
-        root, moment = self.trust_anchor(), now or datetime.now(UTC)
+        root, moment = self.trust_anchor(), now or utc_now()
         agencies = []
         for entry in signed:
             try:

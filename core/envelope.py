@@ -47,9 +47,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from safebus.b64 import b64d, b64e
 from safebus.bounded_json import JsonRefused, loads_object
 from safebus.errors import EnvelopeError, InvalidEnvelope
-from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
+from safebus.keys import PrivateKeys, PublicKeys
 from safebus.keyservice import SubjectKey
 from safebus.limits import MAX_RECORD_BYTES
 from safebus.schemas._base import Event

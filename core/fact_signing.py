@@ -30,10 +30,11 @@ from functools import cached_property
 from confluent_kafka import Producer
 from cryptography.exceptions import InvalidSignature
 
+from safebus.b64 import b64d, b64e
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.errors import ConfigError, InvalidEnvelope, SafebusError
 from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
-from safebus.keys import PrivateKeys, b64d, b64e
+from safebus.keys import PrivateKeys
 from safebus.records import Output, Record
 
 __all__ = [

@@ -9,7 +9,6 @@ key, so an envelope can say which key it used without carrying the key.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,22 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from safebus.b64 import b64d, b64e
 from safebus.errors import ConfigError
 from safebus.private_files import write_private
 
-__all__ = ["PrivateKeys", "PublicKeys", "b64d", "b64e", "key_id"]
-
-
-def b64e(data: bytes) -> str:
-    """Encode bytes as unpadded URL-safe base64 (the envelope's byte encoding)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64d(text: str) -> bytes:
-    """Decode unpadded URL-safe base64; raises ValueError on bad input."""
-    if not isinstance(text, str):
-        raise ValueError("expected base64 text")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+__all__ = ["PrivateKeys", "PublicKeys", "key_id"]
 
 
 def key_id(raw_public: bytes) -> str:

@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from safebus.clock import utc_now
 from safebus.directory import Agency, Directory, PartnershipStore, SignedAgency, verify_entry
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
@@ -70,10 +71,6 @@ class WatchTiming:
     """How often a watcher whose topic does not exist yet looks for it again."""
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class LiveDirectory:
     """
     The current verified directory of one worker, swapped atomically when the signed directory changes.
@@ -83,7 +80,7 @@ class LiveDirectory:
     topic in a background thread.  Call the object (or `current`) to read.
     """
 
-    def __init__(self, *, store: PartnershipStore, initial: Directory, clock: Callable[[], datetime] = _utc_now,
+    def __init__(self, *, store: PartnershipStore, initial: Directory, clock: Callable[[], datetime] = utc_now,
                  root: Ed25519PublicKey | None = None) -> None:
         """Start from `initial` (already verified, e.g. `store.load_directory()`); `clock` dates expiry checks."""
         self.store = store
@@ -213,7 +210,7 @@ class LiveDirectory:
 
     @classmethod
     def start(cls, store: PartnershipStore, *, bootstrap: str, topic: str,
-              clock: Callable[[], datetime] = _utc_now, timing: WatchTiming | None = None) -> LiveDirectory:
+              clock: Callable[[], datetime] = utc_now, timing: WatchTiming | None = None) -> LiveDirectory:
         """
         Load the directory as every worker does at start-up, then follow `topic` in a daemon thread.
 

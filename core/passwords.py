@@ -24,7 +24,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import os
@@ -33,6 +32,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from safebus.b64 import std_b64d, std_b64e
+
 __all__ = ["HASH_BYTES", "KDF_SLOTS", "SCRYPT_N", "SCRYPT_P", "SCRYPT_R", "ScryptHash", "Verifier", "hash_secret"]
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES = 2**14, 8, 1, 32  # 16 MiB, ~50 ms on this project's machines
@@ -40,10 +41,6 @@ KDF_SLOTS = 4
 """Concurrent scrypt runs allowed per `Verifier`: each takes 16 MiB, so a burst of guesses must not exhaust memory."""
 
 _HASH_FIELDS = ("kdf", "n", "r", "p", "salt", "hash")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _scrypt(secret: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
@@ -71,8 +68,8 @@ class ScryptHash(BaseModel):
 
     def matches(self, secret: str) -> bool:
         """Whether `secret` hashes to this hash (constant-time comparison)."""
-        derived = _scrypt(secret, base64.b64decode(self.salt), n=self.n, r=self.r, p=self.p)
-        return hmac.compare_digest(derived, base64.b64decode(self.hash))
+        derived = _scrypt(secret, std_b64d(self.salt), n=self.n, r=self.r, p=self.p)
+        return hmac.compare_digest(derived, std_b64d(self.hash))
 
     @model_serializer(mode="wrap")
     def _hash_fields_in_place(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
@@ -92,10 +89,10 @@ def hash_secret(secret: str) -> dict[str, object]:
     """The `ScryptHash` fields for `secret` with the current parameters and a fresh salt (``kdf`` is the default)."""
     salt = os.urandom(16)
     digest = _scrypt(secret, salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    return {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(salt), "hash": _b64(digest)}
+    return {"n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": std_b64e(salt), "hash": std_b64e(digest)}
 
 
-_DUMMY = ScryptHash(n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, salt=_b64(bytes(16)), hash=_b64(bytes(HASH_BYTES)))
+_DUMMY = ScryptHash(n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, salt=std_b64e(bytes(16)), hash=std_b64e(bytes(HASH_BYTES)))
 """Checked when the id is unknown, so that answer takes as long as a wrong secret."""
 
 

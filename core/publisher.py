@@ -12,10 +12,11 @@ the same case stay in order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel
 
+from safebus.clock import utc_now
 from safebus.directory import AgencyKind
 from safebus.envelope import seal_event
 from safebus.errors import EnvelopeError
@@ -28,12 +29,7 @@ from safebus.schemas._base import Event
 from safebus.schemas.registry import by_type
 from safebus.topics import TopicNames
 
-__all__ = ["AgencyPublisher", "subject_tokens", "utc_now"]
-
-
-def utc_now() -> datetime:
-    """The default clock."""
-    return datetime.now(UTC)
+__all__ = ["AgencyPublisher", "subject_tokens"]
 
 
 def _people(value: object) -> Iterator[tuple[str, str, date | None]]:

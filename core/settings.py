@@ -13,21 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from safebus.clock import utc_now
 from safebus.directory import PartnershipStore
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.live_directory import LiveDirectory
 from safebus.pseudonyms import Tokeniser
 from safebus.topics import TopicNames
 
-__all__ = ["Settings", "directory_source", "key_service_for", "tokeniser_for", "utc_now"]
-
-
-def utc_now() -> datetime:
-    """The production clock."""
-    return datetime.now(UTC)
+__all__ = ["Settings", "directory_source", "key_service_for", "tokeniser_for"]
 
 
 @dataclass(frozen=True, kw_only=True)

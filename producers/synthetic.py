@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from safebus.clock import utc_now
 from safebus.directory import AgencyKind, Contact, Directory, PartnershipStore, new_entry, sign_entry
 from safebus.envelope import seal, seal_event
 from safebus.fact_signing import Service
@@ -80,7 +81,7 @@ def create_partnership(store: PartnershipStore, *, now: datetime | None = None) 
     The partnership's own services get directory entries too (kind ``service``):
     their keys sign the audit facts they publish (`safebus.fact_signing`).
     """
-    moment = now or datetime.now(UTC)
+    moment = now or utc_now()
     root = store.create_root()
     agencies: list[tuple[str, AgencyKind, str, str | None, tuple[Contact, ...]]] = [
         (POLICE_ID, AgencyKind.POLICE, "Northdale Police (synthetic)", None, ()),

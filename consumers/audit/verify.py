@@ -35,13 +35,13 @@ machines.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from safebus.b64 import std_b64d, std_b64e
 from safebus.checkpoint import Checkpoint, CheckpointError
 from safebus.consumers.audit.ledger import AuditLedger, LogIdentity
 from safebus.jcs import canonical_json
@@ -50,10 +50,6 @@ from safebus.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 EXPORT_FORMAT = "safebus-audit-export/1"
 INCLUSION_FORMAT = "safebus-inclusion-proof/1"
 CONSISTENCY_FORMAT = "safebus-consistency-proof/1"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def export_lines(ledger: AuditLedger, *, now: datetime) -> Iterator[str]:
@@ -71,7 +67,7 @@ def export_lines(ledger: AuditLedger, *, now: datetime) -> Iterator[str]:
     for leaf in ledger.leaves():
         if leaf.index >= size:
             break
-        yield json.dumps({"index": leaf.index, "fact": json.loads(leaf.body), "receipt": _b64(leaf.receipt)},
+        yield json.dumps({"index": leaf.index, "fact": json.loads(leaf.body), "receipt": std_b64e(leaf.receipt)},
                          ensure_ascii=False)
     for checkpoint in ledger.checkpoints():
         if checkpoint.size <= size:
@@ -191,7 +187,7 @@ def _check_leaf(entry: dict[str, Any], tree: MerkleTree, identity: LogIdentity, 
             report.problems.append(Problem(position, f"out of place: this position holds a leaf numbered {numbered}"))
         return
     try:
-        receipt = base64.b64decode(str(entry.get("receipt", "")), validate=True)
+        receipt = std_b64d(str(entry.get("receipt", "")))
     except ValueError:
         receipt = b""
     if not identity.check_receipt(position, hashed, receipt):
@@ -278,7 +274,7 @@ def inclusion_bundle(ledger: AuditLedger, fact_id: str, *, now: datetime) -> dic
     leaf = ledger.leaf(index)
     return {
         "format": INCLUSION_FORMAT, "origin": ledger.identity.origin, "index": index, "tree_size": latest.size,
-        "fact": json.loads(leaf.body), "proof": [_b64(h) for h in ledger.inclusion_proof(index, latest.size)],
+        "fact": json.loads(leaf.body), "proof": [std_b64e(h) for h in ledger.inclusion_proof(index, latest.size)],
         "checkpoint": latest.note.decode(),
     }
 
@@ -294,7 +290,7 @@ def check_inclusion(bundle: dict[str, Any], identity: LogIdentity) -> int:
     index, size = int(bundle["index"]), int(bundle["tree_size"])
     if size != checkpoint.size:
         raise ProofError(f"the proof is for a tree of {size} leaves, the checkpoint for {checkpoint.size}")
-    proof = [base64.b64decode(h) for h in bundle["proof"]]
+    proof = [std_b64d(h) for h in bundle["proof"]]
     verify_inclusion(leaf_hash(canonical_json(bundle["fact"])), index, size, proof, checkpoint.root_hash)
     return index
 
@@ -307,7 +303,7 @@ def consistency_bundle(ledger: AuditLedger, old_size: int, new_size: int) -> dic
         raise KeyError(f"no checkpoint of that size; checkpoints exist at: {sizes}")
     return {
         "format": CONSISTENCY_FORMAT, "old_checkpoint": old.note.decode(), "new_checkpoint": new.note.decode(),
-        "proof": [_b64(h) for h in ledger.consistency_proof(old_size, new_size)],
+        "proof": [std_b64e(h) for h in ledger.consistency_proof(old_size, new_size)],
     }
 
 
@@ -320,6 +316,6 @@ def check_consistency(bundle: dict[str, Any], identity: LogIdentity) -> tuple[in
         new = identity.open(str(bundle["new_checkpoint"]).encode())
     except CheckpointError as exc:
         raise ProofError(f"a checkpoint does not verify: {exc}") from exc
-    proof = [base64.b64decode(h) for h in bundle["proof"]]
+    proof = [std_b64d(h) for h in bundle["proof"]]
     verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
     return old.size, new.size

@@ -46,6 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from safebus.clock import utc_now
 from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
 from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
@@ -261,7 +262,7 @@ class EncompassMonitor:
                 try:
                     changed += self._observe(fact)
                     for item in self._new[started:]:  # what is stored must be stateable, now and at every tick
-                        self._deadline_fact(item, at=datetime.now(UTC))
+                        self._deadline_fact(item, at=utc_now())
                 except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters it
                     self._db.execute("ROLLBACK TO fact")
                     del self._new[started:]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from safebus.clock import utc_now
 from safebus.logs import get_logger
 
 __all__ = ["Session", "SessionStore", "end_sessions_of", "sessions_path"]
@@ -140,7 +141,7 @@ def end_sessions_of(app_dir: Path, user_id: str) -> int:
     path = sessions_path(app_dir)
     if not path.exists():
         return 0
-    store = SessionStore(path, clock=lambda: datetime.now().astimezone())
+    store = SessionStore(path, clock=utc_now)
     try:
         return store.end_all_for(user_id)
     finally:

@@ -27,13 +27,14 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safebus.account_files import exclusive_lock, refuse_open_to_others, write_private_json
+from safebus.clock import utc_now
 from safebus.directory import AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
@@ -115,7 +116,7 @@ def add_credential(path: Path, agency_id: str, *, directory: Directory | None = 
     secret = secrets.token_urlsafe(32)
     try:
         credential = Credential.model_validate({"agency_id": agency_id, **hash_secret(secret),
-                                                "created_at": now or datetime.now(UTC)})
+                                                "created_at": now or utc_now()})
     except ValidationError as exc:
         raise ConfigError(f"not an agency id: {agency_id!r}") from exc
     with _locked(path) as current:
@@ -131,7 +132,7 @@ def revoke_credential(path: Path, credential_id: str, *, now: datetime | None = 
             raise ConfigError(f"no gateway credential {credential_id!r} in {path}")
         if credential.revoked_at is not None:
             return
-        revoked = credential.model_copy(update={"revoked_at": now or datetime.now(UTC)})
+        revoked = credential.model_copy(update={"revoked_at": now or utc_now()})
         write_private_json(path, CredentialFile(credentials={**current.credentials, credential_id: revoked}))
 
 

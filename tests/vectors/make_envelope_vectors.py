@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from safebus.b64 import b64e
 from safebus.envelope import _seal, canonical_json
-from safebus.keys import PrivateKeys, b64e
+from safebus.keys import PrivateKeys
 from safebus.keyservice import SubjectKey
 
 OUT = Path(__file__).with_name("envelope-v1.json")

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from safebus.b64 import b64d, b64e
 from safebus.envelope import MAX_ENVELOPE_BYTES, open_envelope, peek_header, seal
 from safebus.errors import InvalidEnvelope
-from safebus.keys import PrivateKeys, b64d, b64e
+from safebus.keys import PrivateKeys
 
 NOW = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
 TOPIC = "safebus.ingress.force-a.da-incident"

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from safebus.b64 import b64d, b64e
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
-from safebus.keys import PrivateKeys, PublicKeys, b64d, b64e
+from safebus.keys import PrivateKeys, PublicKeys
 from tests.vectors import make_envelope_vectors
 
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parents[2] / "vectors" / "envelope-v1.json").read_text())
