@@ -112,7 +112,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool, tls: ssl.SSLContext | None = None) -> int:
     """Serve the Key Adults' web inbox (over TLS with `tls`) until interrupted; retry unsent acknowledgements."""
-    from safebus.consumers.web.pages import run_app
+    from safebus.consumers.web.serving import run_app
 
     inbox = build_school_inbox(settings, secure_cookies=not plain_http)
     stop = threading.Event()
@@ -143,7 +143,7 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
     from safebus.consumers.inbox.key_adults import education_settings
     from safebus.consumers.inbox.store import InboxStore
     from safebus.consumers.inbox.web import SchoolInbox
-    from safebus.consumers.web.pages import load_or_create_secret
+    from safebus.consumers.web.server_secret import load_or_create_secret
 
     monitor = open_monitor(settings)
     return SchoolInbox(

@@ -788,9 +788,10 @@ def _statistics_page(stats: MonthlyStatistics) -> str:
     """The statistics template rendered as the dashboard renders it (its environment, its filters)."""
     from zoneinfo import ZoneInfo
 
-    from safebus.consumers.web.pages import Principal, _templates
+    from safebus.consumers.web.pages import Principal
+    from safebus.consumers.web.rendering import template_environment
 
-    template = _templates(ZoneInfo("Europe/London")).get_template("audit/statistics.html")
+    template = template_environment(ZoneInfo("Europe/London")).get_template("audit/statistics.html")
     return template.render(stats=stats, month=stats.month, chart="", error=None, nav="statistics",
                            site_title="Audit", home="/", footer="", csrf_field="csrf", csrf_token="x",
                            principal=Principal(user_id="ig-1", display_name="IG officer",
