@@ -23,7 +23,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from safebus.consumers.audit.charts import flows_svg, statistics_svg
+from safebus.consumers.audit.exports import chronology_csv, chronology_json, statistics_csv
 from safebus.consumers.audit.facts import AUDIT_PRODUCER, leaf_bytes
+from safebus.consumers.audit.integrity import check_integrity
 from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
 from safebus.consumers.audit.projection import (
     UNREADABLE,
@@ -37,18 +40,7 @@ from safebus.consumers.audit.projection import (
     ReasonCount,
     month_bounds,
 )
-from safebus.consumers.audit.reports import (
-    AuditedReader,
-    IdentifyingDetails,
-    LedgerViewSink,
-    Viewer,
-    check_integrity,
-    chronology_csv,
-    chronology_json,
-    flows_svg,
-    statistics_csv,
-    statistics_svg,
-)
+from safebus.consumers.audit.reports import AuditedReader, IdentifyingDetails, LedgerViewSink, Viewer
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import (
