@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
-from safebus.consumers.encompass.calendars import CalendarBook, load_calendars, sample_calendars
+from safebus.consumers.encompass.calendar_files import load_calendars, sample_calendars
+from safebus.consumers.encompass.calendars import CalendarBook
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.consumers.inbox.email_notice import EmailNotifier

@@ -153,7 +153,8 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar, sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
 from safebus.consumers.encompass.monitor import (
     ENCOMPASS_AGREEMENT,
     REPORT_COLUMNS,

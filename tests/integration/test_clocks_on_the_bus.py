@@ -21,7 +21,7 @@ import pytest
 
 from safebus.app.wiring import Settings, topics_for
 from safebus.consumers.audit.log import read_facts
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.consumers.inbox.email_notice import EmailNotifier

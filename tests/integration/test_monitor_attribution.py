@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from safebus.app.wiring import Settings, directory_source, topics_for
 from safebus.consumers.audit.log import read_facts
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.escalation import MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.deploy.topics_admin import apply_topics

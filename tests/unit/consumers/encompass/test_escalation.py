@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.escalation import OVERDUE_SUBJECT, EscalationNotices
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.consumers.inbox.email_notice import EmailNotifier

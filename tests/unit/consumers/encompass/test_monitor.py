@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.monitor import (
     EncompassMonitor,
     load_policy,

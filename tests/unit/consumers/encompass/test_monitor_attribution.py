@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.escalation import MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_signer

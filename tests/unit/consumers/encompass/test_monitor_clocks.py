@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.escalation import EscalationNotices
 from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy, on_time_report, report_rows
 from safebus.consumers.inbox.email_notice import EmailNotifier
