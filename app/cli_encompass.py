@@ -74,7 +74,7 @@ def due_by(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
     from safebus.app.encompass_wiring import build_monitor_worker, open_monitor
-    from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
+    from safebus.consumers.encompass.on_time import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
 
     if args.action == "monitor":
         from safebus.shutdown import stop_on_signals
