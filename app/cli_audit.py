@@ -375,7 +375,8 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.app.wiring import open_ledger, tokeniser_for
     from safebus.consumers.audit.officers import Officers, default_officers_path
     from safebus.consumers.audit.web import AuditDashboard
-    from safebus.consumers.web.pages import load_or_create_secret, run_app
+    from safebus.consumers.web.server_secret import load_or_create_secret
+    from safebus.consumers.web.serving import run_app
 
     tls = tls_from_args(args)
     dashboard = AuditDashboard(

@@ -76,7 +76,7 @@ def due_by(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
     from safebus.app.encompass_wiring import build_monitor_worker, open_monitor
-    from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
+    from safebus.consumers.encompass.on_time import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
 
     if args.action == "monitor":
         from safebus.shutdown import stop_on_signals
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def inbox_web(settings: Settings, *, host: str, port: int, plain_http: bool, tls: ssl.SSLContext | None = None) -> int:
     """Serve the Key Adults' web inbox (over TLS with `tls`) until interrupted; retry unsent acknowledgements."""
-    from safebus.consumers.web.pages import run_app
+    from safebus.consumers.web.serving import run_app
 
     inbox = build_school_inbox(settings, secure_cookies=not plain_http)
     stop = threading.Event()
@@ -145,7 +145,7 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
     from safebus.consumers.inbox.key_adults import education_settings
     from safebus.consumers.inbox.store import InboxStore
     from safebus.consumers.inbox.web import SchoolInbox
-    from safebus.consumers.web.pages import load_or_create_secret
+    from safebus.consumers.web.server_secret import load_or_create_secret
 
     monitor = open_monitor(settings)
     return SchoolInbox(

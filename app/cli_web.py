@@ -36,7 +36,7 @@ def add_tls_arguments(parser: argparse.ArgumentParser, *, prefix: str = "") -> N
 
 def tls_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The TLS context the options (or environment) ask for, or None for plain HTTP. ConfigError if half given."""
-    from safebus.consumers.web.pages import tls_context
+    from safebus.consumers.web.serving import tls_context
 
     cert = args.tls_cert or (Path(os.environ[CERT_ENV]) if os.environ.get(CERT_ENV) else None)
     key = args.tls_key or (Path(os.environ[KEY_ENV]) if os.environ.get(KEY_ENV) else None)

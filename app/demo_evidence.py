@@ -31,7 +31,7 @@ from safebus.app.encompass_wiring import open_monitor
 from safebus.app.wiring import Settings, open_ledger
 from safebus.clock import utc_now
 from safebus.consumers.audit.verify import export_lines, verify_export
-from safebus.consumers.encompass.monitor import REPORT_COLUMNS, on_time_report, report_rows
+from safebus.consumers.encompass.on_time import REPORT_COLUMNS, on_time_report, report_rows
 from safebus.consumers.inbox.key_adults import synthetic_staff_id
 from safebus.schemas.encompass import KeyAdultRole
 

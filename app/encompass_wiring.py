@@ -22,9 +22,11 @@ from pathlib import Path
 
 from safebus.app.wiring import Settings, directory_source, key_service_for, tokeniser_for
 from safebus.clock import utc_now
-from safebus.consumers.encompass.calendars import CalendarBook, load_calendars, sample_calendars
+from safebus.consumers.encompass.calendar_files import load_calendars, sample_calendars
+from safebus.consumers.encompass.calendars import CalendarBook
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import (
     KeyAdults,

@@ -153,17 +153,11 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar, sample_calendars
-from safebus.consumers.encompass.monitor import (
-    ENCOMPASS_AGREEMENT,
-    REPORT_COLUMNS,
-    EncompassMonitor,
-    OnTimeLine,
-    Step,
-    load_policy,
-    on_time_report,
-    report_rows,
-)
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
+from safebus.consumers.encompass.delivery_policy import load_policy
+from safebus.consumers.encompass.monitor import ENCOMPASS_AGREEMENT, EncompassMonitor, Step
+from safebus.consumers.encompass.on_time import REPORT_COLUMNS, OnTimeLine, on_time_report, report_rows
 from safebus.schemas.audit import EscalationStep
 
 RESULTS_PATH: Final = Path(__file__).resolve().parent / "results" / "simulated_year.json"

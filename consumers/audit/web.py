@@ -56,18 +56,12 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from markupsafe import Markup
 
+from safebus.consumers.audit.charts import flows_svg, statistics_svg
 from safebus.consumers.audit.facts import AUDIT_PRODUCER
 from safebus.consumers.audit.ledger import AuditLedger
 from safebus.consumers.audit.officers import Officer, OfficerRole, Officers
 from safebus.consumers.audit.projection import MAX_LIMIT, AuditProjection, Filters, QueryError, month_bounds
-from safebus.consumers.audit.reports import (
-    AuditedReader,
-    IdentifyingDetails,
-    RecordView,
-    Viewer,
-    flows_svg,
-    statistics_svg,
-)
+from safebus.consumers.audit.reports import AuditedReader, IdentifyingDetails, RecordView, Viewer
 from safebus.consumers.web.pages import Clock, Principal, create_app, current_principal, render, require_login
 from safebus.logs import get_logger
 from safebus.pseudonyms import Tokeniser

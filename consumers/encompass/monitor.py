@@ -28,26 +28,24 @@ alone (so it holds no personal data and can run beside the audit log):
 Each step becomes an ``audit.escalated`` fact with a deterministic id, so a
 monitor restarted after a crash re-fires nothing that was recorded and misses
 nothing that was not.  The policy (lead times, contacts) is a versioned data
-file, ``consumers/encompass/policy.toml``.
+file, ``consumers/encompass/policy.toml``, read by
+`safebus.consumers.encompass.delivery_policy`; the figures computed from what
+is tracked are `safebus.consumers.encompass.on_time`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import statistics
-import tomllib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from safebus.clock import utc_now
 from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
+from safebus.consumers.encompass.delivery_policy import DeliveryPolicy
 from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
@@ -56,18 +54,9 @@ __all__ = [
     "ENCOMPASS_AGREEMENT",
     "MONITOR_PRODUCER",
     "NOTIFYING_EVENTS",
-    "REPORT_COLUMNS",
-    "Contact",
-    "DeliveryPolicy",
     "EncompassMonitor",
-    "OnTimeLine",
     "Step",
     "Tracked",
-    "TransferLine",
-    "load_policy",
-    "on_time_report",
-    "report_rows",
-    "transfer_report",
 ]
 
 _log = get_logger("encompass.monitor")
@@ -77,44 +66,6 @@ NOTIFYING_EVENTS = frozenset({"police.domestic-abuse-incident", "encompass.notif
 MONITOR_PRODUCER = "safebus-encompass-monitor"
 _STEP_NAMESPACE = uuid.UUID("0b6f1d8e-3c2a-4e57-9a1d-7e2f4c5b6a90")
 
-
-class Contact(BaseModel):
-    """A desk or officer the monitor tells (by id in the audit log; e-mail to reach them)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    id: str
-    email: str
-
-
-class DeliveryPolicy(BaseModel):
-    """The escalation policy, as the versioned TOML file states it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
-    deputies_lead_minutes: int = Field(ge=0, le=24 * 60)
-    resurface_lead_minutes: int = Field(ge=0, le=24 * 60)
-    file_transfer_school_days: int = Field(ge=1, le=30)
-    education_safeguarding_officer: Contact
-    mash_education_desk: Contact
-    elective_home_education_officer: Contact | None = None
-    """Told of each home-educated child's notification; without one, the education safeguarding officer is."""
-
-    @property
-    def deputies_lead(self) -> timedelta:
-        """How long before ``due_by`` deputies are alerted."""
-        return timedelta(minutes=self.deputies_lead_minutes)
-
-    @property
-    def resurface_lead(self) -> timedelta:
-        """How long before ``due_by`` an alert that waited over a closure is surfaced again."""
-        return timedelta(minutes=self.resurface_lead_minutes)
-
-
-def load_policy(path: Path | None = None) -> DeliveryPolicy:
-    """The policy at `path`, or the packaged default."""
-    text = path.read_text() if path else resources.files("safebus.consumers.encompass").joinpath(
-        "policy.toml").read_text()
-    return DeliveryPolicy.model_validate(tomllib.loads(text))
 
 
 _SCHEMA = """
@@ -559,103 +510,3 @@ def _tracked(row: tuple[Any, ...]) -> Tracked:
                    recorded_at=recorded_at, due_by=due_by, calendar_version=version, delivered_at=_dt(delivered),
                    acknowledged_at=_dt(acked), acknowledged_by=acked_by, incident_at=_dt(incident),
                    police_due_by=_dt(police_due))
-
-
-@dataclass(frozen=True, kw_only=True)
-class OnTimeLine:
-    """The on-time figures for one setting (or the partnership, with `setting_urn` None)."""
-
-    setting_urn: str | None
-    sent: int
-    delivered: int
-    delivered_before_due: int
-    acknowledged: int
-    acknowledged_before_due: int
-    median_minutes_to_acknowledge: float | None
-    escalations: int
-    unresolved: int
-    shared_on_time: int = 0
-    """Shared before the setting's next school day after the incident (the police's clock)."""
-    shared_late: int = 0
-    """Shared after it: the police passed it on late, whatever the school did."""
-    median_minutes_shared_late: float | None = None
-
-    @property
-    def on_time_rate(self) -> float | None:
-        """Share of notifications acknowledged before ``due_by``."""
-        return self.acknowledged_before_due / self.sent if self.sent else None
-
-
-def on_time_report(monitor: EncompassMonitor, *, now: datetime, since: datetime | None = None,
-                   until: datetime | None = None) -> list[OnTimeLine]:
-    """Per-setting lines (by URN) and a last partnership line, for notifications recorded in [since, until)."""
-    chosen = [t for t in monitor.all() if t.desk == "setting"
-              and (since is None or t.recorded_at >= since) and (until is None or t.recorded_at < until)]
-    by_setting: dict[str | None, list[Tracked]] = {}
-    for tracked in chosen:
-        by_setting.setdefault(tracked.setting_urn, []).append(tracked)
-    escalations = {t.notification_id: len([s for s in monitor.fired(t.notification_id)
-                                           if s is not EscalationStep.RESURFACED]) for t in chosen}
-    lines = [_line(urn, group, escalations, now) for urn, group in sorted(by_setting.items(), key=lambda i: str(i[0]))]
-    lines.append(_line(None, chosen, escalations, now))
-    return lines
-
-
-def _line(urn: str | None, group: list[Tracked], escalations: dict[str, int], now: datetime) -> OnTimeLine:
-    minutes = [(t.acknowledged_at - (t.delivered_at or t.recorded_at)) / timedelta(minutes=1)
-               for t in group if t.acknowledged_at is not None]
-    lateness = [t.shared_late_minutes for t in group if t.shared_late_minutes is not None]
-    late = [m for m in lateness if m > 0]
-    return OnTimeLine(
-        setting_urn=urn, sent=len(group), delivered=sum(t.delivered_at is not None for t in group),
-        delivered_before_due=sum(t.delivered_at is not None and t.delivered_at <= t.due_by for t in group),
-        acknowledged=len(minutes), acknowledged_before_due=sum(t.acknowledged_on_time for t in group),
-        median_minutes_to_acknowledge=statistics.median(minutes) if minutes else None,
-        escalations=sum(escalations.get(t.notification_id, 0) for t in group),
-        unresolved=sum(t.acknowledged_at is None and t.due_by < now for t in group),
-        shared_on_time=len(lateness) - len(late), shared_late=len(late),
-        median_minutes_shared_late=statistics.median(late) if late else None,
-    )
-
-
-REPORT_COLUMNS = ("setting_urn", "sent", "delivered", "delivered_before_due", "acknowledged",
-                  "acknowledged_before_due", "on_time_rate", "median_minutes_to_acknowledge", "escalations",
-                  "unresolved", "shared_on_time", "shared_late", "median_minutes_shared_late")
-
-
-def report_rows(lines: list[OnTimeLine]) -> list[dict[str, str]]:
-    """The report as rows of text (for CSV and the terminal)."""
-    return [{
-        "setting_urn": line.setting_urn or "partnership", "sent": str(line.sent), "delivered": str(line.delivered),
-        "delivered_before_due": str(line.delivered_before_due), "acknowledged": str(line.acknowledged),
-        "acknowledged_before_due": str(line.acknowledged_before_due),
-        "on_time_rate": f"{line.on_time_rate:.3f}" if line.on_time_rate is not None else "",
-        "median_minutes_to_acknowledge": f"{line.median_minutes_to_acknowledge:.1f}"
-        if line.median_minutes_to_acknowledge is not None else "",
-        "escalations": str(line.escalations), "unresolved": str(line.unresolved),
-        "shared_on_time": str(line.shared_on_time), "shared_late": str(line.shared_late),
-        "median_minutes_shared_late": f"{line.median_minutes_shared_late:.0f}"
-        if line.median_minutes_shared_late is not None else "",
-    } for line in lines]
-
-
-@dataclass(frozen=True, kw_only=True)
-class TransferLine:
-    """Child-protection file transfers after moves: how many were due, done in time, late, still open."""
-
-    due: int
-    confirmed_in_time: int
-    confirmed_late: int
-    overdue_open: int
-    open_in_time: int
-
-
-def transfer_report(monitor: EncompassMonitor, *, now: datetime) -> TransferLine:
-    """The partnership's file-transfer figures."""
-    transfers = [t for t in monitor.all() if t.desk == "transfer"]
-    return TransferLine(
-        due=len(transfers), confirmed_in_time=sum(t.acknowledged_on_time for t in transfers),
-        confirmed_late=sum(t.acknowledged_at is not None and not t.acknowledged_on_time for t in transfers),
-        overdue_open=sum(t.acknowledged_at is None and t.due_by < now for t in transfers),
-        open_in_time=sum(t.acknowledged_at is None and t.due_by >= now for t in transfers),
-    )

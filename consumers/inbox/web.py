@@ -62,10 +62,10 @@ from safebus.consumers.web.pages import (
     Principal,
     create_app,
     current_principal,
-    derived_key,
     render,
     require_login,
 )
+from safebus.consumers.web.server_secret import derived_key
 from safebus.logs import get_logger
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import FileTransferConfirmed

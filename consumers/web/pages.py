@@ -1,5 +1,5 @@
 """
-What every server-rendered page of safebus shares: sessions, sign-in, CSRF, headers, templates.
+What every server-rendered page of safebus shares: sessions, sign-in, CSRF, headers, error pages.
 
 The school inbox is the first user; the information-governance dashboard will
 be the second, with its own accounts and roles.  Both plug in two callables: an
@@ -34,8 +34,9 @@ Why it is built this way:
   keeps alert and child URLs out of other sites' logs; ``Cache-Control:
   no-store`` on every dynamic response keeps safeguarding data out of shared
   and back-button caches (only the stylesheet may be cached).
-- **Autoescaping Jinja2 templates from the installed package**, with
-  `StrictUndefined`, so a misspelt variable is an error rather than a blank.
+- **Autoescaping Jinja2 templates from the installed package**
+  (`safebus.consumers.web.rendering`), with `StrictUndefined`, so a
+  misspelt variable is an error rather than a blank.
 - **Sign-in throttling before the password check**
   (`safebus.consumers.web.sign_in_throttle`): each attempt first reserves its
   lanes (the account, the source address) in one SQLite transaction, which
@@ -46,51 +47,44 @@ Why it is built this way:
   device id and the account), and its attempts for that account are
   throttled on their own lane, so nobody else's guessing delays it.
 - **TLS served by the app itself** when given a certificate and key
-  (`tls_context`), TLS 1.2 or later; ``Strict-Transport-Security`` only on
+  (`safebus.consumers.web.serving`), TLS 1.2 or later; ``Strict-Transport-Security`` only on
   responses that travelled over TLS.  No response names the framework or
   its version (``Server: safebus``), error pages included.
 - **Logs name user ids and routes, never form contents.**  A failed sign-in is
   logged without the user id typed (people type passwords into the wrong box).
-  aiohttp's access log is off: URLs carry alert ids, and one log policy is
-  easier to keep than two.
+  aiohttp's access log is off (`safebus.consumers.web.serving`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import hmac
 import math
-import mimetypes
-import os
 import secrets
-import socket
-import ssl
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from importlib.resources import files
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web, web_response
 
+from safebus.consumers.web.rendering import static_files, template_environment
+from safebus.consumers.web.server_secret import MIN_SECRET_BYTES, site_key
 from safebus.consumers.web.sessions import Session, SessionStore, sessions_path
 from safebus.consumers.web.sign_in_throttle import SignInThrottle, Throttled
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
 
 __all__ = [
-    "CSRF_FIELD", "SESSION_COOKIE", "Authenticator", "Clock", "Handler", "Principal", "Resolver", "ServedApp",
-    "create_app", "csrf_token", "current_principal", "derived_key", "load_or_create_secret", "render",
-    "require_login", "run_app", "serve_in_thread", "throttle_path", "tls_context",
+    "CSRF_FIELD", "SERVER_NAME", "SESSION_COOKIE", "Authenticator", "Clock", "Handler", "Principal", "Resolver",
+    "create_app", "csrf_token", "current_principal", "render", "require_login", "throttle_path",
 ]
 
 Clock = Callable[[], datetime]
@@ -129,7 +123,6 @@ _DEVICE_COOKIE = "safebus_device"
 CSRF_FIELD = "csrf_token"
 """Name of the hidden form field every POST form carries."""
 
-_MIN_SECRET_BYTES = 32
 _PRELOGIN_TTL = timedelta(hours=1)
 _DEVICE_TTL = timedelta(days=90)
 """How long a browser stays "known" to an account for sign-in throttling after its last sign-in."""
@@ -148,46 +141,6 @@ def throttle_path(app_dir: Path) -> Path:
     """Where a web app whose state lives in `app_dir` keeps its sign-in throttle."""
     return app_dir / "sign-in-throttle.sqlite"
 
-
-# --------------------------------------------------------------------------- secrets and keys
-
-def load_or_create_secret(path: Path) -> bytes:
-    """
-    The server secret stored at `path`, created (32 random bytes, mode 0600) if missing.
-
-    Keeping it in a file lets sessions survive a restart; deleting the file
-    ends every session.  Raises ConfigError if the file is open to other users
-    or too short.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise ConfigError(f"web secret {path} is open to other users (mode {mode & 0o777:o}); chmod 600") from None
-        secret = path.read_bytes()
-        if len(secret) < _MIN_SECRET_BYTES:
-            raise ConfigError(f"web secret {path} is shorter than {_MIN_SECRET_BYTES} bytes") from None
-        return secret
-    secret = secrets.token_bytes(_MIN_SECRET_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-    return secret
-
-
-def _derive(secret: bytes, purpose: str) -> bytes:
-    return hmac.new(secret, f"safebus-web|{purpose}".encode(), hashlib.sha256).digest()
-
-
-def derived_key(secret: bytes, purpose: str) -> bytes:
-    """
-    A key for an app's own `purpose` derived from the server secret.
-
-    Each purpose gets its own key, and none equals the session or CSRF keys,
-    so a value made for one use can never stand in for another.
-    """
-    return _derive(secret, f"app|{purpose}")
 
 
 def _b64(data: bytes) -> str:
@@ -215,11 +168,11 @@ class _Site:
 
     @property
     def csrf_key(self) -> bytes:
-        return _derive(self.secret, "csrf")
+        return site_key(self.secret, "csrf")
 
     @property
     def device_key(self) -> bytes:
-        return _derive(self.secret, "device")
+        return site_key(self.secret, "device")
 
     def csrf_for(self, kind: str, nonce: str) -> str:
         return _b64(hmac.new(self.csrf_key, f"{kind}|{nonce}".encode(), hashlib.sha256).digest())
@@ -244,51 +197,6 @@ _SITE = web.AppKey("safebus_site", _Site)
 _PRINCIPAL = web.RequestKey("safebus_principal", Principal)
 _SESSION = web.RequestKey("safebus_session", Session)
 _NEW_PRELOGIN = web.RequestKey("safebus_new_prelogin", str)
-
-
-def _templates(display_zone: ZoneInfo) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("safebus.consumers.web", "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-    )
-
-    def when(moment: datetime | None) -> str:
-        """A moment in the reader's time zone, e.g. ``Wed 18 Nov 2026, 21:30 GMT``."""
-        if moment is None:
-            return ""
-        local = moment.astimezone(display_zone)
-        return f"{local:%a} {local.day} {local:%b %Y, %H:%M %Z}"
-
-    def day(value: date) -> str:
-        """A calendar date, e.g. ``4 March 2016``."""
-        return f"{value.day} {value:%B %Y}"
-
-    def duration(value: timedelta) -> str:
-        """A span a reader takes in at a glance, e.g. ``5 s``, ``3 min 05 s``, ``2 h 05 min``, ``1 d 3 h``."""
-        seconds = max(0, round(value.total_seconds()))
-        days, rest = divmod(seconds, 86400)
-        hours, rest = divmod(rest, 3600)
-        minutes, secs = divmod(rest, 60)
-        if days:
-            return f"{days} d {hours} h"
-        if hours:
-            return f"{hours} h {minutes:02d} min"
-        return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-    env.filters["when"] = when
-    env.filters["day"] = day
-    env.filters["duration"] = duration
-    return env
-
-
-def _static_files() -> dict[str, tuple[bytes, str]]:
-    folder = files("safebus.consumers.web").joinpath("static")
-    found: dict[str, tuple[bytes, str]] = {}
-    for entry in folder.iterdir():
-        if entry.is_file() and not entry.name.startswith("."):
-            kind = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
-            found[entry.name] = (entry.read_bytes(), kind)
-    return found
 
 
 # --------------------------------------------------------------------------- headers, errors, sessions, CSRF
@@ -589,15 +497,15 @@ def create_app(
 
     Add the app's own routes to the result and wrap each handler that shows
     anything personal in `require_login`.  `secret` must be at least 32 bytes
-    (see `load_or_create_secret`); `secure_cookies=False` is only for plain
+    (see `safebus.consumers.web.server_secret`); `secure_cookies=False` is only for plain
     HTTP on loopback (tests, a local demo); over TLS cookies are always
     ``Secure``.  Sessions and the sign-in throttle live in SQLite files in
     `state_dir` (the account commands end sessions there), or in memory when
     it is None (tests).  Raises ConfigError on a short secret or an unknown
     `display_zone`.
     """
-    if len(secret) < _MIN_SECRET_BYTES:
-        raise ConfigError(f"the web secret must be at least {_MIN_SECRET_BYTES} bytes")
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"the web secret must be at least {MIN_SECRET_BYTES} bytes")
     try:
         zone = ZoneInfo(display_zone)
     except (ValueError, KeyError) as exc:
@@ -605,7 +513,7 @@ def create_app(
     app = web.Application(middlewares=[_errors, _sessions, _csrf], client_max_size=_MAX_FORM_BYTES)
     app[_SITE] = _Site(title=title, home=home, footer=footer, user_label=user_label, secret=secret,
                        authenticate=authenticate, resolve=resolve, clock=clock, session_ttl=session_ttl,
-                       secure_cookies=secure_cookies, templates=_templates(zone), static=_static_files(),
+                       secure_cookies=secure_cookies, templates=template_environment(zone), static=static_files(),
                        sessions=SessionStore(sessions_path(state_dir) if state_dir else None, clock=clock),
                        throttle=SignInThrottle(throttle_path(state_dir) if state_dir else None, clock=clock))
     app.on_response_prepare.append(_security_headers)
@@ -615,84 +523,3 @@ def create_app(
     app.router.add_post("/logout", _logout)
     app.router.add_get("/static/{name}", _static)
     return app
-
-
-# --------------------------------------------------------------------------- running
-
-def tls_context(certificate: Path, key: Path) -> ssl.SSLContext:
-    """
-    A server TLS context (TLS 1.2 or later) for the PEM `certificate` chain and its `key`.
-
-    Raises ConfigError naming the file when either cannot be read or they do not match.
-    """
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(certfile=certificate, keyfile=key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot use the TLS certificate {certificate} with the key {key}: {exc}") from exc
-    return context
-
-
-def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 8080,
-            tls: ssl.SSLContext | None = None) -> None:
-    """Serve `app` until interrupted (for a CLI): over TLS with `tls`, else plain HTTP behind a TLS proxy."""
-    web.run_app(app, host=host, port=port, access_log=None, print=None, ssl_context=tls)
-
-
-class ServedApp(NamedTuple):
-    """An app served from a background thread: where it is, and how to stop it."""
-
-    base_url: str
-    stop: Callable[[], None]
-
-
-def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> ServedApp:
-    """
-    Serve `app` on `host` at a free port from a background thread (tests, the demo) and return once it listens.
-
-    With `tls` it serves HTTPS and `base_url` says so.
-
-    `stop()` shuts it down and waits for the thread.  Raises whatever the app
-    raised while starting.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    stopping = asyncio.Event()
-    ready = threading.Event()
-    failure: list[BaseException] = []
-
-    async def serve() -> None:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock, ssl_context=tls).start()
-            ready.set()
-            await stopping.wait()
-        finally:
-            await runner.cleanup()
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, which re-raises it
-            failure.append(exc)
-        finally:
-            ready.set()
-            loop.close()
-
-    thread = threading.Thread(target=main, name=f"web-{port}", daemon=True)
-    thread.start()
-    ready.wait()
-    if failure:
-        raise failure[0]
-
-    def stop() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has already closed: the server is down
-            loop.call_soon_threadsafe(stopping.set)
-        thread.join(timeout=10)
-
-    return ServedApp(base_url=f"{'https' if tls else 'http'}://{host}:{port}", stop=stop)

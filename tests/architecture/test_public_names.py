@@ -30,7 +30,6 @@ ALLOWED: dict[str, str] = {
     "safebus.directory": IN_FLIGHT + " (canonical JSON)",
     "safebus.envelope": IN_FLIGHT + " (canonical JSON)",
     "safebus.consumers.audit": IN_FLIGHT + " (the projection split)",
-    "safebus.consumers.web.pages": IN_FLIGHT + " (the pages split)",
 }
 
 

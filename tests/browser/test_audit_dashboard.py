@@ -27,7 +27,7 @@ from safebus.consumers.audit.officers import OfficerRole, Officers
 from safebus.consumers.audit.projection import AuditProjection
 from safebus.consumers.audit.reports import LedgerViewSink
 from safebus.consumers.audit.web import AuditDashboard
-from safebus.consumers.web.pages import serve_in_thread
+from safebus.consumers.web.serving import serve_in_thread
 from tests.unit.consumers.audit.test_projection import (
     FACTS,
     IDS_INDEX,

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page
 from safebus.consumers.inbox.key_adults import KeyAdults, ensure_synthetic_key_adults
 from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.consumers.inbox.web import PendingTransfer, SchoolInbox
-from safebus.consumers.web.pages import serve_in_thread
+from safebus.consumers.web.serving import serve_in_thread
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import FileTransferConfirmed
 from safebus.schemas.encompass import EncompassNotification

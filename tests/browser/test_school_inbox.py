@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Response, Viewpor
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
 from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.consumers.inbox.web import SchoolInbox, acknowledgement_event_id
-from safebus.consumers.web.pages import serve_in_thread
+from safebus.consumers.web.serving import serve_in_thread
 from safebus.producers.synthetic import SCHOOLS
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, EncompassNotification, KeyAdultRole

@@ -21,9 +21,10 @@ import pytest
 
 from safebus.app.wiring import Settings, topics_for
 from safebus.consumers.audit.log import read_facts
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.deploy.topics_admin import apply_topics

@@ -12,9 +12,10 @@ from confluent_kafka import Producer
 
 from safebus.app.wiring import Settings, directory_source, topics_for
 from safebus.consumers.audit.log import read_facts
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import MonitorWorker
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.fact_signing import Service, fact_publisher

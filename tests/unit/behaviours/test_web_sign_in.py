@@ -45,7 +45,7 @@ from safebus.consumers.inbox.key_adults import (
 )
 from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.inbox.web import SchoolInbox
-from safebus.consumers.web.pages import ServedApp, serve_in_thread, tls_context
+from safebus.consumers.web.serving import ServedApp, serve_in_thread, tls_context
 from safebus.producers.synthetic import SCHOOLS
 from safebus.pseudonyms import Tokeniser
 from tests.conftest import FIXED_NOW

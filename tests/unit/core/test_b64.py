@@ -14,7 +14,7 @@ def test_both_alphabets_read_back_what_they_wrote(data: bytes) -> None:
     """Round trip, and the url-safe text never carries padding or characters a URL or JSON would escape."""
     assert b64d(b64e(data)) == data
     assert std_b64d(std_b64e(data), canonical=True) == data
-    assert "=" not in b64e(data) and "+" not in b64e(data) and "/" not in b64e(data)
+    assert not set(b64e(data)) & set("=+/")
 
 
 @pytest.mark.parametrize(("text", "why"), [
@@ -27,7 +27,7 @@ def test_both_alphabets_read_back_what_they_wrote(data: bytes) -> None:
 ])
 def test_base64url_refuses_every_other_spelling(text: str, why: str) -> None:
     """A signed value spelt another way would decode to the same key or signature; it is refused instead."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="base64url"):
         b64d(text)
 
 

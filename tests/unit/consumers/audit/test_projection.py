@@ -23,7 +23,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from safebus.consumers.audit.charts import flows_svg, statistics_svg
+from safebus.consumers.audit.exports import chronology_csv, chronology_json, statistics_csv
 from safebus.consumers.audit.facts import AUDIT_PRODUCER, leaf_bytes
+from safebus.consumers.audit.integrity import check_integrity
 from safebus.consumers.audit.ledger import AuditLedger, LogKey, NewFact
 from safebus.consumers.audit.projection import (
     UNREADABLE,
@@ -37,18 +40,7 @@ from safebus.consumers.audit.projection import (
     ReasonCount,
     month_bounds,
 )
-from safebus.consumers.audit.reports import (
-    AuditedReader,
-    IdentifyingDetails,
-    LedgerViewSink,
-    Viewer,
-    check_integrity,
-    chronology_csv,
-    chronology_json,
-    flows_svg,
-    statistics_csv,
-    statistics_svg,
-)
+from safebus.consumers.audit.reports import AuditedReader, IdentifyingDetails, LedgerViewSink, Viewer
 from safebus.pseudonyms import Tokeniser
 from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import (
@@ -788,9 +780,10 @@ def _statistics_page(stats: MonthlyStatistics) -> str:
     """The statistics template rendered as the dashboard renders it (its environment, its filters)."""
     from zoneinfo import ZoneInfo
 
-    from safebus.consumers.web.pages import Principal, _templates
+    from safebus.consumers.web.pages import Principal
+    from safebus.consumers.web.rendering import template_environment
 
-    template = _templates(ZoneInfo("Europe/London")).get_template("audit/statistics.html")
+    template = template_environment(ZoneInfo("Europe/London")).get_template("audit/statistics.html")
     return template.render(stats=stats, month=stats.month, chart="", error=None, nav="statistics",
                            site_title="Audit", home="/", footer="", csrf_field="csrf", csrf_token="x",
                            principal=Principal(user_id="ig-1", display_name="IG officer",

@@ -26,15 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safebus.consumers.encompass.calendars import (
-    CalendarBook,
-    CalendarError,
-    CalendarHorizonError,
-    SettingCalendar,
-    load_calendars,
-    parse_calendars,
-    sample_calendars,
-)
+from safebus.consumers.encompass.calendar_files import load_calendars, parse_calendars, sample_calendars
+from safebus.consumers.encompass.calendars import CalendarBook, CalendarError, CalendarHorizonError, SettingCalendar
 from safebus.errors import ConfigError
 from safebus.producers.synthetic import NOT_ONBOARDED_URNS, SCHOOLS
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import OVERDUE_SUBJECT, EscalationNotices
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
 from safebus.schemas.audit import EscalationStep

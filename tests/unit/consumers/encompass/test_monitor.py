@@ -15,14 +15,10 @@ from typing import Any
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
-from safebus.consumers.encompass.monitor import (
-    EncompassMonitor,
-    load_policy,
-    on_time_report,
-    report_rows,
-    transfer_report,
-)
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
+from safebus.consumers.encompass.on_time import on_time_report, report_rows, transfer_report
 from safebus.schemas.audit import EscalationStep
 
 LONDON_WINTER = UTC  # November: UK time is UTC

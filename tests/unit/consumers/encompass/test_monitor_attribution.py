@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import MonitorWorker
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy
+from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_signer
 from safebus.records import Output, Record
 from safebus.schemas.audit import Escalated, EscalationStep

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
-from safebus.consumers.encompass.calendars import sample_calendars
+from safebus.consumers.encompass.calendar_files import sample_calendars
+from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import EscalationNotices
-from safebus.consumers.encompass.monitor import EncompassMonitor, load_policy, on_time_report, report_rows
+from safebus.consumers.encompass.monitor import EncompassMonitor
+from safebus.consumers.encompass.on_time import on_time_report, report_rows
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.schemas.audit import EscalationStep

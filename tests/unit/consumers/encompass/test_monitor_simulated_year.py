@@ -23,7 +23,7 @@ if str(_ROOT) not in sys.path:  # plain `pytest` (importlib mode) does not put t
     sys.path.insert(0, str(_ROOT))
 
 from bench.simulated_year import Outage, Scenario, Simulation, simulate, summarise  # noqa: E402
-from safebus.consumers.encompass.monitor import on_time_report  # noqa: E402
+from safebus.consumers.encompass.on_time import on_time_report  # noqa: E402
 from safebus.schemas.audit import EscalationStep  # noqa: E402
 
 WEEKDAY_EVENING = Outage(label="weekday evening", start=datetime(2026, 1, 14, 18, tzinfo=UTC),
