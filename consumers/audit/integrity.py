@@ -11,12 +11,12 @@ own key.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from safebus.b64 import std_b64e
 from safebus.consumers.audit.ledger import AuditLedger, StoredCheckpoint
 from safebus.consumers.audit.verify import EXPORT_FORMAT, Problem, verify_export
 from safebus.logs import get_logger
@@ -60,7 +60,7 @@ def _ledger_lines(ledger: AuditLedger, now: datetime) -> Iterator[str]:
             fact = json.loads(leaf.body)
         except (ValueError, UnicodeDecodeError):
             fact = leaf.body.decode("utf-8", "replace")  # cannot hash as the original did: named by its index
-        yield json.dumps({"index": leaf.index, "fact": fact, "receipt": base64.b64encode(leaf.receipt).decode()},
+        yield json.dumps({"index": leaf.index, "fact": fact, "receipt": std_b64e(leaf.receipt)},
                          ensure_ascii=False)
     for checkpoint in ledger.checkpoints():
         yield json.dumps({"checkpoint": checkpoint.note.decode()})

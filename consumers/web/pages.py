@@ -58,7 +58,6 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import hashlib
 import hmac
@@ -75,6 +74,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web, web_response
 
+from safebus.b64 import b64e
 from safebus.consumers.web.rendering import static_files, template_environment
 from safebus.consumers.web.server_secret import MIN_SECRET_BYTES, site_key
 from safebus.consumers.web.sessions import Session, SessionStore, sessions_path
@@ -143,10 +143,6 @@ def throttle_path(app_dir: Path) -> Path:
 
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 # --------------------------------------------------------------------------- the site
 
 @dataclass(kw_only=True)
@@ -175,14 +171,14 @@ class _Site:
         return site_key(self.secret, "device")
 
     def csrf_for(self, kind: str, nonce: str) -> str:
-        return _b64(hmac.new(self.csrf_key, f"{kind}|{nonce}".encode(), hashlib.sha256).digest())
+        return b64e(hmac.new(self.csrf_key, f"{kind}|{nonce}".encode(), hashlib.sha256).digest())
 
     # device cookies ---------------------------------------------------------
 
     def device_cookie(self, device_id: str, user_id: str) -> str:
         """A device cookie naming `device_id`, valid for `user_id` only."""
         mac = hmac.new(self.device_key, f"device/1|{device_id}|{user_id.casefold()}".encode(), hashlib.sha256)
-        return f"{device_id}.{_b64(mac.digest())}"
+        return f"{device_id}.{b64e(mac.digest())}"
 
     def known_device(self, cookie: str | None, user_id: str) -> str | None:
         """The device id of a valid device cookie for `user_id`, or None."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from safebus.errors import ConfigError
+from safebus.private_files import create_private
 
 __all__ = ["MIN_SECRET_BYTES", "derived_key", "load_or_create_secret", "site_key"]
 
@@ -32,19 +32,14 @@ def load_or_create_secret(path: Path) -> bytes:
     or too short.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            raise ConfigError(f"web secret {path} is open to other users (mode {mode & 0o777:o}); chmod 600") from None
-        secret = path.read_bytes()
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ConfigError(f"web secret {path} is shorter than {MIN_SECRET_BYTES} bytes") from None
-        return secret
-    secret = secrets.token_bytes(MIN_SECRET_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
+    if not path.exists() and create_private(path, candidate := secrets.token_bytes(MIN_SECRET_BYTES)):
+        return candidate  # written whole before its name appeared: a racing reader never sees half a secret
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(f"web secret {path} is open to other users (mode {mode & 0o777:o}); chmod 600")
+    secret = path.read_bytes()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"web secret {path} is shorter than {MIN_SECRET_BYTES} bytes")
     return secret
 
 
