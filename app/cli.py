@@ -245,7 +245,8 @@ def _partnership(action: str, state: Path, *, force: bool) -> int:
 
 def _agency(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     from safebus.app import agency_admin
-    from safebus.app.wiring import resolve_bootstrap, utc_now
+    from safebus.app.wiring import resolve_bootstrap
+    from safebus.clock import utc_now
     from safebus.directory import PartnershipStore
 
     store, now = PartnershipStore(state), utc_now()
@@ -332,7 +333,8 @@ def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
 def _rules(action: str, event: Path | None, state: Path) -> int:
     import tempfile
 
-    from safebus.app.wiring import tokeniser_for, utc_now
+    from safebus.app.wiring import tokeniser_for
+    from safebus.clock import utc_now
     from safebus.directory import PartnershipStore
     from safebus.processors.agreements import load_agreements
     from safebus.processors.engine import SharingEngine, incident_view
@@ -394,7 +396,7 @@ def _queue_show(settings: Settings, recipient: str | None) -> int:
 
 def _queue(settings: Settings, args: argparse.Namespace) -> int:
     from safebus.app.queue_wiring import build_queue_worker, take_referral
-    from safebus.app.wiring import utc_now
+    from safebus.clock import utc_now
 
     if args.action == "run":
         from safebus.shutdown import stop_on_signals
@@ -414,7 +416,8 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
 
 def _erase(settings: Settings, *, token: str, reason: str, requested_by: str) -> int:
     from safebus.app.erasure import erase_subject
-    from safebus.app.wiring import key_service_for, utc_now
+    from safebus.app.wiring import key_service_for
+    from safebus.clock import utc_now
     from safebus.fact_signing import Service, fact_publisher
 
     fact = erase_subject(
@@ -504,7 +507,7 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse.Namespace) -> None:
     """Put the backfill on the audit record before the first old incident is routed."""
-    from safebus.app.wiring import utc_now
+    from safebus.clock import utc_now
     from safebus.kafka_io import produce_all, reliable_producer
     from safebus.processors.backfill import backfill_authorised
     from safebus.records import EVENT_ID, Output

@@ -33,7 +33,8 @@ from safebus.app.demo_evidence import (
     worker_env,
 )
 from safebus.app.queue_wiring import open_queue_store
-from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for, utc_now
+from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, tokeniser_for, topics_for
+from safebus.clock import utc_now
 from safebus.consumers.audit.log import read_facts
 from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.queues.store import QueueStore

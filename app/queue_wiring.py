@@ -96,8 +96,9 @@ def queue_opener(settings: Settings) -> Opener:
             queue_recipient(settings, recipient_id, directory)
             checked.add(recipient_id)
         opened = read(recipient_id, envelope)
-        kind = referral_model(opened.event_type) if opened else None
-        return kind.model_validate_json(opened.plaintext) if opened and kind else None
+        if opened is None or (kind := referral_model(opened.event_type)) is None:
+            return None
+        return kind.model_validate_json(opened.plaintext)
 
     return open_referral
 

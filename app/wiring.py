@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from safebus.clock import utc_now as utc_now
+from safebus.clock import utc_now
 from safebus.consumers.audit.ledger import AuditLedger, LogIdentity, LogKey
 from safebus.consumers.audit.sequencer import AuditSequencer
 from safebus.consumers.inbox.store import InboxStore

@@ -55,7 +55,8 @@ from typing import TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from safebus.app.wiring import Settings, build_police_publisher, topics_for, utc_now
+from safebus.app.wiring import Settings, build_police_publisher, topics_for
+from safebus.clock import utc_now
 from safebus.consumers.inbox.store import InboxStore
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.topics_admin import apply_topics

@@ -112,9 +112,12 @@ def _raw_public(key: Ed25519PublicKey) -> bytes:
 def _b64decode(text: str, what: str, *, canonical: bool = False) -> bytes:
     """Standard base64 with padding and nothing else; `canonical` also refuses non-zero padding bits."""
     try:
-        return std_b64d(text, canonical=canonical)
+        raw = std_b64d(text)
     except ValueError as exc:
-        raise CheckpointError(f"{what} is not {'canonical' if 'canonical' in str(exc) else 'valid'} base64") from exc
+        raise CheckpointError(f"{what} is not valid base64") from exc
+    if canonical and std_b64e(raw) != text:
+        raise CheckpointError(f"{what} is not canonical base64")
+    return raw
 
 
 class NoteVerifier:
