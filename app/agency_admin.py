@@ -30,6 +30,7 @@ from safebus.directory import (
     with_status,
 )
 from safebus.errors import ConfigError
+from safebus.jcs import canonical_model
 from safebus.kafka_io import produce_all, read_topic, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
@@ -144,7 +145,7 @@ def retire_agency(store: PartnershipStore, agency_id: str, *, now: datetime) -> 
 def publish_entries(bootstrap: str, topic: str, entries: list[SignedAgency]) -> None:
     """Publish signed entries to the compacted directory topic, keyed by agency id."""
     produce_all(reliable_producer(bootstrap), [
-        Output(topic=topic, key=e.entry.id.encode(), value=e.model_dump_json().encode()) for e in entries
+        Output(topic=topic, key=e.entry.id.encode(), value=canonical_model(e)) for e in entries
     ])
 
 

@@ -21,6 +21,7 @@ from safebus import logs
 from safebus.app import cli_audit, cli_encompass
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
+from safebus.jcs import canonical_model
 from safebus.paths import cache_dir, state_dir
 from safebus.topics import DEFAULT_PREFIX, TopicNames
 
@@ -434,7 +435,7 @@ def _erase(settings: Settings, *, token: str, reason: str, requested_by: str) ->
 
 
 def _schemas(action: str, file: Path | None) -> int:
-    from safebus.schemas import publication
+    from safebus.app import schema_publication as publication
     from safebus.schemas.registry import CONTRACTS
     from safebus.schemas.validation import validate_payload
 
@@ -516,7 +517,7 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
                                reason=args.backfill_reason, producer=settings.store.load_directory().router().id,
                                at=utc_now())
     produce_all(reliable_producer(settings.bootstrap), [Output(
-        topic=settings.names.audit, key=fact.event_id.encode(), value=fact.model_dump_json().encode(),
+        topic=settings.names.audit, key=fact.event_id.encode(), value=canonical_model(fact),
         headers=((EVENT_ID, fact.event_id.encode()),))])
     print(f"backfill from {args.backfill_from} authorised by {args.by}: recorded as {fact.event_id}", flush=True)
 

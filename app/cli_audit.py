@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safebus.clock import utc_now
+from safebus.jcs import canonical_model
 
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
@@ -289,7 +290,7 @@ def _view_recorder(settings: Settings, *, web: bool = False) -> Any:
 
     def record(fact: AuditViewed) -> None:
         facts.publish([Output(topic=settings.names.audit, key=fact.event_id.encode(),
-                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
+                              value=canonical_model(fact), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return record
 

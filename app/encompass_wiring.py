@@ -37,6 +37,7 @@ from safebus.consumers.inbox.key_adults import (
 from safebus.consumers.inbox.web import PendingTransfer
 from safebus.directory import AgencyKind, Directory
 from safebus.fact_signing import Service, fact_publisher
+from safebus.jcs import canonical_model
 from safebus.live_directory import DerivedMapping, follow
 from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
@@ -160,7 +161,7 @@ def acknowledgement_publisher(settings: Settings, monitor: EncompassMonitor,
             acknowledged_at=event.acknowledged_at, due_by=tracked.due_by if tracked else None,
         )
         facts.publish([Output(topic=settings.names.audit, key=event.notification_id.encode(),
-                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
+                              value=canonical_model(fact), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return acknowledged
 
@@ -218,6 +219,6 @@ def transfer_confirmation_publisher(settings: Settings) -> Callable[[FileTransfe
 
     def publish(fact: FileTransferConfirmed) -> None:
         facts.publish([Output(topic=settings.names.audit, key=fact.transfer_id.encode(),
-                              value=fact.model_dump_json().encode(), headers=((EVENT_ID, fact.event_id.encode()),))])
+                              value=canonical_model(fact), headers=((EVENT_ID, fact.event_id.encode()),))])
 
     return publish

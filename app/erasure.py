@@ -15,9 +15,9 @@ import uuid
 from datetime import datetime
 
 from safebus.deploy.broker import is_reachable
-from safebus.envelope import canonical_json
 from safebus.errors import BrokerError, ConfigError
 from safebus.fact_signing import FactPublisher
+from safebus.jcs import canonical_model
 from safebus.keyservice import KeyService
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
@@ -47,6 +47,6 @@ def erase_subject(
         subject=token, key_ids_destroyed=tuple(destroyed), requested_by=requested_by, reason=reason,
     )
     record = Output(topic=facts.signer.audit_topic, key=fact.event_id.encode(),
-                    value=canonical_json(fact.model_dump(mode="json")), headers=((EVENT_ID, fact.event_id.encode()),))
+                    value=canonical_model(fact), headers=((EVENT_ID, fact.event_id.encode()),))
     facts.publish([record])
     return fact

@@ -23,6 +23,7 @@ from safebus.directory import AgencyKind, Directory, OnlyFrom, PartnershipStore
 from safebus.envelope import Opened, open_envelope
 from safebus.errors import ConfigError, InvalidEnvelope
 from safebus.fact_signing import Service, fact_publisher, fact_signer
+from safebus.jcs import canonical_model
 from safebus.kafka_io import read_topic
 from safebus.keys import PrivateKeys
 from safebus.paths import cache_dir
@@ -130,7 +131,7 @@ def announce_ruleset(settings: Settings, *, clock: Callable[[], datetime] = utc_
     router = directory.router().id
     fact = ruleset_loaded(agreement_files(), producer=router, at=clock())
     fact_publisher(settings.store, router, audit_topic=settings.names.audit, bootstrap=settings.bootstrap).publish([
-        Output(topic=settings.names.audit, key=fact.ruleset_sha256.encode(), value=fact.model_dump_json().encode(),
+        Output(topic=settings.names.audit, key=fact.ruleset_sha256.encode(), value=canonical_model(fact),
                headers=((EVENT_ID, fact.event_id.encode()),))])
 
 

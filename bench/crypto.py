@@ -69,7 +69,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from safebus.b64 import b64d, b64e
 from safebus.directory import PartnershipStore
-from safebus.envelope import canonical_json, open_envelope, seal, seal_event
+from safebus.envelope import open_envelope, seal, seal_event
+from safebus.jcs import canonical_json
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.keyservice import FileKeyService, SubjectKey, period_of
 from safebus.processors.agreements import load_agreements

@@ -36,10 +36,30 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safebus.b64 import b64d, b64e
 from safebus.clock import utc_now
 from safebus.errors import ConfigError, InvalidEnvelope
+from safebus.jcs import canonical_model
 from safebus.keys import PrivateKeys, PublicKeys, key_id
 from safebus.logs import get_logger
 from safebus.private_files import write_private
 from safebus.schemas.agency_kinds import AgencyKind as AgencyKind  # re-exported: the directory records kinds
+
+__all__ = [
+    "ENTRY_LIFETIME",
+    "Agency",
+    "AgencyKind",
+    "Contact",
+    "Directory",
+    "KeyGeneration",
+    "KeyStatus",
+    "OnlyFrom",
+    "PartnershipStore",
+    "SignedAgency",
+    "keyring_by_encryption_key",
+    "new_entry",
+    "rotated",
+    "sign_entry",
+    "verify_entry",
+    "with_status",
+]
 
 _log = get_logger("directory")
 
@@ -140,9 +160,7 @@ class SignedAgency(BaseModel):
 
 
 def _entry_bytes(entry: Agency) -> bytes:
-    from safebus.envelope import canonical_json  # the envelope module imports this one
-
-    return canonical_json(entry.model_dump(mode="json"))
+    return canonical_model(entry)
 
 
 def sign_entry(entry: Agency, root: Ed25519PrivateKey) -> SignedAgency:

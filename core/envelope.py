@@ -32,7 +32,6 @@ fixed-key test vectors.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,10 +49,24 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from safebus.b64 import b64d, b64e
 from safebus.bounded_json import JsonRefused, loads_object
 from safebus.errors import EnvelopeError, InvalidEnvelope
+from safebus.jcs import canonical_json
 from safebus.keys import PrivateKeys, PublicKeys
 from safebus.keyservice import SubjectKey
 from safebus.limits import MAX_RECORD_BYTES
 from safebus.schemas._base import Event
+
+__all__ = [
+    "ENVELOPE_JSON_SCHEMA",
+    "FORMAT",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_SUBJECT_KEYS",
+    "Opened",
+    "SenderKeys",
+    "open_envelope",
+    "peek_header",
+    "seal",
+    "seal_event",
+]
 
 FORMAT = "safebus-envelope/1"
 MAX_ENVELOPE_BYTES = MAX_RECORD_BYTES
@@ -93,11 +106,6 @@ ENVELOPE_JSON_SCHEMA: dict[str, object] = {
     },
 }
 """The wire form as JSON Schema, for partners and the AsyncAPI document."""
-
-
-def canonical_json(value: object) -> bytes:
-    """Serialise `value` canonically: sorted keys, no whitespace, UTF-8 (RFC 8785 for our value types)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,8 +41,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from json.encoder import encode_basestring as _encode_string
+from typing import TYPE_CHECKING
 
-__all__ = ["MAX_DEPTH", "canonical_json"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = ["MAX_DEPTH", "canonical_json", "canonical_model"]
 
 _EXACT_INTEGERS = 2**53
 """Every int up to this magnitude is exactly one double and prints the same either way."""
@@ -71,6 +75,18 @@ def canonical_json(value: object) -> bytes:
     except UnicodeEncodeError as exc:  # only lone surrogates get here
         raise ValueError(f"string contains a lone surrogate (U+{ord(text[exc.start]):04X}); "
                          "RFC 8785 strings must be valid Unicode") from exc
+
+
+def canonical_model(model: BaseModel) -> bytes:
+    """
+    A pydantic model's JSON form as canonical bytes: what every audit fact and directory record is written as.
+
+    ``model_dump_json`` keeps field order and pydantic's own number and string
+    rules, so two writers of the same fact could publish different bytes; going
+    through the JSON data model and `canonical_json` gives every writer, and any
+    verifier that re-canonicalises what it read, the one byte string.
+    """
+    return canonical_json(model.model_dump(mode="json"))
 
 
 class _Refused(Exception):

@@ -28,9 +28,10 @@ from pydantic import ValidationError
 
 from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
-from safebus.envelope import canonical_json, open_envelope, seal_event
+from safebus.envelope import open_envelope, seal_event
 from safebus.errors import InvalidEnvelope
 from safebus.fact_signing import FactSigner
+from safebus.jcs import canonical_model
 from safebus.keys import PrivateKeys
 from safebus.keyservice import KeyService, period_of
 from safebus.logs import get_logger
@@ -175,7 +176,7 @@ class IncidentHandler:
             facts = reference_facts(event, applied, self.router.tokeniser, producer=directory.router().id,
                                     at=self.clock())
             return [Output(
-                topic=self.names.audit, key=fact.event_id.encode(), value=canonical_json(fact.model_dump(mode="json")),
+                topic=self.names.audit, key=fact.event_id.encode(), value=canonical_model(fact),
                 headers=((EVENT_ID, fact.event_id.encode()), ("safebus.cause", event.event_id.encode())))
                 for fact in facts]
         else:
@@ -211,7 +212,7 @@ class IncidentHandler:
             Output(
                 topic=self.names.audit,
                 key=decision.decision_id.encode(),
-                value=canonical_json(decision.model_dump(mode="json")),
+                value=canonical_model(decision),
                 headers=((EVENT_ID, decision.event_id.encode()), ("safebus.cause", decision.about_event_id.encode())),
             )
             for decision in result.decisions

@@ -27,13 +27,13 @@ read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from safebus.bounded_json import JsonRefused, loads_object
+from safebus.jcs import canonical_json
 from safebus.logs import get_logger
 from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.records import Output, Record
@@ -96,7 +96,7 @@ class ChangelogRouterState(SqliteRouterState):
     def drain(self) -> list[Output]:
         """The changes made since the last drain, as records for the changelog topic."""
         pending, self._pending = self._pending, []
-        return [Output(topic=self.topic, key=key.encode(), value=json.dumps(change, sort_keys=True).encode())
+        return [Output(topic=self.topic, key=key.encode(), value=canonical_json(change))
                 for key, change in pending]
 
 

@@ -30,6 +30,12 @@ from safebus.fact_signing import Service, UnattributedFact, verify_fact
 from safebus.logs import get_logger
 from safebus.records import Record
 
+__all__ = [
+    "FACT_AUTHORS",
+    "ROUTER",
+    "attributed_facts",
+]
+
 _log = get_logger("audit.attributed_facts")
 
 ROUTER = "router"

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from safebus.bounded_json import JsonRefused, loads_object
 from safebus.directory import SignedAgency
 from safebus.errors import SafebusError
-from safebus.jcs import canonical_json
+from safebus.jcs import canonical_model
 from safebus.limits import MAX_RECORD_BYTES
 from safebus.records import (
     DLQ_DETAIL,
@@ -51,6 +51,16 @@ from safebus.schemas._base import Event, event_metadata
 from safebus.schemas.audit import DeadLettered, Delivered, DeliveryChannel, DirectoryEntryPublished, KeyGenerationState
 from safebus.schemas.registry import Family, by_type
 from safebus.schemas.text import MULTI_LINE, SINGLE_LINE, scrub
+
+__all__ = [
+    "AUDIT_PRODUCER",
+    "NotAFact",
+    "delivered_fact",
+    "fact_from_audit_record",
+    "fact_from_dead_letter",
+    "fact_from_directory_record",
+    "leaf_bytes",
+]
 
 AUDIT_PRODUCER = "safebus-audit"
 """The producer named on facts the sequencer derives itself."""
@@ -153,7 +163,7 @@ def _derived_id(*parts: str) -> str:
 
 def leaf_bytes(fact: Event) -> bytes:
     """The leaf: the fact's RFC 8785 canonical JSON (what the Merkle tree hashes and exports carry)."""
-    return canonical_json(fact.model_dump(mode="json"))
+    return canonical_model(fact)
 
 
 def delivered_fact(*, output_id: str, recipient: str, channel: DeliveryChannel, subjects: tuple[str, ...],
@@ -169,5 +179,5 @@ def delivered_fact(*, output_id: str, recipient: str, channel: DeliveryChannel, 
                          event_id=_derived_id("delivered", recipient, output_id), subjects=subjects),
         output_id=output_id, recipient=recipient, channel=channel, delivered_at=at,
     )
-    return Output(topic=audit_topic, key=output_id.encode(), value=fact.model_dump_json().encode(),
+    return Output(topic=audit_topic, key=output_id.encode(), value=canonical_model(fact),
                   headers=((EVENT_ID, fact.event_id.encode()),))

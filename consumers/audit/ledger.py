@@ -39,6 +39,17 @@ from safebus.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkp
 from safebus.merkle import MerkleTree, leaf_hash
 from safebus.private_files import create_private
 
+__all__ = [
+    "RECEIPT_CONTEXT",
+    "AuditLedger",
+    "Leaf",
+    "LogIdentity",
+    "LogKey",
+    "NewFact",
+    "StoredCheckpoint",
+    "receipt_message",
+]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     idx         INTEGER PRIMARY KEY,

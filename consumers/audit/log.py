@@ -17,6 +17,11 @@ from safebus.kafka_io import read_topic
 from safebus.records import Record
 from safebus.schemas._base import Event
 
+__all__ = [
+    "facts_of",
+    "read_facts",
+]
+
 E = TypeVar("E", bound=Event)
 
 

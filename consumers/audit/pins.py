@@ -19,6 +19,10 @@ from pathlib import Path
 from safebus.checkpoint import Checkpoint, CheckpointError
 from safebus.consumers.audit.ledger import LogIdentity
 
+__all__ = [
+    "CheckpointPins",
+]
+
 
 class CheckpointPins:
     """The newest verified checkpoint of each log key this machine has checked."""

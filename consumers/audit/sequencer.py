@@ -56,6 +56,12 @@ from safebus.records import Output, Record, dead_letter
 from safebus.schemas._base import Event
 from safebus.topics import TopicNames
 
+__all__ = [
+    "GROUP_ID",
+    "SEQUENCE_STAGE",
+    "AuditSequencer",
+]
+
 _log = get_logger("audit.sequencer")
 
 SEQUENCE_STAGE = "audit-sequence"

@@ -47,6 +47,20 @@ from safebus.consumers.audit.ledger import AuditLedger, LogIdentity
 from safebus.jcs import canonical_json
 from safebus.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 
+__all__ = [
+    "CONSISTENCY_FORMAT",
+    "EXPORT_FORMAT",
+    "INCLUSION_FORMAT",
+    "Problem",
+    "Report",
+    "check_consistency",
+    "check_inclusion",
+    "consistency_bundle",
+    "export_lines",
+    "inclusion_bundle",
+    "verify_export",
+]
+
 EXPORT_FORMAT = "safebus-audit-export/1"
 INCLUSION_FORMAT = "safebus-inclusion-proof/1"
 CONSISTENCY_FORMAT = "safebus-consistency-proof/1"

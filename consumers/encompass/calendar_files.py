@@ -51,7 +51,6 @@ first day to its last, and refuses (`CalendarHorizonError`) to guess beyond it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tomllib
 from datetime import date
@@ -78,6 +77,7 @@ from safebus.consumers.encompass.calendars import (
     cross_field_problems,
     national_bank_holidays,
 )
+from safebus.jcs import canonical_json
 
 __all__ = ["load_calendars", "parse_calendars", "sample_calendars"]
 
@@ -135,7 +135,7 @@ def _version(raw: bytes, partnership: PartnershipCalendarDefaults) -> str:
                      for nation in NATIONS}
     digest = hashlib.sha256(raw)
     digest.update(b"\0bank-holidays\0")
-    digest.update(json.dumps(holidays_used, sort_keys=True).encode())
+    digest.update(canonical_json(holidays_used))
     return f"sha256:{digest.hexdigest()}"
 
 

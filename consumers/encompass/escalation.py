@@ -39,6 +39,7 @@ from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
 from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
+from safebus.jcs import canonical_model
 from safebus.logs import get_logger
 from safebus.records import EVENT_ID, Output, Record, dead_letter
 from safebus.schemas.audit import EscalationStep
@@ -218,7 +219,7 @@ class MonitorWorker:
         if deadlines:  # every deadline is itself on the record, not only those that were met or missed
             try:
                 self.facts.publish([Output(topic=self.names.audit, key=d.notification_id.encode(),
-                                           value=d.model_dump_json().encode(),
+                                           value=canonical_model(d),
                                            headers=((EVENT_ID, d.event_id.encode()),)) for d in deadlines])
             except BrokerError:  # the batch is retried: its deadlines must be announced then
                 self.monitor.announce_again(d.notification_id for d in deadlines)
@@ -266,7 +267,7 @@ class MonitorWorker:
             fact = self.monitor.step_fact(step, at=now, notified=notified,
                                           reached_nobody=self.notices is not None and not notified)
             self.facts.publish([Output(topic=self.names.audit, key=step.tracked.notification_id.encode(),
-                                       value=fact.model_dump_json().encode(),
+                                       value=canonical_model(fact),
                                        headers=((EVENT_ID, fact.event_id.encode()),))])
             self.monitor.mark_fired(step, at=now, reached_nobody=fact.nobody_to_notify)
             _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,

@@ -1,9 +1,10 @@
 """
-One of each: the clock, base64, password hashing and the owner-only file write each live in one module.
+One of each: the clock, base64, password hashing, the owner-only file write and canonical JSON each live in one module.
 
 Near-copies drift: one clock went naive, one base64 decoder was lenient, one secret write kept an
-old file's mode. Each concern now has a home (`safebus.clock`, `safebus.b64`, `safebus.passwords`,
-`safebus.private_files`) and this test reads every module's source (with `ast`, so lazy code
+old file's mode, one canonical JSON sorted keys by code point where RFC 8785 sorts by UTF-16.
+Each concern now has a home (`safebus.clock`, `safebus.b64`, `safebus.passwords`,
+`safebus.private_files`, `safebus.jcs`) and this test reads every module's source (with `ast`, so lazy code
 counts too) to keep it so: a module outside the home that calls the underlying primitive fails,
 naming the file and line.
 """
@@ -62,6 +63,13 @@ def _defines(function: str) -> Callable[[ast.AST], bool]:
     return lambda node: isinstance(node, ast.FunctionDef) and node.name == function
 
 
+def _sorted_dumps(node: ast.AST) -> bool:
+    """``json.dumps(..., sort_keys=True)``: a home-made canonical form (code-point order, pydantic-free numbers)."""
+    return (_calls("json", "dumps")(node) and isinstance(node, ast.Call)
+            and any(k.arg == "sort_keys" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                    for k in node.keywords))
+
+
 PRIMITIVES = (
     Primitive("the clock (datetime.now / utcnow / date.today)", "safebus.clock",
               _any_of(_calls("datetime", "now"), _calls("datetime", "utcnow"), _calls("date", "today"))),
@@ -69,6 +77,11 @@ PRIMITIVES = (
     Primitive("password hashing (hashlib.scrypt)", "safebus.passwords", _calls("hashlib", "scrypt")),
     Primitive("an owner-only file write (os.open with O_CREAT)", "safebus.private_files", _creates_file_with_mode,
               also_allowed={"safebus.account_files": "its lock file holds no secret, only the flock"}),
+    Primitive("canonical JSON (a canonical_json of its own, or json.dumps with sort_keys)", "safebus.jcs",
+              _any_of(_defines("canonical_json"), _sorted_dumps),
+              also_allowed={"safebus.app.demo": "its summary line is for a person to read; nothing hashes it",
+                            "safebus.schemas.compatibility": "compares enum members for equality only; schemas sit "
+                                                             "below the kernel, so it cannot import safebus.jcs"}),
 )
 
 
@@ -93,11 +106,13 @@ def test_each_concern_has_one_home(primitive: Primitive) -> None:
 
 
 def test_the_check_finds_a_stray_copy(tmp_path: Path) -> None:
-    """A module that reads the time itself, imports base64 or writes its own 0600 file is named."""
+    """A module that reads the time itself, imports base64, writes its own 0600 file or sorts its own JSON is named."""
     stray = tmp_path / "stray.py"
     stray.write_text("import base64\nimport os\nfrom datetime import datetime\n"
-                     "def f():\n    os.open('k', os.O_WRONLY | os.O_CREAT, 0o600)\n    return datetime.now()\n")
+                     "def f():\n    os.open('k', os.O_WRONLY | os.O_CREAT, 0o600)\n    return datetime.now()\n"
+                     "def canonical_json(v):\n    return json.dumps(v, sort_keys=True)\n"
+                     "def pretty(v):\n    return json.dumps(v, indent=2, sort_keys=False)\n")
     modules = {"safebus.stray": stray}
     found = {p.home: list(offences(modules, p)) for p in PRIMITIVES}
     assert found == {"safebus.clock": [f"{stray}:6"], "safebus.b64": [f"{stray}:1"], "safebus.passwords": [],
-                     "safebus.private_files": [f"{stray}:5"]}
+                     "safebus.private_files": [f"{stray}:5"], "safebus.jcs": [f"{stray}:7", f"{stray}:8"]}

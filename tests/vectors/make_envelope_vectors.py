@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from safebus.b64 import b64e
-from safebus.envelope import _seal, canonical_json
+from safebus.envelope import _seal
+from safebus.jcs import canonical_json
 from safebus.keys import PrivateKeys
 from safebus.keyservice import SubjectKey
 

@@ -18,7 +18,11 @@ from typing import Any, Protocol, cast
 
 from safebus.consumers.audit.projection.results import QueryError
 
-__all__ = ["Dialect", "PostgreSQLDialect", "SQLiteDialect", "_Connection", "_Cursor", "_Rewriting", "_storable"]
+__all__ = [
+    "Dialect",
+    "PostgreSQLDialect",
+    "SQLiteDialect",
+]
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """Characters some engine or UTF-8 cannot store: NUL (PostgreSQL's text) and lone surrogates (any UTF-8)."""

@@ -15,7 +15,10 @@ from zoneinfo import ZoneInfo
 
 from safebus.consumers.audit.projection.results import OnTime, QueryError, Row
 
-__all__ = ["ENCOMPASS_RECIPIENT_KINDS", "_median", "_on_time", "_police_on_time", "month_bounds"]
+__all__ = [
+    "ENCOMPASS_RECIPIENT_KINDS",
+    "month_bounds",
+]
 
 ENCOMPASS_RECIPIENT_KINDS = frozenset({"school"})
 """

@@ -28,9 +28,7 @@ from safebus.schemas.audit import (
 from safebus.schemas.decision import SharingDecision, SubjectErased
 
 __all__ = [
-    "UNREADABLE", "_ACKNOWLEDGED", "_DEADLINE", "_DEAD_LETTERED", "_DECISION", "_DELIVERED", "_ERASED", "_ESCALATED",
-    "_FOLLOW_UPS", "_NEVER", "_STATE_CONFLICT", "_TOKEN", "_VIEWED", "_columns", "_conflict", "_entry", "_row",
-    "_view",
+    "UNREADABLE",
 ]
 
 _DECISION = SharingDecision.type_name()

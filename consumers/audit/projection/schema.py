@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["_COLUMNS", "_SELECT", "_schema", "_stamp", "_unstamp"]
+__all__: list[str] = []
 
 
 def _schema(integer: str) -> list[str]:

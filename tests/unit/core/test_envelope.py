@@ -109,7 +109,7 @@ class TestTampering:
                                  schema_version="1.0.0", topic=TOPIC, now=NOW))
         spliced = {"header": first["header"], "wrapped_key": second["wrapped_key"], "nonce": second["nonce"],
                    "ciphertext": second["ciphertext"]}
-        from safebus.envelope import canonical_json
+        from safebus.jcs import canonical_json
 
         spliced["signature"] = b64e(force.signing.sign(canonical_json(spliced)))
         with pytest.raises(InvalidEnvelope, match="undecryptable"):
@@ -120,6 +120,15 @@ class TestTampering:
         """Anything that is not an envelope is refused as malformed, never with a crash."""
         with pytest.raises(InvalidEnvelope, match="malformed"):
             open_envelope(raw, recipient=router, senders={})
+
+
+def test_a_header_that_is_not_valid_unicode_is_malformed(force: PrivateKeys, router: PrivateKeys) -> None:
+    """A lone surrogate (which a JSON escape can spell) has no canonical form: refused, never a crash."""
+    envelope = json.loads(_seal(force, router))
+    raw = json.dumps({**envelope, "header": {**envelope["header"], "event_id": "evt-\ud800"}}).encode()
+    assert b"\\ud800" in raw
+    with pytest.raises(InvalidEnvelope, match="malformed"):
+        open_envelope(raw, recipient=router, senders={"force-a": force.public()})
 
 
 def test_peek_header_reads_event_id_without_keys(force: PrivateKeys, router: PrivateKeys) -> None:

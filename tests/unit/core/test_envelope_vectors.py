@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given
+from hypothesis import strategies as st
 
 from safebus.b64 import b64d, b64e
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
+from safebus.jcs import canonical_json
 from safebus.keys import PrivateKeys, PublicKeys
 from tests.vectors import make_envelope_vectors
 
@@ -25,7 +28,7 @@ VECTORS: dict[str, Any] = json.loads((Path(__file__).parents[2] / "vectors" / "e
 
 
 def _canonical(value: object) -> bytes:
-    """docs/envelope.md §2: sorted keys, no whitespace, UTF-8, non-ASCII unescaped."""
+    """docs/envelope.md §2's shortcut for partners without RFC 8785: sorted keys, no whitespace, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -109,3 +112,21 @@ def test_each_tampered_vector_fails_with_its_reason(variant: dict[str, str]) -> 
     with pytest.raises(InvalidEnvelope, match=variant["reason"]):
         open_envelope(variant["envelope"].encode(), recipient=_recipient(case), senders=_senders(),
                       topic=variant.get("open_topic", case["inputs"]["topic"]), subject_keys=lookup)
+
+
+_HEADER_NAMES = sorted(json.loads(VECTORS["cases"][0]["expected"]["envelope"])["header"])
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+"""Any valid Unicode text: controls, quotes, backslashes, U+2028, astral characters (no lone surrogates)."""
+_HEADERS = st.fixed_dictionaries({name: _TEXT for name in _HEADER_NAMES})
+
+
+@given(header=_HEADERS, members=st.lists(_TEXT, min_size=4, max_size=4))
+def test_the_partners_shortcut_is_rfc_8785_for_every_envelope(header: dict[str, str], members: list[str]) -> None:
+    """For an envelope's values (fixed ASCII names, string members) sorted-keys JSON and RFC 8785 agree byte for byte.
+
+    So a partner that follows §2 with its standard encoder, the committed vectors, and safebus
+    (which canonicalises with `safebus.jcs`) all sign and bind the same bytes.
+    """
+    body = {"header": header, **dict(zip(("wrapped_key", "nonce", "ciphertext", "signature"), members, strict=True))}
+    assert canonical_json(header) == _canonical(header)
+    assert canonical_json(body) == _canonical(body)

@@ -12,8 +12,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from safebus.jcs import MAX_DEPTH, canonical_json
+from safebus.jcs import MAX_DEPTH, canonical_json, canonical_model
 
 
 def _double(bits: str) -> float:
@@ -252,3 +253,20 @@ class TestRefused:
             value = [value]
         with pytest.raises(ValueError, match="nested deeper than"):
             canonical_json(value)
+
+
+class _Fact(BaseModel):
+    """Field order, a float, an astral and a non-ASCII name: where model_dump_json and RFC 8785 part ways."""
+
+    zeta: float
+    alpha: str
+    nested: dict[str, int]
+
+
+def test_a_model_is_written_as_the_canonical_form_of_its_json() -> None:
+    """Every audit writer publishes these bytes, so a verifier that re-canonicalises what it read gets them back."""
+    fact = _Fact(zeta=1e21, alpha="Ysgol Gymraeg \U0001f3eb", nested={"\ufb33": 1, "\U0001f600": 2})
+    out = canonical_model(fact)
+    assert out == '{"alpha":"Ysgol Gymraeg \U0001f3eb","nested":{"\U0001f600":2,"\ufb33":1},"zeta":1e+21}'.encode()
+    assert out != fact.model_dump_json().encode()
+    assert canonical_json(json.loads(out)) == out

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from safebus.app.wiring import Settings, build_handler, build_police_publisher, key_service_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, seal
 from safebus.errors import InvalidEnvelope
+from safebus.jcs import canonical_json
 from safebus.processors.handler import IncidentHandler
 from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import IncidentFactory, corrupted_records
@@ -84,6 +87,7 @@ class TestValidIncident:
                                                         "domestic-abuse-hub", "marac-referral"}
         for output, decision in zip(audit, decisions, strict=True):
             assert decision.about_event_id == _headers(record)[EVENT_ID]
+            assert output.value == canonical_json(json.loads(output.value)), "audit records are RFC 8785 bytes"
             text = output.value.decode()
             for child in incident.children:
                 assert child.first_name not in text

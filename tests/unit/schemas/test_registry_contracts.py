@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from safebus.schemas import publication
+from safebus.app import schema_publication as publication
 from safebus.schemas.examples import EXAMPLES
 from safebus.schemas.registry import CONTRACTS, Compatibility, by_type
 from safebus.schemas.validation import validate_payload

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from safebus.consumers.queues.worker import QueueWorker
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, seal_event
 from safebus.errors import BrokerError, ConfigError, EnvelopeError
+from safebus.jcs import canonical_json
 from safebus.keys import PublicKeys
 from safebus.processors.agreements import load_agreements
 from safebus.publisher import AgencyPublisher
@@ -115,6 +117,7 @@ def test_each_agency_queue_gets_its_referral_with_exactly_its_clause_fields(
     assert {f.recipient for f in facts} == {CS, IDVA, MARAC}
     assert len({f.event_id for f in facts}) == 3, "a redelivery is the same audit fact (same id), logged once"
     assert all(o.topic == NAMES.audit for o in delivered_facts)
+    assert all(o.value == canonical_json(json.loads(o.value)) for o in delivered_facts), "facts are RFC 8785 bytes"
     rules = {(a.id, r.clause): r for a in load_agreements() for r in a.rules}
     opener = queue_opener(settings)
     for agency_id in (CS, IDVA, MARAC):

@@ -22,6 +22,10 @@ Three rules, each enforced by `problems()` (and so by CI):
    narrowing tolerated.
 
 ``safebus schemas release`` records the current versions in the lock.
+
+It lives in the application layer because the AsyncAPI document it checks is
+built by the kernel (topics, envelope and record headers) around the
+contracts: the schemas layer below the kernel could not import it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from safebus import schemas
 from safebus.asyncapi import asyncapi_document
 from safebus.schemas.compatibility import Mode, check_transitive
 from safebus.schemas.examples import EXAMPLES
@@ -55,7 +60,7 @@ __all__ = [
     "versions",
 ]
 
-SOURCE_DIR = Path(__file__).resolve().parent
+SOURCE_DIR = Path(schemas.__file__).resolve().parent
 """The ``schemas/`` folder of a source checkout (generation is a development task)."""
 LOCK_NAME = "released.json"
 
