@@ -317,9 +317,11 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
 
 def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
     from safebus.errors import ConfigError
+    from safebus.native_memory import tune_malloc
     from safebus.producers.gateway import Gateway, default_credentials_path
     from safebus.shutdown import stop_on_signals
 
+    tune_malloc()  # before the first worker thread: glibc's defaults ratchet native memory up (docs/adr/0011)
     credentials = default_credentials_path(settings.state_dir)
     if not credentials.exists():
         raise ConfigError(f"no gateway credentials yet ({credentials} is missing): create one with "

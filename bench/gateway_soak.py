@@ -22,7 +22,11 @@ flat memory; a leak of one body per request would be 1.
 
 Usage::
 
-    python bench/gateway_soak.py [--requests N] [--clients C] [--warmup W]
+    python bench/gateway_soak.py [--requests N] [--clients C] [--warmup W] [--glibc-defaults]
+
+The gateway tunes glibc's allocator as ``safebus gateway run`` does
+(`safebus.native_memory`: a fixed mmap threshold);
+``--glibc-defaults`` leaves it untuned, the comparison that showed why.
 
 The last line printed is a JSON object with every number; it is also written
 to ``bench/results/gateway_soak.json``.
@@ -85,6 +89,7 @@ def serve(state_dir: Path, port_file: Path) -> None:
     from safebus import logs
     from safebus.app.wiring import Settings, key_service_for, tokeniser_for
     from safebus.directory import Agency, AgencyKind, Directory
+    from safebus.native_memory import tune_malloc
     from safebus.producers.gateway import EventPublisher, Gateway, GatewayLimits, default_credentials_path
     from safebus.producers.police import PolicePublisher
     from safebus.publisher import AgencyPublisher
@@ -102,6 +107,8 @@ def serve(state_dir: Path, port_file: Path) -> None:
         """The force's publisher (keyed by police reference), dropping its records."""
 
     logs.configure(level=os.environ.get("SAFEBUS_LOG_LEVEL", "WARNING"))  # as `safebus gateway run` does
+    if os.environ.get("SOAK_GLIBC_DEFAULTS") != "1":  # the comparison run keeps glibc's defaults
+        tune_malloc()  # as `safebus gateway run` does
     settings = Settings(state_dir=state_dir, bootstrap="127.0.0.1:1", names=TopicNames())
     tokeniser = tokeniser_for(state_dir)
     keys = key_service_for(state_dir)
@@ -221,6 +228,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20_000,
                         help="requests before RSS is first read: the validators' bounded caches fill in about 20,000")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--glibc-defaults", action="store_true",
+                        help="leave glibc's allocator untuned (the comparison for the gateway's malloc tuning)")
     parser.add_argument("--serve", nargs=2, metavar=("STATE_DIR", "PORT_FILE"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -232,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(Path(args.serve[0]), Path(args.serve[1]))
         return 0
     from safebus.directory import PartnershipStore
+    from safebus.native_memory import SERVER_MMAP_THRESHOLD
     from safebus.producers.gateway import add_credential, default_credentials_path
     from safebus.producers.synthetic import create_partnership
 
@@ -242,9 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokens = {"police": add_credential(credentials, "northdale-police"),
                   "school": add_credential(credentials, "school-900101")}
         port_file = Path(temp) / "port"
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(store.state_dir), str(port_file)],
-                                 env={**os.environ, "SAFEBUS_LOG_LEVEL": "ERROR"}, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+        env = {**os.environ, "SAFEBUS_LOG_LEVEL": "ERROR", "SOAK_GLIBC_DEFAULTS": "1" if args.glibc_defaults else "0"}
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(store.state_dir), str(port_file)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60
             while not port_file.exists() or not port_file.read_text():
@@ -253,11 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(0.1)
             port = int(port_file.read_text())
             result = _soak(child.pid, port, tokens, args)
+            result["malloc"] = ("glibc defaults (dynamic mmap threshold)" if args.glibc_defaults
+                                else f"mmap threshold fixed at {SERVER_MMAP_THRESHOLD} B")
         finally:
             child.terminate()
             child.wait(timeout=30)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS_PATH.with_name("gateway_soak-glibc-defaults.json") if args.glibc_defaults else RESULTS_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return 0 if result["flat"] and not result["unexpected_statuses"] else 1
 
