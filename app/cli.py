@@ -525,13 +525,16 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
 
 
 def _inbox_run(settings: Settings) -> int:
-    from safebus.app.encompass_wiring import alert_notice
+    from safebus.app.encompass_wiring import alert_notice, mail_for
     from safebus.app.wiring import build_inbox_worker
     from safebus.shutdown import stop_on_signals
 
     stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
     worker = build_inbox_worker(settings)
-    worker.notify = alert_notice(settings, worker.directory)  # the notices follow the same live directory
+    mail = mail_for(settings, "inbox")
+    if mail is not None:
+        worker.notify = alert_notice(settings, mail.notifier, worker.directory)  # the same live directory
+        mail.start(stop)
     worker.run(stop)
     return 0
 

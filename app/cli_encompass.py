@@ -75,15 +75,18 @@ def due_by(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run an ``encompass`` action."""
-    from safebus.app.encompass_wiring import build_monitor_worker, open_monitor
+    from safebus.app.encompass_wiring import build_monitor_worker, mail_for, open_monitor
     from safebus.consumers.encompass.on_time import REPORT_COLUMNS, on_time_report, report_rows, transfer_report
 
     if args.action == "monitor":
         from safebus.shutdown import stop_on_signals
 
         stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
-        worker = build_monitor_worker(settings)
-        if worker.notices is None:
+        mail = mail_for(settings, "monitor")
+        worker = build_monitor_worker(settings, mail=mail)
+        if mail is not None:
+            mail.start(stop)
+        else:
             print("safebus: SAFEBUS_SMTP is not set: escalation steps are recorded but nobody is e-mailed "
                   "(set SAFEBUS_SMTP=host:port for the relay)", file=sys.stderr, flush=True)
         worker.run(stop)

@@ -10,13 +10,24 @@ deployment differ only in values:
 - ``SAFEBUS_ENCOMPASS_POLICY``: the escalation policy file (default: packaged);
 - ``SAFEBUS_SMTP`` (``host:port``), ``SAFEBUS_MAIL_FROM`` and
   ``SAFEBUS_INBOX_URL``: where notices go and what they link to; without
-  ``SAFEBUS_SMTP`` nobody is e-mailed (steps are still audited).
+  ``SAFEBUS_SMTP`` nobody is e-mailed (steps are still audited);
+- ``SAFEBUS_SMTP_SECURITY`` (``none``, ``starttls`` or ``tls``; default
+  ``none`` for a relay on loopback, ``starttls`` otherwise),
+  ``SAFEBUS_SMTP_USER`` with ``SAFEBUS_SMTP_PASSWORD_FILE`` (a file holding
+  the password, so it is not in the environment of every child process) and
+  ``SAFEBUS_SMTP_CA`` (the CA file that signs the relay's certificate).
+
+Each worker that e-mails has its own outbox under the state directory
+(``mail/<worker>-outbox.sqlite``) and a sender thread beside it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +46,11 @@ from safebus.consumers.inbox.key_adults import (
     ensure_synthetic_key_adults,
 )
 from safebus.consumers.inbox.web import PendingTransfer
+from safebus.consumers.mail.outbox import MailOutbox
+from safebus.consumers.mail.relay import SmtpRelay, SmtpSecurity
+from safebus.consumers.mail.sender import OutboxSender
 from safebus.directory import AgencyKind, Directory
+from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_publisher
 from safebus.jcs import canonical_model
 from safebus.live_directory import DerivedMapping, follow
@@ -46,13 +61,15 @@ from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
 from safebus.schemas.encompass import EncompassAcknowledged
 
 __all__ = [
+    "Mail",
     "acknowledgement_publisher",
     "alert_notice",
     "build_monitor_worker",
     "calendars_for",
     "due_by_lookup",
-    "email_notifier",
     "key_adults_for",
+    "mail_for",
+    "mail_relay",
     "open_monitor",
     "transfer_confirmation_publisher",
     "transfers_lookup",
@@ -79,15 +96,52 @@ def open_monitor(settings: Settings, directory: Callable[[], Directory] | None =
     )
 
 
-def email_notifier() -> EmailNotifier | None:
-    """The notifier for the configured relay, or None when no relay is configured."""
-    relay = os.environ.get("SAFEBUS_SMTP")
-    if not relay:
+def mail_relay() -> SmtpRelay | None:
+    """The relay the environment names (see the module docstring), or None when none is configured."""
+    address = os.environ.get("SAFEBUS_SMTP")
+    if not address:
         return None
-    host, _, port = relay.rpartition(":")
-    return EmailNotifier(host or "127.0.0.1", int(port), os.environ.get("SAFEBUS_MAIL_FROM",
-                                                                         "encompass-alerts@safebus.invalid"),
-                         os.environ.get("SAFEBUS_INBOX_URL", "http://127.0.0.1:8080/"))
+    host, _, port = address.rpartition(":")
+    host = host or "127.0.0.1"
+    if not port.isdigit():
+        raise ConfigError(f"SAFEBUS_SMTP={address!r} is not host:port")
+    loopback = host == "localhost" or (host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback)
+    security_name = os.environ.get("SAFEBUS_SMTP_SECURITY", "none" if loopback else "starttls")
+    try:
+        security = SmtpSecurity(security_name)
+    except ValueError:
+        raise ConfigError(f"SAFEBUS_SMTP_SECURITY={security_name!r} is not one of "
+                          f"{', '.join(s.value for s in SmtpSecurity)}") from None
+    password_file = os.environ.get("SAFEBUS_SMTP_PASSWORD_FILE")
+    password = Path(password_file).read_text().strip() if password_file else None
+    ca = os.environ.get("SAFEBUS_SMTP_CA")
+    return SmtpRelay(host=host, port=int(port), security=security, username=os.environ.get("SAFEBUS_SMTP_USER"),
+                     password=password, ca_file=Path(ca) if ca else None)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A worker's e-mail: the notifier that queues, and the sender that delivers its outbox."""
+
+    notifier: EmailNotifier
+    sender: OutboxSender
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Deliver the outbox in a thread until `stop` is set."""
+        thread = threading.Thread(target=self.sender.run, args=(stop,), name="mail-sender", daemon=True)
+        thread.start()
+        return thread
+
+
+def mail_for(settings: Settings, worker: str, *, clock: Callable[[], datetime] = utc_now) -> Mail | None:
+    """`worker`'s outbox, notifier and sender for the configured relay, or None when no relay is configured."""
+    relay = mail_relay()
+    if relay is None:
+        return None
+    outbox = MailOutbox(settings.state_dir / "mail" / f"{worker}-outbox.sqlite")
+    notifier = EmailNotifier(os.environ.get("SAFEBUS_MAIL_FROM", "encompass-alerts@safebus.invalid"),
+                             os.environ.get("SAFEBUS_INBOX_URL", "http://127.0.0.1:8080/"), outbox=outbox, clock=clock)
+    return Mail(notifier=notifier, sender=OutboxSender(outbox, relay, clock=clock))
 
 
 def key_adults_for(settings: Settings) -> KeyAdults:
@@ -95,7 +149,8 @@ def key_adults_for(settings: Settings) -> KeyAdults:
     return KeyAdults(default_key_adults_path(settings.state_dir))
 
 
-def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> MonitorWorker:
+def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,
+                         mail: Mail | None = None) -> MonitorWorker:
     """
     The monitor following the audit topic and taking escalation steps.
 
@@ -105,10 +160,9 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
     directory = directory_source(settings.store, clock=clock)
     follow(directory, bootstrap=settings.bootstrap, topic=settings.names.agencies)
     monitor = open_monitor(settings, directory)
-    notifier = email_notifier()
     notices = None
-    if notifier is not None:
-        notices = EscalationNotices(notifier=notifier, key_adults=key_adults_for(settings),
+    if mail is not None:
+        notices = EscalationNotices(notifier=mail.notifier, key_adults=key_adults_for(settings),
                                     settings=DerivedMapping(directory, education_settings), monitor=monitor)
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
                          clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
@@ -175,17 +229,14 @@ def due_by_lookup(monitor: EncompassMonitor) -> Callable[[str], datetime | None]
     return lookup
 
 
-def alert_notice(settings: Settings, directory: Callable[[], Directory] | None = None
-                 ) -> Callable[[set[str]], None] | None:
+def alert_notice(settings: Settings, notifier: EmailNotifier, directory: Callable[[], Directory] | None = None
+                 ) -> Callable[[set[str]], None]:
     """
-    The e-mail that new alerts wait in these settings' inboxes (None without a relay).
+    The e-mail that new alerts wait in these settings' inboxes, queued by `notifier`.
 
     Settings hosted here get a Key Adult and a deputy account on first use when
     ``SAFEBUS_DEMO_PASSWORD`` is set (synthetic partnerships only).
     """
-    notifier = email_notifier()
-    if notifier is None:
-        return None
     key_adults = key_adults_for(settings)
     settings_by_urn = DerivedMapping(directory or directory_source(settings.store), education_settings)
     demo_password = os.environ.get("SAFEBUS_DEMO_PASSWORD")

@@ -19,7 +19,6 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     ├── NotAFact                     consumers.audit.facts, also ValueError: a record that is not a fact
     ├── QueryError                   consumers.audit, also ValueError: an audit query's parameters are bad
     ├── NotInQueue                   consumers.queues.store: a referral id not in this recipient's queue
-    ├── EmailNoticeError             consumers.inbox.email_notice: a notice did not reach every recipient
     └── Throttled                    consumers.web.sign_in_throttle: a sign-in refused before its check
 
 tests/architecture/test_error_tree.py holds the package to this drawing: every public exception

@@ -16,6 +16,7 @@ from safebus.keys import PrivateKeys
 from safebus.producers.synthetic import IncidentFactory, create_partnership
 from safebus.pseudonyms import Tokeniser
 from safebus.records import Output
+from tests.mail_relay import smtp as smtp  # the loopback SMTP relay fixture, for every test
 
 FIXED_NOW = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)  # a Wednesday evening in term time
 

@@ -21,20 +21,18 @@ same tick, so an escalation never ends in silence.
 
 from __future__ import annotations
 
-import smtplib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.audit.attributed_facts import attributed_facts
 from safebus.consumers.encompass.monitor import EncompassMonitor, Step
-from safebus.consumers.inbox.email_notice import EmailNoticeError, EmailNotifier
+from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
 from safebus.errors import BrokerError
@@ -69,20 +67,26 @@ class EscalationNotices:
         self.monitor = monitor
 
     def notify(self, step: Step) -> tuple[str, ...]:
-        """Tell whoever `step` names; raise EmailNoticeError if the relay refuses."""
+        """
+        Put the e-mails `step` calls for in the outbox; return who they are for (ids, for the audit fact).
+
+        Each message's outbox key is the step and the person, so a step taken
+        again after a crash queues nothing twice.
+        """
         urn = step.tracked.setting_urn
         setting = self.settings.get(urn) if urn else None
         policy = self.monitor.policy
         if step.step in (EscalationStep.DEPUTIES, EscalationStep.RESURFACED) and setting is not None:
             roles = {KeyAdultRole.DEPUTY} if step.step is EscalationStep.DEPUTIES else set(KeyAdultRole)
             people = [k for k in self.key_adults.for_setting(setting.urn) if k.role in roles]
-            self.notifier.notify(setting, people)
+            for person in self.notifier.recipients(setting, people):
+                self._queue(step, person.staff_id, self.notifier.message(setting, person))
             return tuple(k.staff_id for k in people)
         if step.step is EscalationStep.FILE_TRANSFER_PROMPTED and setting is not None:
             people = self.key_adults.for_setting(setting.urn)
             for person in people:
-                self._send(person.email, _transfer_text(step, setting, self.notifier.inbox_url),
-                           subject=TRANSFER_SUBJECT)
+                self._queue(step, person.staff_id, self.notifier.compose(
+                    person.email, TRANSFER_SUBJECT, _transfer_text(step, setting, self.notifier.inbox_url)))
             return tuple(k.staff_id for k in people)
         if step.step in (EscalationStep.EDUCATION_SAFEGUARDING_OFFICER, EscalationStep.FILE_TRANSFER_OVERDUE):
             contact = policy.education_safeguarding_officer
@@ -92,24 +96,12 @@ class EscalationNotices:
             contact = policy.mash_education_desk
         else:
             return ()
-        self._send(contact.email, _overdue_text(step, setting, self.notifier.inbox_url))
+        self._queue(step, contact.id, self.notifier.compose(
+            contact.email, OVERDUE_SUBJECT, _overdue_text(step, setting, self.notifier.inbox_url)))
         return (contact.id,)
 
-    def _send(self, address: str, text: str, *, subject: str = OVERDUE_SUBJECT) -> None:
-        message = EmailMessage()
-        message["From"] = self.notifier.sender
-        message["To"] = address
-        message["Subject"] = subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = make_msgid(domain=self.notifier.sender.rpartition("@")[2] or "safebus.invalid")
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(text)
-        try:
-            with smtplib.SMTP(self.notifier.host, self.notifier.port, timeout=self.notifier.timeout) as smtp:
-                smtp.send_message(message)
-        except (smtplib.SMTPException, OSError) as exc:
-            raise EmailNoticeError(f"could not send an escalation notice: {type(exc).__name__}", sent=[],
-                                   failed=1) from exc
+    def _queue(self, step: Step, person_id: str, message: EmailMessage) -> None:
+        self.notifier.queue(f"escalation/{step.tracked.notification_id}/{step.step.value}/{person_id}", message)
 
 
 def _overdue_text(step: Step, setting: EducationSetting | None, inbox_url: str) -> str:
@@ -257,12 +249,7 @@ class MonitorWorker:
                 _log.error("escalation_step_unstateable", notification_id=step.tracked.notification_id[:100],
                            step=step.step.value, error=type(exc).__name__)
                 continue
-            try:
-                notified = self.notices.notify(step) if self.notices else ()
-            except EmailNoticeError:
-                _log.warning("escalation_notice_failed", notification_id=step.tracked.notification_id,
-                             step=step.step.value)
-                continue
+            notified = self.notices.notify(step) if self.notices else ()  # queued: the relay cannot fail it
             # A dry run tells nobody by design: its steps keep their times.
             fact = self.monitor.step_fact(step, at=now, notified=notified,
                                           reached_nobody=self.notices is not None and not notified)

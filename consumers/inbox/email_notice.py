@@ -19,44 +19,33 @@ where to sign in to read it (the inbox's start page).  Why no more:
 - **One message per recipient**, so Key Adults' addresses are not disclosed
   to each other and each message has its own id for tracing.
 
-Sending uses stdlib `smtplib` to a relay the partnership runs; `starttls=True`
-upgrades the connection (use it for any relay that is not on loopback).
-Logs carry message ids, counts and the setting URN, never addresses.
+The notifier does not talk to the relay: it puts each message in the
+worker's outbox (`safebus.consumers.mail`), whose sender delivers it through
+the partnership's relay (TLS and login as configured) and retries while the
+relay is away, so a relay outage delays a notice and never loses one, and
+never holds up the inbox. Logs carry message ids, counts and the setting URN,
+never addresses.
 """
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 
+from safebus.clock import utc_now
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdult
-from safebus.errors import SafebusError
+from safebus.consumers.mail.outbox import MailOutbox
 from safebus.logs import get_logger
 from safebus.schemas.encompass import KeyAdultRole
 
-__all__ = ["SUBJECT", "EmailNoticeError", "EmailNotifier", "notice_text"]
+__all__ = ["SUBJECT", "EmailNotifier", "notice_text"]
 
 SUBJECT = "Operation Encompass: a new alert is waiting"
 """The subject of every notice: nothing about the child, the incident or the setting."""
 
 _log = get_logger("consumers.email_notice")
-
-
-class EmailNoticeError(SafebusError):
-    """
-    A notice could not be sent to every recipient.
-
-    `sent` holds the message ids that did go; `failed` counts the recipients
-    that did not (their addresses are not in the error, which may be logged).
-    """
-
-    def __init__(self, message: str, *, sent: list[str], failed: int) -> None:
-        super().__init__(message)
-        self.sent = sent
-        self.failed = failed
 
 
 def notice_text(setting: EducationSetting, inbox_url: str) -> str:
@@ -72,74 +61,64 @@ def notice_text(setting: EducationSetting, inbox_url: str) -> str:
 
 
 class EmailNotifier:
-    """Sends "an alert is waiting" notices over SMTP."""
+    """Puts "an alert is waiting" notices (and the monitor's escalation e-mails) in the worker's outbox."""
 
-    def __init__(self, host: str, port: int, sender: str, inbox_base_url: str, *, include_deputies: bool = True,
-                 starttls: bool = False, timeout: float = 30.0) -> None:
+    def __init__(self, sender: str, inbox_base_url: str, *, outbox: MailOutbox, include_deputies: bool = True,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         """
-        Send through the SMTP relay at `host`:`port` from `sender`, linking to the inbox at `inbox_base_url`.
+        Queue mail from `sender` in `outbox`, linking to the inbox at `inbox_base_url`.
 
         With `include_deputies` (the default) deputies get the notice as well
         as Key Adults; many settings rely on a deputy when the DSL is away.
         """
-        self.host = host
-        self.port = port
         self.sender = sender
         self.inbox_url = inbox_base_url.rstrip("/") + "/"
         self.include_deputies = include_deputies
-        self.starttls = starttls
-        self.timeout = timeout
+        self.outbox = outbox
+        self.clock = clock
 
     def recipients(self, setting: EducationSetting, key_adults: Sequence[KeyAdult]) -> list[KeyAdult]:
         """Who gets the notice: the setting's Key Adults, and its deputies if configured (others are ignored)."""
         return [k for k in key_adults if k.setting_urn == setting.urn
                 and (k.role is KeyAdultRole.KEY_ADULT or self.include_deputies)]
 
-    def message(self, setting: EducationSetting, recipient: KeyAdult) -> EmailMessage:
-        """The notice for one recipient (plain text, with a fresh Message-ID)."""
+    def compose(self, address: str, subject: str, text: str) -> EmailMessage:
+        """A plain-text message to `address` from our sender, with a fresh Message-ID (kept across retries)."""
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = recipient.email
-        message["Subject"] = SUBJECT
-        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["To"] = address
+        message["Subject"] = subject
+        message["Date"] = format_datetime(self.clock().astimezone(UTC), usegmt=True)
         domain = self.sender.rpartition("@")[2] or "safebus.invalid"
         message["Message-ID"] = make_msgid(domain=domain)
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not reply
-        message.set_content(notice_text(setting, self.inbox_url))
+        message.set_content(text)
         return message
+
+    def message(self, setting: EducationSetting, recipient: KeyAdult) -> EmailMessage:
+        """The notice for one recipient."""
+        return self.compose(recipient.email, SUBJECT, notice_text(setting, self.inbox_url))
+
+    def queue(self, key: str, message: EmailMessage) -> bool:
+        """Put `message` in the outbox under `key` (one without personal data); False if that key is already in."""
+        return self.outbox.put(key, message, now=self.clock())
 
     def notify(self, setting: EducationSetting, key_adults: Sequence[KeyAdult]) -> list[str]:
         """
-        Tell `setting`'s Key Adults (and deputies, if configured) that an alert is waiting.
+        Queue the notice for `setting`'s Key Adults (and deputies, if configured); return the Message-IDs.
 
-        Returns the Message-IDs sent, one per recipient.  Raises
-        EmailNoticeError when the relay cannot be reached or refuses any
-        recipient (after trying them all).
+        One message per recipient. The outbox's sender delivers them; this
+        never waits for the relay.
         """
         recipients = self.recipients(setting, key_adults)
         if not recipients:
             _log.warning("email_notice.no_recipients", setting_urn=setting.urn)
             return []
-        sent: list[str] = []
-        failed = 0
-        try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                for recipient in recipients:
-                    message = self.message(setting, recipient)
-                    try:
-                        smtp.send_message(message)
-                    except smtplib.SMTPRecipientsRefused:
-                        failed += 1
-                        continue
-                    sent.append(str(message["Message-ID"]))
-        except (smtplib.SMTPException, OSError) as exc:
-            _log.error("email_notice.failed", setting_urn=setting.urn, sent=len(sent), error=type(exc).__name__)
-            raise EmailNoticeError(f"could not send the alert notice for setting {setting.urn}: "
-                                   f"{type(exc).__name__}", sent=sent, failed=len(recipients) - len(sent)) from exc
-        _log.info("email_notice.sent", setting_urn=setting.urn, message_ids=sent, refused=failed)
-        if failed:
-            raise EmailNoticeError(f"{failed} of {len(recipients)} recipients refused for setting {setting.urn}",
-                                   sent=sent, failed=failed)
-        return sent
+        queued = []
+        for recipient in recipients:
+            message = self.message(setting, recipient)
+            message_id = str(message["Message-ID"])
+            self.queue(f"alert-notice/{setting.urn}/{recipient.staff_id}/{message_id}", message)
+            queued.append(message_id)
+        _log.info("email_notice.queued", setting_urn=setting.urn, message_ids=queued)
+        return queued

@@ -25,7 +25,6 @@ from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
 from safebus.consumers.encompass.monitor import EncompassMonitor
-from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
@@ -38,18 +37,18 @@ from safebus.schemas.encompass import KeyAdultRole
 from safebus.schemas.police import Child, DomesticAbuseIncident
 from safebus.topics import TopicNames
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
-from tests.unit.consumers.inbox.test_email_notice import _free_port, _Recorder
+from tests.mail_relay import Recorder, SendingNotifier, free_port
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def mail() -> Iterator[_Recorder]:
+def mail() -> Iterator[Recorder]:
     """A real SMTP server on loopback; the monitor's workers send through it."""
     from aiosmtpd.controller import Controller
 
-    recorder = _Recorder()
-    port = _free_port()
+    recorder = Recorder()
+    port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
     controller.start()
     saved = {k: os.environ.get(k) for k in ("SAFEBUS_SMTP", "SAFEBUS_DEMO_PASSWORD")}
@@ -66,7 +65,7 @@ def mail() -> Iterator[_Recorder]:
 
 
 @pytest.fixture(scope="module")
-def clock_bus(kafka: Broker, mail: _Recorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+def clock_bus(kafka: Broker, mail: Recorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
     """Router, inbox and deadline monitor on a fresh partnership."""
     with running_bus(kafka, tmp_path_factory.mktemp("clocks"), prefix=f"c{uuid.uuid4().hex[:10]}") as bus:
         bus.start("monitor")
@@ -114,7 +113,7 @@ def test_implausible_times_are_dead_lettered_and_a_late_share_is_measured(clock_
     assert fact.due_by > now  # the school's clock starts when the alert reaches it
 
 
-def test_a_home_educated_child_is_notified_to_the_ehe_officer(clock_bus: Bus, mail: _Recorder) -> None:
+def test_a_home_educated_child_is_notified_to_the_ehe_officer(clock_bus: Bus, mail: Recorder) -> None:
     """Children's services record elective home education; the next incident e-mails the EHE officer at once."""
     from safebus.app.wiring import key_service_for, tokeniser_for
     from safebus.directory import AgencyKind
@@ -157,7 +156,7 @@ def test_a_home_educated_child_is_notified_to_the_ehe_officer(clock_bus: Bus, ma
 
 
 def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_record(
-        kafka: Broker, mail: _Recorder, tmp_path: Path) -> None:
+        kafka: Broker, mail: Recorder, tmp_path: Path) -> None:
     """The monitor's worker at 08:10: 'deputies' reached nobody (said so), the officer is told in the same tick."""
     names = TopicNames(prefix=f"d{uuid.uuid4().hex[:10]}")
     store = PartnershipStore(tmp_path)
@@ -170,8 +169,7 @@ def test_a_setting_without_deputies_escalates_to_the_officer_at_once_on_the_reco
     at = datetime(2026, 11, 19, 8, 10, tzinfo=UTC)
     monitor = EncompassMonitor(tmp_path / "monitor.sqlite", calendars=sample_calendars(), policy=load_policy(),
                                urn_of={"school-900101": "900101"})
-    notifier = EmailNotifier("127.0.0.1", int(os.environ["SAFEBUS_SMTP"].rpartition(":")[2]),
-                             "encompass-alerts@northdale.example", "http://127.0.0.1:8080/")
+    notifier = SendingNotifier(tmp_path, int(os.environ["SAFEBUS_SMTP"].rpartition(":")[2]))
     notices = EscalationNotices(notifier=notifier, key_adults=key_adults, settings={"900101": setting},
                                 monitor=monitor)
     worker = MonitorWorker(bootstrap=kafka.bootstrap, names=names, monitor=monitor, notices=notices,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -20,12 +21,13 @@ from datetime import date
 import pytest
 
 from safebus.app.encompass_wiring import acknowledgement_publisher, open_monitor
+from safebus.consumers.mail.outbox import MailOutbox
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import Acknowledger, EncompassAcknowledged, KeyAdultRole
 from safebus.schemas.police import Child
 from safebus.schemas.registry import Family
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
-from tests.unit.consumers.inbox.test_email_notice import _free_port, _Recorder
+from tests.mail_relay import LoopbackRelay, Recorder
 
 pytestmark = pytest.mark.kafka
 
@@ -34,21 +36,17 @@ CHILD = Child(first_name="Perpetua", surname="Quarrington", date_of_birth=date(2
 
 
 @pytest.fixture(scope="module")
-def mail() -> Iterator[_Recorder]:
-    """A real SMTP server on loopback that records what it receives."""
-    from aiosmtpd.controller import Controller
-
-    recorder = _Recorder()
-    port = _free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
+def relay() -> Iterator[LoopbackRelay]:
+    """A real SMTP server on loopback that records what it receives, which a test may stop and start."""
+    relay = LoopbackRelay()
+    relay.start()
     saved = {k: os.environ.get(k) for k in ("SAFEBUS_SMTP", "SAFEBUS_DEMO_PASSWORD", "SAFEBUS_INBOX_URL")}
-    os.environ.update({"SAFEBUS_SMTP": f"127.0.0.1:{port}", "SAFEBUS_DEMO_PASSWORD": "synthetic-demo-password",
+    os.environ.update({"SAFEBUS_SMTP": f"127.0.0.1:{relay.port}", "SAFEBUS_DEMO_PASSWORD": "synthetic-demo-password",
                        "SAFEBUS_INBOX_URL": "http://127.0.0.1:8080/"})
     try:
-        yield recorder
+        yield relay
     finally:
-        controller.stop()
+        relay.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -57,14 +55,20 @@ def mail() -> Iterator[_Recorder]:
 
 
 @pytest.fixture(scope="module")
-def encompass_bus(kafka: Broker, mail: _Recorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+def mail(relay: LoopbackRelay) -> Recorder:
+    """What the relay received."""
+    return relay.recorder
+
+
+@pytest.fixture(scope="module")
+def encompass_bus(kafka: Broker, mail: Recorder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
     """A bus whose inbox e-mails notices and whose deadline monitor runs."""
     with running_bus(kafka, tmp_path_factory.mktemp("encompass"), prefix=f"e{uuid.uuid4().hex[:10]}") as bus:
         bus.start("monitor")
         yield bus
 
 
-def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, mail: _Recorder) -> None:
+def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, mail: Recorder) -> None:
     """The whole morning-after path for one child, checked at every hand-over."""
     bus = encompass_bus
     incident = make_incident(CHILD)
@@ -126,7 +130,7 @@ def test_alert_notice_deadline_acknowledgement_and_report(encompass_bus: Bus, ma
 
 
 def test_a_move_sends_later_alerts_to_the_new_school_and_prompts_the_old_one(encompass_bus: Bus,
-                                                                            mail: _Recorder) -> None:
+                                                                            mail: Recorder) -> None:
     """After an enrolment change the next alert goes to the new setting; the old one is asked for the file."""
     from safebus.app.wiring import key_service_for, tokeniser_for
     from safebus.consumers.encompass.escalation import TRANSFER_SUBJECT
@@ -172,3 +176,35 @@ def test_a_move_sends_later_alerts_to_the_new_school_and_prompts_the_old_one(enc
     decision = wait_for(lambda: next(iter(bus.encompass({later.event_id}).values()), None),
                         what="the later alert decided")
     assert decision.recipient == "school-900103"
+
+
+def test_a_relay_outage_delays_the_notices_and_each_arrives_once_when_it_is_back(
+        encompass_bus: Bus, relay: LoopbackRelay) -> None:
+    """The relay stops mid-flow: the alert is in the inbox at once, its notices wait in the outbox, then go once."""
+    bus = encompass_bus
+    before = len(relay.recorder.received)
+    relay.stop()
+    child = Child(first_name="Wilhelmina", surname="Ashcombe", date_of_birth=date(2017, 2, 3), present=True,
+                  school_urn="900101")
+    incident = make_incident(child)
+    bus.publisher().publish([incident])
+    decision = wait_for(lambda: next(iter(bus.encompass({incident.event_id}).values()), None),
+                        what="the Encompass decision")
+    assert decision.output_id is not None
+    wait_for(lambda: bus.alert("900101", decision.output_id or ""), what="the alert in the inbox, relay or not")
+    outbox = MailOutbox(bus.settings.state_dir / "mail" / "inbox-outbox.sqlite")
+    try:
+        wait_for(lambda: True if outbox.counts().pending >= 2 else None, what="two notices waiting in the outbox")
+        assert len(relay.recorder.received) == before
+        relay.start()
+        wait_for(lambda: True if len(relay.recorder.received) >= before + 2 else None, timeout_s=90,
+                 what="the waiting notices delivered once the relay is back")
+        time.sleep(3)  # a duplicate would be sent on the sender's next pass, a second later
+        delivered = relay.recorder.received[before:]
+        assert sorted(r.rcpt_tos[0] for r in delivered) == ["deputy-dsl@school-900101.example",
+                                                            "dsl@school-900101.example"]
+        assert outbox.counts().pending == 0
+        for message in delivered:
+            assert b"Wilhelmina" not in message.raw
+    finally:
+        outbox.close()

@@ -26,10 +26,6 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from safebus.app.cli_encompass import inbox_web_state
 from safebus.consumers.audit.ledger import AuditLedger
@@ -49,6 +45,7 @@ from safebus.consumers.web.serving import ServedApp, serve_in_thread, tls_contex
 from safebus.producers.synthetic import SCHOOLS
 from safebus.pseudonyms import Tokeniser
 from tests.conftest import FIXED_NOW
+from tests.tls_files import self_signed_certificate
 
 PASSWORD = "synthetic demo password"
 SETTINGS = {urn: EducationSetting(urn=urn, agency_id=agency_id, name=name) for agency_id, urn, name, _ in SCHOOLS}
@@ -347,32 +344,10 @@ def _dashboard(tmp_path: Path, officers: Officers, audit_dir: Path) -> AuditDash
 # --------------------------------------------------------------------------- TLS and headers
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, made here (PEM files)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "safebus test")])
-    import ipaddress
-
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.now().astimezone() - timedelta(days=1))
-        .not_valid_after(datetime.now().astimezone() + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 class TestTransport:
     def test_the_inbox_serves_tls_itself_with_hsts_and_secure_cookies(self, tmp_path: Path) -> None:
         """Given a certificate and key, the inbox speaks HTTPS, sends HSTS and marks every cookie Secure."""
-        cert, key = _self_signed(tmp_path)
+        cert, key = self_signed_certificate(tmp_path)
         app, _, _ = _inbox(tmp_path)
         served = serve_in_thread(app.app(), tls=tls_context(cert, key))
         try:

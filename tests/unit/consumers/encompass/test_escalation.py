@@ -17,10 +17,9 @@ from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import OVERDUE_SUBJECT, EscalationNotices
 from safebus.consumers.encompass.monitor import EncompassMonitor
-from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults, ensure_synthetic_key_adults
 from safebus.schemas.audit import EscalationStep
-from tests.unit.consumers.inbox.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
+from tests.mail_relay import Recorder, SendingNotifier
 
 SETTING = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
 RECORDED = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
@@ -46,13 +45,13 @@ def monitor(tmp_path: Path) -> EncompassMonitor:
 def _notices(tmp_path: Path, port: int, monitor: EncompassMonitor) -> EscalationNotices:
     key_adults = KeyAdults(tmp_path / "key-adults.json")
     ensure_synthetic_key_adults(key_adults, [SETTING], password="synthetic-demo-password")
-    notifier = EmailNotifier("127.0.0.1", port, "encompass-alerts@northdale.example", "http://127.0.0.1:8080/")
+    notifier = SendingNotifier(tmp_path, port)
     return EscalationNotices(notifier=notifier, key_adults=key_adults, settings={SETTING.urn: SETTING},
                              monitor=monitor)
 
 
 def test_deputies_then_the_officer_then_the_mash_desk_are_told(
-    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[Recorder, int],
 ) -> None:
     """Each step e-mails exactly its people, and says nothing about the child."""
     recorder, port = smtp
@@ -79,7 +78,7 @@ def test_deputies_then_the_officer_then_the_mash_desk_are_told(
 
 
 def test_the_old_setting_is_asked_to_transfer_the_file_without_being_told_who_in_the_email(
-    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[Recorder, int],
 ) -> None:
     """A move prompts the old setting's Key Adult and deputy; an unsent file goes to the officer."""
     recorder, port = smtp

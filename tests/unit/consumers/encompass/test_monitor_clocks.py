@@ -23,11 +23,10 @@ from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.escalation import EscalationNotices
 from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.consumers.encompass.on_time import on_time_report, report_rows
-from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
-from tests.unit.consumers.inbox.test_email_notice import _Recorder, smtp  # noqa: F401 - the loopback SMTP server fixture
+from tests.mail_relay import Recorder, SendingNotifier
 
 SETTING = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
 INCIDENT = datetime(2026, 11, 10, 20, 0, tzinfo=UTC)  # a Tuesday evening
@@ -84,13 +83,13 @@ def _notices(tmp_path: Path, port: int, monitor: EncompassMonitor) -> Escalation
     key_adults = KeyAdults(tmp_path / "key-adults.json")
     key_adults.add("900101-ka", setting_urn=SETTING.urn, role=KeyAdultRole.KEY_ADULT, display_name="Key Adult",
                    email="ka@school-900101.example", password="synthetic-demo-password")
-    notifier = EmailNotifier("127.0.0.1", port, "encompass-alerts@northdale.example", "http://127.0.0.1:8080/")
+    notifier = SendingNotifier(tmp_path, port)
     return EscalationNotices(notifier=notifier, key_adults=key_adults, settings={SETTING.urn: SETTING},
                              monitor=monitor)
 
 
 def test_a_setting_with_no_deputies_goes_straight_to_the_officer_and_says_so(
-    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[Recorder, int],
 ) -> None:
     """At 08:10 the deputies step finds nobody: recorded as such, and the LA officer is told at 08:10, not 08:55."""
     recorder, port = smtp
@@ -134,7 +133,7 @@ def test_the_bring_forward_survives_a_restart_from_the_audit_facts(tmp_path: Pat
 
 
 def test_a_home_educated_child_is_notified_to_the_elective_home_education_officer(
-    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[_Recorder, int],  # noqa: F811
+    tmp_path: Path, monitor: EncompassMonitor, smtp: tuple[Recorder, int],
 ) -> None:
     """Clause 4.2 shares with children's services; the monitor e-mails the EHE officer at once, no personal data."""
     recorder, port = smtp

@@ -1,23 +1,17 @@
-"""The "an alert is waiting" e-mail, sent to a real SMTP server on loopback: right people, no personal data."""
+"""The "an alert is waiting" e-mail, via the outbox to a loopback SMTP server: right people, no personal data."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
-
-from safebus.consumers.inbox.email_notice import SUBJECT, EmailNoticeError, EmailNotifier
+from safebus.consumers.inbox.email_notice import SUBJECT
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdult
 from safebus.schemas._base import event_metadata
 from safebus.schemas.encompass import EncompassNotification, KeyAdultRole
 from tests.conftest import FIXED_NOW
+from tests.mail_relay import Recorder, SendingNotifier
 
 HOLLOWMERE = EducationSetting(urn="900101", agency_id="school-900101", name="Hollowmere Primary School")
 INBOX = "https://inbox.northdale.example"
@@ -54,91 +48,44 @@ def _personal_data(n: EncompassNotification) -> list[str]:
     ]
 
 
-@dataclass
-class Received:
-    """What the loopback SMTP server was given."""
-
-    mail_from: str
-    rcpt_tos: list[str]
-    message: EmailMessage
-    raw: bytes
-
-
-@dataclass
-class _Recorder:
-    refuse: set[str] = field(default_factory=set)
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
-        if address in self.refuse:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        raw = bytes(envelope.original_content or envelope.content)
-        parsed = message_from_bytes(raw, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.received.append(Received(mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos),
-                                      message=parsed, raw=raw))
-        return "250 Message accepted for delivery"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[_Recorder, int]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 at a free port, recording what it receives."""
-    recorder = _Recorder()
-    port = _free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield recorder, port
-    finally:
-        controller.stop()
-
-
-def _notifier(port: int, **kwargs: Any) -> EmailNotifier:
-    return EmailNotifier("127.0.0.1", port, "encompass-alerts@northdale.example", INBOX, **kwargs)
+def _notifier(folder: Path, port: int, **kwargs: Any) -> SendingNotifier:
+    return SendingNotifier(folder, port, inbox=INBOX, **kwargs)
 
 
 class TestWhoIsTold:
-    def test_the_key_adult_and_deputy_each_get_their_own_notice(self, smtp: tuple[_Recorder, int]) -> None:
+    def test_the_key_adult_and_deputy_each_get_their_own_notice(self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """One message per person at the setting, each addressed to that person only, with its id returned."""
         recorder, port = smtp
-        ids = _notifier(port).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY, OTHER_SCHOOL])
+        ids = _notifier(tmp_path, port).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY, OTHER_SCHOOL])
         assert len(ids) == 2
         assert [r.rcpt_tos for r in recorder.received] == [[KEY_ADULT.email], [DEPUTY.email]]
         assert [r.message["To"] for r in recorder.received] == [KEY_ADULT.email, DEPUTY.email]
         assert [r.message["Message-ID"] for r in recorder.received] == ids
         assert all(r.mail_from == "encompass-alerts@northdale.example" for r in recorder.received)
 
-    def test_deputies_can_be_left_out(self, smtp: tuple[_Recorder, int]) -> None:
+    def test_deputies_can_be_left_out(self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """A partnership that notifies only the Key Adult configures it so."""
         recorder, port = smtp
-        _notifier(port, include_deputies=False).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
+        _notifier(tmp_path, port, include_deputies=False).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
         assert [r.rcpt_tos for r in recorder.received] == [[KEY_ADULT.email]]
 
-    def test_another_settings_staff_are_never_told(self, smtp: tuple[_Recorder, int]) -> None:
+    def test_another_settings_staff_are_never_told(self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """Staff of another school passed in by mistake get nothing; with nobody left, nothing is sent."""
         recorder, port = smtp
-        assert _notifier(port).notify(HOLLOWMERE, [OTHER_SCHOOL]) == []
+        assert _notifier(tmp_path, port).notify(HOLLOWMERE, [OTHER_SCHOOL]) == []
         assert recorder.received == []
 
 
 class TestWhatItSays:
     def test_the_notice_says_an_alert_is_waiting_where_and_links_to_the_inbox(
-            self, smtp: tuple[_Recorder, int]) -> None:
+            self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """The body names the setting and links to the inbox's start page."""
         recorder, port = smtp
-        _notifier(port).notify(HOLLOWMERE, [KEY_ADULT])
+        _notifier(tmp_path, port).notify(HOLLOWMERE, [KEY_ADULT])
         [received] = recorder.received
         body = received.message.get_content()
         assert "Operation Encompass alert is waiting" in body
@@ -147,10 +94,11 @@ class TestWhatItSays:
         assert received.message["Subject"] == SUBJECT
         assert received.message["Auto-Submitted"] == "auto-generated"
 
-    def test_the_notice_carries_none_of_the_childs_personal_data(self, smtp: tuple[_Recorder, int]) -> None:
+    def test_the_notice_carries_none_of_the_childs_personal_data(self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """Name, surname, date of birth (many formats), police reference, ids and incident time appear nowhere."""
         recorder, port = smtp
-        _notifier(port).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
+        _notifier(tmp_path, port).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
         assert recorder.received
         for received in recorder.received:
             headers = "\n".join(f"{k}: {v}" for k, v in received.message.items())
@@ -161,27 +109,25 @@ class TestWhatItSays:
                 assert secret.casefold() not in body.casefold(), secret
                 assert secret.casefold() not in raw.casefold(), secret
 
-    def test_the_subject_does_not_name_the_setting(self, smtp: tuple[_Recorder, int]) -> None:
+    def test_the_subject_does_not_name_the_setting(self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
         """Subjects show on lock screens; even the school's name stays out of it."""
         recorder, port = smtp
-        _notifier(port).notify(HOLLOWMERE, [KEY_ADULT])
+        _notifier(tmp_path, port).notify(HOLLOWMERE, [KEY_ADULT])
         assert "Hollowmere" not in str(recorder.received[0].message["Subject"])
 
 
 class TestWhenItCannotBeSent:
-    def test_a_refused_recipient_is_reported_after_the_others_are_sent(self, smtp: tuple[_Recorder, int]) -> None:
-        """One bad mailbox does not stop the deputy hearing about the alert; the caller learns of the failure."""
+    def test_a_refused_mailbox_does_not_stop_the_others_and_is_kept_as_refused(
+            self, smtp: tuple[Recorder, int], tmp_path: Path
+    ) -> None:
+        """The deputy still hears; the Key Adult's notice is kept as refused (not retried blindly, not lost)."""
         recorder, port = smtp
         recorder.refuse.add(KEY_ADULT.email)
-        with pytest.raises(EmailNoticeError, match="1 of 2 recipients refused") as caught:
-            _notifier(port).notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
+        notifier = _notifier(tmp_path, port)
+        ids = notifier.notify(HOLLOWMERE, [KEY_ADULT, DEPUTY])
+        assert len(ids) == 2
         assert [r.rcpt_tos for r in recorder.received] == [[DEPUTY.email]]
-        assert caught.value.sent == [recorder.received[0].message["Message-ID"]]
-        assert KEY_ADULT.email not in str(caught.value)
-
-    def test_an_unreachable_relay_is_an_error_not_silence(self) -> None:
-        """Nothing listening on the relay's port raises, so the caller can retry or escalate."""
-        with pytest.raises(EmailNoticeError, match="could not send") as caught:
-            _notifier(_free_port(), timeout=2.0).notify(HOLLOWMERE, [KEY_ADULT])
-        assert caught.value.sent == []
-        assert caught.value.failed == 1
+        counts = notifier.outbox.counts()
+        assert (counts.sent, counts.refused, counts.pending) == (1, 1, 0)
+        assert notifier.sending.send_due().sent == 0, "a refused message is not tried again"
