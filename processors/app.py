@@ -193,7 +193,17 @@ async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence
 
 
 class _BoundedStopWorker(faust.Worker):
-    """A Faust worker whose stop on SIGTERM/SIGINT is bounded: a hard exit follows if it stalls."""
+    """
+    A Faust worker whose stop on SIGTERM/SIGINT is bounded (a hard exit follows if it stalls), and with no spinner.
+
+    Faust draws a terminal spinner on its stdout for every warning it logs,
+    even when stdout is a file: cursor codes in front of the JSON lines made the
+    router's log file unparseable. Our logs are the structlog JSON lines alone.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def _on_sigterm(self) -> None:
         hard_exit_later(signal.SIGTERM)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +93,19 @@ def test_an_unconfirmed_output_stops_the_worker_instead_of_acknowledging(monkeyp
     with pytest.raises(SystemExit):
         _run(_Producer(fail=True))
     assert exits == [processor_app.EXIT_OUTPUT_NOT_DURABLE]
+
+
+def test_the_router_writes_only_json_lines_when_faust_logs_warnings(tmp_path: Path) -> None:
+    """Faust's terminal spinner is off: a warning from Faust's own logger puts no cursor codes in the log file."""
+    import faust
+
+    out = io.StringIO()
+    app = faust.App("t-spinner", broker="kafka://127.0.0.1:1", datadir=str(tmp_path), web_enabled=False)
+    worker = processor_app._BoundedStopWorker(app, loglevel="warn", quiet=True, redirect_stdouts=False, stdout=out)
+    logger = logging.getLogger("spinner-probe")
+    logger.addHandler(logging.StreamHandler(out))
+    worker._setup_spinner_handler(logger, logging.WARNING)  # what Faust does when it configures logging
+    logger.warning('{"event": "a warning"}')
+    worker._on_startup_end_spinner()
+    assert "\x1b[" not in out.getvalue()
+    assert out.getvalue().splitlines() == ['{"event": "a warning"}']
