@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from safebus import logs
 from safebus.app import cli_audit, cli_encompass
+from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
 from safebus.jcs import canonical_model
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tls_arguments(inbox, prefix="web: ")
     inbox.add_argument("--bootstrap")
     inbox.add_argument("--school", metavar="URN", help="the school's URN (for show)")
+    add_health_argument(inbox)
 
     schemas = commands.add_parser("schemas", help="data contracts: validate payloads, generate and check schemas")
     schemas.add_argument("action", choices=["validate", "generate", "check", "release", "list"])
@@ -118,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     queue.add_argument("--referral", metavar="REFERRAL_ID", help="the referral to take")
     queue.add_argument("--by", metavar="STAFF_ID", help="who takes it")
     queue.add_argument("--bootstrap")
+    add_health_argument(queue)
 
     rules = commands.add_parser("rules", help="the Information Sharing Agreements")
     rules.add_argument("action", choices=["explain", "check", "list"])
@@ -208,7 +211,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "processor":
         return _processor(settings, args)
     if args.command == "inbox":
-        return _inbox_run(settings)
+        return _inbox_run(settings, health_port=args.health_port)
     if args.command == "gateway":
         return _gateway_run(settings, host=args.host, port=args.port)
     if args.command == "queue":
@@ -406,7 +409,8 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
 
         stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         worker = build_queue_worker(settings, clock=utc_now)
-        worker.run(stop)
+        with worker_health("queues", args.health_port) as health:
+            worker.run(stop, health=health)
         return 0
     if not (args.recipient and args.referral and args.by):
         print("safebus: queue take needs --recipient, --referral and --by", file=sys.stderr)
@@ -524,7 +528,7 @@ def _announce_backfill(settings: Settings, window: PayloadWindow, args: argparse
     print(f"backfill from {args.backfill_from} authorised by {args.by}: recorded as {fact.event_id}", flush=True)
 
 
-def _inbox_run(settings: Settings) -> int:
+def _inbox_run(settings: Settings, *, health_port: int | None) -> int:
     from safebus.app.encompass_wiring import alert_notice, mail_for
     from safebus.app.wiring import build_inbox_worker
     from safebus.shutdown import stop_on_signals
@@ -535,7 +539,8 @@ def _inbox_run(settings: Settings) -> int:
     if mail is not None:
         worker.notify = alert_notice(settings, mail.notifier, worker.directory)  # the same live directory
         mail.start(stop)
-    worker.run(stop)
+    with worker_health("inbox", health_port) as health:
+        worker.run(stop, health=health)
     return 0
 
 

@@ -54,6 +54,7 @@ from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_publisher
 from safebus.jcs import canonical_model
 from safebus.live_directory import DerivedMapping, follow
+from safebus.metrics import MAIL_OUTBOX
 from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
@@ -127,7 +128,10 @@ class Mail:
     sender: OutboxSender
 
     def start(self, stop: threading.Event) -> threading.Thread:
-        """Deliver the outbox in a thread until `stop` is set."""
+        """Deliver the outbox in a thread until `stop` is set; its depth is reported as a metric."""
+        outbox = self.notifier.outbox
+        MAIL_OUTBOX.labels(state="pending").set_function(lambda: outbox.counts().pending)
+        MAIL_OUTBOX.labels(state="refused").set_function(lambda: outbox.counts().refused)
         thread = threading.Thread(target=self.sender.run, args=(stop,), name="mail-sender", daemon=True)
         thread.start()
         return thread

@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from safebus.directory import Agency
 from safebus.errors import BrokerError
+from safebus.health import WorkerHealth
 from safebus.kafka_io import (
     GROUP_TIMING,
     RECONNECT,
@@ -43,10 +44,12 @@ from safebus.kafka_io import (
 )
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
-from safebus.records import Origin, Output, Record, dead_letter
+from safebus.metrics import CONSUMER_LAG, DEAD_LETTERS, RECORDS_IN, SHARES_DELIVERED
+from safebus.records import DLQ_REASON, Origin, Output, Record, dead_letter
 
 __all__ = [
     "DELIVER_STAGE",
+    "LAG_EVERY_S",
     "HostedAgency",
     "admit_guarded",
     "deliver_batch",
@@ -57,6 +60,9 @@ __all__ = [
 ]
 
 _log = get_logger("consumer.delivery")
+
+LAG_EVERY_S = 5.0
+"""How often the loop reports its consumer lag."""
 A = TypeVar("A")
 
 DELIVER_STAGE = "deliver"
@@ -95,6 +101,7 @@ def run_batches(
     poll_s: float = 0.5,
     idle: Callable[[], object] | None = None,
     wedged_after_s: float = WEDGED_AFTER_S,
+    health: WorkerHealth | None = None,
 ) -> None:
     """
     Subscribe a consumer from `consumers` to `topics` and hand each batch to `deliver`, committing after it.
@@ -107,15 +114,28 @@ def run_batches(
     poll: when its answer changes (a live directory added or retired an
     agency) the consumer resubscribes, so the worker follows the directory
     without a restart.
+
+    `health`, if given, hears every pass of the loop (liveness), is marked
+    ready the first time the consumer holds partitions and finds nothing more
+    to read (caught up past start-up), and the loop reports records read and
+    consumer lag per topic (`safebus.metrics`).
     """
     loop = _Loop(consumers, topics if callable(topics) else (lambda: topics), wedged_after_s=wedged_after_s)
+    lag_due = 0.0
     try:
         while not stop.is_set():
+            if health is not None:
+                health.beat()
+            if time.monotonic() >= lag_due:
+                loop.report_lag()
+                lag_due = time.monotonic() + LAG_EVERY_S
             loop.replace_if_wedged()
             loop.resubscribe_if_changed()
             first = loop.consumer.poll(poll_s)
             if first is None:
                 loop.idle_poll()
+                if health is not None and loop.assigned():
+                    health.mark_ready()
                 if idle is not None:
                     _try("idle_failed", idle)
                 continue
@@ -124,6 +144,7 @@ def run_batches(
                 error = msg.error()
                 if error is None:
                     records.append(to_record(msg))
+                    RECORDS_IN.labels(topic=records[-1].topic).inc()
                 elif error.code() != KafkaError._PARTITION_EOF:
                     loop.trouble(str(error))
             if records and _deliver_until_done(deliver, records, stop):
@@ -209,8 +230,25 @@ class _Loop:
 
     def idle_poll(self) -> None:
         """A poll found nothing: healthy if the consumer holds partitions (it is simply caught up)."""
-        if self._trouble_since is not None and self._assigned():
+        if self._trouble_since is not None and self.assigned():
             self._progress()
+
+    def report_lag(self) -> None:
+        """Records not yet read on the assigned partitions, per topic (the watermarks librdkafka already holds)."""
+        try:
+            positions = self.consumer.position(self.consumer.assignment())
+        except KafkaException:
+            return
+        lag: dict[str, int] = dict.fromkeys(self._topics, 0)
+        for tp in positions:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(high - tp.offset, 0)
+        for topic, behind in lag.items():
+            CONSUMER_LAG.labels(topic=topic).set(behind)
 
     def commit(self) -> None:
         """Commit the delivered batch; a failure only means it is redelivered (and deduplicated) later."""
@@ -238,7 +276,8 @@ class _Loop:
             _log.info("consumer_recovered", after_s=round(time.monotonic() - self._trouble_since, 1))
         self._trouble_since = None
 
-    def _assigned(self) -> bool:
+    def assigned(self) -> bool:
+        """Whether the consumer holds partitions now."""
         try:
             return bool(self.consumer.assignment())
         except KafkaException:
@@ -281,7 +320,10 @@ def deliver_batch(
             admitted.append(outcome)
     if refused:
         produce_all(producer, refused)
+        for output in refused:
+            DEAD_LETTERS.labels(reason=dict(output.headers).get(DLQ_REASON, b"unknown").decode()[:64]).inc()
     new = store_many(admitted) if admitted else 0
+    SHARES_DELIVERED.labels(what=what).inc(new)
     _log.info(f"{what}_delivered", received=len(records), new=new, redelivered=len(admitted) - new,
               dead_lettered=len(refused))
     return new

@@ -30,6 +30,7 @@ from safebus.directory import Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope, SafebusError
 from safebus.fact_signing import FactPublisher, FactSigner
+from safebus.health import WorkerHealth
 from safebus.kafka_io import reliable_producer
 from safebus.keyservice import KeyService
 from safebus.live_directory import Refresher, following
@@ -93,10 +94,11 @@ class InboxWorker:
         self.publish_audit: Callable[[list[Output]], None] = FactPublisher(fact_signer, self._producer)
         """Where delivery facts go (signed by `fact_signer`, to the audit topic, acknowledged by the broker)."""
 
-    def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
-        """Deliver until `stop` is set (the shared loop commits only after each batch is stored)."""
+    def run(self, stop: threading.Event, *, batch_size: int = 500, health: WorkerHealth | None = None) -> None:
+        """Deliver until `stop` is set (the shared loop commits only after each batch is stored; see its `health`)."""
         with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
-            run_batches(self._consumers, self.current_topics, self.deliver, stop, batch_size=batch_size)
+            run_batches(self._consumers, self.current_topics, self.deliver, stop, batch_size=batch_size,
+                        health=health)
 
     def current_topics(self) -> list[str]:
         """The hosted schools' topics; first catches up with a directory change (schools, keys, held alerts)."""

@@ -32,6 +32,7 @@ from safebus.directory import Directory, OnlyFrom
 from safebus.envelope import open_envelope
 from safebus.errors import InvalidEnvelope
 from safebus.fact_signing import FactPublisher, FactSigner
+from safebus.health import WorkerHealth
 from safebus.kafka_io import reliable_producer
 from safebus.keyservice import KeyService
 from safebus.live_directory import Refresher, following
@@ -100,11 +101,11 @@ class QueueWorker:
         """The referral topics this worker consumes."""
         return sorted(self.recipients)
 
-    def run(self, stop: threading.Event, *, batch_size: int = 500) -> None:
-        """Deliver until `stop` is set, following the directory topic."""
+    def run(self, stop: threading.Event, *, batch_size: int = 500, health: WorkerHealth | None = None) -> None:
+        """Deliver until `stop` is set, following the directory topic (see the shared loop's `health`)."""
         with following(self.directory, bootstrap=self._bootstrap, topic=self.names.agencies):
             run_batches(lambda: delivery_consumer(self._bootstrap, self._group_id), self.current_topics,
-                        self.deliver, stop, batch_size=batch_size)
+                        self.deliver, stop, batch_size=batch_size, health=health)
 
     def current_topics(self) -> list[str]:
         """The topics to consume now; first catches up with a directory change (hosted set, keys, retries)."""

@@ -96,6 +96,11 @@ class _Consumer:
     def assignment(self) -> list[object]:
         return [object()] if self.assigned else []
 
+    def position(self, partitions: list[object]) -> list[object]:
+        if not self.broker_answers:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+        return []
+
     def list_topics(self, topic: str, timeout: float) -> object:
         if not self.broker_answers:
             raise KafkaException(KafkaError(KafkaError._TRANSPORT))

@@ -1,0 +1,20 @@
+"""
+The bus's Prometheus metrics, defined in one place so every worker reports the same names.
+
+Metrics live in prometheus-client's process registry, the library's own idiom:
+a worker is one process, and its health endpoint (`safebus.health`) serves
+that registry at ``/metrics``. Labels carry topics, reasons and outcomes,
+never a person, an address or an event's content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+__all__ = ["CONSUMER_LAG", "DEAD_LETTERS", "MAIL_OUTBOX", "RECORDS_IN", "SHARES_DELIVERED"]
+
+RECORDS_IN = Counter("safebus_records_in", "Records a worker read from the bus.", ["topic"])
+DEAD_LETTERS = Counter("safebus_dead_letters", "Dead letters a worker wrote, by reason.", ["reason"])
+SHARES_DELIVERED = Counter("safebus_shares_delivered", "Shares newly stored for their recipient.", ["what"])
+CONSUMER_LAG = Gauge("safebus_consumer_lag", "Records on the bus the worker has not read yet, per topic.", ["topic"])
+MAIL_OUTBOX = Gauge("safebus_mail_outbox", "E-mail messages in the worker's outbox, by state.", ["state"])

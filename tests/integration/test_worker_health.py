@@ -1,0 +1,81 @@
+"""A worker's health endpoint as a supervisor and Prometheus meet it: a real queue worker on a real broker."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from datetime import date
+
+import pytest
+
+from safebus.schemas.police import Adult, AdultRole, Child, Relationship, RiskGrade
+from tests.integration.conftest import Bus, make_incident, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+    except OSError:
+        return 0, ""  # not listening yet
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_queue_worker_answers_live_ready_and_counts_what_it_delivers(bus: Bus) -> None:
+    """
+    ``safebus queue run --health-port`` is live at once, ready once it holds its partitions and has caught up,
+    and its /metrics count the records it read, the shares it stored and its lag per topic (0 when caught up).
+    """
+    port = _free_port()
+    bus.start("queue-health", "--health-port", str(port), worker="queue")
+    try:
+        wait_for(lambda: _get(port, "/healthz")[0] == 200, what=f"/healthz 200\n{bus.log('queue-health')}")
+        wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90,
+                 what=f"/readyz 200\n{bus.log('queue-health')}")
+        assert _get(port, "/nothing")[0] == 404
+
+        child = Child(first_name="Kit", surname="Ashdown", date_of_birth=date(2016, 9, 1), present=True,
+                      school_urn="900101")
+        victim = Adult(first_name="Rowan", surname="Ashdown", role=AdultRole.VICTIM,
+                       relationship=Relationship.PARENT, date_of_birth=date(1989, 4, 12))
+        suspect = Adult(first_name="Otis", surname="Pemberton", role=AdultRole.SUSPECT,
+                        relationship=Relationship.PARENTS_PARTNER)
+        incident = make_incident(child, adults=(victim, suspect)).model_copy(update={"risk_grade": RiskGrade.HIGH})
+        bus.publisher().publish([incident])
+
+        def delivered() -> str | None:
+            status, text = _get(port, "/metrics")
+            stored = _metric(text, "safebus_shares_delivered_total", what="referrals")
+            return text if status == 200 and stored is not None and stored >= 3 else None
+
+        text = wait_for(delivered, timeout_s=90, what=f"three referrals counted\n{bus.log('queue-health')}")
+        marac_topic = next(t for t in _topics(text) if "marac" in t)
+        assert (_metric(text, "safebus_records_in_total", topic=marac_topic) or 0) >= 1
+        wait_for(lambda: _metric(_get(port, "/metrics")[1], "safebus_consumer_lag", topic=marac_topic) == 0,
+                 what="the lag of a caught-up worker reported as 0")
+    finally:
+        bus.stop("queue-health")
+    assert _get(port, "/healthz")[0] == 0, "the endpoint goes with its worker"
+
+
+def _topics(metrics: str) -> set[str]:
+    return {line.split('topic="', 1)[1].split('"', 1)[0] for line in metrics.splitlines()
+            if line.startswith("safebus_records_in_total{")}
