@@ -41,8 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("SAFEBUS_LOG_LEVEL", "WARNING"))
     commands = parser.add_subparsers(dest="command", required=True)
 
-    broker = commands.add_parser("broker", help="the local single-node Kafka broker")
+    broker = commands.add_parser("broker", help="the local Kafka broker, or a secured local cluster")
     broker.add_argument("action", choices=["up", "status", "down"])
+    broker.add_argument("--secure", action="store_true",
+                        help="a cluster with TLS, SASL/SCRAM and ACLs enforced (default: one plaintext node)")
+    broker.add_argument("--nodes", type=int, default=3, metavar="N", help="with --secure: how many nodes (3)")
 
     topics = commands.add_parser("topics", help="topics as code")
     topics.add_argument("action", choices=["apply", "list"])
@@ -163,7 +166,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     from safebus.app.wiring import Settings, resolve_bootstrap
 
     if args.command == "broker":
-        return _broker(args.action, state)
+        return _broker(args.action, state, secure=args.secure, nodes=args.nodes)
     if args.command == "partnership":
         return _partnership(args.action, state, force=args.force)
     if args.command == "demo":
@@ -221,13 +224,24 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
-def _broker(action: str, state: Path) -> int:
+def _broker(action: str, state: Path, *, secure: bool, nodes: int) -> int:
     from safebus.deploy.broker import LocalBroker
+    from safebus.deploy.cluster import ADMIN_USER, LocalCluster
 
-    broker = LocalBroker(state_dir=state, cache_dir=cache_dir())
-    status = {"up": broker.up, "status": broker.status, "down": broker.down}[action]()
-    print(status.describe())
-    return 0 if status.running or action == "down" else 3
+    if not secure:
+        broker = LocalBroker(state_dir=state, cache_dir=cache_dir())
+        status = {"up": broker.up, "status": broker.status, "down": broker.down}[action]()
+        print(status.describe())
+        return 0 if status.running or action == "down" else 3
+    cluster = LocalCluster(state_dir=state, cache_dir=cache_dir(), nodes=nodes)
+    secured = {"up": cluster.up, "status": cluster.status, "down": cluster.down}[action]()
+    print(secured.describe())
+    if secured.running and secured.bootstrap:
+        print("# to act as the cluster's administrator:")
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={secured.bootstrap}")
+        for name, value in cluster.environment(ADMIN_USER).items():
+            print(f"export {name}={value}")
+    return 0 if secured.running or action == "down" else 3
 
 
 def _partnership(action: str, state: Path, *, force: bool) -> int:

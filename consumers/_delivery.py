@@ -42,6 +42,7 @@ from safebus.kafka_io import (
     produce_all,
     to_record,
 )
+from safebus.kafka_security import client_config
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.metrics import CONSUMER_LAG, DEAD_LETTERS, RECORDS_IN, SHARES_DELIVERED
@@ -80,15 +81,15 @@ class HostedAgency:
 
 def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
     """A consumer in `group_id` that commits nothing on its own and reads from the start of new topics."""
-    return Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        **RECONNECT,
-        **GROUP_TIMING,
-    })
+    return Consumer(client_config(
+        bootstrap,
+        **{"group.id": group_id,
+           "enable.auto.commit": False,
+           "auto.offset.reset": "earliest",
+           "isolation.level": "read_committed",
+           **RECONNECT,
+           **GROUP_TIMING},
+    ))
 
 
 def run_batches(

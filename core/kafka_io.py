@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
+from safebus.kafka_security import client_config
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.records import Output, Record
@@ -85,16 +86,16 @@ def backoff_delays(first_s: float = DELIVERY_BACKOFF_S[0], max_s: float = DELIVE
 
 
 def _producer_config(bootstrap: str, overrides: dict[str, object]) -> dict[str, object]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
+    return client_config(
+        bootstrap,
+        **{"enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
         "message.max.bytes": PRODUCER_MAX_REQUEST_BYTES,  # safebus.limits: below the broker's, above any dead letter
         "logger": logging.getLogger("safebus.librdkafka"),
         **RECONNECT,
-        **overrides,
-    }
+        **overrides},
+    )
 
 
 class ReliableProducer:
@@ -222,13 +223,13 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[R
 
     Uses no consumer group (manual assignment), so reading changes no offsets.
     """
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": "safebus-reader",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": "read_committed",
-    })
+    consumer = Consumer(client_config(
+        bootstrap,
+        **{"group.id": "safebus-reader",
+           "enable.auto.commit": False,
+           "enable.partition.eof": True,
+           "isolation.level": "read_committed"},
+    ))
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         info = metadata.topics.get(topic)

@@ -50,6 +50,7 @@ from pydantic import ValidationError
 from safebus.clock import utc_now
 from safebus.directory import Agency, Directory, PartnershipStore, SignedAgency, verify_entry
 from safebus.errors import ConfigError
+from safebus.kafka_security import client_config
 from safebus.logs import get_logger
 
 __all__ = ["DerivedMapping", "LiveDirectory", "Refresher", "WatchTiming", "follow", "following"]
@@ -239,14 +240,14 @@ class LiveDirectory:
             self._thread.join(timeout=0.5)  # a daemon: one stuck in a broker call ends with the process
 
     def _follow(self, bootstrap: str, topic: str, timing: WatchTiming) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"safebus-live-directory-{uuid.uuid4().hex}",  # required by librdkafka; never joined
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "logger": logging.getLogger("safebus.librdkafka"),
-        })
+        consumer = Consumer(client_config(
+            bootstrap,
+            **{"group.id": f"safebus-live-directory-{uuid.uuid4().hex}",  # required by librdkafka; never joined
+               "enable.auto.commit": False,
+               "enable.partition.eof": True,
+               "isolation.level": "read_committed",
+               "logger": logging.getLogger("safebus.librdkafka")},
+        ))
         try:
             pending = self._assign(consumer, topic, timing)
             while not self._stop.is_set():

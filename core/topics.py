@@ -39,7 +39,7 @@ __all__ = [
 
 DEFAULT_PREFIX = "safebus"
 _DAY_MS = 24 * 60 * 60 * 1000
-_TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete", "min.insync.replicas": "1"}
+_TRANSPORT = {"retention.ms": str(30 * _DAY_MS), "cleanup.policy": "delete"}  # min ISR: by cluster size (apply)
 
 ROUTED_FAMILIES = frozenset({Family.DA_INCIDENT, Family.CONSENT, Family.EDUCATION, Family.ENCOMPASS_NOTIFICATION,
                              Family.RISK, Family.MARAC, Family.ENCOMPASS_ACK})

@@ -42,6 +42,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from safebus.errors import BrokerError
+from safebus.kafka_security import client_config
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.logs import get_logger
 
@@ -128,7 +129,7 @@ def choose_ports(remembered: dict[str, object]) -> tuple[int, int]:
 def is_reachable(bootstrap: str, *, timeout_s: float = 3.0) -> bool:
     """Return True when a Kafka broker answers a metadata request at `bootstrap`."""
     # log_level 0 silences librdkafka's connection-refused chatter while probing.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(client_config(bootstrap, log_level=0))
     try:
         admin.list_topics(timeout=timeout_s)
     except Exception:  # noqa: BLE001 - any failure means "not reachable"

@@ -9,7 +9,7 @@ partition count; that is reported, not hidden.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -22,9 +22,10 @@ from confluent_kafka.admin import (
 )
 
 from safebus.errors import BrokerError
+from safebus.kafka_security import client_config
 from safebus.topics import TopicSpec
 
-__all__ = ["TopicChange", "apply_topics"]
+__all__ = ["Replication", "TopicChange", "apply_topics"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,18 +36,45 @@ class TopicChange:
     action: str  # created | updated | unchanged | partitions-raised | partitions-too-many
 
 
-def apply_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_s: float = 30.0) -> list[TopicChange]:
-    """Make the broker's topics match `specs`; raises BrokerError if the broker refuses."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+@dataclass(frozen=True, kw_only=True)
+class Replication:
+    """How many copies of each partition the cluster keeps, and how many must have a write before it counts."""
+
+    factor: int
+    min_insync: int
+
+    @classmethod
+    def for_cluster(cls, brokers: int) -> Replication:
+        """Three copies and two in sync wherever there are three brokers; one and one on a single node."""
+        factor = min(3, max(brokers, 1))
+        return cls(factor=factor, min_insync=2 if factor >= 3 else 1)
+
+
+def apply_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_s: float = 30.0,
+                 replication: Replication | None = None) -> list[TopicChange]:
+    """
+    Make the broker's topics match `specs`; raises BrokerError if the broker refuses.
+
+    `replication` defaults to what the cluster's size allows (`Replication.for_cluster`): with acks=all
+    and two replicas in sync, a write the producer saw acknowledged survives the loss of any one broker.
+    """
+    admin = AdminClient(client_config(bootstrap))
     try:
-        existing = admin.list_topics(timeout=timeout_s).topics
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    existing = metadata.topics
+    replication = replication or Replication.for_cluster(len(metadata.brokers))
+    if replication.min_insync > replication.factor or replication.factor > max(len(metadata.brokers), 1):
+        raise BrokerError(f"replication factor {replication.factor} with {replication.min_insync} in sync "
+                          f"is impossible on {len(metadata.brokers)} broker(s)")
+    specs = [replace(s, config={**s.config, "min.insync.replicas": str(replication.min_insync)}) for s in specs]
     changes: list[TopicChange] = []
     missing = [s for s in specs if s.name not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=1, config=dict(s.config))
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication.factor,
+                      config=dict(s.config))
              for s in missing],
             operation_timeout=timeout_s,
         )

@@ -42,6 +42,7 @@ from typing import Any, cast
 import faust
 from faust.transport.conductor import Conductor
 
+from safebus.kafka_security import SecurityProtocol, current_security
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.processors.handler import IncidentHandler
@@ -100,6 +101,17 @@ resubscription is one consumer-group rebalance, so several senders published tog
 """
 
 
+def _credentials() -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """Faust's (aiokafka's) form of this process's Kafka identity (`safebus.kafka_security`)."""
+    security = current_security()
+    if security.security_protocol is SecurityProtocol.SASL_SSL:
+        return faust.SASLCredentials(username=security.username, password=security.password(),
+                                     ssl_context=security.ssl_context(), mechanism=security.sasl_mechanism)
+    if security.security_protocol is SecurityProtocol.SSL:
+        return faust.SSLCredentials(security.ssl_context())
+    return None
+
+
 def create_app(
     *, bootstrap: str, handler: IncidentHandler, ingress_topics: Callable[[], Sequence[str]], datadir: Path,
     app_id: str = "safebus-router",
@@ -113,6 +125,7 @@ def create_app(
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=_credentials(),  # the same principal as the process's confluent-kafka clients
         datadir=str(datadir),
         web_enabled=False,
         store="memory://",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from safebus.deploy.broker import LocalBroker, _server_properties, free_port
+from safebus.deploy.topics_admin import Replication
 
 
 def test_broker_listens_on_loopback_only_with_auto_creation_off(tmp_path: Path) -> None:
@@ -88,3 +89,10 @@ def test_a_first_start_picks_two_distinct_free_ports() -> None:
 
     port, controller_port = choose_ports({})
     assert port != controller_port
+
+
+def test_replication_follows_the_size_of_the_cluster() -> None:
+    """Three copies, two in sync, once there are three brokers: acks=all then survives any one broker down."""
+    assert Replication.for_cluster(1) == Replication(factor=1, min_insync=1)
+    assert Replication.for_cluster(3) == Replication(factor=3, min_insync=2)
+    assert Replication.for_cluster(5) == Replication(factor=3, min_insync=2)
