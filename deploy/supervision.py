@@ -181,10 +181,17 @@ class SupervisionStatus:
 
 
 def _value(text: str) -> str:
-    """A value as supervisord's parser reads it back unchanged: ``%`` is its expansion character."""
-    if any(c in text for c in "\n\r\0"):
-        raise SupervisionError(f"a supervised setting cannot hold a line break or NUL: {text!r}")
-    return text.replace("%", "%%")
+    """
+    `text` as a configuration value supervisord reads back unchanged.
+
+    ``%`` is supervisord's expansion character, and a program's log path is
+    expanded twice, so no escape holds everywhere: a path or setting with one
+    is refused, as is a line break or NUL (they would end the value).
+    """
+    if any(c in text for c in "%\n\r\0"):
+        raise SupervisionError(f"a supervised setting cannot hold '%', a line break or NUL: {text!r} "
+                               "(choose another SAFEBUS_HOME or prefix)")
+    return text
 
 
 def _environment(variables: dict[str, str]) -> str:
