@@ -327,7 +327,7 @@ class Supervisor:
         # (3): supervisord checks the file, forks into the background and the first process exits.
         result = subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(self.paths.conf)],
                                 capture_output=True, text=True, check=False, cwd=self.paths.state_dir,
-                                stdin=subprocess.DEVNULL, timeout=timeout_s)
+                                stdin=subprocess.DEVNULL, timeout=timeout_s, umask=0o077)
         if result.returncode != 0:
             raise SupervisionError(f"supervisord did not start (exit {result.returncode}):\n"
                                    f"{result.stdout[-2000:]}{result.stderr[-2000:]}{self.log_tail()}")

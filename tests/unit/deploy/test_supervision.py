@@ -19,7 +19,14 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from safebus.deploy.supervision import SOCKET_PATH_MAX, WORKERS, SupervisionPaths, Supervisor, supervisord_conf
+from safebus.deploy.supervision import (
+    SOCKET_PATH_MAX,
+    WORKERS,
+    SupervisionPaths,
+    Supervisor,
+    Worker,
+    supervisord_conf,
+)
 from safebus.errors import SupervisionError
 
 _BOOTSTRAP = "127.0.0.1:19092"
@@ -162,3 +169,27 @@ def test_status_and_down_when_nothing_runs(tmp_path: Path) -> None:
     stale.close()
     assert supervisor.status().running is False
     assert supervisor.status().describe() == ["supervisord: stopped"]
+
+
+def test_a_worker_that_cannot_start_is_backed_off_then_given_up(tmp_path: Path) -> None:
+    """A real supervisord: a command that fails at once is retried `startretries` times, then FATAL; down stops all."""
+    broken = Worker(name="broken", argv=("no-such-command",), why="exits 2 at once (argparse)", startsecs=2,
+                    startretries=2)
+    supervisor = Supervisor(state_dir=tmp_path)
+    try:
+        status = supervisor.up(bootstrap=_BOOTSTRAP, prefix="tprefix", log_level="INFO", workers=[broken],
+                               timeout_s=45)
+        assert status.running
+        assert [(w.name, w.state) for w in status.workers] == [("broken", "FATAL")]
+        assert not status.all_running
+        log = supervisor.log_tail(100)
+        assert log.count("spawned: 'broken'") == 3  # the first start and two retries
+        assert "gave up: broken entered FATAL state, too many start retries too quickly" in log
+        assert (tmp_path / "logs" / "broken.log").read_text().count("invalid choice") == 3
+        assert supervisor.paths.socket.stat().st_mode & 0o777 == 0o700
+        assert supervisor.paths.log.stat().st_mode & 0o077 == 0
+        assert supervisor.up(bootstrap=_BOOTSTRAP, prefix="tprefix", log_level="INFO",
+                             workers=[broken]).already_running
+    finally:
+        assert supervisor.down().running is False
+    assert supervisor.status().running is False
