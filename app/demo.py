@@ -39,6 +39,7 @@ from safebus.consumers.audit.log import read_facts
 from safebus.consumers.inbox.store import InboxStore
 from safebus.consumers.queues.store import QueueStore
 from safebus.deploy.broker import LocalBroker
+from safebus.deploy.supervision import WORKERS
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import AgencyKind
 from safebus.kafka_io import read_topic
@@ -145,11 +146,11 @@ def _start_workers(settings: Settings, say: Say, extra_env: dict[str, str]) -> l
     env = {**worker_env(extra_env), "SAFEBUS_HOME": str(settings.state_dir),
            "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
     processes = []
-    for name, argv in (("processor", ["processor", "run"]), ("inbox", ["inbox", "run"]), ("queues", ["queue", "run"]),
-                       ("sequencer", ["audit", "sequence"]), ("monitor", ["encompass", "monitor"])):
-        log = (logs / f"{name}.log").open("ab")
+    # The table `safebus up` supervises (docs/adr/0012); the demo has no gateway credential, so no gateway.
+    for worker in (w for w in WORKERS if w.name != "gateway"):
+        log = (logs / f"{worker.name}.log").open("ab")
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "safebus", *argv, "--bootstrap", settings.bootstrap],
+            [sys.executable, "-m", "safebus", *worker.argv, "--bootstrap", settings.bootstrap],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         ))
         log.close()

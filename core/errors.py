@@ -9,6 +9,7 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     │   └── CalendarError            consumers.encompass.calendars: a calendar file or calendar is invalid
     │       └── CalendarHorizonError   a date lies outside what the loaded calendar knows
     ├── BrokerError                  the local Kafka broker could not be fetched, started or reached
+    ├── SupervisionError             supervisord (the workers' supervisor) could not be configured, started or stopped
     ├── EnvelopeError                an envelope could not be built
     │   └── InvalidEnvelope          an envelope failed verification or decryption (one opaque error)
     ├── RoutingError                 an event could not be routed (bad payload for its type)
@@ -34,7 +35,15 @@ dead-letter record keeps the code so an operator can see which check failed.
 
 from __future__ import annotations
 
-__all__ = ["BrokerError", "ConfigError", "EnvelopeError", "InvalidEnvelope", "RoutingError", "SafebusError"]
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "EnvelopeError",
+    "InvalidEnvelope",
+    "RoutingError",
+    "SafebusError",
+    "SupervisionError",
+]
 
 
 class SafebusError(Exception):
@@ -51,6 +60,10 @@ class ConfigError(SafebusError):
 
 class BrokerError(SafebusError):
     """The local Kafka broker could not be fetched, started, stopped or reached."""
+
+
+class SupervisionError(SafebusError):
+    """supervisord, which runs the long-running workers, could not be configured, started, reached or stopped."""
 
 
 class EnvelopeError(SafebusError):
