@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safebus import logs
-from safebus.app import cli_audit, cli_encompass, cli_supervision
+from safebus.app import cli_audit, cli_config, cli_encompass, cli_supervision
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
@@ -132,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_audit.add_parser(commands)
     cli_encompass.add_parsers(commands)
     cli_supervision.add_parsers(commands)
+    cli_config.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
@@ -170,6 +171,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _broker(args.action, state, secure=args.secure, nodes=args.nodes)
     if args.command == "partnership":
         return _partnership(args.action, state, force=args.force)
+    if args.command == "config":
+        return cli_config.check(state, names, sys.stdout, sys.stderr)
     if args.command == "status" or (args.command == "up" and args.status):
         return cli_supervision.status(state)
     if args.command == "down":

@@ -1,0 +1,57 @@
+"""
+``safebus config check``: what this process would use, secrets masked, or the setting that is wrong.
+
+An operator runs it before ``safebus up`` on a new machine: every long-running
+worker reads the same variables, so one check in the same environment shows
+what all of them will use (the Kafka identity, the broker, the topic
+namespace, the state directory, the e-mail relay), and a bad value is refused
+here, with its variable's name, instead of by a worker after it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TextIO
+
+from safebus.app.encompass_wiring import mail_relay
+from safebus.errors import ConfigError
+from safebus.kafka_security import load_security
+from safebus.topics import TopicNames
+
+__all__ = ["add_parser", "check"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``config check``."""
+    config = commands.add_parser("config", help="check the settings every component will use")
+    config.add_argument("action", choices=["check"])
+
+
+def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
+    """Print the settings in use, one ``name: value`` per line (exit 0), or the wrong one (exit 2)."""
+    try:
+        security = load_security()
+        relay = mail_relay()
+    except (ConfigError, OSError) as exc:
+        print(f"safebus: configuration refused: {exc}", file=err)
+        return 2
+    shown: dict[str, str] = {
+        "state_dir": str(state),
+        "topic_prefix": names.prefix,
+        "kafka.bootstrap": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "(this state directory's local broker)",
+    }
+    shown |= {f"kafka.{name}": value for name, value in security.describe().items()}
+    if relay is None:
+        shown["smtp"] = "(none: nobody is e-mailed; steps are still audited)"
+    else:
+        shown |= {"smtp.relay": f"{relay.host}:{relay.port}", "smtp.security": relay.security.value}
+        if relay.username is not None:
+            shown |= {"smtp.user": relay.username, "smtp.password": "****"}
+        if relay.ca_file is not None:
+            shown["smtp.ca"] = str(relay.ca_file)
+    width = max(len(name) for name in shown)
+    for name, value in shown.items():
+        print(f"{name:<{width}}  {value}", file=out)
+    return 0
