@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safebus import logs
-from safebus.app import cli_audit, cli_config, cli_encompass, cli_supervision
+from safebus.app import cli_acls, cli_audit, cli_config, cli_encompass, cli_supervision
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.directory import AgencyKind
 from safebus.errors import SafebusError
@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_encompass.add_parsers(commands)
     cli_supervision.add_parsers(commands)
     cli_config.add_parser(commands)
+    cli_acls.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
     demo.add_argument("--bootstrap", help="use this broker instead of starting the local one")
@@ -217,6 +218,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
 
         return cli_encompass.inbox_web(settings, host=args.host, port=args.port, plain_http=args.plain_http,
                                        tls=tls_from_args(args))
+    if args.command == "acls":
+        return cli_acls.acls(settings, dry_run=args.dry_run, out=sys.stdout)
     if args.command == "topics":
         return _topics(args.action, settings)
     if args.command == "up":

@@ -9,7 +9,9 @@ this process and the workers it starts talk to it as the cluster's administrator
 
 from __future__ import annotations
 
+import io
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -17,16 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from safebus import kafka_security
+from safebus.app import cli_acls
+from safebus.deploy.acls import AclPlan, Binding, Operation, Pattern, Resource
+from safebus.deploy.acls_admin import apply_plan, current_bindings
 from safebus.deploy.cluster import LocalCluster
 from safebus.deploy.topics_admin import apply_topics
+from safebus.directory import AgencyKind
 from safebus.kafka_io import read_topic
 from safebus.paths import cache_dir
 from safebus.schemas.decision import SharingDecision
 from safebus.schemas.police import Child
+from safebus.schemas.registry import Family
 from safebus.topics import TopicRole, TopicSpec
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
 
@@ -144,3 +151,62 @@ def test_the_flow_runs_on_the_cluster_and_survives_a_broker_killed_mid_flow(
              what=f"all eight alerts in the inbox\n{bus.log('inbox')}")
     per_event = sorted(d.about_event_id for d in decisions.values())
     assert per_event == sorted(events), "each incident decided exactly once"
+
+
+def _first_error(consumer_config: dict[str, Any], topic: str, *, seconds: float = 20.0) -> KafkaError | None:
+    """The first error a consumer in its own group meets reading `topic` (None: read without refusal)."""
+    consumer = Consumer({**consumer_config, "auto.offset.reset": "earliest", "log_level": 0})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            error = message.error() if message is not None else None
+            if error is not None:
+                return None if error.code() == KafkaError._PARTITION_EOF else error
+        return None
+    finally:
+        consumer.close()
+
+
+def test_generated_acls_confine_a_school_to_its_own_topics_and_correct_drift(
+        cluster: LocalCluster, secure_bus: Bus) -> None:
+    """
+    ``safebus acls apply`` as the administrator: a school's principal then reads its own alerts but is
+    refused another school's and cannot write police ingress; a stray grant is reported and revoked.
+    """
+    bus = secure_bus
+    out = io.StringIO()
+    assert cli_acls.acls(bus.settings, dry_run=False, out=out) == 0, out.getvalue()
+    assert "granted" in out.getvalue()
+    assert cli_acls.acls(bus.settings, dry_run=True, out=io.StringIO()) == 0  # in step
+
+    directory = bus.store.load_directory()
+    own, other = directory.of_kind(AgencyKind.SCHOOL)[:2]
+    police = directory.of_kind(AgencyKind.POLICE)[0]
+    cluster.add_user(own.id)
+    school = {"bootstrap.servers": bus.settings.bootstrap, **cluster.security(own.id).librdkafka(),
+              "group.id": f"{bus.names.prefix}.{own.id}.inbox", "enable.partition.eof": True}
+
+    assert _first_error(school, bus.names.egress(own.id)) is None
+    refused = _first_error(school, bus.names.egress(other.id))
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    outcome: list[KafkaError | None] = []
+    producer = Producer({"bootstrap.servers": bus.settings.bootstrap, **cluster.security(own.id).librdkafka(),
+                         "log_level": 0})
+    producer.produce(bus.names.ingress(police.id, Family.DA_INCIDENT), b"synthetic",
+                     on_delivery=lambda err, _msg: outcome.append(err))
+    producer.flush(20)
+    assert outcome
+    assert outcome[0] is not None
+    assert outcome[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    stray = Binding(f"User:{own.id}", Resource.TOPIC, bus.names.audit, Pattern.LITERAL, Operation.READ)
+    apply_plan(bus.settings.bootstrap, AclPlan(create=(stray,), delete=()))
+    drifted = io.StringIO()
+    assert cli_acls.acls(bus.settings, dry_run=True, out=drifted) == 1
+    assert f"- {stray.describe()}" in drifted.getvalue().splitlines()
+    assert cli_acls.acls(bus.settings, dry_run=False, out=io.StringIO()) == 0
+    assert stray not in current_bindings(bus.settings.bootstrap)
