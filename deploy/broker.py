@@ -323,6 +323,7 @@ class LocalBroker:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (the broker, cluster and supervision share it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -332,7 +333,7 @@ def _pid_alive(pid: int) -> bool:
     # A zombie child of ours still "exists"; treat it as dead.
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # the name may hold spaces
     except OSError:
         return True
 

@@ -24,7 +24,6 @@ environment, not through the file.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Any, Literal
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from safebus.deploy.broker import _pid_alive
 from safebus.errors import SupervisionError
 from safebus.logs import get_logger
 from safebus.private_files import write_private
@@ -377,18 +377,3 @@ class Supervisor:
         for worker in self.status().workers:
             if worker.pid is not None:
                 yield worker.name, worker.pid
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # the name may hold spaces
-    except OSError:
-        return False
