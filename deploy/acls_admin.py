@@ -8,7 +8,7 @@ calls and back.
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -26,6 +26,7 @@ from safebus.kafka_security import client_config
 __all__ = ["apply_plan", "current_bindings"]
 
 _HOST = "*"
+_NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -53,8 +54,17 @@ def current_bindings(bootstrap: str, *, timeout_s: float = 30.0) -> set[Binding]
                 except ValueError:  # an operation or pattern we never grant: some other tool's, left alone
                     continue
     except KafkaException as exc:
+        if exc.args[0].code() in _NO_ANSWER:
+            raise _unreachable(bootstrap, timeout_s) from exc
         raise BrokerError(f"cannot read the cluster's ACLs: {exc.args[0]}") from exc
+    except TimeoutError as exc:
+        raise _unreachable(bootstrap, timeout_s) from exc
     return found
+
+
+def _unreachable(bootstrap: str, timeout_s: float) -> BrokerError:
+    return BrokerError(f"no answer from {bootstrap} in {timeout_s:.0f} s: is the cluster up, and is this its "
+                       "administrator ('safebus config check')?")
 
 
 def apply_plan(bootstrap: str, changes: AclPlan, *, timeout_s: float = 30.0) -> None:
@@ -73,3 +83,5 @@ def apply_plan(bootstrap: str, changes: AclPlan, *, timeout_s: float = 30.0) -> 
                 future.result(timeout=timeout_s)
     except KafkaException as exc:
         raise BrokerError(f"cannot change the cluster's ACLs: {exc.args[0]}") from exc
+    except TimeoutError as exc:
+        raise BrokerError(f"no answer from {bootstrap} in {timeout_s:.0f} s while changing ACLs") from exc

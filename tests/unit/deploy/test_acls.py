@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from safebus.deploy.acls import (
     managed_principals,
     plan,
 )
+from safebus.deploy.acls_admin import current_bindings
 from safebus.directory import AgencyKind, Directory, PartnershipStore
+from safebus.errors import BrokerError
 from safebus.producers.synthetic import create_partnership
 from safebus.schemas.registry import Family
 from safebus.topics import TopicNames, TopicRole, channel_templates
@@ -108,3 +111,8 @@ def test_no_component_names_a_template_that_does_not_exist(tmp_path: Path) -> No
     for component in COMPONENTS:
         for key in (*component.reads, *component.writes):
             assert key in keys or (key.endswith("*") and any(k.startswith(key[:-1]) for k in keys)), key
+
+
+def test_an_unreachable_cluster_is_a_clear_error_not_a_traceback() -> None:
+    with pytest.raises(BrokerError, match=re.escape("no answer from 127.0.0.1:1 in 2 s")):
+        current_bindings("127.0.0.1:1", timeout_s=2.0)
