@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.clock import utc_now
 from safebus.jcs import canonical_model
 
@@ -34,6 +35,7 @@ def add_parser(commands: Any) -> None:
     actions = audit.add_subparsers(dest="audit_action", required=True)
     sequence = actions.add_parser("sequence", help="append every fact on the bus to the log (runs until stopped)")
     sequence.add_argument("--bootstrap")
+    add_health_argument(sequence)
     export = actions.add_parser("export", help="write the whole log, receipts and checkpoints as JSON lines")
     export.add_argument("file", type=Path)
     _viewer_arguments(export)
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sequencer = build_audit_sequencer(settings)
         projection = AuditProjection(settings.audit_dir / "projection.sqlite")
         sequencer.on_appended = lambda _indexes: projection.catch_up(sequencer.ledger)  # queries stay current
-        sequencer.run(stop)
+        with worker_health("sequencer", args.health_port) as health:
+            sequencer.run(stop, health=health)
         return 0
     if args.audit_action in ("query", "chronology", "stats", "flows"):
         return _read(args, settings)

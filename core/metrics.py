@@ -11,10 +11,22 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["CONSUMER_LAG", "DEAD_LETTERS", "MAIL_OUTBOX", "RECORDS_IN", "SHARES_DELIVERED"]
+__all__ = [
+    "AUDIT_CHECKPOINT_AGE",
+    "AUDIT_LEDGER_LEAVES",
+    "CONSUMER_LAG",
+    "DEAD_LETTERS",
+    "MAIL_OUTBOX",
+    "RECORDS_IN",
+    "SHARES_DELIVERED",
+]
 
 RECORDS_IN = Counter("safebus_records_in", "Records a worker read from the bus.", ["topic"])
 DEAD_LETTERS = Counter("safebus_dead_letters", "Dead letters a worker wrote, by reason.", ["reason"])
 SHARES_DELIVERED = Counter("safebus_shares_delivered", "Shares newly stored for their recipient.", ["what"])
 CONSUMER_LAG = Gauge("safebus_consumer_lag", "Records on the bus the worker has not read yet, per topic.", ["topic"])
 MAIL_OUTBOX = Gauge("safebus_mail_outbox", "E-mail messages in the worker's outbox, by state.", ["state"])
+AUDIT_LEDGER_LEAVES = Gauge("safebus_audit_ledger_leaves", "Leaves in the sequencer's Merkle audit log.")
+AUDIT_CHECKPOINT_AGE = Gauge("safebus_audit_checkpoint_age_seconds",
+                             "Seconds since the sequencer signed its last checkpoint (auditors can pin only what "
+                             "a checkpoint covers, so a growing age is an alert).")

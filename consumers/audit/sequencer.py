@@ -49,9 +49,11 @@ from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoin
 from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
+from safebus.health import WorkerHealth
 from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
+from safebus.metrics import AUDIT_CHECKPOINT_AGE, AUDIT_LEDGER_LEAVES
 from safebus.records import Output, Record, dead_letter
 from safebus.schemas._base import Event
 from safebus.topics import TopicNames
@@ -89,19 +91,30 @@ class AuditSequencer:
         self._producer: ReliableProducer = reliable_producer(bootstrap)
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
+        self._checkpoint_at: datetime | None = None
+        """When the newest checkpoint was signed (for the checkpoint-age metric)."""
 
     @property
     def topics(self) -> list[str]:
         """What the sequencer reads."""
         return [self.names.audit, self.names.deadletter, self.names.agencies]
 
-    def run(self, stop: threading.Event, *, batch_size: int = 1000) -> None:
-        """Sequence until `stop` is set, then sign a last checkpoint."""
+    def run(self, stop: threading.Event, *, batch_size: int = 1000, health: WorkerHealth | None = None) -> None:
+        """Sequence until `stop` is set, then sign a last checkpoint; `health` hears the loop (``--health-port``)."""
         self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
+        if self._unpublished is not None:
+            self._checkpoint_at = self._unpublished.created_at
+        AUDIT_LEDGER_LEAVES.set(self.ledger.size)
+        AUDIT_CHECKPOINT_AGE.set_function(self._checkpoint_age)
         with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
             run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
-                        batch_size=batch_size, idle=self._idle)
+                        batch_size=batch_size, idle=self._idle, health=health)
         self.checkpoint_if_due(force=True)
+
+    def _checkpoint_age(self) -> float:
+        """Seconds since the last checkpoint was signed (read by the metrics thread: one attribute, no database)."""
+        signed = self._checkpoint_at
+        return float("nan") if signed is None else (self.clock() - signed).total_seconds()
 
     def sequence(self, records: list[Record]) -> list[int]:
         """Append the facts `records` carry (dead-lettering what is not a fact); return new leaf indexes."""
@@ -140,6 +153,7 @@ class AuditSequencer:
         if refused:
             produce_all(self._producer, refused)
         appended = self.ledger.append(facts, now=now)
+        AUDIT_LEDGER_LEAVES.set(self.ledger.size)
         _log.info("audit_sequenced", received=len(records), appended=len(appended),
                   already_logged=len(facts) - len(appended), refused=len(refused), size=self.ledger.size)
         if appended and self.on_appended is not None:
@@ -174,6 +188,7 @@ class AuditSequencer:
         facts = self._retry_held()
         if facts:
             appended = self.ledger.append(facts, now=self.clock())
+            AUDIT_LEDGER_LEAVES.set(self.ledger.size)
             if appended and self.on_appended is not None:
                 self.on_appended(appended)
         self.checkpoint_if_due()
@@ -188,6 +203,7 @@ class AuditSequencer:
             return None
         checkpoint = self.ledger.make_checkpoint(now=now)
         if checkpoint is not None:
+            self._checkpoint_at = checkpoint.created_at  # signed and stored, even if publishing must wait
             self._unpublished = checkpoint
             self._publish(checkpoint)
             self._unpublished = None

@@ -79,3 +79,35 @@ def test_queue_worker_answers_live_ready_and_counts_what_it_delivers(bus: Bus) -
 def _topics(metrics: str) -> set[str]:
     return {line.split('topic="', 1)[1].split('"', 1)[0] for line in metrics.splitlines()
             if line.startswith("safebus_records_in_total{")}
+
+
+def test_sequencer_answers_ready_and_reports_its_ledger_and_the_age_of_its_last_checkpoint(bus: Bus) -> None:
+    """
+    ``safebus audit sequence --health-port``: ready once caught up; /metrics gives the ledger's leaves (growing as
+    the router's decisions arrive) and seconds since the last signed checkpoint, what an auditor's alert watches.
+    """
+    port = _free_port()
+    bus.start("sequencer-health", "--health-port", str(port), worker="sequencer")
+    try:
+        wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90,
+                 what=f"/readyz 200\n{bus.log('sequencer-health')}")
+        before = _metric(_get(port, "/metrics")[1], "safebus_audit_ledger_leaves")
+        assert before is not None
+        child = Child(first_name="Ivy", surname="Marlow", date_of_birth=date(2017, 2, 3), present=True,
+                      school_urn="900101")
+        bus.publisher().publish([make_incident(child)])
+
+        def grown() -> str | None:
+            status, text = _get(port, "/metrics")
+            leaves = _metric(text, "safebus_audit_ledger_leaves")
+            age = _metric(text, "safebus_audit_checkpoint_age_seconds")
+            signed = age is not None and age == age  # NaN until the first checkpoint
+            return text if status == 200 and leaves is not None and leaves > before and signed else None
+
+        text = wait_for(grown, timeout_s=90, what=f"the ledger grew and a checkpoint was signed\n"
+                                                  f"{bus.log('sequencer-health')}")
+        age = _metric(text, "safebus_audit_checkpoint_age_seconds")
+        assert age is not None
+        assert 0 <= age < 60, age  # checkpoints every 10 s by default
+    finally:
+        bus.stop("sequencer-health")
