@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.clock import utc_now
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def add_parsers(commands: Any) -> None:
     encompass.add_argument("--since", type=date.fromisoformat, help="report: incidents recorded from this date")
     encompass.add_argument("--until", type=date.fromisoformat, help="report: incidents recorded before this date")
     encompass.add_argument("--bootstrap")
+    add_health_argument(encompass)
     from safebus.password_input import CREDENTIAL_SOURCES_HELP, add_password_arguments
 
     key_adult = commands.add_parser(
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print("safebus: SAFEBUS_SMTP is not set: escalation steps are recorded but nobody is e-mailed "
                   "(set SAFEBUS_SMTP=host:port for the relay)", file=sys.stderr, flush=True)
-        worker.run(stop)
+        with worker_health("monitor", args.health_port) as health:
+            worker.run(stop, health=health)
         return 0
     monitor = open_monitor(settings)
     try:

@@ -16,6 +16,7 @@ __all__ = [
     "AUDIT_LEDGER_LEAVES",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
+    "ESCALATION_STEPS",
     "MAIL_OUTBOX",
     "RECORDS_IN",
     "SHARES_DELIVERED",
@@ -30,3 +31,5 @@ AUDIT_LEDGER_LEAVES = Gauge("safebus_audit_ledger_leaves", "Leaves in the sequen
 AUDIT_CHECKPOINT_AGE = Gauge("safebus_audit_checkpoint_age_seconds",
                              "Seconds since the sequencer signed its last checkpoint (auditors can pin only what "
                              "a checkpoint covers, so a growing age is an alert).")
+ESCALATION_STEPS = Counter("safebus_escalation_steps", "Operation Encompass escalation steps taken, by step.",
+                           ["step"])

@@ -37,8 +37,10 @@ from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
 from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
+from safebus.health import WorkerHealth
 from safebus.jcs import canonical_model
 from safebus.logs import get_logger
+from safebus.metrics import ESCALATION_STEPS
 from safebus.records import EVENT_ID, Output, Record, dead_letter
 from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
@@ -165,10 +167,10 @@ class MonitorWorker:
         self.facts = facts
         self.directory = directory
 
-    def run(self, stop: threading.Event) -> None:
-        """Follow the audit topic until `stop`."""
+    def run(self, stop: threading.Event, *, health: WorkerHealth | None = None) -> None:
+        """Follow the audit topic until `stop`; `health` hears the loop (``--health-port``)."""
         run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
-                    idle=self.tick)
+                    idle=self.tick, health=health)
 
     def observe(self, records: list[Record]) -> None:
         """
@@ -257,6 +259,7 @@ class MonitorWorker:
                                        value=canonical_model(fact),
                                        headers=((EVENT_ID, fact.event_id.encode()),))])
             self.monitor.mark_fired(step, at=now, reached_nobody=fact.nobody_to_notify)
+            ESCALATION_STEPS.labels(step=step.step.value).inc()
             _log.info("escalation_step_taken", notification_id=step.tracked.notification_id, step=step.step.value,
                       notified=len(notified), moved_to=fact.moved_to, event_id=fact.event_id)
             taken += 1

@@ -111,3 +111,18 @@ def test_sequencer_answers_ready_and_reports_its_ledger_and_the_age_of_its_last_
         assert 0 <= age < 60, age  # checkpoints every 10 s by default
     finally:
         bus.stop("sequencer-health")
+
+
+def test_encompass_monitor_answers_live_and_ready_and_serves_its_escalation_metric(bus: Bus) -> None:
+    """``safebus encompass monitor --health-port`` is ready once caught up on the audit topic and serves /metrics."""
+    port = _free_port()
+    bus.start("monitor-health", "--health-port", str(port), worker="monitor")
+    try:
+        wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90,
+                 what=f"/readyz 200\n{bus.log('monitor-health')}")
+        status, text = _get(port, "/metrics")
+        assert status == 200
+        assert "# TYPE safebus_escalation_steps_total counter" in text
+    finally:
+        bus.stop("monitor-health")
+    assert _get(port, "/healthz")[0] == 0, "the endpoint goes with its worker"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from safebus.consumers.encompass.calendar_files import sample_calendars
@@ -119,11 +120,19 @@ def test_a_forged_acknowledgement_does_not_stop_the_escalation(
     assert "900101-ka" not in json.dumps(logs)
     clock = worker.clock
     assert isinstance(clock, _Clock)
+    counted = {step: _steps_counted(step) for step in ("deputies", "education-safeguarding-officer")}
     clock.at = datetime(2026, 11, 19, 8, 10, tzinfo=UTC)
     worker.tick()
     clock.at = datetime(2026, 11, 19, 8, 55, tzinfo=UTC)
     worker.tick()
     assert _escalations(worker) == [EscalationStep.DEPUTIES, EscalationStep.EDUCATION_SAFEGUARDING_OFFICER]
+    assert {step: _steps_counted(step) - before for step, before in counted.items()} == {
+        "deputies": 1, "education-safeguarding-officer": 1}, "each step taken is counted for /metrics"
+
+
+def _steps_counted(step: str) -> float:
+    """safebus_escalation_steps_total for `step` in this process's registry (0 before the first)."""
+    return REGISTRY.get_sample_value("safebus_escalation_steps_total", {"step": step}) or 0.0
 
 
 def test_the_inbox_webs_signed_acknowledgement_stops_it(worker: MonitorWorker, partnership: Partnership) -> None:
