@@ -153,9 +153,10 @@ class AuditSequencer:
         if refused:
             produce_all(self._producer, refused)
         appended = self.ledger.append(facts, now=now)
-        AUDIT_LEDGER_LEAVES.set(self.ledger.size)
+        size = self.ledger.size  # one read of the ledger per batch, for the gauge and the log line
+        AUDIT_LEDGER_LEAVES.set(size)
         _log.info("audit_sequenced", received=len(records), appended=len(appended),
-                  already_logged=len(facts) - len(appended), refused=len(refused), size=self.ledger.size)
+                  already_logged=len(facts) - len(appended), refused=len(refused), size=size)
         if appended and self.on_appended is not None:
             self.on_appended(appended)
         self.checkpoint_if_due()

@@ -31,13 +31,17 @@ def runbook_commands(text: str) -> list[list[str]]:
     return commands
 
 
+COMMANDS = runbook_commands(RUNBOOK.read_text(encoding="utf-8"))
+"""The runbook's commands, read once for every test below."""
+
+
 def test_the_runbook_shows_the_commands_of_every_section() -> None:
     """It is a runbook, not an essay: first start, onboarding, rotation, backup and upgrade are all commands."""
-    commands = {argv[0] for argv in runbook_commands(RUNBOOK.read_text(encoding="utf-8"))}
+    commands = {argv[0] for argv in COMMANDS}
     assert {"broker", "config", "topics", "acls", "up", "agency", "key-adult", "gateway", "audit"} <= commands
 
 
-@pytest.mark.parametrize("argv", runbook_commands(RUNBOOK.read_text(encoding="utf-8")), ids=" ".join)
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
 def test_every_runbook_command_is_accepted_by_the_cli(argv: list[str]) -> None:
     """argparse exits with status 2 on an unknown command or option; the runbook's lines must all parse."""
     _parser().parse_args(argv)
