@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from safebus.errors import ConfigError
 from safebus.health import WorkerHealth, serve_health
 
 __all__ = ["add_health_argument", "worker_health"]
@@ -24,7 +25,11 @@ def worker_health(worker: str, port: int | None) -> Iterator[WorkerHealth | None
         yield None
         return
     health = WorkerHealth(worker)
-    server = serve_health(health, port=port)
+    try:
+        server = serve_health(health, port=port)
+    except OSError as exc:  # a port in use or not ours: the operator's setting, not a crash
+        raise ConfigError(f"--health-port {port}: cannot serve {worker}'s health on 127.0.0.1:{port}: "
+                          f"{exc.strerror or exc} (give each worker a free port of its own)") from exc
     try:
         yield health
     finally:
