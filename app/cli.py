@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safebus import logs
-from safebus.app import cli_acls, cli_audit, cli_config, cli_encompass, cli_supervision
+from safebus.app import cli_acls, cli_audit, cli_broker, cli_config, cli_encompass, cli_supervision
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.directory import AgencyKind
-from safebus.errors import SafebusError
+from safebus.errors import ConfigError, SafebusError
 from safebus.jcs import canonical_model
-from safebus.paths import cache_dir, state_dir
+from safebus.paths import state_dir
+from safebus.settings_file import load_settings_file
 from safebus.topics import DEFAULT_PREFIX, TopicNames
 
 if TYPE_CHECKING:
@@ -41,11 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=os.environ.get("SAFEBUS_LOG_LEVEL", "WARNING"))
     commands = parser.add_subparsers(dest="command", required=True)
 
-    broker = commands.add_parser("broker", help="the local Kafka broker, or a secured local cluster")
-    broker.add_argument("action", choices=["up", "status", "down"])
-    broker.add_argument("--secure", action="store_true",
-                        help="a cluster with TLS, SASL/SCRAM and ACLs enforced (default: one plaintext node)")
-    broker.add_argument("--nodes", type=int, default=3, metavar="N", help="with --secure: how many nodes (3)")
+    cli_broker.add_parser(commands)
 
     topics = commands.add_parser("topics", help="topics as code")
     topics.add_argument("action", choices=["apply", "list"])
@@ -145,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    try:
+        load_settings_file()  # first: the parser's defaults and every component read the environment it fills
+    except ConfigError as exc:
+        print(f"safebus: configuration refused: {exc}", file=sys.stderr)
+        return 2
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "backfill_from", None) and not (args.backfill_reason and args.by):
@@ -169,7 +171,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     from safebus.app.wiring import Settings, resolve_bootstrap
 
     if args.command == "broker":
-        return _broker(args.action, state, secure=args.secure, nodes=args.nodes)
+        return cli_broker.broker(args.action, state, secure=args.secure, nodes=args.nodes)
     if args.command == "partnership":
         return _partnership(args.action, state, force=args.force)
     if args.command == "config":
@@ -235,26 +237,6 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "erase":
         return _erase(settings, token=args.subject, reason=args.reason, requested_by=args.by)
     raise AssertionError(f"unhandled command {args.command}")
-
-
-def _broker(action: str, state: Path, *, secure: bool, nodes: int) -> int:
-    from safebus.deploy.broker import LocalBroker
-    from safebus.deploy.cluster import ADMIN_USER, LocalCluster
-
-    if not secure:
-        broker = LocalBroker(state_dir=state, cache_dir=cache_dir())
-        status = {"up": broker.up, "status": broker.status, "down": broker.down}[action]()
-        print(status.describe())
-        return 0 if status.running or action == "down" else 3
-    cluster = LocalCluster(state_dir=state, cache_dir=cache_dir(), nodes=nodes)
-    secured = {"up": cluster.up, "status": cluster.status, "down": cluster.down}[action]()
-    print(secured.describe())
-    if secured.running and secured.bootstrap:
-        print("# to act as the cluster's administrator:")
-        print(f"export KAFKA_BOOTSTRAP_SERVERS={secured.bootstrap}")
-        for name, value in cluster.environment(ADMIN_USER).items():
-            print(f"export {name}={value}")
-    return 0 if secured.running or action == "down" else 3
 
 
 def _partnership(action: str, state: Path, *, force: bool) -> int:

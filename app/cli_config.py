@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TextIO
 
 from safebus.app.encompass_wiring import mail_relay
+from safebus.deploy.supervision import WORKERS
 from safebus.errors import ConfigError
-from safebus.kafka_security import load_security
+from safebus.kafka_security import CREDENTIALS_DIR, component_environment, load_security
+from safebus.settings_file import SETTINGS_FILE
 from safebus.topics import TopicNames
 
 __all__ = ["add_parser", "check"]
@@ -33,16 +35,22 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
     """Print the settings in use, one ``name: value`` per line (exit 0), or the wrong one (exit 2)."""
     try:
         security = load_security()
+        for worker in WORKERS:
+            component_environment(worker.principal)  # each component's password file is there
         relay = mail_relay()
     except (ConfigError, OSError) as exc:
         print(f"safebus: configuration refused: {exc}", file=err)
         return 2
     shown: dict[str, str] = {
+        "settings_file": os.environ.get(SETTINGS_FILE) or "(none: the environment only)",
         "state_dir": str(state),
         "topic_prefix": names.prefix,
         "kafka.bootstrap": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "(this state directory's local broker)",
     }
     shown |= {f"kafka.{name}": value for name, value in security.describe().items()}
+    if os.environ.get(CREDENTIALS_DIR):
+        shown["kafka.components"] = (f"each worker as its own principal, passwords in {os.environ[CREDENTIALS_DIR]}: "
+                                     + ", ".join(f"{w.name}={w.principal}" for w in WORKERS))
     if relay is None:
         shown["smtp"] = "(none: nobody is e-mailed; steps are still audited)"
     else:

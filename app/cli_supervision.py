@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from safebus.deploy.supervision import WORKERS, SupervisionStatus, Supervisor, Worker
 from safebus.errors import ConfigError
+from safebus.kafka_security import component_environment
 from safebus.producers.gateway import default_credentials_path
 
 if TYPE_CHECKING:
@@ -52,8 +53,10 @@ def up(settings: Settings, *, log_level: str) -> int:
     if len(workers) < len(WORKERS):
         print("gateway: not started (no credential yet: 'safebus gateway credential add --agency ID', then "
               "'safebus down' and 'safebus up')")
+    identities = {w.name: component_environment(w.principal) for w in workers}  # each its own principal, if given
     result = Supervisor(state_dir=settings.state_dir).up(
-        bootstrap=settings.bootstrap, prefix=settings.names.prefix, log_level=log_level, workers=workers)
+        bootstrap=settings.bootstrap, prefix=settings.names.prefix, log_level=log_level, workers=workers,
+        identities=identities)
     return _report(result, settings.state_dir)
 
 

@@ -19,8 +19,10 @@ an environment variable or a command line, and `describe` masks it.
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from safebus.errors import ConfigError
 
 __all__ = [
+    "CREDENTIALS_DIR",
     "VARIABLES",
     "KafkaSecurity",
     "SecurityProtocol",
     "client_config",
+    "component_environment",
     "current_security",
     "load_security",
     "use",
@@ -206,3 +210,37 @@ def client_config(bootstrap: str, **settings: Any) -> dict[str, Any]:
     """A confluent-kafka client configuration for `bootstrap` as this process's principal, plus `settings`."""
     return {"bootstrap.servers": bootstrap, **current_security().librdkafka(), **settings}
 
+
+
+CREDENTIALS_DIR = "SAFEBUS_KAFKA_CREDENTIALS_DIR"
+"""
+A directory of ``<principal>.password`` files, one per component: with it, ``safebus up`` runs each
+supervised worker as its own principal (`component_environment`) instead of the operator's.
+"""
+
+
+def component_environment(principal: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    The settings that make a supervised component `principal` on the cluster: its username and password file.
+
+    Why a directory rather than a variable per component: the same operator's
+    shell starts every worker (``safebus up``), and each must still present
+    only its own identity, which the ACLs (`safebus.deploy.acls.COMPONENTS`)
+    grant exactly what that component needs.  Empty when `CREDENTIALS_DIR` is
+    unset (every worker is then the operator's principal, as on the local
+    plaintext broker).  Raises `ConfigError` naming the setting when the
+    directory or the component's file is missing, or the transport is not
+    ``SASL_SSL``.
+    """
+    variables = os.environ if env is None else env
+    directory = variables.get(CREDENTIALS_DIR)
+    if not directory:
+        return {}
+    protocol = variables.get(VARIABLES["security_protocol"], SecurityProtocol.PLAINTEXT.value)
+    if protocol != SecurityProtocol.SASL_SSL.value:
+        raise ConfigError(f"{CREDENTIALS_DIR} holds SCRAM passwords, sent only over SASL_SSL, but "
+                          f"{VARIABLES['security_protocol']} is {protocol}")
+    password_file = Path(directory) / f"{principal}.password"
+    if not password_file.is_file():
+        raise ConfigError(f"{CREDENTIALS_DIR}: no password file for component {principal!r} at {password_file}")
+    return {VARIABLES["username"]: principal, VARIABLES["password_file"]: str(password_file)}

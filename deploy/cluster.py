@@ -3,22 +3,27 @@ A secured three-node KRaft cluster on loopback, from the same Maven-fetched jars
 
 What a partnership's cluster is, made small enough for one machine: three
 combined broker+controller nodes, every listener TLS, clients authenticated by
-SASL/SCRAM-SHA-512, the StandardAuthorizer on with nothing allowed that an ACL
+SASL/SCRAM-SHA-512 (or a certificate), the StandardAuthorizer on with nothing allowed that an ACL
 does not allow, and topics replicated three times with ``min.insync.replicas``
-2 (acks=all then survives one node down).  Each node has three listeners::
+2 (acks=all then survives one node down).  Each node has four listeners::
 
     CLIENT      SASL_SSL  the bus's clients (a SCRAM user each)
+    MTLS        SSL       clients with a certificate instead (CN=router is User:router)
     INTERNAL    SSL       broker to broker, mutual TLS as User:CN=kafka-broker
     CONTROLLER  SSL       the KRaft quorum, mutual TLS as User:CN=kafka-broker
 
 The super users are the nodes themselves and ``admin`` (created at format time,
 KIP-900); every other principal gets a SCRAM credential through the Admin API
-(`LocalCluster.add_user`) and only the ACLs it is given.  State::
+(`LocalCluster.add_user`) and only the ACLs it is given; each component of
+`safebus.deploy.acls.COMPONENTS` gets one at ``up``, so ``safebus up`` can run
+every worker as its own principal.  State::
 
     <state>/cluster/
         cluster.json     pids and ports (kept across down/up, as the single broker's)
         pki/             the throwaway CA and the nodes' certificates (`safebus.deploy.pki`)
-        users/           <name>.password per SCRAM user (0600)
+        clients/         client certificates for the MTLS listener, <cn>.crt and <cn>.key
+        users/           <name>.password per SCRAM user (0600): the administrator, agencies, tests' users
+        components/      <component>.password per component: SAFEBUS_KAFKA_CREDENTIALS_DIR
         node-<n>/        server.properties, data/, node.log, console.log
 """
 
@@ -38,6 +43,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
+from safebus.deploy.acls import COMPONENTS
 from safebus.deploy.broker import _LOG4J2, KAFKA_VERSION, _pid_alive, ensure_jars, free_port, port_is_free
 from safebus.deploy.pki import BROKER_CN, LocalCA
 from safebus.errors import BrokerError
@@ -46,11 +52,15 @@ from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.logs import get_logger
 from safebus.private_files import write_private
 
-__all__ = ["ADMIN_USER", "ClusterStatus", "LocalCluster"]
+__all__ = ["ADMIN_USER", "COMPONENT_PRINCIPALS", "ClusterStatus", "LocalCluster"]
 
 ADMIN_USER = "admin"
 """The cluster's administrator principal (a super user): topics, ACLs and SCRAM users are managed as it."""
 
+COMPONENT_PRINCIPALS = frozenset(c.principal for c in COMPONENTS)
+"""The partnership's components, each a SCRAM user of its own made at ``up`` (the ACLs grant their needs)."""
+
+_PORT_KINDS = ("client", "mtls", "internal", "controller")
 _READY_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 30.0
 _HEAP = ("-Xms256m", "-Xmx512m")
@@ -92,14 +102,44 @@ class LocalCluster:
         """The CA certificate every client trusts."""
         return self.root / "pki" / "ca.pem"
 
+    @property
+    def credentials_dir(self) -> Path:
+        """
+        The components' password files (``SAFEBUS_KAFKA_CREDENTIALS_DIR``), apart from the administrator's.
+
+        Apart so that what ``safebus up`` hands the workers holds no super user's password.
+        """
+        return self.root / "components"
+
     def password_file(self, user: str) -> Path:
-        """Where `user`'s SCRAM password is kept."""
+        """Where `user`'s SCRAM password is kept (a component's in `credentials_dir`)."""
+        if user in COMPONENT_PRINCIPALS:
+            return self.credentials_dir / f"{user}.password"
         return self.root / "users" / f"{user}.password"
 
     def security(self, user: str = ADMIN_USER) -> KafkaSecurity:
         """The client settings of `user` on this cluster (SASL_SSL, SCRAM-SHA-512, the cluster's CA)."""
         return KafkaSecurity(security_protocol=SecurityProtocol.SASL_SSL, username=user,
                              password_file=self.password_file(user), ca_file=self.ca_file)
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """Where clients that prove themselves with a certificate connect (the MTLS listener of every node)."""
+        bootstrap = self._info().get("mtls_bootstrap")
+        if not isinstance(bootstrap, str):
+            raise BrokerError("the cluster has never been started")
+        return bootstrap
+
+    def certificate_security(self, user: str) -> KafkaSecurity:
+        """
+        Mutual-TLS client settings for `user` (a certificate with CN=`user`, issued once by the cluster's CA).
+
+        For clients that cannot use SCRAM: librdkafka before 2.6.1 (Debian's kcat among them) builds a
+        SCRAM proof Kafka 4 rejects.  Connect to `mtls_bootstrap`; the principal is ``User:<user>``.
+        """
+        files = LocalCA(self.root / "pki").issue(self.root / "clients", user)
+        return KafkaSecurity(security_protocol=SecurityProtocol.SSL, ca_file=self.ca_file, cert_file=files.cert,
+                             key_file=files.key)
 
     def environment(self, user: str) -> dict[str, str]:
         """The ``SAFEBUS_KAFKA_*`` variables that make a process `user` on this cluster."""
@@ -135,6 +175,12 @@ class LocalCluster:
         return self.password_file(user)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
+
+    def _add_components(self) -> None:
+        """Every component's SCRAM user, once (a credential survives restarts in the cluster's metadata)."""
+        for principal in sorted(COMPONENT_PRINCIPALS):
+            if not self.password_file(principal).exists():
+                self.add_user(principal)
 
     def status(self) -> ClusterStatus:
         """Report how many nodes are alive, and whether the cluster answers an authenticated admin request."""
@@ -198,7 +244,9 @@ class LocalCluster:
             console.close()
             nodes.append({"id": node_id, "pid": process.pid, **port})
         bootstrap = ",".join(f"127.0.0.1:{p['client']}" for p in ports.values())
-        self._write_info({"cluster_id": cluster_id, "bootstrap": bootstrap, "nodes": nodes,
+        mtls_bootstrap = ",".join(f"127.0.0.1:{p['mtls']}" for p in ports.values())
+        self._write_info({"cluster_id": cluster_id, "bootstrap": bootstrap, "mtls_bootstrap": mtls_bootstrap,
+                          "nodes": nodes,
                           "version": self.version, "started_at": time.time()})
 
         deadline = time.monotonic() + _READY_TIMEOUT_S
@@ -208,6 +256,7 @@ class LocalCluster:
                 self.down()
                 raise BrokerError(f"node(s) {exited} exited while starting:\n{self.log_tail()}")
             if self._brokers_answering(timeout_s=3) == self.nodes:
+                self._add_components()
                 return self.status()
             time.sleep(1.0)
         self.down()
@@ -266,7 +315,7 @@ class LocalCluster:
 
     def _ports(self, info: dict[str, object]) -> dict[int, dict[str, int]]:
         """Each node's (client, internal, controller) ports: the remembered ones while all are free."""
-        kinds = ("client", "internal", "controller")
+        kinds = _PORT_KINDS
         remembered = {_id(n): {k: int(n.get(k) or 0) for k in kinds}
                       for n in _nodes(info) if all(isinstance(n.get(k), int) for k in kinds)}
         if len(remembered) == self.nodes and all(port_is_free(p) for ports in remembered.values()
@@ -278,7 +327,7 @@ class LocalCluster:
         fresh: dict[int, dict[str, int]] = {}
         for node_id in range(1, self.nodes + 1):
             ports: dict[str, int] = {}
-            for kind in ("client", "internal", "controller"):
+            for kind in _PORT_KINDS:
                 port = free_port()
                 while port in chosen:
                     port = free_port()
@@ -336,9 +385,9 @@ def _server_properties(*, node_id: int, ports: dict[str, int], voters: str, data
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=CLIENT://127.0.0.1:{ports['client']},INTERNAL://127.0.0.1:{ports['internal']},CONTROLLER://127.0.0.1:{ports['controller']}
-advertised.listeners=CLIENT://127.0.0.1:{ports['client']},INTERNAL://127.0.0.1:{ports['internal']}
-listener.security.protocol.map=CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL
+listeners=CLIENT://127.0.0.1:{ports['client']},MTLS://127.0.0.1:{ports['mtls']},INTERNAL://127.0.0.1:{ports['internal']},CONTROLLER://127.0.0.1:{ports['controller']}
+advertised.listeners=CLIENT://127.0.0.1:{ports['client']},MTLS://127.0.0.1:{ports['mtls']},INTERNAL://127.0.0.1:{ports['internal']}
+listener.security.protocol.map=CLIENT:SASL_SSL,MTLS:SSL,INTERNAL:SSL,CONTROLLER:SSL
 inter.broker.listener.name=INTERNAL
 controller.listener.names=CONTROLLER
 log.dirs={data}
@@ -351,6 +400,10 @@ ssl.endpoint.identification.algorithm=https
 listener.name.internal.ssl.client.auth=required
 listener.name.controller.ssl.client.auth=required
 listener.name.client.ssl.client.auth=none
+# Clients with a certificate instead of a password: its CN is the principal, as a SCRAM user's name is
+# (CN=router is User:router, with User:router's ACLs).
+listener.name.mtls.ssl.client.auth=required
+listener.name.mtls.ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT
 # Clients: SASL/SCRAM-SHA-512 (credentials live in the cluster metadata).
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512

@@ -65,3 +65,31 @@ def test_a_bad_relay_address_is_refused_naming_its_variable(tmp_path: Path, monk
     assert check(tmp_path, TopicNames(prefix="cfgtest"), io.StringIO(), err) == 2
 
     assert "SAFEBUS_SMTP" in err.getvalue()
+
+
+def test_with_a_credentials_directory_each_worker_is_shown_as_its_own_principal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``safebus up`` will run each worker as, checked before it runs: a missing password file is named."""
+    _clear(monkeypatch)
+    password = tmp_path / "admin.password"
+    password.write_text(_SECRET)
+    monkeypatch.setenv("SAFEBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SAFEBUS_KAFKA_USERNAME", "admin")
+    monkeypatch.setenv("SAFEBUS_KAFKA_PASSWORD_FILE", str(password))
+    components = tmp_path / "components"
+    components.mkdir()
+    for principal in ("router", "inbox", "queues", "sequencer", "monitor"):
+        (components / f"{principal}.password").write_text(_SECRET)
+    monkeypatch.setenv("SAFEBUS_KAFKA_CREDENTIALS_DIR", str(components))
+
+    err = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), io.StringIO(), err) == 2
+    assert "no password file for component 'gateway'" in err.getvalue()
+
+    (components / "gateway.password").write_text(_SECRET)
+    out = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), out, io.StringIO()) == 0
+    lines = dict(line.split(None, 1) for line in out.getvalue().splitlines())
+    assert "processor=router" in lines["kafka.components"]
+    assert "inbox=inbox" in lines["kafka.components"]
+    assert _SECRET not in out.getvalue()

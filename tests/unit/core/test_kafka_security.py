@@ -84,3 +84,26 @@ def test_the_environment_is_read_when_nothing_was_given(files: dict[str, str],
              "ca_file": files["ca"]})
     finally:
         kafka_security.use(None)
+
+
+def test_each_component_gets_its_own_principal_from_the_credentials_directory(tmp_path: Path) -> None:
+    """``safebus up`` gives the router the router's name and password file, not the operator's."""
+    (tmp_path / "router.password").write_text("synthetic-router-password\n")
+    env = {"SAFEBUS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SAFEBUS_KAFKA_USERNAME": "admin",
+           kafka_security.CREDENTIALS_DIR: str(tmp_path)}
+    assert kafka_security.component_environment("router", env) == {
+        "SAFEBUS_KAFKA_USERNAME": "router", "SAFEBUS_KAFKA_PASSWORD_FILE": str(tmp_path / "router.password")}
+    assert kafka_security.component_environment("router", {"SAFEBUS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}) == {}
+
+
+@pytest.mark.parametrize(("protocol", "component", "expected"), [
+    ("SASL_SSL", "inbox", "no password file for component 'inbox'"),
+    ("PLAINTEXT", "router", "sent only over SASL_SSL"),
+])
+def test_a_credentials_directory_that_cannot_serve_a_component_is_refused_by_name(
+        tmp_path: Path, protocol: str, component: str, expected: str) -> None:
+    (tmp_path / "router.password").write_text("synthetic-router-password\n")
+    env = {"SAFEBUS_KAFKA_SECURITY_PROTOCOL": protocol, kafka_security.CREDENTIALS_DIR: str(tmp_path)}
+    with pytest.raises(ConfigError, match=expected) as refused:
+        kafka_security.component_environment(component, env)
+    assert kafka_security.CREDENTIALS_DIR in str(refused.value)

@@ -19,6 +19,7 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
+from safebus.deploy.acls import COMPONENTS
 from safebus.deploy.supervision import (
     SOCKET_PATH_MAX,
     WORKERS,
@@ -93,6 +94,21 @@ class TestPrograms:
         for program in _programs(_as_supervisord_reads_it(state, _conf(state))).values():
             assert program.environment == {"SAFEBUS_HOME": str(state), "SAFEBUS_TOPIC_PREFIX": "tprefix",
                                            "SAFEBUS_LOG_LEVEL": "INFO"}
+
+    def test_each_worker_runs_as_its_own_principal_when_identities_are_given(self, state: Path) -> None:
+        """The router is User:router and the inbox User:inbox: one worker's identity never reaches another."""
+        identities = {w.name: {"SAFEBUS_KAFKA_USERNAME": w.principal,
+                               "SAFEBUS_KAFKA_PASSWORD_FILE": f"/creds/{w.principal}.password"} for w in WORKERS}
+        programs = _programs(_as_supervisord_reads_it(state, _conf(state, identities=identities)))
+        for worker in WORKERS:
+            environment = programs[worker.name].environment
+            assert environment["SAFEBUS_KAFKA_USERNAME"] == worker.principal
+            assert environment["SAFEBUS_KAFKA_PASSWORD_FILE"] == f"/creds/{worker.principal}.password"
+        assert programs["processor"].environment["SAFEBUS_KAFKA_USERNAME"] == "router"
+
+    def test_every_workers_principal_is_a_component_the_acls_grant(self) -> None:
+        """A supervised worker whose principal had no ACLs would be refused everything on a secured cluster."""
+        assert {w.principal for w in WORKERS} <= {c.principal for c in COMPONENTS}
 
     def test_restart_and_stop_policy(self, state: Path) -> None:
         """Always restarted, backed off when a start fails, and SIGTERM gets longer than the workers' 7 s watchdog."""
@@ -173,8 +189,8 @@ def test_status_and_down_when_nothing_runs(tmp_path: Path) -> None:
 
 def test_a_worker_that_cannot_start_is_backed_off_then_given_up(tmp_path: Path) -> None:
     """A real supervisord: a command that fails at once is retried `startretries` times, then FATAL; down stops all."""
-    broken = Worker(name="broken", argv=("no-such-command",), why="exits 2 at once (argparse)", startsecs=2,
-                    startretries=2)
+    broken = Worker(name="broken", principal="router", argv=("no-such-command",), why="exits 2 at once (argparse)",
+                    startsecs=2, startretries=2)
     supervisor = Supervisor(state_dir=tmp_path)
     try:
         status = supervisor.up(bootstrap=_BOOTSTRAP, prefix="tprefix", log_level="INFO", workers=[broken],
