@@ -2,9 +2,18 @@
 The real broker for integration tests, and a running bus on it.
 
 Broker, in order: ``KAFKA_BOOTSTRAP_SERVERS`` when set (failing loudly if it
-does not answer); else the project's own local KRaft broker (Java + Maven);
-else a testcontainers Kafka where a Docker engine runs.  No broker is a test
-*failure*, never a skip: these tests are the proof that the bus works.
+does not answer; this process's ``SAFEBUS_KAFKA_*`` settings say how to reach
+it); else the project's own, from its Maven-fetched jars: by default the
+secured three-node cluster a partnership runs (``broker up --secure``: TLS,
+SASL/SCRAM, ACLs on, three replicas with two in sync), with this process and
+every worker it starts as the cluster's administrator, or, with
+``SAFEBUS_TEST_KAFKA=single``, the single plaintext node of ``make demo`` (a
+quicker loop while developing); else a testcontainers Kafka where a Docker
+engine runs.  No broker is a test *failure*, never a skip: these tests are the
+proof that the bus works.
+
+Tests that stop and start a broker of their own (`plaintext_environment`) use
+the single plaintext node whatever the session's broker is.
 """
 
 from __future__ import annotations
@@ -26,10 +35,15 @@ from typing import TypeVar
 
 import pytest
 
+from safebus import kafka_security
 from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, topics_for
 from safebus.consumers.audit.log import read_facts
 from safebus.consumers.inbox.store import InboxStore, StoredAlert
+from safebus.deploy.acls import AclPlan, desired_bindings
+from safebus.deploy.acls_admin import apply_plan, current_bindings
 from safebus.deploy.broker import LocalBroker, is_reachable
+from safebus.deploy.cluster import ADMIN_USER, LocalCluster
+from safebus.deploy.supervision import WORKERS
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.kafka_io import read_topic
@@ -61,16 +75,67 @@ class Broker:
 
     bootstrap: str
     local: bool
+    cluster: LocalCluster | None = None
+    """The secured local cluster this broker is, when it is one."""
+
+
+TEST_KAFKA = "SAFEBUS_TEST_KAFKA"
+"""``secure`` (default: the three-node secured cluster) or ``single`` (one plaintext node)."""
+
+
+@contextlib.contextmanager
+def plaintext_environment() -> Iterator[None]:
+    """This process (and the workers it starts) as a plaintext client, for a broker a test runs of its own."""
+    with pytest.MonkeyPatch.context() as env:
+        for variable in kafka_security.VARIABLES.values():
+            env.delenv(variable, raising=False)
+        kafka_security.use(None)
+        try:
+            yield
+        finally:
+            kafka_security.use(None)
+    kafka_security.use(None)
+
+
+@contextlib.contextmanager
+def administrator_of(cluster: LocalCluster) -> Iterator[None]:
+    """
+    This process as `cluster`'s administrator; the workers it starts (`Bus.start`) as their own principals,
+    as ``safebus up`` runs them (`grant_partnership` gives them their ACLs first).
+    """
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in cluster.environment(ADMIN_USER).items():
+            env.setenv(name, value)
+        env.setenv(kafka_security.CREDENTIALS_DIR, str(cluster.credentials_dir))  # workers: their own principals
+        kafka_security.use(None)
+        try:
+            yield
+        finally:
+            kafka_security.use(None)
+    kafka_security.use(None)
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """A real Apache Kafka broker for the whole session."""
+    """A real Apache Kafka broker (or secured cluster) for the whole session."""
     explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if explicit:
         if not is_reachable(explicit, timeout_s=10):
             pytest.fail(f"KAFKA_BOOTSTRAP_SERVERS={explicit} is set but no broker answers there")
         yield Broker(explicit, local=False)
+        return
+    wanted = os.environ.get(TEST_KAFKA, "secure")
+    if wanted not in ("secure", "single"):
+        pytest.fail(f"{TEST_KAFKA}={wanted!r}: expected 'secure' (the three-node secured cluster) or 'single'")
+    if shutil.which("java") and shutil.which("mvn") and wanted == "secure":
+        cluster = LocalCluster(state_dir=tmp_path_factory.mktemp("kafka"), cache_dir=cache_dir(), nodes=3)
+        bootstrap = cluster.up().bootstrap
+        assert bootstrap is not None
+        try:
+            with administrator_of(cluster):
+                yield Broker(bootstrap, local=True, cluster=cluster)
+        finally:
+            cluster.down()
         return
     if shutil.which("java") and shutil.which("mvn"):
         broker = LocalBroker(state_dir=tmp_path_factory.mktemp("kafka"), cache_dir=cache_dir())
@@ -133,7 +198,8 @@ class Bus:
                 "monitor": ["encompass", "monitor"], "queue": ["queue", "run"],
                 "gateway": ["gateway", "run"]}[worker or name]
         env = {**os.environ, "SAFEBUS_HOME": str(self.settings.state_dir),
-               "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO"}
+               "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO",
+               **worker_identity(tuple(argv))}
         log = (self.settings.state_dir / f"{name}.log").open("ab")
         process = subprocess.Popen([sys.executable, "-m", "safebus", *argv, *extra,
                                     "--bootstrap", self.settings.bootstrap],
@@ -199,6 +265,27 @@ class Bus:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
+def worker_identity(argv: tuple[str, ...]) -> dict[str, str]:
+    """The Kafka principal ``safebus up`` gives the worker running `argv` (none off a secured cluster)."""
+    principal = next(w.principal for w in WORKERS if w.argv == argv)
+    return kafka_security.component_environment(principal)
+
+
+def grant_partnership(kafka: Broker, settings: Settings) -> None:
+    """
+    On the secured cluster: every ACL the partnership of `settings` needs (as ``safebus acls apply`` grants).
+
+    Only added, never revoked: buses of other prefixes share the cluster (and the component principals)
+    within one session; revoking drift is ``acls apply``'s own test (test_secured_cluster).
+    """
+    if kafka.cluster is None:
+        return
+    desired = desired_bindings(settings.store.load_directory(), settings.names)
+    missing = desired - current_bindings(kafka.bootstrap)
+    if missing:
+        apply_plan(kafka.bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()))
+
+
 @contextlib.contextmanager
 def running_bus(kafka: Broker, state: Path, *, prefix: str, stop_signal: int = signal.SIGTERM) -> Iterator[Bus]:
     """A fresh partnership in `state` with its topics applied and router and inbox running; stopped on exit."""
@@ -206,6 +293,7 @@ def running_bus(kafka: Broker, state: Path, *, prefix: str, stop_signal: int = s
     create_partnership(store)
     settings = Settings(state_dir=state, bootstrap=kafka.bootstrap, names=TopicNames(prefix=prefix))
     apply_topics(kafka.bootstrap, topics_for(settings))
+    grant_partnership(kafka, settings)
     running = Bus(settings=settings, store=store)
     running.start("processor")
     running.start("inbox")

@@ -15,6 +15,7 @@ from safebus.app.agency_admin import publish_entries, sync_from_topic
 from safebus.app.wiring import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore, SignedAgency
+from safebus.kafka_security import client_config
 from safebus.producers.synthetic import create_partnership
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW
@@ -74,7 +75,7 @@ def test_a_forged_entry_on_the_topic_is_refused(kafka: Broker, tmp_path: Path) -
     topic = f"f{uuid.uuid4().hex[:8]}.reference.agencies"
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    client = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    client = AdminClient(client_config(kafka.bootstrap))
     client.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
     genuine = admin.signed_entries()
     forged_raw = json.loads(genuine[0].model_dump_json())

@@ -24,6 +24,7 @@ from safebus.app.wiring import open_ledger
 from safebus.consumers.audit.reports import Viewer, viewed_fact
 from safebus.fact_signing import FactPublisher, FactSigner, Service, fact_publisher
 from safebus.kafka_io import reliable_producer
+from safebus.kafka_security import client_config
 from safebus.keys import PrivateKeys
 from safebus.records import EVENT_ID, Output
 from safebus.schemas.police import Child
@@ -64,7 +65,7 @@ def test_unsigned_and_impostor_facts_are_dead_letters_and_each_service_is_logged
     """A plain producer's fact and one signed by an unknown key are refused; every service's signed fact is a leaf."""
     bus = sequenced_bus
     unsigned, impostor = _view(bus, "plain-client"), _view(bus, "impostor")
-    plain = Producer({"bootstrap.servers": bus.settings.bootstrap})  # what anyone with a Kafka client can do
+    plain = Producer(client_config(bus.settings.bootstrap))  # what anyone with a Kafka client can do
     plain.produce(unsigned.topic, key=unsigned.key, value=unsigned.value, headers=list(unsigned.headers))
     assert plain.flush(30) == 0
     forged_key = FactSigner(keys=PrivateKeys.generate(Service.INBOX_WORKER.agency_id), audit_topic=bus.names.audit)

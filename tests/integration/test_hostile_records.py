@@ -46,6 +46,7 @@ from safebus.consumers.queues.store import QueueStore
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.envelope import Opened, peek_header
+from safebus.kafka_security import client_config
 from safebus.limits import BROKER_MESSAGE_MAX_BYTES
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import (
@@ -59,7 +60,7 @@ from safebus.records import (
 )
 from safebus.schemas.decision import SharingDecision
 from safebus.topics import TopicNames
-from tests.integration.conftest import Broker, Bus
+from tests.integration.conftest import Broker, Bus, grant_partnership
 
 pytestmark = pytest.mark.kafka
 
@@ -93,6 +94,7 @@ def hostile_bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
     shutil.copytree(made / "templates", state)  # the workers' own state: same keys, none of the harness's handles
     settings = Settings(state_dir=state, bootstrap=kafka.bootstrap, names=TopicNames(prefix=prefix))
     apply_topics(kafka.bootstrap, topics_for(settings))
+    grant_partnership(kafka, settings)
     bus = Bus(settings=settings, store=PartnershipStore(state))
     for name in WORKERS:
         bus.start(name)
@@ -105,7 +107,7 @@ def hostile_bus(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def _send(bootstrap: str, batches: list[tuple[str, str, list[Hostile]]]) -> list[Sent]:
     """Produce every hostile record with a plain client (up to the broker's limit) and note where each went."""
-    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": BROKER_MESSAGE_MAX_BYTES,
+    producer = Producer({**client_config(bootstrap), "message.max.bytes": BROKER_MESSAGE_MAX_BYTES,
                          "linger.ms": 20, "acks": "all"})
     sent: list[Sent] = []
     errors: list[str] = []
@@ -132,7 +134,7 @@ def _send(bootstrap: str, batches: list[tuple[str, str, list[Hostile]]]) -> list
 
 def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Records in `topics` that `group` has not committed past."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**client_config(bootstrap), "group.id": group, "enable.auto.commit": False})
     try:
         partitions = [TopicPartition(t, p) for t in topics
                       for p in consumer.list_topics(t, timeout=10).topics[t].partitions]

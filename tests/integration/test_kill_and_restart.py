@@ -63,6 +63,7 @@ from confluent_kafka.admin import AdminClient
 from safebus.app.wiring import ingress_topics, key_service_for, topics_for
 from safebus.directory import AgencyKind
 from safebus.envelope import open_envelope, peek_header
+from safebus.kafka_security import client_config
 from safebus.producers.synthetic import IncidentFactory
 from safebus.records import EVENT_ID
 from safebus.schemas.decision import Outcome, SharingDecision
@@ -164,9 +165,9 @@ class Progress:
     def __init__(self, bus: Bus) -> None:
         """Its consumer is used only for metadata and watermarks: it never subscribes or commits."""
         self.bus = bus
-        self._consumer = Consumer({"bootstrap.servers": bus.settings.bootstrap,
+        self._consumer = Consumer({**client_config(bus.settings.bootstrap),
                                    "group.id": f"{bus.names.prefix}-kill-test-probe"})
-        self._admin = AdminClient({"bootstrap.servers": bus.settings.bootstrap})
+        self._admin = AdminClient(client_config(bus.settings.bootstrap))
         self._audit: list[TopicPartition] = []
         self._audit_seen = 0
         self.router_group = f"{bus.names.prefix}-router"

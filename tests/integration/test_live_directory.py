@@ -29,6 +29,7 @@ from safebus.app.queue_wiring import build_queue_worker, open_queue_store, queue
 from safebus.app.wiring import key_service_for, tokeniser_for
 from safebus.consumers.audit.log import read_facts
 from safebus.directory import AgencyKind, PartnershipStore, SignedAgency
+from safebus.kafka_security import client_config
 from safebus.live_directory import LiveDirectory
 from safebus.producers.police import PolicePublisher
 from safebus.producers.synthetic import create_partnership
@@ -310,7 +311,7 @@ def test_a_machine_with_only_the_trust_anchor_follows_the_topic(kafka: Broker, t
     topic = f"d{uuid.uuid4().hex[:8]}.reference.agencies"
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    client = AdminClient({"bootstrap.servers": kafka.bootstrap})  # kept: its futures die with it
+    client = AdminClient(client_config(kafka.bootstrap))  # kept: its futures die with it
     client.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
     admin = PartnershipStore(admin_state)
     create_partnership(admin)

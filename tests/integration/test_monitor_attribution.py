@@ -19,6 +19,7 @@ from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.fact_signing import Service, fact_publisher
+from safebus.kafka_security import client_config
 from safebus.producers.synthetic import create_partnership
 from safebus.records import Output
 from safebus.schemas.audit import Escalated, EscalationStep
@@ -43,7 +44,7 @@ def test_a_forged_acknowledgement_on_the_audit_topic_does_not_stop_the_escalatio
     nid = f"n-{names.prefix}"
     forged = {"event_type": "audit.acknowledged", "notification_id": nid, "staff_id": "900101-ka",
               "acknowledged_at": datetime(2026, 11, 19, 7, 0, tzinfo=UTC).isoformat()}
-    plain = Producer({"bootstrap.servers": kafka.bootstrap})
+    plain = Producer(client_config(kafka.bootstrap))
     plain.produce(names.audit, key=nid.encode(), value=json.dumps(forged).encode())
     assert plain.flush(30) == 0
     decision = {"event_type": "audit.sharing-decision", "agreement_id": "operation-encompass", "outcome": "shared",

@@ -15,9 +15,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from safebus.app.wiring import Settings, topics_for
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
+from safebus.kafka_security import client_config
 from safebus.producers.synthetic import create_partnership
 from safebus.topics import TopicNames
-from tests.integration.conftest import Broker, wait_for
+from tests.integration.conftest import Broker, plaintext_environment, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -29,23 +30,24 @@ def _safebus(*argv: str, state: Path, timeout: float = 300) -> subprocess.Comple
 
 def test_broker_up_is_idempotent_and_down_stops_it(tmp_path: Path) -> None:
     """'broker up' twice reuses the running broker; 'status' reports it; 'down' stops it."""
-    try:
-        first = _safebus("broker", "up", state=tmp_path)
-        assert first.returncode == 0, first.stderr
-        assert first.stdout.startswith("running pid=")
-        second = _safebus("broker", "up", state=tmp_path)
-        assert second.stdout == first.stdout
-        status = _safebus("broker", "status", state=tmp_path)
-        assert status.returncode == 0
-        assert status.stdout == first.stdout
-        assert (tmp_path / "broker" / "data" / "meta.properties").exists()
-    finally:
-        down = _safebus("broker", "down", state=tmp_path)
-    assert down.returncode == 0
-    assert down.stdout.startswith("stopped")
-    after = _safebus("broker", "status", state=tmp_path)
-    assert after.returncode == 3
-    assert after.stdout.startswith("stopped")
+    with plaintext_environment():  # the single node of 'make demo', whatever the session's broker
+        try:
+            first = _safebus("broker", "up", state=tmp_path)
+            assert first.returncode == 0, first.stderr
+            assert first.stdout.startswith("running pid=")
+            second = _safebus("broker", "up", state=tmp_path)
+            assert second.stdout == first.stdout
+            status = _safebus("broker", "status", state=tmp_path)
+            assert status.returncode == 0
+            assert status.stdout == first.stdout
+            assert (tmp_path / "broker" / "data" / "meta.properties").exists()
+        finally:
+            down = _safebus("broker", "down", state=tmp_path)
+        assert down.returncode == 0
+        assert down.stdout.startswith("stopped")
+        after = _safebus("broker", "status", state=tmp_path)
+        assert after.returncode == 3
+        assert after.stdout.startswith("stopped")
 
 
 def test_topics_apply_is_safe_to_rerun_and_corrects_drift(kafka: Broker, tmp_path: Path) -> None:
@@ -62,7 +64,7 @@ def test_topics_apply_is_safe_to_rerun_and_corrects_drift(kafka: Broker, tmp_pat
     drifted = [s if s is not audit else type(s)(name=s.name, role=s.role, partitions=s.partitions,
                                                   config={**s.config, "retention.ms": "1000"}) for s in specs]
     apply_topics(kafka.bootstrap, drifted)
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin = AdminClient(client_config(kafka.bootstrap))
     resource = ConfigResource(ConfigResource.Type.TOPIC, audit.name)
 
     def retention() -> str:
@@ -79,13 +81,13 @@ def test_broker_never_auto_creates_topics(kafka: Broker) -> None:
     if not kafka.local:
         pytest.skip("auto-creation is a property of the project's own broker configuration")
     typo = f"typo-{uuid.uuid4().hex}"
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "message.timeout.ms": 3000})
+    producer = Producer({**client_config(kafka.bootstrap), "message.timeout.ms": 3000})
     errors: list[KafkaError | None] = []
     producer.produce(typo, b"x", on_delivery=lambda err, _msg: errors.append(err))
     producer.flush(10)
     [error] = errors
     assert error is not None
-    assert typo not in AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(timeout=10).topics
+    assert typo not in AdminClient(client_config(kafka.bootstrap)).list_topics(timeout=10).topics
 
 
 def test_demo_runs_end_to_end(kafka: Broker, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from safebus.producers.gateway import add_credential, default_credentials_path
 from safebus.producers.synthetic import IncidentFactory
 from safebus.schemas.decision import Outcome
 from safebus.schemas.police import DomesticAbuseIncident
-from tests.integration.conftest import Broker, Bus, running_bus
+from tests.integration.conftest import Broker, Bus, plaintext_environment, running_bus
 from tests.integration.test_kill_and_restart import Progress, inbox_counts
 
 pytestmark = pytest.mark.kafka
@@ -84,13 +84,14 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
     """The project's local broker in a state directory of this module's own."""
     if not (shutil.which("java") and shutil.which("mvn")):
         pytest.fail("the outage tests stop and start a broker: they need the project's own (java and mvn)")
-    local = LocalBroker(state_dir=tmp_path_factory.mktemp("outage-kafka"), cache_dir=cache_dir())
-    status = local.up()
-    assert status.bootstrap is not None
-    try:
-        yield OwnBroker(local=local, bootstrap=status.bootstrap)
-    finally:
-        local.down()
+    with plaintext_environment():
+        local = LocalBroker(state_dir=tmp_path_factory.mktemp("outage-kafka"), cache_dir=cache_dir())
+        status = local.up()
+        assert status.bootstrap is not None
+        try:
+            yield OwnBroker(local=local, bootstrap=status.bootstrap)
+        finally:
+            local.down()
 
 
 def schools_incidents(seed: int, count: int) -> list[DomesticAbuseIncident]:

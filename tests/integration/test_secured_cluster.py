@@ -2,9 +2,11 @@
 The secured three-node cluster as a partnership's would be: refused without the right identity, and the
 flow still whole when one broker dies mid-flow (acks=all, three replicas, two in sync).
 
-One cluster for the module (``safebus broker up --secure``'s `LocalCluster`, about 20 s to start);
-this process and the workers it starts talk to it as the cluster's administrator through the same
-``SAFEBUS_KAFKA_*`` settings an operator would export.
+One cluster of the module's own (``safebus broker up --secure``'s `LocalCluster`, about 20 s to
+start), since a node of it is killed; the rest of the integration suite runs on the session's secured
+cluster too.  This process is the cluster's administrator, through the same ``SAFEBUS_KAFKA_*``
+settings an operator would export; the router and the inbox run as their own principals (User:router,
+User:inbox) on exactly the grants ``safebus acls apply`` generates, as ``safebus up`` runs them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from safebus import kafka_security
 from safebus.app import cli_acls
 from safebus.deploy.acls import AclPlan, Binding, Operation, Pattern, Resource
 from safebus.deploy.acls_admin import apply_plan, current_bindings
@@ -35,29 +36,27 @@ from safebus.schemas.decision import SharingDecision
 from safebus.schemas.police import Child
 from safebus.schemas.registry import Family
 from safebus.topics import TopicRole, TopicSpec
-from tests.integration.conftest import Broker, Bus, make_incident, running_bus, wait_for
+from tests.integration.conftest import Broker, Bus, administrator_of, make_incident, running_bus, wait_for
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A secured three-node cluster; this process (and every worker it starts) is its administrator."""
+    """
+    A secured three-node cluster of this module's own (a node of it is killed); this process (and every
+    worker it starts) is its administrator.
+    """
     cluster = LocalCluster(state_dir=tmp_path_factory.mktemp("secure"), cache_dir=cache_dir(), nodes=3)
     status = cluster.up()
     assert status.running
     assert status.bootstrap
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KAFKA_BOOTSTRAP_SERVERS", status.bootstrap)
-        for name, value in cluster.environment("admin").items():
-            env.setenv(name, value)
-        kafka_security.use(None)  # read the administrator's settings at the next client
-        try:
+    try:
+        with pytest.MonkeyPatch.context() as env, administrator_of(cluster):
+            env.setenv("KAFKA_BOOTSTRAP_SERVERS", status.bootstrap)
             yield cluster
-        finally:
-            kafka_security.use(None)
-            cluster.down()
-    kafka_security.use(None)
+    finally:
+        cluster.down()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def secure_bus(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) 
     """The router and inbox running on the secured cluster."""
     bootstrap = cluster.status().bootstrap
     assert bootstrap
-    with running_bus(Broker(bootstrap, local=True), tmp_path_factory.mktemp("bus"),
+    with running_bus(Broker(bootstrap, local=True, cluster=cluster), tmp_path_factory.mktemp("bus"),
                      prefix=f"s{uuid.uuid4().hex[:10]}") as bus:
         yield bus
 
@@ -174,12 +173,15 @@ def test_generated_acls_confine_a_school_to_its_own_topics_and_correct_drift(
     """
     ``safebus acls apply`` as the administrator: a school's principal then reads its own alerts but is
     refused another school's and cannot write police ingress; a stray grant is reported and revoked.
+
+    The bus's workers already run as their own principals on exactly the generated grants, so the
+    first apply finds the cluster in step with the registry.
     """
     bus = secure_bus
     out = io.StringIO()
     assert cli_acls.acls(bus.settings, dry_run=False, out=out) == 0, out.getvalue()
-    assert "granted" in out.getvalue()
-    assert cli_acls.acls(bus.settings, dry_run=True, out=io.StringIO()) == 0  # in step
+    assert "in step" in out.getvalue()
+    assert cli_acls.acls(bus.settings, dry_run=True, out=io.StringIO()) == 0
 
     directory = bus.store.load_directory()
     own, other = directory.of_kind(AgencyKind.SCHOOL)[:2]
@@ -210,3 +212,28 @@ def test_generated_acls_confine_a_school_to_its_own_topics_and_correct_drift(
     assert f"- {stray.describe()}" in drifted.getvalue().splitlines()
     assert cli_acls.acls(bus.settings, dry_run=False, out=io.StringIO()) == 0
     assert stray not in current_bindings(bus.settings.bootstrap)
+
+
+def test_a_client_certificate_is_a_principal_with_that_principals_acls(cluster: LocalCluster) -> None:
+    """
+    On the mutual-TLS listener the certificate's CN is the principal: CN=admin writes, CN=stranger (signed
+    by the same CA, no ACL) is refused, and a client without a certificate never gets metadata.
+    """
+    topic = f"mtls-probe-{uuid.uuid4().hex[:8]}"
+    apply_topics(cluster.status().bootstrap or "", [TopicSpec(name=topic, role=TopicRole.INGRESS, partitions=1)])
+
+    def write_as(user: str) -> KafkaError | None:
+        outcome: list[KafkaError | None] = []
+        producer = Producer({"bootstrap.servers": cluster.mtls_bootstrap, "log_level": 0,
+                             **cluster.certificate_security(user).librdkafka()})
+        producer.produce(topic, b"synthetic", on_delivery=lambda err, _msg: outcome.append(err))
+        producer.flush(20)
+        assert outcome, f"no delivery report for {user}"
+        return outcome[0]
+
+    assert write_as("admin") is None
+    refused = write_as("stranger")
+    assert refused is not None
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    _errors_of({"bootstrap.servers": cluster.mtls_bootstrap, "security.protocol": "SSL",
+                "ssl.ca.location": str(cluster.ca_file)})  # TLS but no certificate: no metadata at all

@@ -37,7 +37,7 @@ from safebus.producers.synthetic import create_partnership
 from safebus.schemas.decision import Outcome
 from safebus.schemas.police import Child
 from safebus.topics import TopicNames
-from tests.integration.conftest import Broker, Bus, make_incident, wait_for
+from tests.integration.conftest import Broker, Bus, grant_partnership, make_incident, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -88,6 +88,7 @@ def supervised(kafka: Broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
     settings = Settings(state_dir=state, bootstrap=kafka.bootstrap,
                         names=TopicNames(prefix=f"t{uuid.uuid4().hex[:10]}"))
     apply_topics(kafka.bootstrap, topics_for(settings))
+    grant_partnership(kafka, settings)
     bus = Bus(settings=settings, store=store)
     try:
         yield bus
