@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="also route incidents since this date (recorded as audit.backfill-authorised)")
     processor.add_argument("--backfill-reason", help="why the backfill is needed (with --backfill-from)")
     processor.add_argument("--by", metavar="OPERATOR_ID", help="who authorised the backfill (with --backfill-from)")
+    add_health_argument(processor)
 
     inbox = commands.add_parser("inbox", help="school inboxes")
     inbox.add_argument("action", choices=["run", "show", "web"])
@@ -531,11 +532,11 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
         _announce_backfill(settings, handler.payload_window, args)
     logs.get_logger("cli").info("router_state_restored", changes=restored)
     follow(handler.directory, bootstrap=settings.bootstrap, topic=settings.names.agencies, wait=True)
-    app = create_app(bootstrap=settings.bootstrap, handler=handler,
-                     ingress_topics=lambda: ingress_topics(settings, handler.directory()),
-                     datadir=settings.state_dir / "faust",
-                     app_id=f"{settings.names.prefix}-router")
-    run_worker(app)
+    with worker_health("router", args.health_port) as health:
+        app = create_app(bootstrap=settings.bootstrap, handler=handler,
+                         ingress_topics=lambda: ingress_topics(settings, handler.directory()),
+                         datadir=settings.state_dir / "faust", app_id=f"{settings.names.prefix}-router", health=health)
+        run_worker(app, health=health)
     return 0
 
 
