@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8443)
     gateway.add_argument("--bootstrap")
+    add_health_argument(gateway)
 
     processor = commands.add_parser(
         "processor", help="the router (a Faust worker)",
@@ -230,7 +231,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "inbox":
         return _inbox_run(settings, health_port=args.health_port)
     if args.command == "gateway":
-        return _gateway_run(settings, host=args.host, port=args.port)
+        return _gateway_run(settings, host=args.host, port=args.port, health_port=args.health_port)
     if args.command == "queue":
         return _queue(settings, args)
     if args.command == "erase":
@@ -346,7 +347,7 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
     return 2
 
 
-def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
+def _gateway_run(settings: Settings, *, host: str, port: int, health_port: int | None) -> int:
     from safebus.errors import ConfigError
     from safebus.native_memory import tune_malloc
     from safebus.producers.gateway import Gateway, default_credentials_path
@@ -360,7 +361,8 @@ def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
     stop = stop_on_signals()
     gateway = Gateway(settings, credentials, host=host, port=port)
     print(f"gateway listening on {gateway.url}", flush=True)
-    gateway.run(stop)
+    with worker_health("gateway", health_port) as health:
+        gateway.run(stop, health=health)
     return 0
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "ESCALATION_STEPS",
+    "GATEWAY_ACCEPTED",
+    "GATEWAY_REFUSED",
     "MAIL_OUTBOX",
     "RECORDS_IN",
     "SHARES_DELIVERED",
@@ -36,6 +38,12 @@ AUDIT_LEDGER_LEAVES = Gauge("safebus_audit_ledger_leaves", "Leaves in the sequen
 AUDIT_CHECKPOINT_AGE = Gauge("safebus_audit_checkpoint_age_seconds",
                              "Seconds since the sequencer signed its last checkpoint (auditors can pin only what "
                              "a checkpoint covers, so a growing age is an alert).")
+GATEWAY_ACCEPTED = Counter("safebus_gateway_events_accepted",
+                           "Events the HTTP gateway published onto the bus (broker-confirmed), per ingress topic: the "
+                           "records that came in through it.", ["topic"])
+GATEWAY_REFUSED = Counter("safebus_gateway_requests_refused",
+                          "Requests the HTTP gateway refused, by status and reason code: its dead letters, which are "
+                          "answered to the caller and never reach the bus.", ["status", "reason"])
 ESCALATION_STEPS = Counter("safebus_escalation_steps", "Operation Encompass escalation steps taken, by step.",
                            ["step"])
 
