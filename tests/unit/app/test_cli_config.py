@@ -65,3 +65,16 @@ def test_a_bad_relay_address_is_refused_naming_its_variable(tmp_path: Path, monk
     assert check(tmp_path, TopicNames(prefix="cfgtest"), io.StringIO(), err) == 2
 
     assert "SAFEBUS_SMTP" in err.getvalue()
+
+
+def test_the_health_ports_up_hands_out_are_shown_and_a_bad_base_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervised workers' scrape targets, from SAFEBUS_HEALTH_PORT_BASE; a wrong value names the variable."""
+    monkeypatch.setenv("SAFEBUS_HEALTH_PORT_BASE", "9400")
+    out = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), out, io.StringIO()) == 0
+    assert "processor 9400, inbox 9401" in out.getvalue()
+    monkeypatch.setenv("SAFEBUS_HEALTH_PORT_BASE", "ninety")
+    err = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), io.StringIO(), err) == 2
+    assert "SAFEBUS_HEALTH_PORT_BASE" in err.getvalue()
