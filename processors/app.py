@@ -186,7 +186,11 @@ def create_app(
 
         @app.timer(interval=CHECK_S)  # type: ignore[untyped-decorator]  # Faust leaves it untyped
         async def check_readiness() -> None:
-            assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+            try:
+                assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+            except Exception as exc:  # noqa: BLE001 - consumer not (re)started yet: not ready, and never a crash
+                _log.info("router_assignment_unknown", error=type(exc).__name__)
+                return
             await check_progress(health, progress, reader, assigned)
 
     return app

@@ -38,7 +38,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from safebus.health import WorkerHealth
@@ -170,7 +170,9 @@ async def check_progress(health: WorkerHealth, progress: RouterProgress, reader:
     One check: read the offsets of the `assigned` partitions, report lag, mark `health` ready once caught up.
 
     Returns whether the router is caught up.  A broker that does not answer in
-    `timeout_s` is logged and leaves everything as it was.
+    `timeout_s`, or any other failure to read, is logged and leaves everything
+    as it was: an exception out of a Faust timer would crash the app, and a
+    health check must never be what stops the router.
     """
     held = sorted(set(assigned))
     if not held:
@@ -178,8 +180,9 @@ async def check_progress(health: WorkerHealth, progress: RouterProgress, reader:
     loop = asyncio.get_running_loop()
     try:
         offsets = await asyncio.wait_for(loop.run_in_executor(None, reader.read, held), timeout_s)
-    except (KafkaException, TimeoutError) as exc:
-        _log.warning("router_offsets_unavailable", partitions=len(held), error=str(exc)[:200] or type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - a failed check must never stop the router (Faust would crash the app)
+        _log.warning("router_offsets_unavailable", partitions=len(held), error=type(exc).__name__,
+                     detail=str(exc)[:200])
         return False
     caught_up, lag = progress.observe(held, offsets)
     for topic, behind in lag.items():

@@ -90,8 +90,8 @@ class TestCheck:
         assert asyncio.run(check_progress(WorkerHealth("router"), RouterProgress(), reader, [])) is False
         assert reader.asked == []
 
-    @pytest.mark.parametrize("failure", [KafkaException("broker down"), TimeoutError()])
-    def test_a_broker_that_does_not_answer_leaves_the_router_not_ready(self, failure: Exception) -> None:
+    @pytest.mark.parametrize("failure", [KafkaException("broker down"), TimeoutError(), ValueError("a bug")])
+    def test_a_failed_read_leaves_the_router_not_ready_and_never_raises_into_faust(self, failure: Exception) -> None:
         health = WorkerHealth("router")
         reader = _Reader([failure])
         assert asyncio.run(check_progress(health, RouterProgress(), reader, [A0])) is False
