@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8443)
     gateway.add_argument("--bootstrap")
+    add_health_argument(gateway)
 
     processor = commands.add_parser(
         "processor", help="the router (a Faust worker)",
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="also route incidents since this date (recorded as audit.backfill-authorised)")
     processor.add_argument("--backfill-reason", help="why the backfill is needed (with --backfill-from)")
     processor.add_argument("--by", metavar="OPERATOR_ID", help="who authorised the backfill (with --backfill-from)")
+    add_health_argument(processor)
 
     inbox = commands.add_parser("inbox", help="school inboxes")
     inbox.add_argument("action", choices=["run", "show", "web"])
@@ -231,7 +233,7 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
     if args.command == "inbox":
         return _inbox_run(settings, health_port=args.health_port)
     if args.command == "gateway":
-        return _gateway_run(settings, host=args.host, port=args.port)
+        return _gateway_run(settings, host=args.host, port=args.port, health_port=args.health_port)
     if args.command == "queue":
         return _queue(settings, args)
     if args.command == "erase":
@@ -327,7 +329,7 @@ def _gateway_credential(settings: Settings, args: argparse.Namespace) -> int:
     return 2
 
 
-def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
+def _gateway_run(settings: Settings, *, host: str, port: int, health_port: int | None) -> int:
     from safebus.errors import ConfigError
     from safebus.native_memory import tune_malloc
     from safebus.producers.gateway import Gateway, default_credentials_path
@@ -341,7 +343,8 @@ def _gateway_run(settings: Settings, *, host: str, port: int) -> int:
     stop = stop_on_signals()
     gateway = Gateway(settings, credentials, host=host, port=port)
     print(f"gateway listening on {gateway.url}", flush=True)
-    gateway.run(stop)
+    with worker_health("gateway", health_port) as health:
+        gateway.run(stop, health=health)
     return 0
 
 
@@ -513,11 +516,11 @@ def _processor(settings: Settings, args: argparse.Namespace) -> int:
         _announce_backfill(settings, handler.payload_window, args)
     logs.get_logger("cli").info("router_state_restored", changes=restored)
     follow(handler.directory, bootstrap=settings.bootstrap, topic=settings.names.agencies, wait=True)
-    app = create_app(bootstrap=settings.bootstrap, handler=handler,
-                     ingress_topics=lambda: ingress_topics(settings, handler.directory()),
-                     datadir=settings.state_dir / "faust",
-                     app_id=f"{settings.names.prefix}-router")
-    run_worker(app)
+    with worker_health("router", args.health_port) as health:
+        app = create_app(bootstrap=settings.bootstrap, handler=handler,
+                         ingress_topics=lambda: ingress_topics(settings, handler.directory()),
+                         datadir=settings.state_dir / "faust", app_id=f"{settings.names.prefix}-router", health=health)
+        run_worker(app, health=health)
     return 0
 
 

@@ -4,7 +4,8 @@
 An operator runs it before ``safebus up`` on a new machine: every long-running
 worker reads the same variables, so one check in the same environment shows
 what all of them will use (the Kafka identity, the broker, the topic
-namespace, the state directory, the e-mail relay), and a bad value is refused
+namespace, the state directory, the e-mail relay, the health ports ``up`` hands
+out), and a bad value is refused
 here, with its variable's name, instead of by a worker after it started.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from safebus.app.encompass_wiring import mail_relay
-from safebus.deploy.supervision import WORKERS
+from safebus.deploy.supervision import WORKERS, health_port_base, health_ports
 from safebus.errors import ConfigError
 from safebus.kafka_security import CREDENTIALS_DIR, component_environment, load_security
 from safebus.settings_file import SETTINGS_FILE
@@ -38,6 +39,7 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
         for worker in WORKERS:
             component_environment(worker.principal)  # each component's password file is there
         relay = mail_relay()
+        base = health_port_base()
     except (ConfigError, OSError) as exc:
         print(f"safebus: configuration refused: {exc}", file=err)
         return 2
@@ -59,6 +61,9 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
             shown |= {"smtp.user": relay.username, "smtp.password": "****"}
         if relay.ca_file is not None:
             shown["smtp.ca"] = str(relay.ca_file)
+    ports = health_ports(base)
+    shown["health_ports"] = (", ".join(f"{name} {port}" for name, port in ports.items()) + " (safebus up, 127.0.0.1)"
+                             if ports else "(none: SAFEBUS_HEALTH_PORT_BASE=off)")
     width = max(len(name) for name in shown)
     for name, value in shown.items():
         print(f"{name:<{width}}  {value}", file=out)

@@ -6,7 +6,8 @@ long-running worker of `safebus.deploy.supervision.WORKERS` and restarts any
 that exits (docs/adr/0012); run again, it reports what already runs.
 ``down`` stops every worker gracefully and then supervisord.  The broker is
 not one of the workers: ``safebus broker up`` (or ``KAFKA_BOOTSTRAP_SERVERS``)
-comes first.
+comes first.  Each worker serves ``/healthz``, ``/readyz`` and ``/metrics`` on
+its own loopback port, from ``SAFEBUS_HEALTH_PORT_BASE`` (default 9180) up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from safebus.deploy.supervision import WORKERS, SupervisionStatus, Supervisor, Worker
+from safebus.deploy.supervision import (
+    WORKERS,
+    SupervisionStatus,
+    Supervisor,
+    Worker,
+    health_port_base,
+    health_ports,
+)
 from safebus.errors import ConfigError
 from safebus.kafka_security import component_environment
 from safebus.producers.gateway import default_credentials_path
@@ -54,9 +62,14 @@ def up(settings: Settings, *, log_level: str) -> int:
         print("gateway: not started (no credential yet: 'safebus gateway credential add --agency ID', then "
               "'safebus down' and 'safebus up')")
     identities = {w.name: component_environment(w.principal) for w in workers}  # each its own principal, if given
+    base = health_port_base()  # a bad value is refused before anything starts
     result = Supervisor(state_dir=settings.state_dir).up(
         bootstrap=settings.bootstrap, prefix=settings.names.prefix, log_level=log_level, workers=workers,
-        identities=identities)
+        identities=identities, health_port_base=base)
+    ports = health_ports(base, workers)
+    if ports and not result.already_running:
+        print("health: " + ", ".join(f"{name} 127.0.0.1:{port}" for name, port in ports.items())
+              + " (/healthz, /readyz, /metrics)")
     return _report(result, settings.state_dir)
 
 

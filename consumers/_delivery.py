@@ -45,8 +45,8 @@ from safebus.kafka_io import (
 from safebus.kafka_security import client_config
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
-from safebus.metrics import CONSUMER_LAG, DEAD_LETTERS, RECORDS_IN, SHARES_DELIVERED
-from safebus.records import DLQ_REASON, Origin, Output, Record, dead_letter
+from safebus.metrics import CONSUMER_LAG, RECORDS_IN, SHARES_DELIVERED, count_dead_letters
+from safebus.records import Origin, Output, Record, dead_letter
 
 __all__ = [
     "DELIVER_STAGE",
@@ -321,8 +321,7 @@ def deliver_batch(
             admitted.append(outcome)
     if refused:
         produce_all(producer, refused)
-        for output in refused:
-            DEAD_LETTERS.labels(reason=dict(output.headers).get(DLQ_REASON, b"unknown").decode()[:64]).inc()
+        count_dead_letters(refused)
     new = store_many(admitted) if admitted else 0
     SHARES_DELIVERED.labels(what=what).inc(new)
     _log.info(f"{what}_delivered", received=len(records), new=new, redelivered=len(admitted) - new,

@@ -116,6 +116,11 @@ class LiveDirectory:
         """Whether a background reader follows the directory topic."""
         return self._thread is not None
 
+    @property
+    def caught_up(self) -> bool:
+        """Whether the watcher has read what the topic held when it started (or found nothing to read)."""
+        return self._caught_up.is_set()
+
     __call__ = current
 
     @property

@@ -24,6 +24,7 @@ environment, not through the file.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import sys
@@ -37,11 +38,13 @@ from typing import Any, Literal
 from supervisor.xmlrpc import SupervisorTransport
 
 from safebus.deploy.broker import _pid_alive
-from safebus.errors import SupervisionError
+from safebus.errors import ConfigError, SupervisionError
 from safebus.logs import get_logger
 from safebus.private_files import write_private
 
 __all__ = [
+    "DEFAULT_HEALTH_PORT_BASE",
+    "HEALTH_PORT_BASE_ENV",
     "SOCKET_PATH_MAX",
     "WORKERS",
     "SupervisionPaths",
@@ -49,6 +52,8 @@ __all__ = [
     "Supervisor",
     "Worker",
     "WorkerState",
+    "health_port_base",
+    "health_ports",
     "supervisord_conf",
 ]
 
@@ -72,7 +77,9 @@ class Worker:
     restarted at once as `autorestart` says; `exitcodes` are the statuses
     supervisord's log calls expected.  `stopwaitsecs` is how long SIGTERM has
     before SIGKILL: longer than the workers' own 7 s watchdog, so a graceful
-    stop always gets its chance.
+    stop always gets its chance.  Each worker that serves ``/healthz``,
+    ``/readyz`` and ``/metrics`` has a fixed `health_offset`, so its scrape
+    target is the same port on every start and every machine of a partnership.
     """
 
     name: str
@@ -85,23 +92,56 @@ class Worker:
     stopwaitsecs: int = 15
     autorestart: Literal["true", "unexpected", "false"] = "true"
     exitcodes: tuple[int, ...] = (0,)
+    health_offset: int | None = None
+    """Its ``--health-port`` is the base port (`health_port_base`) plus this; None: it serves no health endpoint."""
 
 
 WORKERS: tuple[Worker, ...] = (
-    Worker(name="processor", principal="router", argv=("processor", "run"), startsecs=10,
+    Worker(name="processor", principal="router", argv=("processor", "run"), startsecs=10, health_offset=0,
            why="the router; exit 75 (outputs not confirmed) is restarted and replays from its last commit"),
-    Worker(name="inbox", principal="inbox", argv=("inbox", "run"),
+    Worker(name="inbox", principal="inbox", argv=("inbox", "run"), health_offset=1,
            why="delivers Encompass alerts into the school inboxes"),
-    Worker(name="queues", principal="queues", argv=("queue", "run"),
+    Worker(name="queues", principal="queues", argv=("queue", "run"), health_offset=2,
            why="delivers referrals into the other recipients' work queues"),
-    Worker(name="sequencer", principal="sequencer", argv=("audit", "sequence"),
+    Worker(name="sequencer", principal="sequencer", argv=("audit", "sequence"), health_offset=3,
            why="appends every audit fact to the Merkle ledger"),
-    Worker(name="monitor", principal="monitor", argv=("encompass", "monitor"),
+    Worker(name="monitor", principal="monitor", argv=("encompass", "monitor"), health_offset=4,
            why="tracks Encompass deadlines and escalates"),
-    Worker(name="gateway", principal="gateway", argv=("gateway", "run"),
+    Worker(name="gateway", principal="gateway", argv=("gateway", "run"), health_offset=5,
            why="HTTP ingress for agencies without Kafka (needs a credential)"),
 )
 """Every long-running worker of a partnership, once: the demo, ``safebus up`` and the tests start these."""
+
+HEALTH_PORT_BASE_ENV = "SAFEBUS_HEALTH_PORT_BASE"
+DEFAULT_HEALTH_PORT_BASE = 9180
+"""
+Supervised workers serve their health on 127.0.0.1 from this port up (processor 9180 ... gateway 9185).
+
+A setting rather than a constant because two partnerships supervised on one
+host would otherwise collide: the second set of workers would each refuse its
+port (exit 2) and go FATAL.  ``off`` supervises them without health endpoints.
+"""
+
+
+def health_port_base(env: Mapping[str, str] | None = None) -> int | None:
+    """The base port from ``SAFEBUS_HEALTH_PORT_BASE`` in `env` (default the process's): default 9180, ``off``: None."""
+    text = (os.environ if env is None else env).get(HEALTH_PORT_BASE_ENV, "").strip()
+    if not text:
+        return DEFAULT_HEALTH_PORT_BASE
+    if text.lower() == "off":
+        return None
+    highest = 65535 - max(w.health_offset or 0 for w in WORKERS)
+    if not text.isdigit() or not 1024 <= int(text) <= highest:
+        raise ConfigError(f"{HEALTH_PORT_BASE_ENV} must be a port from 1024 to {highest} (the first of "
+                          f"{len(WORKERS)} consecutive ones) or 'off', not {text!r}")
+    return int(text)
+
+
+def health_ports(base: int | None, workers: Sequence[Worker] = WORKERS) -> dict[str, int]:
+    """Each worker's health port from `base` (none when `base` is None or the worker serves none)."""
+    if base is None:
+        return {}
+    return {w.name: base + w.health_offset for w in workers if w.health_offset is not None}
 
 
 @dataclass(frozen=True)
@@ -210,7 +250,7 @@ def _environment(variables: dict[str, str]) -> str:
 
 
 def supervisord_conf(*, state_dir: Path, bootstrap: str, prefix: str, log_level: str, python: str = sys.executable,
-                     workers: Sequence[Worker] = WORKERS,
+                     workers: Sequence[Worker] = WORKERS, health_port_base: int | None = None,
                      identities: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """
     supervisord's configuration for `workers` of the partnership in `state_dir`.
@@ -220,11 +260,14 @@ def supervisord_conf(*, state_dir: Path, bootstrap: str, prefix: str, log_level:
     can start or stop a worker.  Each worker runs ``python -m safebus``, in the
     state directory, with its ``SAFEBUS_*`` settings in its environment, a
     umask that keeps what it writes (inboxes, keys) to the owner, and its
-    output in ``<state>/logs/<name>.log``.  `identities` adds, per worker
-    name, the settings that make it its own Kafka principal (a user name and
-    a password *file*, never a password: `safebus.kafka_security.component_environment`).
+    output in ``<state>/logs/<name>.log``.  With `health_port_base`, each
+    worker that has a `Worker.health_offset` also gets ``--health-port``
+    (`health_ports`).  `identities` adds, per worker name, the settings that
+    make it its own Kafka principal (a user name and a password *file*, never
+    a password: `safebus.kafka_security.component_environment`).
     """
     paths = SupervisionPaths(state_dir)
+    ports = health_ports(health_port_base, workers)
     if len(str(paths.socket).encode()) > SOCKET_PATH_MAX:
         raise SupervisionError(f"the state directory's path is too long for a unix socket ({paths.socket} is over "
                                f"{SOCKET_PATH_MAX} bytes): choose a shorter SAFEBUS_HOME")
@@ -254,7 +297,8 @@ def supervisord_conf(*, state_dir: Path, bootstrap: str, prefix: str, log_level:
         f"serverurl = unix://{_value(str(paths.socket))}",
     ]
     for worker in workers:
-        command = shlex.join([python, "-m", "safebus", *worker.argv, "--bootstrap", bootstrap])
+        health = ["--health-port", str(ports[worker.name])] if worker.name in ports else []
+        command = shlex.join([python, "-m", "safebus", *worker.argv, *health, "--bootstrap", bootstrap])
         environment = _environment({**shared, **(identities or {}).get(worker.name, {})})
         sections += [
             "",
@@ -312,7 +356,7 @@ class Supervisor:
             for info in infos))
 
     def up(self, *, bootstrap: str, prefix: str, log_level: str, workers: Sequence[Worker] = WORKERS,
-           identities: Mapping[str, Mapping[str, str]] | None = None,
+           health_port_base: int | None = None, identities: Mapping[str, Mapping[str, str]] | None = None,
            timeout_s: float = _START_TIMEOUT_S) -> SupervisionStatus:
         """
         Make sure supervisord runs `workers`, and return their states once each is RUNNING or given up.
@@ -332,7 +376,8 @@ class Supervisor:
         self.paths.root.chmod(0o700)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         conf = supervisord_conf(state_dir=self.paths.state_dir, bootstrap=bootstrap, prefix=prefix,
-                                log_level=log_level, workers=workers, identities=identities)
+                                log_level=log_level, workers=workers, health_port_base=health_port_base,
+                                identities=identities)
         write_private(self.paths.conf, conf.encode())
 
         # (3): supervisord checks the file, forks into the background and the first process exits.

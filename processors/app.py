@@ -28,6 +28,12 @@ callable over the live directory, compared every `SENDER_CHECK_S`; topics of a
 newly published sender are added to the stream the agent iterates, and Faust
 resubscribes after `RESUBSCRIBE_PAUSE_S`.  Topics are only ever added: a
 retired sender's records are still read, and dead-lettered by the handler.
+
+Health (``--health-port``, `safebus.processors.router_health`): given a
+`WorkerHealth`, the worker beats it from its event loop and an app timer marks
+it ready once the router's committed offsets reach what its partitions held at
+start; `route_batch` counts records in per topic and dead letters by reason.
+Faust's own web server stays off.
 """
 
 from __future__ import annotations
@@ -42,11 +48,21 @@ from typing import Any, cast
 import faust
 from faust.transport.conductor import Conductor
 
+from safebus.health import WorkerHealth
 from safebus.kafka_security import SecurityProtocol, current_security
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
+from safebus.metrics import RECORDS_IN, count_dead_letters
 from safebus.processors.handler import IncidentHandler
-from safebus.records import Origin
+from safebus.processors.router_health import (
+    CHECK_S,
+    GroupOffsets,
+    OffsetReader,
+    RouterProgress,
+    beat_forever,
+    check_progress,
+)
+from safebus.records import Origin, Output
 from safebus.shutdown import hard_exit_later
 
 __all__ = [
@@ -114,13 +130,16 @@ def _credentials() -> faust.SASLCredentials | faust.SSLCredentials | None:
 
 def create_app(
     *, bootstrap: str, handler: IncidentHandler, ingress_topics: Callable[[], Sequence[str]], datadir: Path,
-    app_id: str = "safebus-router",
+    app_id: str = "safebus-router", health: WorkerHealth | None = None, offsets: OffsetReader | None = None,
 ) -> faust.App:
     """
     Build the Faust app; nothing connects until a worker starts it.  Faust's files go under `datadir`.
 
     `ingress_topics` is asked at start and every `SENDER_CHECK_S` (it reads the live directory), so a sender
-    published while the router runs is read without a restart.
+    published while the router runs is read without a restart.  With `health`, a timer checks every
+    `CHECK_S` whether the router has caught up (`safebus.processors.router_health`; `offsets` reads the
+    broker's offsets, by default the group's committed offsets through the admin API) and reports its lag;
+    `run_worker` must then be given the same `health` for the liveness beat.
     """
     app = faust.App(
         app_id,
@@ -161,6 +180,19 @@ def create_app(
                                 subscribed)
             _log.info("router_ingress_added", topics=sorted(added), subscribed=len(subscribed))
 
+    if health is not None:
+        reader = offsets or GroupOffsets(bootstrap, app_id)
+        progress = RouterProgress()
+
+        @app.timer(interval=CHECK_S)  # type: ignore[untyped-decorator]  # Faust leaves it untyped
+        async def check_readiness() -> None:
+            try:
+                assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+            except Exception as exc:  # noqa: BLE001 - consumer not (re)started yet: not ready, and never a crash
+                _log.info("router_assignment_unknown", error=type(exc).__name__)
+                return
+            await check_progress(health, progress, reader, assigned)
+
     return app
 
 
@@ -191,15 +223,20 @@ async def route_batch(app: faust.App, handler: IncidentHandler, events: Sequence
     try:
         with handler.batch():  # one SQLite commit per batch, once its outputs are durable
             deliveries = []
+            routed: list[Output] = []
             for event in events:
                 message = event.message
                 origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset,
                                 key=message.key)
-                for output in handler.handle(event.value, origin):
+                RECORDS_IN.labels(topic=message.topic).inc()
+                outputs = handler.handle(event.value, origin)
+                routed.extend(outputs)
+                for output in outputs:
                     deliveries.append(await app.producer.send(
                         output.topic, output.key, output.value, None, None, list(output.headers)
                     ))
             await asyncio.gather(*deliveries)
+        count_dead_letters(routed)  # durable now: counted once, as written
     except BaseException as exc:  # noqa: BLE001 - including cancellation: the batch is not durable
         _log.critical("outputs_not_durable_stopping", error=type(exc).__name__, batch=len(events))
         os._exit(EXIT_OUTPUT_NOT_DURABLE)
@@ -214,9 +251,16 @@ class _BoundedStopWorker(faust.Worker):
     router's log file unparseable. Our logs are the structlog JSON lines alone.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, health: WorkerHealth | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spinner = None
+        self.health = health
+
+    async def on_start(self) -> None:
+        """Start the liveness beat first: it runs on this loop from before the app starts until the worker stops."""
+        await super().on_start()
+        if self.health is not None:
+            self.add_future(beat_forever(self.health))
 
     def _on_sigterm(self) -> None:
         hard_exit_later(signal.SIGTERM)
@@ -227,8 +271,8 @@ class _BoundedStopWorker(faust.Worker):
         super()._on_sigint()
 
 
-def run_worker(app: faust.App, *, loglevel: str = "warn") -> None:
-    """Run the worker in this process until it is stopped by a signal (then gone within GRACE_S)."""
+def run_worker(app: faust.App, *, loglevel: str = "warn", health: WorkerHealth | None = None) -> None:
+    """Run the worker in this process until it is stopped by a signal (then gone within GRACE_S); beat `health`."""
     _log.info("processor_starting", app_id=app.conf.id)
-    worker = _BoundedStopWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = _BoundedStopWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False, health=health)
     worker.execute_from_commandline()

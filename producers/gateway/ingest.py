@@ -37,6 +37,7 @@ from safebus.errors import BrokerError, ConfigError, EnvelopeError, InvalidEnvel
 from safebus.keyservice import KeyService, SubjectKey
 from safebus.limits import MAX_EVENT_JSON_BYTES, MAX_JSON_DEPTH
 from safebus.logs import get_logger
+from safebus.metrics import GATEWAY_ACCEPTED
 from safebus.producers.gateway.credentials import CredentialStore
 from safebus.producers.gateway.limits import GatewayLimits, TokenBuckets
 from safebus.producers.police import PolicePublisher
@@ -317,7 +318,7 @@ class Ingest:
         trace.update(event_id=str(payload["event_id"]), event_type=event_type)
         slot = self._slot(agency_id)
         try:
-            slot.publisher.topic_for(event_type)
+            topic = slot.publisher.topic_for(event_type)
         except EnvelopeError:
             raise _Refusal(403, "event-type-not-permitted", f"your agency may not publish {event_type}") from None
         spec = by_type(event_type)
@@ -335,5 +336,6 @@ class Ingest:
             trace.update(broker_error=type(exc).__name__)
             raise _Refusal(503, "bus-unavailable", "the bus did not confirm the event; retry with the same event_id",
                            headers=(("Retry-After", "5"),)) from None
+        GATEWAY_ACCEPTED.labels(topic=topic).inc()
         return Reply(202, {"event_id": event_id})
 

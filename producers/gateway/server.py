@@ -34,8 +34,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from safebus.health import WorkerHealth
+from safebus.kafka_security import client_config
 from safebus.live_directory import follow
 from safebus.logs import get_logger
+from safebus.metrics import GATEWAY_REFUSED
 from safebus.producers.gateway.ingest import MAX_BODY_BYTES, Ingest, PublisherFactory, Reply, _Refusal, _too_large
 from safebus.producers.gateway.limits import BUSY_RESPONSE, Admission, DeadlineReader, GatewayLimits
 from safebus.settings import Settings
@@ -44,6 +50,9 @@ __all__ = ["EVENTS_PATH", "HEALTH_PATH", "Gateway"]
 
 _LINGER_BYTES, _LINGER_S = 4 << 20, 2.0
 """After an early answer, read at most this much of an unwanted body, for at most this long, before closing."""
+
+_PROBE_EVERY_S, _PROBE_TIMEOUT_S = 2.0, 2.0
+"""Until ready, how often the gateway asks the broker whether it is reachable, and how long it waits each time."""
 
 EVENTS_PATH = "/v1/events"
 HEALTH_PATH = "/v1/health"
@@ -78,6 +87,7 @@ class Gateway(Ingest):
         self._serving: int | None = None
         self._stopped = threading.Event()
         self._server = _Server((host, port), _Handler, gateway=self)
+        self._probe: AdminClient | None = None
         if not ipaddress.ip_address(self.address[0]).is_loopback:
             _log.warning("gateway.not_loopback", host=self.address[0],
                          advice="bearer tokens travel in clear: put a TLS-terminating proxy in front")
@@ -136,16 +146,54 @@ class Gateway(Ingest):
             self._server.shutdown()
             self._stopped.wait()
 
-    def run(self, stop: threading.Event) -> None:
-        """Serve until `stop` is set (the CLI sets it from SIGTERM/SIGINT), then shut down."""
+    def run(self, stop: threading.Event, *, health: WorkerHealth | None = None) -> None:
+        """
+        Serve until `stop` is set (the CLI sets it from SIGTERM/SIGINT), then shut down.
+
+        `health` (``--health-port``) hears this loop every half second while the
+        serving thread is alive (liveness), and is marked ready once the gateway
+        is connected to the bus (`connected`).
+        """
         thread = threading.Thread(target=self.serve_forever, name="gateway", daemon=True)
         thread.start()
+        probe_due = 0.0
         while not stop.wait(0.5):
             if not thread.is_alive():
                 break
             self.serve_idle_publishers()
+            if health is not None:
+                health.beat()
+                if not health.ready() and time.monotonic() >= probe_due:
+                    probe_due = time.monotonic() + _PROBE_EVERY_S
+                    if self.connected():
+                        health.mark_ready()
         self.shutdown()
         thread.join()
+
+    def connected(self) -> bool:
+        """
+        Whether the gateway is connected to the bus: what its ``/readyz`` waits for.
+
+        Two things: the live directory has read what the directory topic held
+        (or found there was nothing to read), so the agencies it authorises are
+        the partnership's current ones; and the broker answers a metadata
+        request from this process's Kafka principal (the one its publishers
+        use) naming that topic.  The agencies' publishers are built on their
+        first request, so this is the closest honest sign, before any request,
+        that a publish would reach the broker.
+        """
+        if not self._directory.caught_up:
+            return False
+        if self._probe is None:
+            self._probe = AdminClient(client_config(self.settings.bootstrap, log_level=0))
+        topic = self.settings.names.agencies
+        try:
+            metadata = self._probe.list_topics(topic, timeout=_PROBE_TIMEOUT_S)
+        except KafkaException as exc:
+            _log.info("gateway.bus_not_reached", error=str(exc)[:200])
+            return False
+        found = metadata.topics.get(topic)
+        return bool(metadata.brokers) and found is not None and found.error is None
 
 
 class _Server(ThreadingHTTPServer):
@@ -226,6 +274,7 @@ class _Server(ThreadingHTTPServer):
             pass  # its buffer is full or it has gone: it is closed either way
         finally:
             self.shutdown_request(request)
+        GATEWAY_REFUSED.labels(status="503", reason="busy").inc()
         now = time.monotonic()
         if now - self._busy_logged > 10:  # one line per 10 s under a flood, with the running count
             self._busy_logged = now
@@ -382,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond(self, reply: Reply, *, path: str, trace: dict[str, object] | None = None) -> None:
         """Log the request (before answering, so the line exists once the client has its answer), then answer."""
         facts = {"reason": reply.body["error"]} if "error" in reply.body else {}
+        if reply.status >= 400:
+            GATEWAY_REFUSED.labels(status=str(reply.status), reason=str(reply.body.get("error", "unknown"))[:64]).inc()
         level = _log.error if reply.status >= 500 else _log.info
         level("gateway.request", method=self.command, path=path, status=reply.status, **facts, **(trace or {}))
         data = json.dumps(reply.body).encode()

@@ -17,11 +17,17 @@ environment lacks it, by its pid).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -30,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from safebus.app.wiring import Settings, topics_for
-from safebus.deploy.supervision import Supervisor
+from safebus.deploy.supervision import WORKERS, Supervisor, health_ports
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.producers.synthetic import create_partnership
@@ -42,12 +48,44 @@ from tests.integration.conftest import Broker, Bus, grant_partnership, make_inci
 pytestmark = pytest.mark.kafka
 
 
+def _free_base(count: int = len(WORKERS)) -> int:
+    """A base port with `count` free ports from it (so this test's workers collide with nothing on the machine)."""
+    for _ in range(50):
+        base = random.randint(20000, 60000)
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise AssertionError("no run of free ports")
+
+
+_HEALTH_BASE = _free_base()
+
+
 def _safebus(bus: Bus, *command: str) -> subprocess.CompletedProcess[str]:
     """Run ``safebus <command>`` for this partnership as an operator would, in its own process."""
     return subprocess.run(
         [sys.executable, "-m", "safebus", "--state-dir", str(bus.settings.state_dir), "--prefix", bus.names.prefix,
          "--log-level", "INFO", *command],
-        capture_output=True, text=True, check=False, timeout=120, stdin=subprocess.DEVNULL)
+        capture_output=True, text=True, check=False, timeout=120, stdin=subprocess.DEVNULL,
+        env={**os.environ, "SAFEBUS_HEALTH_PORT_BASE": str(_HEALTH_BASE)})
+
+
+def _ready(port: int) -> bool:
+    return _status(port, "/readyz") == 200
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+    except OSError:
+        return 0
 
 
 def _processes_of(state: Path) -> set[int]:
@@ -108,6 +146,11 @@ def test_a_killed_worker_comes_back_and_the_flow_completes(supervised: Bus) -> N
     assert status.all_running
     assert {w.name for w in status.workers} == {"processor", "inbox", "queues", "sequencer", "monitor"}
     assert "gateway: not started" in started.stdout
+    ports = health_ports(_HEALTH_BASE, [w for w in WORKERS if w.name != "gateway"])
+    assert f"processor 127.0.0.1:{ports['processor']}" in started.stdout
+    for name, port in ports.items():  # each supervised worker answers on its own port, and gets ready
+        wait_for(functools.partial(_ready, port), timeout_s=120,
+                 what=f"{name} ready on {port}\n{_log(state, name)}")
 
     # (2): up again is a report, not a second set.
     again = _safebus(supervised, "up", "--bootstrap", supervised.settings.bootstrap)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import socket
 import urllib.error
 import urllib.request
+import uuid
 from datetime import date
+from pathlib import Path
 
 import pytest
 
+from safebus.kafka_io import produce_all, reliable_producer
+from safebus.producers.gateway import EVENTS_PATH, add_credential, default_credentials_path
+from safebus.records import Output
 from safebus.schemas.police import Adult, AdultRole, Child, Relationship, RiskGrade
 from tests.integration.conftest import Bus, make_incident, wait_for
 
@@ -29,6 +36,15 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return refused.code, refused.read().decode()
     except OSError:
         return 0, ""  # not listening yet
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -125,4 +141,76 @@ def test_encompass_monitor_answers_live_and_ready_and_serves_its_escalation_metr
         assert "# TYPE safebus_escalation_steps_total counter" in text
     finally:
         bus.stop("monitor-health")
+    assert _get(port, "/healthz")[0] == 0, "the endpoint goes with its worker"
+
+
+def _sum(text: str, name: str) -> float:
+    """A counter summed over all its labels."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_router_answers_live_ready_and_counts_what_it_routes_and_dead_letters(bus: Bus) -> None:
+    """
+    ``safebus processor run --health-port``: live while Faust's loop comes round, ready once its committed offsets
+    reach what its partitions held at start, and /metrics count records in per topic, dead letters by reason and
+    the lag per topic (0 once caught up).  The bus's router is restarted with the option (and left running).
+    """
+    port = _free_port()
+    bus.stop("processor")
+    bus.start("processor", "--health-port", str(port))
+    wait_for(lambda: _get(port, "/healthz")[0] == 200, what=f"/healthz 200\n{bus.log('processor')}")
+    wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout_s=120, what=f"/readyz 200\n{bus.log('processor')}")
+    assert _get(port, "/nothing")[0] == 404
+
+    child = Child(first_name="Wren", surname="Hollis", date_of_birth=date(2015, 5, 6), present=True,
+                  school_urn="900101")
+    bus.publisher().publish([make_incident(child)])
+
+    def routed() -> str | None:
+        status, text = _get(port, "/metrics")
+        return text if status == 200 and _topics(text) else None
+
+    text = wait_for(routed, timeout_s=90, what=f"a record counted in\n{bus.log('processor')}")
+    [topic] = _topics(text)
+    dead_before = _sum(text, "safebus_dead_letters_total")
+    produce_all(reliable_producer(bus.settings.bootstrap),
+                [Output(topic=topic, key=b"not-an-incident", value=b"not an envelope at all")])
+
+    def dead_lettered() -> str | None:
+        text = _get(port, "/metrics")[1]
+        return text if _sum(text, "safebus_dead_letters_total") > dead_before else None
+
+    text = wait_for(dead_lettered, timeout_s=90, what=f"a dead letter counted\n{bus.log('processor')}")
+    assert (_metric(text, "safebus_records_in_total", topic=topic) or 0) >= 2
+    wait_for(lambda: _metric(_get(port, "/metrics")[1], "safebus_consumer_lag", topic=topic) == 0,
+             what="the lag of a caught-up router reported as 0")
+
+
+def test_gateway_answers_on_its_own_loopback_port_and_counts_what_it_accepts_and_refuses(bus: Bus) -> None:
+    """
+    ``safebus gateway run --health-port``: a scrape target apart from the public port, ready once connected to the
+    bus, with events accepted per ingress topic and requests refused by status and reason in /metrics.
+    """
+    token = add_credential(default_credentials_path(bus.settings.state_dir), "northdale-police")
+    public, port = _free_port(), _free_port()
+    bus.start("gateway-health", "--port", str(public), "--health-port", str(port), worker="gateway")
+    try:
+        wait_for(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90,
+                 what=f"/readyz 200\n{bus.log('gateway-health')}")
+        assert _get(public, "/readyz")[0] == 404, "health is not served on the public port"
+        example = Path(__file__).resolve().parents[2] / "schemas" / "examples" / "police.domestic-abuse-incident.json"
+        payload = {**json.loads(example.read_text()), "event_id": str(uuid.uuid4())}
+        auth = {"Authorization": f"Bearer {token}"}
+        assert _post(public, EVENTS_PATH, json.dumps(payload).encode(),
+                     {**auth, "Content-Type": "application/json"}) == 202
+        assert _post(public, EVENTS_PATH, b"{}", {**auth, "Content-Type": "text/plain"}) == 415
+
+        status, text = _get(port, "/metrics")
+        assert status == 200
+        assert _sum(text, "safebus_gateway_events_accepted_total") == 1
+        assert _metric(text, "safebus_gateway_requests_refused_total", status="415",
+                       reason="unsupported-media-type") == 1
+    finally:
+        bus.stop("gateway-health")
     assert _get(port, "/healthz")[0] == 0, "the endpoint goes with its worker"

@@ -93,3 +93,16 @@ def test_with_a_credentials_directory_each_worker_is_shown_as_its_own_principal(
     assert "processor=router" in lines["kafka.components"]
     assert "inbox=inbox" in lines["kafka.components"]
     assert _SECRET not in out.getvalue()
+
+
+def test_the_health_ports_up_hands_out_are_shown_and_a_bad_base_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervised workers' scrape targets, from SAFEBUS_HEALTH_PORT_BASE; a wrong value names the variable."""
+    monkeypatch.setenv("SAFEBUS_HEALTH_PORT_BASE", "9400")
+    out = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), out, io.StringIO()) == 0
+    assert "processor 9400, inbox 9401" in out.getvalue()
+    monkeypatch.setenv("SAFEBUS_HEALTH_PORT_BASE", "ninety")
+    err = io.StringIO()
+    assert check(tmp_path, TopicNames(prefix="cfgtest"), io.StringIO(), err) == 2
+    assert "SAFEBUS_HEALTH_PORT_BASE" in err.getvalue()

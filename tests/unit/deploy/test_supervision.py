@@ -21,14 +21,17 @@ from supervisor.options import ServerOptions
 
 from safebus.deploy.acls import COMPONENTS
 from safebus.deploy.supervision import (
+    DEFAULT_HEALTH_PORT_BASE,
     SOCKET_PATH_MAX,
     WORKERS,
     SupervisionPaths,
     Supervisor,
     Worker,
+    health_port_base,
+    health_ports,
     supervisord_conf,
 )
-from safebus.errors import SupervisionError
+from safebus.errors import ConfigError, SupervisionError
 
 _BOOTSTRAP = "127.0.0.1:19092"
 
@@ -120,6 +123,43 @@ class TestPrograms:
             assert program.stopwaitsecs > 7
             assert program.killasgroup is True
         assert options.umask == 0o077  # inboxes and keys the workers write stay the owner's
+
+
+class TestHealthPorts:
+    """Each supervised worker gets a ``--health-port`` of its own, the same on every start, from one setting."""
+
+    def test_each_worker_gets_its_own_port_counted_from_the_base(self, state: Path) -> None:
+        programs = _programs(_as_supervisord_reads_it(state, _conf(state, health_port_base=9500)))
+        ports = {}
+        for worker in WORKERS:
+            argv = shlex.split(programs[worker.name].command)
+            assert argv[:3 + len(worker.argv)] == [sys.executable, "-m", "safebus", *worker.argv]
+            assert argv[-2:] == ["--bootstrap", _BOOTSTRAP]
+            ports[worker.name] = int(argv[argv.index("--health-port") + 1])
+        assert ports == {"processor": 9500, "inbox": 9501, "queues": 9502, "sequencer": 9503, "monitor": 9504,
+                         "gateway": 9505}
+        assert health_ports(9500) == ports
+
+    def test_a_worker_left_out_keeps_the_others_ports(self, state: Path) -> None:
+        """Without the gateway (no credential yet) the others' ports do not move: scrape targets stay put."""
+        chosen = [w for w in WORKERS if w.name != "inbox"]
+        assert health_ports(9180, chosen) == {name: port for name, port in health_ports(9180).items()
+                                              if name != "inbox"}
+
+    def test_without_a_base_no_worker_is_given_a_port(self, state: Path) -> None:
+        assert "--health-port" not in _conf(state)
+        assert health_ports(None) == {}
+
+    @pytest.mark.parametrize(("value", "base"), [("", DEFAULT_HEALTH_PORT_BASE), (" 9400 ", 9400), ("off", None),
+                                                 ("OFF", None)])
+    def test_the_setting(self, value: str, base: int | None) -> None:
+        assert health_port_base({"SAFEBUS_HEALTH_PORT_BASE": value}) == base
+        assert health_port_base({}) == DEFAULT_HEALTH_PORT_BASE
+
+    @pytest.mark.parametrize("value", ["abc", "-1", "80", "1023", "65531", "9180.5"])
+    def test_a_value_that_is_no_usable_base_is_refused_naming_the_variable(self, value: str) -> None:
+        with pytest.raises(ConfigError, match="SAFEBUS_HEALTH_PORT_BASE must be a port from 1024 to 65530"):
+            health_port_base({"SAFEBUS_HEALTH_PORT_BASE": value})
 
 
 class TestControl:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from safebus.processors import app as processor_app
-from safebus.records import Origin, Output
+from safebus.records import DLQ_REASON, Origin, Output
 
 
 @dataclass
@@ -79,6 +80,27 @@ def test_batch_sends_every_output_of_every_event() -> None:
     handler = _run(producer)
     assert len(producer.sent) == 6
     assert handler.commits == [6]
+
+
+def test_a_batch_counts_its_records_per_topic_and_its_dead_letters_by_reason_once_durable() -> None:
+    """``/metrics`` of ``--health-port``: records read per topic, and the dead letters written, by reason."""
+
+    class Refusing(_Handler):
+        def handle(self, raw: bytes, origin: Origin) -> list[Output]:
+            if raw == b"e1":
+                return [Output(topic="dlq", key=raw, value=raw, headers=((DLQ_REASON, b"bad-signature"),))]
+            return super().handle(raw, origin)
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    records, dead = count("safebus_records_in_total", topic="in"), count("safebus_dead_letters_total",
+                                                                         reason="bad-signature")
+    producer = _Producer(fail=False)
+    events = [_Event(value=f"e{i}".encode(), message=_Message(offset=i)) for i in range(3)]
+    asyncio.run(processor_app.route_batch(_App(producer), Refusing(producer), events))  # type: ignore[arg-type]
+    assert count("safebus_records_in_total", topic="in") == records + 3
+    assert count("safebus_dead_letters_total", reason="bad-signature") == dead + 1
 
 
 def test_an_unconfirmed_output_stops_the_worker_instead_of_acknowledging(monkeypatch: pytest.MonkeyPatch) -> None:

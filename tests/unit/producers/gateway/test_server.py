@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from safebus.app.agency_admin import revoke_key, rotate_keys
@@ -20,6 +22,7 @@ from safebus.app.wiring import Settings, key_service_for
 from safebus.directory import Agency, Directory
 from safebus.envelope import open_envelope, peek_header
 from safebus.errors import BrokerError, ConfigError
+from safebus.health import WorkerHealth
 from safebus.producers.gateway import (
     MAX_BODY_BYTES,
     EventPublisher,
@@ -35,6 +38,7 @@ from safebus.publisher import AgencyPublisher
 from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import Event
 from safebus.schemas.police import DomesticAbuseIncident
+from safebus.schemas.registry import Family
 from safebus.topics import TopicNames
 from tests.conftest import FIXED_NOW, Partnership
 
@@ -386,3 +390,78 @@ def test_shutdown_before_serving_stops_at_once(partnership: Partnership, tmp_pat
     thread.start()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_accepted_events_and_refused_requests_are_counted_for_metrics(running: Running) -> None:
+    """``/metrics`` of ``--health-port``: events published per ingress topic, refusals by status and reason code."""
+    topic = TopicNames().ingress("northdale-police", Family.DA_INCIDENT)
+    accepted = _count("safebus_gateway_events_accepted_total", topic=topic)
+    refused = _count("safebus_gateway_requests_refused_total", status="415", reason="unsupported-media-type")
+    missing = _count("safebus_gateway_requests_refused_total", status="404", reason="not-found")
+
+    assert post(running, example("police.domestic-abuse-incident")).status == 202
+    assert post(running, example("police.domestic-abuse-incident"), content_type="text/plain").status == 415
+    assert request(running.gateway, "GET", "/v2/nothing").status == 404
+
+    assert _count("safebus_gateway_events_accepted_total", topic=topic) == accepted + 1
+    assert _count("safebus_gateway_requests_refused_total", status="415",
+                  reason="unsupported-media-type") == refused + 1
+    assert _count("safebus_gateway_requests_refused_total", status="404", reason="not-found") == missing + 1
+
+
+def test_run_beats_its_health_and_is_ready_only_once_connected_to_the_bus(
+        partnership: Partnership, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live while the serving loop runs; ready once `connected` says the bus answers, not before."""
+    credentials = default_credentials_path(partnership.state_dir)
+    add_credential(credentials, "northdale-police")
+    settings = Settings(state_dir=partnership.state_dir, bootstrap="127.0.0.1:1", names=TopicNames())
+    gateway = Gateway(settings, credentials, limits=GatewayLimits())
+    reachable = threading.Event()
+    monkeypatch.setattr(gateway, "connected", reachable.is_set)
+    now = [0.0]
+    health = WorkerHealth("gateway", stall_after_s=5, clock=lambda: now[0])
+    stop = threading.Event()
+    thread = threading.Thread(target=gateway.run, args=(stop,), kwargs={"health": health}, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.2)
+        now[0] = 4.0
+        time.sleep(1.2)  # beats since: live past the first stall time
+        now[0] = 8.0
+        time.sleep(0.8)
+        assert health.live()
+        assert not health.ready()
+        reachable.set()
+        deadline = time.monotonic() + 10
+        while not health.ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert health.ready()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive(), "the gateway did not stop"
+
+
+def test_an_unreachable_broker_is_not_connected(partnership: Partnership) -> None:
+    """Nothing answers at 127.0.0.1:1: not connected (so not ready), within the probe's timeout."""
+    credentials = default_credentials_path(partnership.state_dir)
+    add_credential(credentials, "northdale-police")
+    gateway = Gateway(Settings(state_dir=partnership.state_dir, bootstrap="127.0.0.1:1", names=TopicNames()),
+                      credentials, limits=GatewayLimits())
+    thread = threading.Thread(target=gateway.serve_forever, daemon=True)
+    thread.start()  # starts the directory's watcher, which finds no broker to read from
+    try:
+        deadline = time.monotonic() + 15
+        while not gateway._directory.caught_up and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gateway._directory.caught_up, "the directory watcher should give up on an absent topic"
+        started = time.monotonic()
+        assert gateway.connected() is False  # so it is the broker probe that says no
+        assert time.monotonic() - started < 10
+    finally:
+        gateway.shutdown()
+        thread.join(timeout=10)
