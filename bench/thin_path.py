@@ -160,6 +160,7 @@ class BenchConfig:
     timeout_s: float
     keep: bool
     secure: bool = False
+    secure_workers: str = "component"  # "component" or "admin": who the workers are on the secured cluster
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -184,6 +185,10 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--secure", action="store_true",
                         help="measure twice in one run: the plaintext broker, then a fresh secured 3-node cluster "
                              "(TLS, SCRAM, ACLs, RF 3, min ISR 2); --timeout applies to each")
+    parser.add_argument("--secure-workers", choices=("component", "admin"), default="component",
+                        help="with --secure: run the workers as their own SCRAM principals under the ACLs "
+                             "(router, inbox; the default) or as the cluster's administrator (a super user, "
+                             "whom the authorizer does not check)")
     args = parser.parse_args(argv)
     for name in ("incidents", "batch_size"):
         if getattr(args, name) < 1:
@@ -194,7 +199,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         parser.error("--timeout and --paced-rate must be > 0")
     return BenchConfig(bootstrap=args.bootstrap, incidents=args.incidents, batch_size=args.batch_size,
                        warmup=args.warmup, paced_incidents=args.paced_incidents, paced_rate=args.paced_rate,
-                       seed=args.seed, timeout_s=args.timeout, keep=args.keep, secure=args.secure)
+                       seed=args.seed, timeout_s=args.timeout, keep=args.keep, secure=args.secure,
+                       secure_workers=args.secure_workers)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -796,13 +802,14 @@ def plaintext_target(config: BenchConfig, state_dir: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def secured_target(state_dir: Path) -> Iterator[Target]:
+def secured_target(state_dir: Path, *, workers_as_admin: bool) -> Iterator[Target]:
     """
     A fresh secured `LocalCluster` (TLS, SCRAM-SHA-512, ACLs, RF 3 / min ISR 2), stopped when done.
 
     Fresh, not reused, so nothing another run left (topics, groups, a warm page
     cache of its logs) flatters or burdens the numbers.  This process is the
-    cluster's administrator: it creates the topics and reads the audit topic.
+    cluster's administrator: it creates the topics and ACLs and reads the audit
+    topic.  The workers are who `worker_identity` says.
     """
     say(f"· starting a fresh secured {CLUSTER_NODES}-node cluster (SASL_SSL/SCRAM-SHA-512, TLS, ACLs)")
     cluster = LocalCluster(state_dir=state_dir, cache_dir=cache_root(), nodes=CLUSTER_NODES)
@@ -810,8 +817,8 @@ def secured_target(state_dir: Path) -> Iterator[Target]:
         bootstrap = cluster.up().bootstrap
         assert bootstrap is not None
         yield Target(name="secured", bootstrap=bootstrap, local=True, identity=cluster.environment(ADMIN_USER),
-                     worker_identity=lambda name: worker_identity(cluster, name),
-                     provision=lambda settings: provision_workers(cluster, settings))
+                     worker_identity=lambda name: worker_identity(cluster, name, as_admin=workers_as_admin),
+                     provision=lambda settings: provision_workers(cluster, settings, with_users=not workers_as_admin))
     finally:
         cluster.down()
 
@@ -822,33 +829,44 @@ WORKER_PRINCIPALS = {"processor": "router", "inbox": "inbox"}
 """Each worker's component principal (`safebus.deploy.acls.COMPONENTS`), for when they run as themselves."""
 
 
-def worker_identity(cluster: LocalCluster, name: str) -> dict[str, str]:
+def worker_identity(cluster: LocalCluster, name: str, *, as_admin: bool = False) -> dict[str, str]:
     """
     The ``SAFEBUS_KAFKA_*`` variables worker `name` ("processor", "inbox") runs with on the secured cluster.
 
-    The one place that decides it.  For now the cluster's administrator (a
-    super user, so ACLs are not consulted for the workers; TLS and SCRAM are
-    paid in full); switch to the component principal, e.g.
-    ``component_environment(WORKER_PRINCIPALS[name])`` with the cluster's
-    credentials directory, once that lands.
+    The one place that decides it.  By default the worker's component principal
+    (``router``, ``inbox``), whose SCRAM user `provision_workers` created with
+    `LocalCluster.add_user`, so the authorizer checks every request against the
+    partnership's ACLs.  ``as_admin`` (``--secure-workers admin``) runs it as the
+    cluster's administrator instead: a super user, whom the authorizer waves
+    through, which isolates what the ACL checks cost.
+
+    To switch to the cluster's own component credentials once they land, this
+    body becomes ``component_environment(WORKER_PRINCIPALS[name])`` (with the
+    cluster's credentials directory) and `provision_workers` stops creating users.
     """
-    del name  # every worker is the administrator for now
-    return cluster.environment(ADMIN_USER)
+    if as_admin:
+        return cluster.environment(ADMIN_USER)
+    return cluster.environment(WORKER_PRINCIPALS[name])
 
 
-def provision_workers(cluster: LocalCluster, settings: Settings) -> None:
+def provision_workers(cluster: LocalCluster, settings: Settings, *, with_users: bool) -> None:
     """
-    Grant the partnership's least-privilege ACLs on the cluster, as ``safebus acls apply`` would.
+    Grant the partnership's least-privilege ACLs, as ``safebus acls apply`` would, and add the workers' users.
 
-    Applied even while the workers run as the administrator, so the authorizer
-    holds a partnership's real binding set, not an empty one.
+    The ACLs are applied even when the workers run as the administrator, so the
+    authorizer holds a partnership's real binding set, not an empty one.
+    `with_users` gives each worker's component principal a SCRAM credential
+    (its password file is where `LocalCluster.environment` points).
     """
-    del cluster  # the ACLs are applied as this process (the administrator)
     directory = settings.store.load_directory()
     desired = desired_bindings(directory, settings.names)
     changes = plan(desired, current_bindings(settings.bootstrap), managed=managed_principals(directory))
     apply_plan(settings.bootstrap, changes)
     say(f"· ACLs applied: {len(changes.create)} binding(s) for {len(managed_principals(directory))} principal(s)")
+    if with_users:
+        for worker in WORKERS:
+            cluster.add_user(WORKER_PRINCIPALS[worker])
+        say(f"· worker principals: {', '.join(f'{w} as User:{WORKER_PRINCIPALS[w]}' for w in WORKERS)}")
 
 
 # --------------------------------------------------------------------------- one target
@@ -884,8 +902,9 @@ def measure(config: BenchConfig, target: Target, state_dir: Path, prefix: str) -
 
         thin = run_thin_path(settings, publisher, config, deadline, target.worker_identity)
         replication = replication_of(target.bootstrap, [raw_topic, *(t.name for t in topics_for(settings))])
+        principals = {w: target.worker_identity(w).get(kafka_security.VARIABLES["username"]) for w in WORKERS}
         return summarise(config, target.bootstrap, target.local, prefix, sizes, raw, thin,
-                         security_protocol=security, **replication)
+                         security_protocol=security, worker_principals=principals, **replication)
     finally:
         if not target.local and not config.keep:
             with contextlib.suppress(KafkaException, BrokerError, TimeoutError):
@@ -986,7 +1005,7 @@ def describe(summary: Mapping[str, object]) -> list[str]:
     lines = [
         f"broker       : {summary['bootstrap']} ({summary.get('security_protocol')}, "
         f"{summary.get('brokers')} broker(s), topics RF {summary.get('replication_factor')}, "
-        f"min ISR {summary.get('min_insync_replicas')})",
+        f"min ISR {summary.get('min_insync_replicas')}; workers as {summary.get('worker_principals')})",
         f"raw baseline : {summary['raw_records_per_s']} records/s "
         f"({summary['raw_records']} x {summary['envelope_bytes']} B in {summary['raw_seconds']} s)",
         f"thin path    : {summary['thin_incidents_per_s']} incidents/s "
@@ -1070,7 +1089,7 @@ def run(config: BenchConfig) -> int:
         with plaintext_target(config, plain_dir) as target:
             summaries[target.name] = measure(config, target, plain_dir, prefix)
         if config.secure:
-            with secured_target(state_dir / "secured") as target:
+            with secured_target(state_dir / "secured", workers_as_admin=config.secure_workers == "admin") as target:
                 summaries[target.name] = measure(config, target, state_dir / "secured", prefix)
         finished = True
     except BenchTimeout as exc:
@@ -1090,9 +1109,16 @@ def run(config: BenchConfig) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does, so the brokers and workers it started are stopped, not orphaned."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
-    return run(parse_args(argv))
+    config = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # their JVMs run in sessions of their own: only we stop them
+    return run(config)
 
 
 if __name__ == "__main__":
