@@ -17,7 +17,7 @@ BIN    := $(VENV)/bin
 SOURCES := pyproject.toml constraints.txt $(shell find core schemas producers processors consumers deploy app \
              -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name '*.toml' -o -name '*.html' -o -name 'py.typed' \) 2>/dev/null)
 
-.PHONY: demo test lint typecheck unit integration bench clean tools
+.PHONY: demo test lint typecheck unit integration bench bench-secure clean tools
 
 demo: $(VENV)/.installed tools
 	$(BIN)/safebus demo
@@ -40,6 +40,10 @@ bench: $(VENV)/.installed tools
 	$(BIN)/python bench/simulated_year.py
 	$(BIN)/python bench/gateway_soak.py
 	$(BIN)/python bench/fuzz.py
+
+# The thin path on the plaintext node, then on a fresh secured 3-node cluster (bench/README.md).
+bench-secure: $(VENV)/.installed tools
+	$(BIN)/python bench/thin_path.py --secure
 
 # Java 17+ runs the broker, Maven fetches it, kcat (a non-Python Kafka
 # client) proves the contracts stand without our code, and Debian's Chromium

@@ -24,11 +24,21 @@ more portable between machines than either absolute number.
 Usage::
 
     python bench/thin_path.py [--bootstrap HOST:PORT] [--incidents N] [--paced-incidents M] [--paced-rate R]
+    python bench/thin_path.py --secure [...]
 
 Without ``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS`` a throw-away local broker
 is started in the run's temporary state directory and stopped at the end.  The
 last line printed is a JSON object with every number; it is also written to
 ``bench/results/thin_path.json``.
+
+``--secure`` measures two targets one after the other in the same run, with the
+same incidents, seed and sizes: that broker, then a fresh secured three-node
+`LocalCluster` (SASL_SSL with SCRAM-SHA-512, TLS between nodes, the
+StandardAuthorizer with the partnership's ACLs, topics with three replicas and
+``min.insync.replicas`` 2).  What security and replication cost is then one
+number, secured ÷ plaintext, measured under the same load on the same machine.
+Its JSON (both targets' flat summaries and the ratios) goes to
+``bench/results/thin_path_secure.json``; ``thin_path.json`` is left alone.
 """
 
 from __future__ import annotations
@@ -46,23 +56,32 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource
 
+from safebus import kafka_security
 from safebus.app.wiring import Settings, build_police_publisher, topics_for
 from safebus.clock import utc_now
 from safebus.consumers.inbox.store import InboxStore
+from safebus.deploy.acls import desired_bindings, managed_principals, plan
+from safebus.deploy.acls_admin import apply_plan, current_bindings
 from safebus.deploy.broker import LocalBroker
+from safebus.deploy.cluster import ADMIN_USER, LocalCluster
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.errors import BrokerError
 from safebus.kafka_io import produce_all, reliable_producer
+
+# Every confluent-kafka client of the bench is built from `client_config`, as this process's
+# Kafka identity: the same code then measures the plaintext node and the secured cluster, and only
+# the SAFEBUS_KAFKA_* environment differs between the two (`adopt_identity`).
+from safebus.kafka_security import client_config
 from safebus.processors.agreements import load_agreements
 from safebus.processors.engine import SharingEngine
 from safebus.producers.police import PolicePublisher
@@ -71,14 +90,21 @@ from safebus.pseudonyms import Tokeniser
 from safebus.records import Output
 from safebus.schemas.decision import Outcome, SharingDecision
 from safebus.schemas.police import DomesticAbuseIncident
-from safebus.topics import TopicNames
+from safebus.topics import TopicNames, TopicRole, TopicSpec
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "thin_path.json"
+SECURE_RESULTS_PATH = RESULTS_PATH.with_name("thin_path_secure.json")
+"""Where ``--secure`` keeps its two-target summary (thin_path.json stays the plain run's)."""
+CLUSTER_NODES = 3
 ENVELOPE_SAMPLE = 32
 """Sealed incidents measured to choose the raw baseline's record size (their median)."""
 RAW_PARTITIONS = 3
 """Same partition count as an ingress topic, so the baseline spreads load the same way."""
 WORKER_STOP_TIMEOUT_S = 20.0
+WORKERS = ("processor", "inbox")
+"""The worker subprocesses, by their ``safebus <name> run`` command."""
+SECURITY_VARIABLES = frozenset(kafka_security.VARIABLES.values())
+"""Every ``SAFEBUS_KAFKA_*`` variable: a target's identity replaces all of them, never just some."""
 PROGRESS_EVERY_S = 5.0
 
 T = TypeVar("T")
@@ -133,6 +159,8 @@ class BenchConfig:
     seed: int
     timeout_s: float
     keep: bool
+    secure: bool = False
+    secure_workers: str = "component"  # "component" or "admin": who the workers are on the secured cluster
 
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
@@ -154,6 +182,13 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     parser.add_argument("--timeout", type=float, default=300.0, help="overall time limit in seconds")
     parser.add_argument("--keep", action="store_true",
                         help="keep the run's topics and state directory (worker logs) for inspection")
+    parser.add_argument("--secure", action="store_true",
+                        help="measure twice in one run: the plaintext broker, then a fresh secured 3-node cluster "
+                             "(TLS, SCRAM, ACLs, RF 3, min ISR 2); --timeout applies to each")
+    parser.add_argument("--secure-workers", choices=("component", "admin"), default="component",
+                        help="with --secure: run the workers as their own SCRAM principals under the ACLs "
+                             "(router, inbox; the default) or as the cluster's administrator (a super user, "
+                             "whom the authorizer does not check)")
     args = parser.parse_args(argv)
     for name in ("incidents", "batch_size"):
         if getattr(args, name) < 1:
@@ -164,7 +199,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         parser.error("--timeout and --paced-rate must be > 0")
     return BenchConfig(bootstrap=args.bootstrap, incidents=args.incidents, batch_size=args.batch_size,
                        warmup=args.warmup, paced_incidents=args.paced_incidents, paced_rate=args.paced_rate,
-                       seed=args.seed, timeout_s=args.timeout, keep=args.keep)
+                       seed=args.seed, timeout_s=args.timeout, keep=args.keep, secure=args.secure,
+                       secure_workers=args.secure_workers)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -215,7 +251,7 @@ def peak_rss_mib(pid: int) -> float | None:
 
 def admin_client(bootstrap: str) -> AdminClient:
     """An admin client that reports warnings but not librdkafka's informational chatter (it clutters the report)."""
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # syslog levels: 4 = warning
+    return AdminClient(client_config(bootstrap, log_level=4))  # syslog levels: 4 = warning
 
 
 def cache_root() -> Path:
@@ -269,12 +305,11 @@ class CountingConsumer(threading.Thread):
     def __init__(self, bootstrap: str, topic: str, partitions: int, stop: threading.Event) -> None:
         """Assign every partition from the beginning; nothing is consumed until `start`."""
         super().__init__(name="raw-consumer", daemon=True)
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self._consumer = Consumer(client_config(bootstrap, **{
             "group.id": f"{topic}-reader",  # unused: partitions are assigned, never committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-        })
+        }))
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self._halt = stop
         self._seen = threading.Condition()
@@ -319,11 +354,15 @@ class CountingConsumer(threading.Thread):
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, timeout_s: float = 30.0) -> None:
-    """Create one topic (the broker never auto-creates) and wait until it exists."""
-    admin = admin_client(bootstrap)
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
-                                  operation_timeout=timeout_s)
-    futures[name].result(timeout=timeout_s)
+    """
+    Create one topic (the broker never auto-creates) and wait until every partition has a leader.
+
+    Through `apply_topics`, so it is replicated exactly like the bus's own topics
+    (one copy on a single node; three, two in sync, on the cluster): the
+    baseline must pay for replication too, or the ratio would flatter Kafka.
+    """
+    apply_topics(bootstrap, [TopicSpec(name=name, role=TopicRole.INGRESS, partitions=partitions)],
+                 timeout_s=timeout_s)
 
 
 def run_raw_baseline(
@@ -374,14 +413,22 @@ class Workers:
     from /proc and nothing in this process (GIL, event loop) flatters the numbers.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        """Start both workers; their output goes to <state dir>/logs/<name>.log."""
+    def __init__(self, settings: Settings, identity: Callable[[str], Mapping[str, str]]) -> None:
+        """
+        Start both workers; their output goes to <state dir>/logs/<name>.log.
+
+        `identity` gives each worker (by name) its ``SAFEBUS_KAFKA_*`` variables;
+        any this process inherited are dropped first, so a worker is exactly who
+        `identity` says and never whoever happened to be exported in the shell.
+        """
         self.logs = settings.state_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
+        base = {k: v for k, v in os.environ.items() if k not in SECURITY_VARIABLES}
+        base |= {"SAFEBUS_HOME": str(settings.state_dir), "SAFEBUS_TOPIC_PREFIX": settings.names.prefix}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            for name in ("processor", "inbox"):
+            for name in WORKERS:
+                env = {**base, **identity(name)}
                 with (self.logs / f"{name}.log").open("ab") as log:
                     self.processes[name] = subprocess.Popen(
                         [sys.executable, "-m", "safebus", name, "run", "--bootstrap", settings.bootstrap],
@@ -428,12 +475,11 @@ class AuditTail:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         """Assign every audit partition from the beginning (no group, no commits)."""
-        self._consumer = Consumer({
-            "bootstrap.servers": bootstrap,
+        self._consumer = Consumer(client_config(bootstrap, **{
             "group.id": f"{topic}-bench-reader",  # unused: partitions are assigned, never committed
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-        })
+        }))
         info = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
         if info is None or info.error is not None:
             self._consumer.close()
@@ -582,8 +628,8 @@ class ThinResult:
         return self.incidents / self.seconds
 
 
-def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchConfig,
-                  deadline: Deadline) -> ThinResult:
+def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchConfig, deadline: Deadline,
+                  identity: Callable[[str], Mapping[str, str]]) -> ThinResult:
     """
     Warm the workers up, publish the measured incidents and wait until every alert is in an inbox; then the paced ones.
 
@@ -598,7 +644,7 @@ def run_thin_path(settings: Settings, publisher: PolicePublisher, config: BenchC
     paced = [factory.incident("schools") for _ in range(config.paced_incidents)]  # after: burst stays the same
 
     with contextlib.ExitStack() as cleanup:  # unwinds in reverse: inbox, audit reader, then the workers
-        workers = Workers(settings)
+        workers = Workers(settings, identity)
         cleanup.callback(workers.stop)
         audit = AuditTail(settings.bootstrap, settings.names.audit)
         cleanup.callback(audit.close)
@@ -682,17 +728,205 @@ def delete_run_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> N
                 say(f"  (clean-up: could not delete {name}: {exc})")
 
 
+def replication_of(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> dict[str, object]:
+    """
+    How the run's topics are replicated, read back from the broker rather than assumed.
+
+    The lowest replica count and ``min.insync.replicas`` over `topics`, and the
+    broker count: the secured numbers mean something only if the cluster really
+    kept three copies with two in sync.
+    """
+    admin = admin_client(bootstrap)
+    metadata = admin.list_topics(timeout=timeout_s)
+    replicas = min(len(p.replicas) for t in topics for p in metadata.topics[t].partitions.values())
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in topics]
+    min_isr = min(int(future.result(timeout=timeout_s)["min.insync.replicas"].value)
+                  for future in admin.describe_configs(resources, request_timeout=timeout_s).values())
+    return {"brokers": len(metadata.brokers), "replication_factor": replicas, "min_insync_replicas": min_isr}
+
+
+# --------------------------------------------------------------------------- targets: where, and as whom
+
+
+def adopt_identity(identity: Mapping[str, str]) -> None:
+    """
+    Make `identity` (``SAFEBUS_KAFKA_*`` variables) this process's Kafka identity, replacing every one before.
+
+    Through the environment and `kafka_security.use(None)`, the way an operator
+    gives a process its identity, so every client built afterwards (the bench's
+    own, the publisher's producer, `apply_topics`) presents it.  Clients built
+    before keep the old one, which is why each target builds all of its own.
+    """
+    for name in SECURITY_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(identity)
+    kafka_security.use(None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One broker the run measures, and the identities this process and the workers use on it."""
+
+    name: str  # "plaintext" or "secured": the key of its numbers in the secure summary
+    bootstrap: str
+    local: bool  # started (and stopped) by this run, so its topics need no deleting
+    identity: Mapping[str, str]  # this process's SAFEBUS_KAFKA_* variables on the target
+    worker_identity: Callable[[str], Mapping[str, str]]  # each worker's, by worker name
+    provision: Callable[[Settings], None] | None = None  # after the run's topics exist, before workers start
+
+
+@contextlib.contextmanager
+def plaintext_target(config: BenchConfig, state_dir: Path) -> Iterator[Target]:
+    """
+    The broker of a plain run: `config.bootstrap` as whoever the shell says, else a throw-away local node.
+
+    The local node is PLAINTEXT, so any ``SAFEBUS_KAFKA_*`` the shell exported
+    is dropped for it (it would only be refused); a broker passed in keeps the
+    shell's identity, as before.
+    """
+    if config.bootstrap is not None:
+        inherited = {k: v for k, v in os.environ.items() if k in SECURITY_VARIABLES}
+        yield Target(name="plaintext", bootstrap=config.bootstrap, local=False, identity=inherited,
+                     worker_identity=lambda _name: inherited)
+        return
+    say("· no --bootstrap or KAFKA_BOOTSTRAP_SERVERS: starting a throw-away local broker")
+    adopt_identity({})  # LocalBroker.up's readiness probe is a client too
+    broker = LocalBroker(state_dir=state_dir, cache_dir=cache_root())
+    try:
+        bootstrap = broker.up().bootstrap
+        assert bootstrap is not None
+        yield Target(name="plaintext", bootstrap=bootstrap, local=True, identity={},
+                     worker_identity=lambda _name: {})
+    finally:
+        broker.down()
+
+
+@contextlib.contextmanager
+def secured_target(state_dir: Path, *, workers_as_admin: bool) -> Iterator[Target]:
+    """
+    A fresh secured `LocalCluster` (TLS, SCRAM-SHA-512, ACLs, RF 3 / min ISR 2), stopped when done.
+
+    Fresh, not reused, so nothing another run left (topics, groups, a warm page
+    cache of its logs) flatters or burdens the numbers.  This process is the
+    cluster's administrator: it creates the topics and ACLs and reads the audit
+    topic.  The workers are who `worker_identity` says.
+    """
+    say(f"· starting a fresh secured {CLUSTER_NODES}-node cluster (SASL_SSL/SCRAM-SHA-512, TLS, ACLs)")
+    cluster = LocalCluster(state_dir=state_dir, cache_dir=cache_root(), nodes=CLUSTER_NODES)
+    try:
+        bootstrap = cluster.up().bootstrap
+        assert bootstrap is not None
+        yield Target(name="secured", bootstrap=bootstrap, local=True, identity=cluster.environment(ADMIN_USER),
+                     worker_identity=lambda name: worker_identity(cluster, name, as_admin=workers_as_admin),
+                     provision=lambda settings: provision_workers(cluster, settings, with_users=not workers_as_admin))
+    finally:
+        cluster.down()
+
+
+# ----- THE SWITCH POINT: who the workers are on the secured cluster ---------------------------------------------
+
+WORKER_PRINCIPALS = {"processor": "router", "inbox": "inbox"}
+"""Each worker's component principal (`safebus.deploy.acls.COMPONENTS`), for when they run as themselves."""
+
+
+def worker_identity(cluster: LocalCluster, name: str, *, as_admin: bool = False) -> dict[str, str]:
+    """
+    The ``SAFEBUS_KAFKA_*`` variables worker `name` ("processor", "inbox") runs with on the secured cluster.
+
+    The one place that decides it.  By default the worker's component principal
+    (``router``, ``inbox``), whose SCRAM user `provision_workers` created with
+    `LocalCluster.add_user`, so the authorizer checks every request against the
+    partnership's ACLs.  ``as_admin`` (``--secure-workers admin``) runs it as the
+    cluster's administrator instead: a super user, whom the authorizer waves
+    through, which isolates what the ACL checks cost.
+
+    To switch to the cluster's own component credentials once they land, this
+    body becomes ``component_environment(WORKER_PRINCIPALS[name])`` (with the
+    cluster's credentials directory) and `provision_workers` stops creating users.
+    """
+    if as_admin:
+        return cluster.environment(ADMIN_USER)
+    return cluster.environment(WORKER_PRINCIPALS[name])
+
+
+def provision_workers(cluster: LocalCluster, settings: Settings, *, with_users: bool) -> None:
+    """
+    Grant the partnership's least-privilege ACLs, as ``safebus acls apply`` would, and add the workers' users.
+
+    The ACLs are applied even when the workers run as the administrator, so the
+    authorizer holds a partnership's real binding set, not an empty one.
+    `with_users` gives each worker's component principal a SCRAM credential
+    (its password file is where `LocalCluster.environment` points).
+    """
+    directory = settings.store.load_directory()
+    desired = desired_bindings(directory, settings.names)
+    changes = plan(desired, current_bindings(settings.bootstrap), managed=managed_principals(directory))
+    apply_plan(settings.bootstrap, changes)
+    say(f"· ACLs applied: {len(changes.create)} binding(s) for {len(managed_principals(directory))} principal(s)")
+    if with_users:
+        for worker in WORKERS:
+            cluster.add_user(WORKER_PRINCIPALS[worker])
+        say(f"· worker principals: {', '.join(f'{w} as User:{WORKER_PRINCIPALS[w]}' for w in WORKERS)}")
+
+
+# --------------------------------------------------------------------------- one target
+
+
+def measure(config: BenchConfig, target: Target, state_dir: Path, prefix: str) -> dict[str, object]:
+    """
+    Both phases on one target, as its identity, with its own deadline; return its flat summary.
+
+    A broker the run did not start has the run's topics and groups deleted
+    afterwards (unless ``--keep``); a local one is stopped by its target.
+    """
+    adopt_identity(target.identity)
+    deadline = Deadline.after(config.timeout_s)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        security = kafka_security.current_security().security_protocol.value
+        say(f"safebus thin-path benchmark [{target.name}]: {config.incidents} incidents "
+            f"(+{config.paced_incidents} paced), broker {target.bootstrap} ({security}), prefix {prefix}")
+        settings = prepare(state_dir, target.bootstrap, TopicNames(prefix=prefix))
+        if target.provision is not None:
+            target.provision(settings)
+
+        publisher = police_publisher(settings)
+        sizes = sealed_envelope_sizes(publisher, seed=config.seed + 1)
+        size = int(percentile(sizes, 50))
+        say(f"· sealed incident envelope: {size} B (median of {len(sizes)}, {sizes[0]}-{sizes[-1]})")
+
+        raw_topic = f"{prefix}.bench.raw"
+        raw = run_raw_baseline(target.bootstrap, raw_topic, records=config.incidents, value_size=size,
+                               batch_size=config.batch_size, seed=config.seed, deadline=deadline)
+        say(f"· raw baseline: {raw.records} records in {raw.seconds:.3f} s")
+
+        thin = run_thin_path(settings, publisher, config, deadline, target.worker_identity)
+        replication = replication_of(target.bootstrap, [raw_topic, *(t.name for t in topics_for(settings))])
+        principals = {w: target.worker_identity(w).get(kafka_security.VARIABLES["username"]) for w in WORKERS}
+        return summarise(config, target.bootstrap, target.local, prefix, sizes, raw, thin,
+                         security_protocol=security, worker_principals=principals, **replication)
+    finally:
+        if not target.local and not config.keep:
+            with contextlib.suppress(KafkaException, BrokerError, TimeoutError):
+                delete_run_topics(target.bootstrap, prefix)
+
+
 # --------------------------------------------------------------------------- report
 
 
 def summarise(config: BenchConfig, bootstrap: str, local_broker: bool, prefix: str, sizes: list[int],
-              raw: RawResult, thin: ThinResult) -> dict[str, object]:
-    """Every number of the run in one flat JSON-ready object, so runs are easy to diff and plot."""
+              raw: RawResult, thin: ThinResult, **target: object) -> dict[str, object]:
+    """
+    Every number of the run in one flat JSON-ready object, so runs are easy to diff and plot.
+
+    `target` adds what describes the broker (security protocol, brokers, replication).
+    """
     return {
         "bench": "thin_path",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "bootstrap": bootstrap,
         "local_broker": local_broker,
+        **target,
         "prefix": prefix,
         "incidents": config.incidents,
         "batch_size": config.batch_size,
@@ -730,94 +964,161 @@ def _round_or_none(value: float | None) -> float | None:
 
 
 def latency_stats(name: str, values_ms: Sequence[float]) -> dict[str, float | None]:
-    """`<name>_p50_ms`, `<name>_p99_ms` and `<name>_max_ms` of `values_ms`; None each if there are none."""
-    stats = {"p50": percentile(values_ms, 50), "p99": percentile(values_ms, 99),
-             "max": max(values_ms)} if values_ms else dict.fromkeys(("p50", "p99", "max"))
+    """`<name>_p50_ms`, `_p95_ms`, `_p99_ms` and `_max_ms` of `values_ms`; None each if there are none."""
+    stats = {"p50": percentile(values_ms, 50), "p95": percentile(values_ms, 95), "p99": percentile(values_ms, 99),
+             "max": max(values_ms)} if values_ms else dict.fromkeys(("p50", "p95", "p99", "max"))
     return {f"{name}_{stat}_ms": _round_or_none(value) for stat, value in stats.items()}
 
 
-def report(summary: dict[str, object]) -> None:
-    """Print the headline numbers, then the JSON line, and keep the JSON in bench/results/."""
-    say("")
-    say(f"raw baseline : {summary['raw_records_per_s']} records/s "
-        f"({summary['raw_records']} x {summary['envelope_bytes']} B in {summary['raw_seconds']} s)")
-    say(f"thin path    : {summary['thin_incidents_per_s']} incidents/s "
-        f"({summary['thin_incidents']} incidents, {summary['thin_alerts']} alerts in {summary['thin_seconds']} s)")
-    say(f"ratio        : {summary['ratio_thin_to_raw']} (thin-path incidents/s / raw records/s)")
-    say(f"latency      : p50 {summary['latency_p50_ms']} ms, p99 {summary['latency_p99_ms']} ms "
-        f"(publish to inbox, whole batch published at once)")
-    say(f"  of which   : publish to routing decision p50 {summary['route_latency_p50_ms']} ms, "
-        f"p99 {summary['route_latency_p99_ms']} ms; router alone {summary['router_incidents_per_s']} incidents/s")
+CROSS_RATIOS = ("raw_records_per_s", "thin_incidents_per_s", "ratio_thin_to_raw", "router_incidents_per_s",
+                "latency_p50_ms", "latency_p95_ms", "paced_latency_p50_ms", "paced_latency_p95_ms")
+"""The numbers compared secured ÷ plaintext: below 1 for throughput is the cost of security; above 1 for latency."""
+
+
+def cross_ratios(plaintext: Mapping[str, object], secured: Mapping[str, object]) -> dict[str, float | None]:
+    """Secured ÷ plaintext for each of `CROSS_RATIOS` (None where either side has no number, or it is 0)."""
+    ratios: dict[str, float | None] = {}
+    for key in CROSS_RATIOS:
+        a, b = secured.get(key), plaintext.get(key)
+        ratios[key] = round(a / b, 4) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+    return ratios
+
+
+def secure_summary(config: BenchConfig, plaintext: dict[str, object], secured: dict[str, object]) -> dict[str, object]:
+    """The two targets' flat summaries side by side, and the secured ÷ plaintext ratios."""
+    return {
+        "bench": "thin_path_secure",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "incidents": config.incidents,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "paced_incidents": config.paced_incidents,
+        "paced_rate_per_s": config.paced_rate,
+        "plaintext": plaintext,
+        "secured": secured,
+        "secured_to_plaintext": cross_ratios(plaintext, secured),
+    }
+
+
+def describe(summary: Mapping[str, object]) -> list[str]:
+    """The headline numbers of one target's summary, for the terminal."""
+    lines = [
+        f"broker       : {summary['bootstrap']} ({summary.get('security_protocol')}, "
+        f"{summary.get('brokers')} broker(s), topics RF {summary.get('replication_factor')}, "
+        f"min ISR {summary.get('min_insync_replicas')}; workers as {summary.get('worker_principals')})",
+        f"raw baseline : {summary['raw_records_per_s']} records/s "
+        f"({summary['raw_records']} x {summary['envelope_bytes']} B in {summary['raw_seconds']} s)",
+        f"thin path    : {summary['thin_incidents_per_s']} incidents/s "
+        f"({summary['thin_incidents']} incidents, {summary['thin_alerts']} alerts in {summary['thin_seconds']} s)",
+        f"ratio        : {summary['ratio_thin_to_raw']} (thin-path incidents/s / raw records/s)",
+        f"latency      : p50 {summary['latency_p50_ms']} ms, p95 {summary['latency_p95_ms']} ms, "
+        f"p99 {summary['latency_p99_ms']} ms (publish to inbox, whole batch published at once)",
+        f"  of which   : publish to routing decision p50 {summary['route_latency_p50_ms']} ms, "
+        f"p99 {summary['route_latency_p99_ms']} ms; router alone {summary['router_incidents_per_s']} incidents/s",
+    ]
     if summary["paced_incidents"]:
-        say(f"paced latency: p50 {summary['paced_latency_p50_ms']} ms, p99 {summary['paced_latency_p99_ms']} ms, "
-            f"max {summary['paced_latency_max_ms']} ms (publish to inbox, {summary['paced_incidents']} incidents "
-            f"one at a time at {summary['paced_rate_per_s']}/s, {summary['paced_alerts']} alerts)")
-        say(f"  of which   : publish to routing decision p50 {summary['paced_route_latency_p50_ms']} ms, "
-            f"p99 {summary['paced_route_latency_p99_ms']} ms")
+        lines += [
+            f"paced latency: p50 {summary['paced_latency_p50_ms']} ms, p95 {summary['paced_latency_p95_ms']} ms, "
+            f"p99 {summary['paced_latency_p99_ms']} ms, max {summary['paced_latency_max_ms']} ms (publish to inbox, "
+            f"{summary['paced_incidents']} incidents one at a time at {summary['paced_rate_per_s']}/s, "
+            f"{summary['paced_alerts']} alerts)",
+            f"  of which   : publish to routing decision p50 {summary['paced_route_latency_p50_ms']} ms, "
+            f"p99 {summary['paced_route_latency_p99_ms']} ms",
+        ]
     else:
-        say("paced latency: not measured (--paced-incidents 0)")
-    say(f"processor RSS: peak {summary['processor_peak_rss_mib']} MiB "
-        f"(inbox worker {summary['inbox_peak_rss_mib']} MiB)")
+        lines.append("paced latency: not measured (--paced-incidents 0)")
+    lines.append(f"processor RSS: peak {summary['processor_peak_rss_mib']} MiB "
+                 f"(inbox worker {summary['inbox_peak_rss_mib']} MiB)")
+    return lines
+
+
+def keep(summary: Mapping[str, object], path: Path) -> None:
+    """Print `summary` as the run's last line and keep it in `path` (bench/results/)."""
     line = json.dumps(summary, sort_keys=True)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(line + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(line + "\n")
     print(line, flush=True)
+
+
+def report(summary: dict[str, object]) -> None:
+    """Print the headline numbers, then the JSON line, and keep the JSON in bench/results/thin_path.json."""
+    say("")
+    for line in describe(summary):
+        say(line)
+    keep(summary, RESULTS_PATH)
+
+
+def report_secure(summary: dict[str, object]) -> None:
+    """Each target's headline numbers, the secured ÷ plaintext ratios, then the JSON (thin_path_secure.json)."""
+    for name in ("plaintext", "secured"):
+        target = summary[name]
+        assert isinstance(target, dict)
+        say("")
+        say(f"== {name}")
+        for line in describe(target):
+            say(line)
+    cross = summary["secured_to_plaintext"]
+    assert isinstance(cross, dict)
+    say("")
+    say("== secured / plaintext")
+    say(f"raw records/s    : {cross['raw_records_per_s']}")
+    say(f"thin incidents/s : {cross['thin_incidents_per_s']}")
+    say(f"thin/raw ratio   : {cross['ratio_thin_to_raw']}")
+    say(f"latency p50, p95 : {cross['latency_p50_ms']}, {cross['latency_p95_ms']} (burst); "
+        f"{cross['paced_latency_p50_ms']}, {cross['paced_latency_p95_ms']} (paced)")
+    keep(summary, SECURE_RESULTS_PATH)
 
 
 # --------------------------------------------------------------------------- main
 
 
 def run(config: BenchConfig) -> int:
-    """Run both phases against one broker, clean up, then report; return the exit status."""
-    deadline = Deadline.after(config.timeout_s)
+    """
+    Measure the plaintext target (and with ``--secure`` then the secured cluster), clean up, report.
+
+    The targets run one after the other, never together: on a small machine two
+    brokers at once would each measure the other's load.  Same incidents, seed
+    and sizes on both; each has its own state directory, identity and deadline.
+    """
     prefix = f"bench{int(time.time())}"
     state_dir = Path(tempfile.mkdtemp(prefix="safebus-bench-"))
-    broker: LocalBroker | None = None
-    bootstrap = config.bootstrap
-    summary: dict[str, object] | None = None
+    summaries: dict[str, dict[str, object]] = {}
+    finished = False
     try:
-        if bootstrap is None:
-            say("· no --bootstrap or KAFKA_BOOTSTRAP_SERVERS: starting a throw-away local broker")
-            broker = LocalBroker(state_dir=state_dir, cache_dir=cache_root())
-            bootstrap = broker.up().bootstrap
-            assert bootstrap is not None
-        say(f"safebus thin-path benchmark: {config.incidents} incidents (+{config.paced_incidents} paced), "
-            f"broker {bootstrap}, prefix {prefix}")
-        settings = prepare(state_dir, bootstrap, TopicNames(prefix=prefix))
-
-        publisher = police_publisher(settings)
-        sizes = sealed_envelope_sizes(publisher, seed=config.seed + 1)
-        size = int(percentile(sizes, 50))
-        say(f"· sealed incident envelope: {size} B (median of {len(sizes)}, {sizes[0]}-{sizes[-1]})")
-
-        raw = run_raw_baseline(bootstrap, f"{prefix}.bench.raw", records=config.incidents, value_size=size,
-                               batch_size=config.batch_size, seed=config.seed, deadline=deadline)
-        say(f"· raw baseline: {raw.records} records in {raw.seconds:.3f} s")
-
-        thin = run_thin_path(settings, publisher, config, deadline)
-        summary = summarise(config, bootstrap, broker is not None, prefix, sizes, raw, thin)
+        plain_dir = state_dir / "plaintext" if config.secure else state_dir
+        with plaintext_target(config, plain_dir) as target:
+            summaries[target.name] = measure(config, target, plain_dir, prefix)
+        if config.secure:
+            with secured_target(state_dir / "secured", workers_as_admin=config.secure_workers == "admin") as target:
+                summaries[target.name] = measure(config, target, state_dir / "secured", prefix)
+        finished = True
     except BenchTimeout as exc:
         say(f"TIMEOUT: {exc}")
     finally:
         # Clean up before reporting, so the JSON line is the last thing printed.
-        if bootstrap is not None and broker is None and not config.keep:
-            with contextlib.suppress(KafkaException, BrokerError, TimeoutError):
-                delete_run_topics(bootstrap, prefix)
-        if broker is not None:
-            broker.down()
-        if summary is not None and not config.keep:
+        if finished and not config.keep:
             shutil.rmtree(state_dir, ignore_errors=True)
         else:
             say(f"· state directory (worker logs in logs/) kept at {state_dir}")
-    if summary is None:
+    if not finished:
         return 1
-    report(summary)
+    if config.secure:
+        report_secure(secure_summary(config, summaries["plaintext"], summaries["secured"]))
+    else:
+        report(summaries["plaintext"])
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does, so the brokers and workers it started are stopped, not orphaned."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
-    return run(parse_args(argv))
+    config = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # their JVMs run in sessions of their own: only we stop them
+    return run(config)
 
 
 if __name__ == "__main__":
