@@ -73,6 +73,7 @@ from safebus.deploy.acls import desired_bindings, managed_principals, plan
 from safebus.deploy.acls_admin import apply_plan, current_bindings
 from safebus.deploy.broker import LocalBroker
 from safebus.deploy.cluster import ADMIN_USER, LocalCluster
+from safebus.deploy.supervision import WORKERS as SUPERVISED
 from safebus.deploy.topics_admin import apply_topics
 from safebus.directory import PartnershipStore
 from safebus.errors import BrokerError
@@ -825,8 +826,8 @@ def secured_target(state_dir: Path, *, workers_as_admin: bool) -> Iterator[Targe
 
 # ----- THE SWITCH POINT: who the workers are on the secured cluster ---------------------------------------------
 
-WORKER_PRINCIPALS = {"processor": "router", "inbox": "inbox"}
-"""Each worker's component principal (`safebus.deploy.acls.COMPONENTS`), for when they run as themselves."""
+WORKER_PRINCIPALS = {w.name: w.principal for w in SUPERVISED if w.name in WORKERS}
+"""Each worker's component principal, as ``safebus up`` gives it (`safebus.deploy.supervision.WORKERS`)."""
 
 
 def worker_identity(cluster: LocalCluster, name: str, *, as_admin: bool = False) -> dict[str, str]:
@@ -834,15 +835,12 @@ def worker_identity(cluster: LocalCluster, name: str, *, as_admin: bool = False)
     The ``SAFEBUS_KAFKA_*`` variables worker `name` ("processor", "inbox") runs with on the secured cluster.
 
     The one place that decides it.  By default the worker's component principal
-    (``router``, ``inbox``), whose SCRAM user `provision_workers` created with
-    `LocalCluster.add_user`, so the authorizer checks every request against the
-    partnership's ACLs.  ``as_admin`` (``--secure-workers admin``) runs it as the
-    cluster's administrator instead: a super user, whom the authorizer waves
-    through, which isolates what the ACL checks cost.
-
-    To switch to the cluster's own component credentials once they land, this
-    body becomes ``component_environment(WORKER_PRINCIPALS[name])`` (with the
-    cluster's credentials directory) and `provision_workers` stops creating users.
+    (``router``, ``inbox``), as ``safebus up`` runs it: the SCRAM user
+    ``broker up --secure`` made for the component, so the authorizer checks
+    every request against the partnership's ACLs.  ``as_admin``
+    (``--secure-workers admin``) runs it as the cluster's administrator instead:
+    a super user, whom the authorizer waves through, which isolates what the
+    ACL checks cost.
     """
     if as_admin:
         return cluster.environment(ADMIN_USER)
@@ -855,17 +853,14 @@ def provision_workers(cluster: LocalCluster, settings: Settings, *, with_users: 
 
     The ACLs are applied even when the workers run as the administrator, so the
     authorizer holds a partnership's real binding set, not an empty one.
-    `with_users` gives each worker's component principal a SCRAM credential
-    (its password file is where `LocalCluster.environment` points).
+    `with_users` reports the workers' component principals.
     """
     directory = settings.store.load_directory()
     desired = desired_bindings(directory, settings.names)
     changes = plan(desired, current_bindings(settings.bootstrap), managed=managed_principals(directory))
     apply_plan(settings.bootstrap, changes)
     say(f"· ACLs applied: {len(changes.create)} binding(s) for {len(managed_principals(directory))} principal(s)")
-    if with_users:
-        for worker in WORKERS:
-            cluster.add_user(WORKER_PRINCIPALS[worker])
+    if with_users:  # their SCRAM users exist from the cluster's start (LocalCluster makes one per component)
         say(f"· worker principals: {', '.join(f'{w} as User:{WORKER_PRINCIPALS[w]}' for w in WORKERS)}")
 
 
