@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from safebus.errors import BrokerError
-from safebus.kafka_security import client_config
+from safebus.kafka_security import READER_GROUP_PREFIX, client_config
 from safebus.limits import PRODUCER_MAX_REQUEST_BYTES
 from safebus.logs import get_logger
 from safebus.records import Output, Record
@@ -225,7 +225,7 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[R
     """
     consumer = Consumer(client_config(
         bootstrap,
-        **{"group.id": "safebus-reader",
+        **{"group.id": READER_GROUP_PREFIX,  # assigned, never joined (see its note)
            "enable.auto.commit": False,
            "enable.partition.eof": True,
            "isolation.level": "read_committed"},

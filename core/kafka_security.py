@@ -34,6 +34,7 @@ from safebus.errors import ConfigError
 
 __all__ = [
     "CREDENTIALS_DIR",
+    "READER_GROUP_PREFIX",
     "VARIABLES",
     "KafkaSecurity",
     "SecurityProtocol",
@@ -204,6 +205,15 @@ def current_security() -> KafkaSecurity:
         if _current is None:
             _current = load_security()
         return _current
+
+
+READER_GROUP_PREFIX = "safebus-reader"
+"""
+The consumer groups of readers that assign partitions themselves and never commit (`safebus.kafka_io.read_topic`,
+the live directory).  librdkafka still asks for a group's coordinator when a group id is set (and
+confluent-kafka requires one), which a secured cluster refuses without a group ACL; so every
+principal may use groups with this prefix (`safebus.deploy.acls`), and no reader of ours ever joins one.
+"""
 
 
 def client_config(bootstrap: str, **settings: Any) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from pydantic import ValidationError
 from safebus.clock import utc_now
 from safebus.directory import Agency, Directory, PartnershipStore, SignedAgency, verify_entry
 from safebus.errors import ConfigError
-from safebus.kafka_security import client_config
+from safebus.kafka_security import READER_GROUP_PREFIX, client_config
 from safebus.logs import get_logger
 
 __all__ = ["DerivedMapping", "LiveDirectory", "Refresher", "WatchTiming", "follow", "following"]
@@ -247,7 +247,7 @@ class LiveDirectory:
     def _follow(self, bootstrap: str, topic: str, timing: WatchTiming) -> None:
         consumer = Consumer(client_config(
             bootstrap,
-            **{"group.id": f"safebus-live-directory-{uuid.uuid4().hex}",  # required by librdkafka; never joined
+            **{"group.id": f"{READER_GROUP_PREFIX}-live-directory-{uuid.uuid4().hex}",  # required; never joined
                "enable.auto.commit": False,
                "enable.partition.eof": True,
                "isolation.level": "read_committed",

@@ -19,6 +19,10 @@ Two kinds of principal:
 * **a component** of the partnership (`COMPONENTS`): each names the channel
   templates it reads and writes and the consumer groups it joins, nothing
   more.  Only the components that sign audit facts may write the audit topic.
+
+Every principal may also use the reader groups (``safebus-reader*``): the
+never-joined groups of readers that assign partitions themselves, which
+librdkafka still looks up.  A group ACL grants nothing on any topic.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from safebus.directory import AgencyKind, Directory
+from safebus.kafka_security import READER_GROUP_PREFIX
 from safebus.topics import ChannelTemplate, TopicNames, TopicRole, channel_templates
 
 __all__ = ["COMPONENTS", "AclPlan", "Binding", "Component", "Operation", "Pattern", "Resource", "desired_bindings",
@@ -155,11 +160,20 @@ def _agency_bindings(directory: Directory, names: TopicNames, templates: list[Ch
     return bindings
 
 
+def _reader_groups(directory: Directory) -> set[Binding]:
+    """Every managed principal may name a never-joined reader group (`safebus.kafka_security.READER_GROUP_PREFIX`)."""
+    bindings: set[Binding] = set()
+    for principal in sorted(managed_principals(directory)):
+        bindings |= _grants(principal.removeprefix("User:"), READER_GROUP_PREFIX, Operation.READ, Pattern.PREFIXED,
+                            Resource.GROUP)
+    return bindings
+
+
 def desired_bindings(directory: Directory, names: TopicNames) -> set[Binding]:
     """Every binding the partnership in `directory` needs, and none it does not."""
     templates = channel_templates(names)
     by_key = {t.key: t for t in templates}
-    bindings = _agency_bindings(directory, names, templates)
+    bindings = _agency_bindings(directory, names, templates) | _reader_groups(directory)
     for component in COMPONENTS:
         for operation, keys in ((Operation.READ, component.reads), (Operation.WRITE, component.writes)):
             for template in _templates(keys, by_key):

@@ -20,6 +20,7 @@ from safebus.deploy.acls import (
 from safebus.deploy.acls_admin import current_bindings
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.errors import BrokerError
+from safebus.kafka_security import READER_GROUP_PREFIX
 from safebus.producers.synthetic import create_partnership
 from safebus.schemas.registry import Family
 from safebus.topics import TopicNames, TopicRole, channel_templates
@@ -116,3 +117,17 @@ def test_no_component_names_a_template_that_does_not_exist(tmp_path: Path) -> No
 def test_an_unreachable_cluster_is_a_clear_error_not_a_traceback() -> None:
     with pytest.raises(BrokerError, match=re.escape("no answer from 127.0.0.1:1 in 2 s")):
         current_bindings("127.0.0.1:1", timeout_s=2.0)
+
+
+def test_every_principal_may_name_a_reader_group_and_no_group_grant_reaches_a_topic(directory: Directory) -> None:
+    """
+    read_topic and the live directory assign partitions and never join, yet librdkafka looks their group up;
+    without a grant on ``safebus-reader*`` a component restarting on a secured cluster could not read its state.
+    """
+    bindings = desired_bindings(directory, NAMES)
+    reader = {b.principal for b in bindings
+              if b.resource is Resource.GROUP and b.name == READER_GROUP_PREFIX and b.pattern is Pattern.PREFIXED
+              and b.operation is Operation.READ}
+    assert reader == managed_principals(directory)
+    assert "User:router" in reader
+    assert not any(b.resource is Resource.TOPIC and b.name.startswith(READER_GROUP_PREFIX) for b in bindings)
