@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.app.cli_audit_rebuild import rebuild_ledger
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.clock import utc_now
 from safebus.jcs import canonical_model
@@ -55,6 +56,12 @@ def add_parser(commands: Any) -> None:
     check.add_argument("file", type=Path)
     check.add_argument("--vkey", required=True, help="the log's verifier key as published")
     actions.add_parser("vkey", help="print the log's verifier key, for auditors to pin")
+    rebuilt = actions.add_parser("rebuild", help="make this machine's ledger again from the bus's leaves and "
+                                                 "checkpoints (a lost disk, a new host), every record proven")
+    rebuilt.add_argument("--into", type=Path, help="write the rebuilt ledger here (default: the ledger's own place, "
+                                                   "which must hold no leaves)")
+    rebuilt.add_argument("--vkey", help="the log's verifier key (default: the restored log.vkey or log-key.pem)")
+    rebuilt.add_argument("--bootstrap")
     actions.add_parser("checkpoints", help="list the signed checkpoints")
 
     def reader(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -111,8 +118,8 @@ def _viewer_arguments(action: argparse.ArgumentParser) -> None:
     action.add_argument("--bootstrap")
 
 
-NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web", "export", "prove"})
-"""Actions that publish (the sequencer's checkpoints, every reader's view fact)."""
+NEEDS_BUS = frozenset({"sequence", "query", "chronology", "stats", "flows", "web", "export", "prove", "rebuild"})
+"""Actions that reach the bus (the sequencer's checkpoints, every reader's view fact, a rebuild's records)."""
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -136,6 +143,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _web(args, settings)
     if args.audit_action == "officer":
         return _officer(args, settings)
+    if args.audit_action == "rebuild":
+        return rebuild_ledger(settings, vkey=args.vkey, into=args.into, out=sys.stdout, err=sys.stderr)
     if args.audit_action == "check-proof":
         return _check_proof(args.file, args.vkey)
     if args.audit_action == "verify" and args.file is not None:

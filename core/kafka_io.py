@@ -35,6 +35,7 @@ __all__ = [
     "WEDGED_AFTER_S",
     "ReliableProducer",
     "backoff_delays",
+    "iter_topic",
     "produce_all",
     "read_topic",
     "reliable_producer",
@@ -223,26 +224,34 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[R
 
     Uses no consumer group (manual assignment), so reading changes no offsets.
     """
-    consumer = Consumer(client_config(
-        bootstrap,
-        **{"group.id": READER_GROUP_PREFIX,  # assigned, never joined (see its note)
-           "enable.auto.commit": False,
-           "enable.partition.eof": True,
-           "isolation.level": "read_committed"},
-    ))
+    return list(iter_topic(bootstrap, topic, timeout_s=timeout_s))
+
+
+def iter_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0, last_only: bool = False) -> Iterator[Record]:
+    """
+    Yield every record now in `topic` (as `read_topic`), streaming: a topic of a million records is never in memory.
+
+    With `last_only`, only the last record of each partition (a log's head, such as the newest audit leaf).
+    `timeout_s` bounds the time without progress.
+    """
+    consumer = Consumer(_reader_config(bootstrap))
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:  # no broker answered: the caller's outage, not a crash
+            raise BrokerError(f"reading {topic}: {exc}") from exc
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
             raise BrokerError(f"topic {topic} does not exist")
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in info.partitions]
-        pending = set()
-        for tp in partitions:
-            low, high = _watermarks(consumer, tp)
+        partitions, pending = [], set()
+        for partition in info.partitions:
+            low, high = _watermarks(consumer, TopicPartition(topic, partition))
             if high > low:
-                pending.add(tp.partition)
+                pending.add(partition)
+                partitions.append(TopicPartition(topic, partition, high - 1 if last_only else OFFSET_BEGINNING))
+        if not partitions:
+            return
         consumer.assign(partitions)
-        records: list[Record] = []
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -254,9 +263,16 @@ def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> list[R
                     pending.discard(msg.partition() or 0)
                     continue
                 raise BrokerError(f"reading {topic}: {error}")
-            records.append(to_record(msg))
+            deadline = time.monotonic() + timeout_s
+            yield to_record(msg)
         if pending:
             raise BrokerError(f"timed out reading {topic}")
-        return records
     finally:
         consumer.close()
+
+
+def _reader_config(bootstrap: str) -> dict[str, object]:
+    return client_config(bootstrap, **{"group.id": READER_GROUP_PREFIX,  # assigned, never joined (see its note)
+                                       "enable.auto.commit": False,
+                                       "enable.partition.eof": True,
+                                       "isolation.level": "read_committed"})

@@ -9,6 +9,7 @@ so the two cannot disagree.  Names follow the data flow::
     <prefix>.egress.<recipient>.<family> one per recipient agency and kind of share (ACL boundary)
     <prefix>.audit.decisions             every audit fact (decisions, deliveries, views...), never deleted
     <prefix>.audit.checkpoints           signed checkpoints of the audit log (Merkle tree heads)
+    <prefix>.audit.leaves                the audit log's leaves in order, to rebuild its ledger anywhere
     <prefix>.deadletter                  rejected input, original bytes kept
 
 A template whose address contains ``{agency}`` becomes one topic per agency of
@@ -125,6 +126,11 @@ class TopicNames:
         return f"{self.prefix}.audit.checkpoints"
 
     @property
+    def audit_leaves(self) -> str:
+        """The audit log's leaves in index order, as the sequencer appended them (`safebus audit rebuild`)."""
+        return f"{self.prefix}.audit.leaves"
+
+    @property
     def deadletter(self) -> str:
         """The dead-letter topic."""
         return f"{self.prefix}.deadletter"
@@ -200,6 +206,13 @@ def channel_templates(names: TopicNames) -> list[ChannelTemplate]:
         publishers=("audit-sequencer",), subscribers=(INFORMATION_GOVERNANCE, "witness"),
         description="Signed checkpoints of the audit log (RFC 9162 tree heads), for anyone to check the log "
                     "never rewrites its history",
+    ))
+    templates.append(ChannelTemplate(
+        key="audit-leaves", role=TopicRole.AUDIT, address=names.audit_leaves, partitions=1,
+        config={"retention.ms": "-1", "cleanup.policy": "delete"}, messages=("audit-leaf",),
+        publishers=("audit-sequencer",), subscribers=(INFORMATION_GOVERNANCE, "audit-sequencer"),
+        description="Every leaf of the audit log in index order, with its receipt: a new host rebuilds the "
+                    "ledger from it byte for byte ('safebus audit rebuild')",
     ))
     templates.append(ChannelTemplate(
         key="deadletter", role=TopicRole.DEADLETTER, address=names.deadletter, partitions=1,

@@ -26,7 +26,7 @@ Merkle tree whose leaves are the canonical JSON of audit facts:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from safebus.checkpoint import Checkpoint, NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
+from safebus.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    NoteSigner,
+    NoteVerifier,
+    open_checkpoint,
+    sign_checkpoint,
+)
 from safebus.merkle import MerkleTree, leaf_hash
 from safebus.private_files import create_private
 
@@ -43,6 +50,7 @@ __all__ = [
     "RECEIPT_CONTEXT",
     "AuditLedger",
     "Leaf",
+    "LedgerImportError",
     "LogIdentity",
     "LogKey",
     "NewFact",
@@ -175,6 +183,10 @@ class NewFact:
     fact_id: str
     fact_type: str
     body: bytes
+
+
+class LedgerImportError(ValueError):
+    """A leaf or checkpoint that cannot be imported where it claims to belong."""
 
 
 class AuditLedger:
@@ -339,6 +351,58 @@ class AuditLedger:
         """The RFC 9162 consistency proof that the tree of `new_size` extends that of `old_size`."""
         self.refresh()
         return self._tree.consistency_proof(old_size, new_size)
+
+    def import_leaves(self, leaves: Iterable[Leaf]) -> int:
+        """
+        Append `leaves` exactly as another ledger stored them (a rebuild from the leaves topic); return how many.
+
+        Each must come next (index = size), hash to its body and carry this log's receipt for its place;
+        anything else raises `LedgerImportError` and nothing of that leaf is stored.  No key is needed:
+        the receipts are the original sequencer's.
+        """
+        imported = 0
+        rows: list[tuple[object, ...]] = []
+        size = self.size
+        for leaf in leaves:
+            expected = size + len(rows)
+            if leaf.index != expected:
+                raise LedgerImportError(f"leaf {leaf.index} where leaf {expected} comes next")
+            if leaf.leaf_hash != leaf_hash(leaf.body):
+                raise LedgerImportError(f"leaf {leaf.index}: its hash is not its body's")
+            if not self.identity.check_receipt(leaf.index, leaf.leaf_hash, leaf.receipt):
+                raise LedgerImportError(f"leaf {leaf.index}: its receipt is not this log's signature")
+            rows.append((leaf.index, leaf.fact_id, leaf.fact_type, leaf.body, leaf.leaf_hash, leaf.receipt,
+                         leaf.appended_at.isoformat()))
+            if len(rows) >= 5000:
+                imported += self._insert_leaves(rows)
+                size, rows = self.size, []
+        return imported + self._insert_leaves(rows)
+
+    def _insert_leaves(self, rows: list[tuple[object, ...]]) -> int:
+        if rows:
+            with self._transaction():
+                self._db.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            for row in rows:
+                self._tree.append(bytes(row[4]))  # type: ignore[call-overload]
+        return len(rows)
+
+    def import_checkpoint(self, note: bytes, *, created_at: datetime) -> StoredCheckpoint:
+        """
+        Store a checkpoint note this log signed, once it matches the leaves held (`LedgerImportError` if not).
+        """
+        try:
+            checkpoint = self.identity.open(note)
+        except CheckpointError as exc:
+            raise LedgerImportError(f"a checkpoint note this log did not sign: {exc}") from exc
+        if checkpoint.size > self.size:
+            raise LedgerImportError(f"checkpoint of {checkpoint.size} leaves, but only {self.size} are held")
+        root = self.root(checkpoint.size)
+        if checkpoint.root_hash != root:
+            raise LedgerImportError(f"checkpoint of {checkpoint.size} leaves: its root is not the leaves' root")
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?)",
+                             (checkpoint.size, root, note, created_at.isoformat()))
+        return StoredCheckpoint(size=checkpoint.size, root=root, note=note, created_at=created_at)
 
     def close(self) -> None:
         """Close the database."""

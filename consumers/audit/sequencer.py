@@ -7,6 +7,9 @@ dead-letter topic and the agency directory — turns each record into a fact
 (`safebus.consumers.audit.facts`), appends the new ones to the ledger, and
 signs a checkpoint at least every N leaves or T seconds, publishing it on the
 checkpoint topic so anyone holding an older one can demand a consistency proof.
+Every leaf is also written, in index order, to the leaves topic, before any
+checkpoint that covers it: a new host rebuilds the ledger from there
+(`safebus.consumers.audit.leaf_records`, ``safebus audit rebuild``).
 
 Ordering and failure: a batch's leaves are stored (one transaction) before its
 offsets are committed, and appending is idempotent by fact id, so a crash
@@ -33,6 +36,7 @@ shows the refusal and, later, the fact.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -45,12 +49,13 @@ from safebus.consumers.audit.facts import (
     fact_from_directory_record,
     leaf_bytes,
 )
+from safebus.consumers.audit.leaf_records import checkpoint_record, leaf_from_record, leaf_record
 from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
 from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
 from safebus.fact_signing import UnattributedFact, verify_fact
 from safebus.health import WorkerHealth
-from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
+from safebus.kafka_io import ReliableProducer, iter_topic, produce_all, reliable_producer
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.metrics import AUDIT_CHECKPOINT_AGE, AUDIT_LEDGER_LEAVES
@@ -93,6 +98,8 @@ class AuditSequencer:
         self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
         self._checkpoint_at: datetime | None = None
         """When the newest checkpoint was signed (for the checkpoint-age metric)."""
+        self._leaves_published: int | None = None
+        """How many leaves the leaves topic holds (None: not read yet; read from its head at the first publish)."""
 
     @property
     def topics(self) -> list[str]:
@@ -159,6 +166,7 @@ class AuditSequencer:
                   already_logged=len(facts) - len(appended), refused=len(refused), size=size)
         if appended and self.on_appended is not None:
             self.on_appended(appended)
+        self.publish_leaves()
         self.checkpoint_if_due()
         return appended
 
@@ -192,7 +200,28 @@ class AuditSequencer:
             AUDIT_LEDGER_LEAVES.set(self.ledger.size)
             if appended and self.on_appended is not None:
                 self.on_appended(appended)
+        self.publish_leaves()
         self.checkpoint_if_due()
+
+    def publish_leaves(self, *, chunk: int = 1000) -> int:
+        """
+        Write the leaves the leaves topic lacks, in index order; return how many were written.
+
+        Where the topic stands is read from its last record once, then counted; a publish that fails
+        (the broker away) raises `BrokerError` and is repeated from the same leaf next time, so a leaf
+        may appear twice (a rebuild takes it once) but never out of order or not at all.
+        """
+        if self._leaves_published is None:
+            head = list(iter_topic(self.bootstrap, self.names.audit_leaves, last_only=True))
+            self._leaves_published = leaf_from_record(head[-1]).index + 1 if head else 0
+        written = 0
+        while self._leaves_published < self.ledger.size:
+            leaves = itertools.islice(self.ledger.leaves(self._leaves_published, batch=chunk), chunk)
+            outputs = [leaf_record(leaf, topic=self.names.audit_leaves) for leaf in leaves]
+            produce_all(self._producer, outputs)
+            self._leaves_published += len(outputs)
+            written += len(outputs)
+        return written
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
@@ -212,5 +241,5 @@ class AuditSequencer:
         return checkpoint
 
     def _publish(self, checkpoint: StoredCheckpoint) -> None:
-        produce_all(self._producer, [Output(topic=self.names.checkpoints, key=str(checkpoint.size).encode(),
-                                            value=checkpoint.note)])
+        self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
+        produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])

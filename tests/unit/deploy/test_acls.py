@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from safebus.app.wiring import Settings, build_audit_sequencer
 from safebus.deploy.acls import (
     COMPONENTS,
     Binding,
@@ -131,3 +132,19 @@ def test_every_principal_may_name_a_reader_group_and_no_group_grant_reaches_a_to
     assert reader == managed_principals(directory)
     assert "User:router" in reader
     assert not any(b.resource is Resource.TOPIC and b.name.startswith(READER_GROUP_PREFIX) for b in bindings)
+
+
+def test_the_sequencer_may_read_every_topic_it_reads_and_write_its_leaves(tmp_path: Path) -> None:
+    """Running as User:sequencer on a secured cluster, a topic it reads without a grant stalls the log."""
+    store = PartnershipStore(tmp_path)
+    directory = create_partnership(store)
+    settings = Settings(state_dir=tmp_path, bootstrap="127.0.0.1:1", names=NAMES)
+    sequencer = build_audit_sequencer(settings)
+    try:
+        bindings = desired_bindings(directory, NAMES)
+        for topic in sequencer.topics:
+            assert _may(bindings, "sequencer", Operation.READ, topic), topic
+        assert _may(bindings, "sequencer", Operation.WRITE, NAMES.audit_leaves)
+        assert not _may(bindings, "inbox", Operation.WRITE, NAMES.audit_leaves)
+    finally:
+        sequencer.ledger.close()

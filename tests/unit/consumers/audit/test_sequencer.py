@@ -12,7 +12,9 @@ import pytest
 
 from safebus.app.wiring import Settings, build_audit_sequencer
 from safebus.consumers.audit.facts import delivered_fact
+from safebus.consumers.audit.leaf_records import leaf_from_record
 from safebus.consumers.audit.sequencer import AuditSequencer
+from safebus.errors import BrokerError
 from safebus.fact_signing import FactSigner
 from safebus.records import DLQ_REASON, Output, Record
 from safebus.schemas.audit import DeliveryChannel
@@ -30,6 +32,7 @@ def sequencer(settings: Settings) -> tuple[AuditSequencer, KeepingProducer]:
     built = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
     producer = KeepingProducer()
     built._producer = producer
+    built._leaves_published = 0  # no broker: the leaves topic starts empty (its records are kept by `producer`)
     return built, producer
 
 
@@ -99,3 +102,37 @@ def test_bytes_that_are_no_fact_are_one_dead_letter_each(
     assert seq.sequence(junk) == []
     assert seq.ledger.size == size
     assert _reasons(producer) == [b"unsigned-fact"] * len(junk)
+
+
+class _FailingOnce(KeepingProducer):
+    """A broker that is away for the first publish of the leaves topic, then back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def produce_all(self, outputs: list[Output], *, timeout_s: float = 0) -> None:
+        if not self.failed and any(o.topic.endswith(".audit.leaves") for o in outputs):
+            self.failed = True
+            raise BrokerError("the broker is away")
+        super().produce_all(outputs, timeout_s=timeout_s)
+
+
+def test_every_leaf_reaches_the_leaves_topic_in_order_before_its_checkpoint_even_after_an_outage(
+        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
+    """A rebuild needs every leaf, once in place order; no checkpoint may cover a leaf the topic lacks."""
+    seq, _ = sequencer
+    producer = _FailingOnce()
+    seq._producer = producer
+    before = seq.ledger.size
+    with pytest.raises(BrokerError):
+        seq.sequence([_delivered(settings, partnership, n=n, offset=40 + n) for n in range(10, 13)])
+    assert seq.ledger.size == before + 3, "stored before the outage met the publish"
+    seq.sequence([_delivered(settings, partnership, n=13, offset=53)])  # the redelivered batch, and one more
+    seq.checkpoint_if_due(force=True)
+    topics = [o.topic.rsplit(".", 2)[-2:] for o in producer.sent]
+    leaves = [leaf_from_record(Record(topic=o.topic, partition=0, offset=n, key=o.key, value=o.value, headers={}))
+              for n, o in enumerate(producer.sent) if o.topic == settings.names.audit_leaves]
+    assert [leaf.index for leaf in leaves] == list(range(0, before + 4))
+    assert [leaf.fact_id for leaf in leaves] == [leaf.fact_id for leaf in seq.ledger.leaves()]
+    assert topics.index(["audit", "checkpoints"]) > max(i for i, t in enumerate(topics) if t == ["audit", "leaves"])
