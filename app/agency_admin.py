@@ -32,6 +32,7 @@ from safebus.directory import (
 from safebus.errors import ConfigError
 from safebus.jcs import canonical_model
 from safebus.kafka_io import produce_all, read_topic, reliable_producer
+from safebus.kafka_security import current_security
 from safebus.keys import PrivateKeys
 from safebus.logs import get_logger
 from safebus.records import Output, Record
@@ -86,11 +87,32 @@ def add_agency(
     return _store_signed(store, entry)
 
 
-def create_topics(entry: Agency, *, bootstrap: str, names: TopicNames) -> None:
-    """Create the topics `entry`'s agency needs (its ingress and egress topics); existing ones are left alone."""
-    from safebus.deploy.topics_admin import apply_topics  # administration only: keep the workers' imports small
+def create_topics(entry: Agency, *, bootstrap: str, names: TopicNames) -> int:
+    """
+    Create the topics `entry`'s agency needs (its ingress and egress topics) and let who needs them in.
 
-    apply_topics(bootstrap, bus_topics(Directory(partnership="", agencies=(entry,)), names))
+    Existing topics are left alone.  On a secured cluster (any transport but
+    plaintext, whose local broker has no authorizer) the grants those topics
+    need are added at once: the agency's own and the components' that read or
+    write them (`safebus.deploy.acls`), so a running router reads a new force's
+    incidents with no restart and no separate ``acls apply``.  Nothing is
+    revoked here (that is ``acls apply``'s drift check).  Returns how many
+    grants were added.
+    """
+    # administration only: keep the workers' imports small
+    from safebus.deploy.acls import AclPlan, desired_bindings
+    from safebus.deploy.acls_admin import apply_plan, current_bindings
+    from safebus.deploy.topics_admin import apply_topics
+
+    alone = Directory(partnership="", agencies=(entry,))
+    apply_topics(bootstrap, bus_topics(alone, names))
+    if not current_security().tls:
+        return 0
+    missing = desired_bindings(alone, names) - current_bindings(bootstrap)
+    if missing:
+        apply_plan(bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()))
+        _log.info("agency_access_granted", agency=entry.id, grants=len(missing))
+    return len(missing)
 
 
 def rotate_keys(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:
