@@ -87,7 +87,7 @@ TEST_KAFKA = "SAFEBUS_TEST_KAFKA"
 def plaintext_environment() -> Iterator[None]:
     """This process (and the workers it starts) as a plaintext client, for a broker a test runs of its own."""
     with pytest.MonkeyPatch.context() as env:
-        for variable in kafka_security.VARIABLES.values():
+        for variable in (*kafka_security.VARIABLES.values(), kafka_security.CREDENTIALS_DIR):
             env.delenv(variable, raising=False)
         kafka_security.use(None)
         try:
