@@ -134,8 +134,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sequencer = build_audit_sequencer(settings)
         projection = AuditProjection(settings.audit_dir / "projection.sqlite")
         sequencer.on_appended = lambda _indexes: projection.catch_up(sequencer.ledger)  # queries stay current
-        with worker_health("sequencer", args.health_port) as health:
-            sequencer.run(stop, health=health)
+        try:
+            with worker_health("sequencer", args.health_port) as health:
+                sequencer.run(stop, health=health)
+        finally:
+            sequencer.ledger.close()  # its write-ahead log folded in: the file alone is then the whole ledger
+            projection.close()
         return 0
     if args.audit_action in ("query", "chronology", "stats", "flows"):
         return _read(args, settings)

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from safebus.app.encompass_wiring import mail_relay
 from safebus.deploy.supervision import WORKERS, health_port_base, health_ports
+from safebus.deploy.topics_admin import Replication
 from safebus.errors import ConfigError
 from safebus.kafka_security import CREDENTIALS_DIR, component_environment, load_security
 from safebus.settings_file import SETTINGS_FILE
@@ -39,6 +40,7 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
         for worker in WORKERS:
             component_environment(worker.principal)  # each component's password file is there
         relay = mail_relay()
+        replication = Replication.configured()
         base = health_port_base()
     except (ConfigError, OSError) as exc:
         print(f"safebus: configuration refused: {exc}", file=err)
@@ -50,6 +52,8 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
         "kafka.bootstrap": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "(this state directory's local broker)",
     }
     shown |= {f"kafka.{name}": value for name, value in security.describe().items()}
+    shown["topics.replication"] = (f"{replication.factor} copies, {replication.min_insync} in sync" if replication
+                                   else "as the cluster allows (3 copies, 2 in sync from three brokers)")
     if os.environ.get(CREDENTIALS_DIR):
         shown["kafka.components"] = (f"each worker as its own principal, passwords in {os.environ[CREDENTIALS_DIR]}: "
                                      + ", ".join(f"{w.name}={w.principal}" for w in WORKERS))

@@ -18,6 +18,8 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     ├── ProofError                   merkle, also ValueError: an inclusion or consistency proof fails
     ├── UnattributedFact             fact_signing, also ValueError: an audit record's author cannot be told
     ├── NotAFact                     consumers.audit.facts, also ValueError: a record that is not a fact
+    ├── NotALeaf                     consumers.audit.leaf_records, also ValueError: a record that is not a leaf
+    ├── LedgerImportError            consumers.audit.ledger, also ValueError: a leaf or checkpoint out of place
     ├── QueryError                   consumers.audit, also ValueError: an audit query's parameters are bad
     ├── NotInQueue                   consumers.queues.store: a referral id not in this recipient's queue
     └── Throttled                    consumers.web.sign_in_throttle: a sign-in refused before its check

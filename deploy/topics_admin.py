@@ -8,7 +8,9 @@ partition count; that is reported, not hidden.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from confluent_kafka import KafkaException
@@ -21,11 +23,11 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from safebus.errors import BrokerError
+from safebus.errors import BrokerError, ConfigError
 from safebus.kafka_security import client_config
 from safebus.topics import TopicSpec
 
-__all__ = ["Replication", "TopicChange", "apply_topics"]
+__all__ = ["MIN_INSYNC_REPLICAS", "REPLICATION_FACTOR", "Replication", "TopicChange", "apply_topics"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,13 +51,51 @@ class Replication:
         factor = min(3, max(brokers, 1))
         return cls(factor=factor, min_insync=2 if factor >= 3 else 1)
 
+    @classmethod
+    def configured(cls, env: Mapping[str, str] | None = None) -> Replication | None:
+        """
+        The operator's choice (`REPLICATION_FACTOR`, `MIN_INSYNC_REPLICAS`), or None to follow the cluster's size.
+
+        A managed cluster of five brokers may want more copies than three; one whose policy is two
+        replicas must say so.  `ConfigError` names the variable of a value that is not a positive whole
+        number, or a minimum in sync above the factor.
+        """
+        variables = os.environ if env is None else env
+        factor = _positive(variables, REPLICATION_FACTOR)
+        min_insync = _positive(variables, MIN_INSYNC_REPLICAS)
+        if factor is None:
+            if min_insync is not None:
+                raise ConfigError(f"{MIN_INSYNC_REPLICAS} needs {REPLICATION_FACTOR} beside it")
+            return None
+        chosen = cls(factor=factor, min_insync=min_insync if min_insync is not None else (2 if factor >= 3 else 1))
+        if chosen.min_insync > chosen.factor:
+            raise ConfigError(f"{MIN_INSYNC_REPLICAS}={chosen.min_insync} is more than {REPLICATION_FACTOR}="
+                              f"{chosen.factor}: no write could ever be acknowledged")
+        return chosen
+
+
+REPLICATION_FACTOR = "SAFEBUS_REPLICATION_FACTOR"
+"""Copies of every partition (default: 3 on a cluster of three or more brokers, else one per broker)."""
+MIN_INSYNC_REPLICAS = "SAFEBUS_MIN_INSYNC_REPLICAS"
+"""Copies a write needs before it counts, with acks=all (default: 2 where there are 3 copies, else 1)."""
+
+
+def _positive(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name)
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text!r}: expected a whole number of replicas, 1 or more")
+    return int(text)
+
 
 def apply_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_s: float = 30.0,
                  replication: Replication | None = None) -> list[TopicChange]:
     """
     Make the broker's topics match `specs`; raises BrokerError if the broker refuses.
 
-    `replication` defaults to what the cluster's size allows (`Replication.for_cluster`): with acks=all
+    `replication` defaults to the operator's setting (`Replication.configured`), else to what the
+    cluster's size allows (`Replication.for_cluster`): with acks=all
     and two replicas in sync, a write the producer saw acknowledged survives the loss of any one broker.
     """
     admin = AdminClient(client_config(bootstrap))
@@ -64,7 +104,7 @@ def apply_topics(bootstrap: str, specs: list[TopicSpec], *, timeout_s: float = 3
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     existing = metadata.topics
-    replication = replication or Replication.for_cluster(len(metadata.brokers))
+    replication = replication or Replication.configured() or Replication.for_cluster(len(metadata.brokers))
     if replication.min_insync > replication.factor or replication.factor > max(len(metadata.brokers), 1):
         raise BrokerError(f"replication factor {replication.factor} with {replication.min_insync} in sync "
                           f"is impossible on {len(metadata.brokers)} broker(s)")

@@ -13,19 +13,20 @@ rebuilt tree.
 
 A leaf record: key ``<index>`` (decimal), value the canonical JSON object
 ``{"index", "fact_id", "fact_type", "body" (base64), "receipt" (base64),
-"appended_at"}``.  The same index may appear twice (a publish whose
+"appended_at"}`` (body and receipt unpadded base64url, `safebus.b64`).  The same index may appear twice (a publish whose
 acknowledgement was lost is repeated); a rebuild takes it once and refuses two
 that differ.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime
 
+from safebus.b64 import b64d, b64e
 from safebus.consumers.audit.ledger import Leaf, StoredCheckpoint
+from safebus.errors import SafebusError
+from safebus.jcs import canonical_json
 from safebus.merkle import leaf_hash
 from safebus.records import Output, Record
 
@@ -36,17 +37,15 @@ CHECKPOINT_CREATED_AT = "safebus-checkpoint-created-at"
 """Header of a checkpoint record: when the sequencer signed it (ISO 8601), so a rebuild stores the same time."""
 
 
-class NotALeaf(ValueError):
+class NotALeaf(SafebusError, ValueError):
     """A record on the leaves topic that is not a well-formed leaf."""
 
 
 def leaf_record(leaf: Leaf, *, topic: str) -> Output:
     """Leaf `leaf` as the record the sequencer writes to the leaves topic."""
     value = {"index": leaf.index, "fact_id": leaf.fact_id, "fact_type": leaf.fact_type,
-             "body": base64.b64encode(leaf.body).decode(), "receipt": base64.b64encode(leaf.receipt).decode(),
-             "appended_at": leaf.appended_at.isoformat()}
-    return Output(topic=topic, key=str(leaf.index).encode(),
-                  value=json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+             "body": b64e(leaf.body), "receipt": b64e(leaf.receipt), "appended_at": leaf.appended_at.isoformat()}
+    return Output(topic=topic, key=str(leaf.index).encode(), value=canonical_json(value))
 
 
 def leaf_from_record(record: Record) -> Leaf:
@@ -58,13 +57,13 @@ def leaf_from_record(record: Record) -> Leaf:
             raise NotALeaf(f"offset {record.offset}: index {index!r} is not a leaf index")
         if record.key != str(index).encode():
             raise NotALeaf(f"offset {record.offset}: key {record.key!r} is not the leaf's index {index}")
-        body = base64.b64decode(value["body"], validate=True)
+        body = b64d(value["body"])
         return Leaf(index=index, fact_id=str(value["fact_id"]), fact_type=str(value["fact_type"]), body=body,
-                    leaf_hash=leaf_hash(body), receipt=base64.b64decode(value["receipt"], validate=True),
+                    leaf_hash=leaf_hash(body), receipt=b64d(value["receipt"]),
                     appended_at=datetime.fromisoformat(value["appended_at"]))
     except NotALeaf:
         raise
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:  # JSON, base64 and dates all raise ValueError
+    except (ValueError, KeyError, TypeError) as exc:  # JSON, base64 and dates all raise ValueError
         raise NotALeaf(f"offset {record.offset}: not a leaf record ({type(exc).__name__}: {exc})") from exc
 
 

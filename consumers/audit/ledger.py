@@ -43,6 +43,7 @@ from safebus.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
+from safebus.errors import SafebusError
 from safebus.merkle import MerkleTree, leaf_hash
 from safebus.private_files import create_private
 
@@ -185,7 +186,7 @@ class NewFact:
     body: bytes
 
 
-class LedgerImportError(ValueError):
+class LedgerImportError(SafebusError, ValueError):
     """A leaf or checkpoint that cannot be imported where it claims to belong."""
 
 

@@ -202,9 +202,9 @@ def test_a_lost_ledger_is_rebuilt_from_the_bus_row_for_row_and_the_log_carries_o
     bus.stop("sequencer")  # SIGTERM: the last checkpoint is signed, its leaves published first
     ledger_path = bus.settings.audit_dir / "ledger.sqlite"
     lost = tmp_path / "lost.sqlite"
-    ledger_path.rename(lost)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):  # the whole database, whatever its write-ahead log still holds
+        if Path(f"{ledger_path}{suffix}").exists():
+            Path(f"{ledger_path}{suffix}").rename(f"{lost}{suffix}")
 
     rebuilt = _cli(bus, "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr

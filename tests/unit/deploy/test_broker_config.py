@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from safebus.deploy.broker import LocalBroker, _server_properties, free_port
 from safebus.deploy.topics_admin import Replication
+from safebus.errors import ConfigError
 
 
 def test_broker_listens_on_loopback_only_with_auto_creation_off(tmp_path: Path) -> None:
@@ -96,3 +99,17 @@ def test_replication_follows_the_size_of_the_cluster() -> None:
     assert Replication.for_cluster(1) == Replication(factor=1, min_insync=1)
     assert Replication.for_cluster(3) == Replication(factor=3, min_insync=2)
     assert Replication.for_cluster(5) == Replication(factor=3, min_insync=2)
+
+
+def test_an_operators_replication_is_used_and_a_bad_one_refused_by_name() -> None:
+    """A five-broker managed cluster may keep more copies; a minimum above the copies could never be met."""
+    assert Replication.configured({}) is None, "unset: follow the cluster's size"
+    assert Replication.configured({"SAFEBUS_REPLICATION_FACTOR": "5", "SAFEBUS_MIN_INSYNC_REPLICAS": "3"}) == \
+        Replication(factor=5, min_insync=3)
+    assert Replication.configured({"SAFEBUS_REPLICATION_FACTOR": "3"}) == Replication(factor=3, min_insync=2)
+    for env, named in (({"SAFEBUS_REPLICATION_FACTOR": "three"}, "SAFEBUS_REPLICATION_FACTOR"),
+                       ({"SAFEBUS_REPLICATION_FACTOR": "0"}, "SAFEBUS_REPLICATION_FACTOR"),
+                       ({"SAFEBUS_REPLICATION_FACTOR": "2", "SAFEBUS_MIN_INSYNC_REPLICAS": "3"}, "more than"),
+                       ({"SAFEBUS_MIN_INSYNC_REPLICAS": "2"}, "needs SAFEBUS_REPLICATION_FACTOR")):
+        with pytest.raises(ConfigError, match=named):
+            Replication.configured(env)
