@@ -84,11 +84,18 @@ TEST_KAFKA = "SAFEBUS_TEST_KAFKA"
 
 
 @contextlib.contextmanager
-def plaintext_environment() -> Iterator[None]:
-    """This process (and the workers it starts) as a plaintext client, for a broker a test runs of its own."""
+def kafka_identity(settings: dict[str, str]) -> Iterator[None]:
+    """
+    This process (and the workers it starts) with exactly `settings` as its ``SAFEBUS_KAFKA_*`` identity.
+
+    Every other identity variable is cleared for the block, and the process's clients read the
+    identity afresh on the way in and on the way out.
+    """
     with pytest.MonkeyPatch.context() as env:
         for variable in (*kafka_security.VARIABLES.values(), kafka_security.CREDENTIALS_DIR):
             env.delenv(variable, raising=False)
+        for name, value in settings.items():
+            env.setenv(name, value)
         kafka_security.use(None)
         try:
             yield
@@ -97,22 +104,18 @@ def plaintext_environment() -> Iterator[None]:
     kafka_security.use(None)
 
 
-@contextlib.contextmanager
-def administrator_of(cluster: LocalCluster) -> Iterator[None]:
+def plaintext_environment() -> contextlib.AbstractContextManager[None]:
+    """This process (and the workers it starts) as a plaintext client, for a broker a test runs of its own."""
+    return kafka_identity({})
+
+
+def administrator_of(cluster: LocalCluster) -> contextlib.AbstractContextManager[None]:
     """
     This process as `cluster`'s administrator; the workers it starts (`Bus.start`) as their own principals,
     as ``safebus up`` runs them (`grant_partnership` gives them their ACLs first).
     """
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in cluster.environment(ADMIN_USER).items():
-            env.setenv(name, value)
-        env.setenv(kafka_security.CREDENTIALS_DIR, str(cluster.credentials_dir))  # workers: their own principals
-        kafka_security.use(None)
-        try:
-            yield
-        finally:
-            kafka_security.use(None)
-    kafka_security.use(None)
+    return kafka_identity({**cluster.environment(ADMIN_USER),
+                           kafka_security.CREDENTIALS_DIR: str(cluster.credentials_dir)})
 
 
 @pytest.fixture(scope="session")
