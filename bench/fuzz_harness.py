@@ -316,7 +316,7 @@ def build_targets(state_dir: Path, *, clock: Callable[[], datetime] = _now, seed
     sequencer = build_audit_sequencer(settings, clock=clock)
     sequencer_producer = MemoryProducer()
     sequencer._producer = sequencer_producer  # type: ignore[assignment]
-    sequencer._leaves_published = 0  # no broker: the leaves topic starts empty (its records go to the producer)
+    sequencer._head = lambda _topic: None  # no broker: the leaves and checkpoint topics start empty
 
     def sequence(records: list[Record]) -> list[Output]:
         sequencer.sequence(records)

@@ -91,8 +91,10 @@ class AuditSequencer:
         self.ledger = ledger
         self.clock = clock
         self.on_appended = on_appended
-        self._unpublished: StoredCheckpoint | None = None
-        """A stored checkpoint not yet confirmed on the checkpoint topic (retried at every idle poll)."""
+        self._checkpoints_published: int | None = None
+        """The size of the newest checkpoint on the checkpoint topic (None: not read yet)."""
+        self._head: Callable[[str], Record | None] = self._last_record
+        """The last record of a topic (replaced where there is no broker)."""
         self._producer: ReliableProducer = reliable_producer(bootstrap)
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
@@ -108,9 +110,9 @@ class AuditSequencer:
 
     def run(self, stop: threading.Event, *, batch_size: int = 1000, health: WorkerHealth | None = None) -> None:
         """Sequence until `stop` is set, then sign a last checkpoint; `health` hears the loop (``--health-port``)."""
-        self._unpublished = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
-        if self._unpublished is not None:
-            self._checkpoint_at = self._unpublished.created_at
+        latest = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
+        if latest is not None:
+            self._checkpoint_at = latest.created_at
         AUDIT_LEDGER_LEAVES.set(self.ledger.size)
         AUDIT_CHECKPOINT_AGE.set_function(self._checkpoint_age)
         with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
@@ -212,8 +214,8 @@ class AuditSequencer:
         may appear twice (a rebuild takes it once) but never out of order or not at all.
         """
         if self._leaves_published is None:
-            head = list(iter_topic(self.bootstrap, self.names.audit_leaves, last_only=True))
-            self._leaves_published = leaf_from_record(head[-1]).index + 1 if head else 0
+            head = self._head(self.names.audit_leaves)
+            self._leaves_published = leaf_from_record(head).index + 1 if head is not None else 0
         written = 0
         while self._leaves_published < self.ledger.size:
             leaves = itertools.islice(self.ledger.leaves(self._leaves_published, batch=chunk), chunk)
@@ -224,22 +226,39 @@ class AuditSequencer:
         return written
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
-        """Sign, store and publish a checkpoint if enough leaves or time have passed (or `force`)."""
-        if self._unpublished is not None:
-            self._publish(self._unpublished)  # raises BrokerError while the broker is away: retried later
-            self._unpublished = None
+        """Sign and store a checkpoint if enough leaves or time have passed (or `force`); publish every one stored."""
+        self.publish_checkpoints()  # raises BrokerError while the broker is away: retried at the next call
         now = self.clock()
         if not (force or self.ledger.checkpoint_due(now)):
             return None
         checkpoint = self.ledger.make_checkpoint(now=now)
         if checkpoint is not None:
             self._checkpoint_at = checkpoint.created_at  # signed and stored, even if publishing must wait
-            self._unpublished = checkpoint
-            self._publish(checkpoint)
-            self._unpublished = None
+            self.publish_checkpoints()
             _log.info("audit_checkpoint", size=checkpoint.size, root=checkpoint.root.hex())
         return checkpoint
 
-    def _publish(self, checkpoint: StoredCheckpoint) -> None:
-        self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
-        produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])
+    def publish_checkpoints(self) -> int:
+        """
+        Publish, in size order, every stored checkpoint newer than the checkpoint topic's newest; return how many.
+
+        Every one, not only the sequencer's own: an export or a proof signs one for the live log too
+        (`safebus.consumers.audit.verify`), and a rebuild must find each checkpoint the ledger holds.
+        Each goes after the leaves it covers (`publish_leaves`).
+        """
+        if self._checkpoints_published is None:
+            head = self._head(self.names.checkpoints)
+            self._checkpoints_published = int(head.key or b"0") if head is not None else 0
+        published = 0
+        for checkpoint in self.ledger.checkpoints():
+            if checkpoint.size <= self._checkpoints_published:
+                continue
+            self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
+            produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])
+            self._checkpoints_published = checkpoint.size
+            published += 1
+        return published
+
+    def _last_record(self, topic: str) -> Record | None:
+        head = list(iter_topic(self.bootstrap, topic, last_only=True))
+        return head[-1] if head else None

@@ -260,7 +260,7 @@ def test_the_sequencer_appends_a_fact_whose_new_service_key_arrives_after_it(
     sequencer = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
     producer = KeepingProducer()
     sequencer._producer = producer
-    sequencer._leaves_published = 0  # no broker: the leaves topic starts empty
+    sequencer._head = lambda _topic: None  # no broker: the leaves and checkpoint topics start empty
     service = PrivateKeys.generate("safebus-new-service")
     fact = FactSigner(keys=service, audit_topic=settings.names.audit).sign(delivered_fact(
         output_id="9a3c2f1e-0000-4000-8000-000000000001", recipient="school-900101",

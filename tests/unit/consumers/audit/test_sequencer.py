@@ -32,7 +32,7 @@ def sequencer(settings: Settings) -> tuple[AuditSequencer, KeepingProducer]:
     built = build_audit_sequencer(settings, clock=lambda: FIXED_NOW)
     producer = KeepingProducer()
     built._producer = producer
-    built._leaves_published = 0  # no broker: the leaves topic starts empty (its records are kept by `producer`)
+    built._head = lambda _topic: None  # no broker: the leaves and checkpoint topics start empty
     return built, producer
 
 
@@ -136,3 +136,19 @@ def test_every_leaf_reaches_the_leaves_topic_in_order_before_its_checkpoint_even
     assert [leaf.index for leaf in leaves] == list(range(0, before + 4))
     assert [leaf.fact_id for leaf in leaves] == [leaf.fact_id for leaf in seq.ledger.leaves()]
     assert topics.index(["audit", "checkpoints"]) > max(i for i, t in enumerate(topics) if t == ["audit", "leaves"])
+
+
+def test_a_checkpoint_an_export_signed_is_published_too_in_size_order(
+        settings: Settings, partnership: Partnership, sequencer: tuple[AuditSequencer, KeepingProducer]) -> None:
+    """``audit export`` signs a checkpoint into the live ledger; the bus must hold it too, or a rebuild lacks it."""
+    seq, producer = sequencer
+    seq.sequence([_delivered(settings, partnership, n=20, offset=60)])
+    seq.checkpoint_if_due(force=True)
+    seq.sequence([_delivered(settings, partnership, n=21, offset=61)])
+    by_export = seq.ledger.make_checkpoint(now=FIXED_NOW)  # as export_lines does, in another process
+    assert by_export is not None
+    seq.sequence([_delivered(settings, partnership, n=22, offset=62)])
+    seq.checkpoint_if_due(force=True)
+    published = [int(o.key) for o in producer.sent if o.topic == settings.names.checkpoints]
+    assert published == [c.size for c in seq.ledger.checkpoints()]
+    assert by_export.size in published
