@@ -103,7 +103,7 @@ COMPONENTS: tuple[Component, ...] = (
               groups=("{prefix}-school-inbox",)),
     Component("queues", reads=("egress-referral", "reference-agencies"), writes=("audit", "deadletter"),
               groups=("{prefix}-referral-queues",)),
-    Component("sequencer", reads=("audit", "deadletter", "reference-agencies", "audit-leaves"),
+    Component("sequencer", reads=("audit", "deadletter", "reference-agencies", "audit-leaves", "audit-checkpoints"),
               writes=("audit-checkpoints", "audit-leaves", "deadletter"),
               groups=("safebus-audit-sequencer",)),
     Component("monitor", reads=("audit", "reference-agencies"), writes=("audit", "deadletter"),

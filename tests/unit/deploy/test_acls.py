@@ -145,6 +145,8 @@ def test_the_sequencer_may_read_every_topic_it_reads_and_write_its_leaves(tmp_pa
         for topic in sequencer.topics:
             assert _may(bindings, "sequencer", Operation.READ, topic), topic
         assert _may(bindings, "sequencer", Operation.WRITE, NAMES.audit_leaves)
+        for head in (NAMES.audit_leaves, NAMES.checkpoints):  # where each stands is read back at start
+            assert _may(bindings, "sequencer", Operation.READ, head), head
         assert not _may(bindings, "inbox", Operation.WRITE, NAMES.audit_leaves)
     finally:
         sequencer.ledger.close()
