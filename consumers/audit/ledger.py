@@ -308,9 +308,10 @@ class AuditLedger:
                                ).fetchone()
         return _checkpoint(row) if row else None
 
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, smallest first."""
-        rows = self._db.execute("SELECT size, root, note, created_at FROM checkpoints ORDER BY size").fetchall()
+    def checkpoints(self, *, larger_than: int = -1) -> list[StoredCheckpoint]:
+        """Every stored checkpoint (or those of more than `larger_than` leaves), smallest first."""
+        rows = self._db.execute("SELECT size, root, note, created_at FROM checkpoints WHERE size > ? ORDER BY size",
+                                (larger_than,)).fetchall()
         return [_checkpoint(row) for row in rows]
 
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
@@ -358,11 +359,11 @@ class AuditLedger:
         Append `leaves` exactly as another ledger stored them (a rebuild from the leaves topic); return how many.
 
         Each must come next (index = size), hash to its body and carry this log's receipt for its place;
-        anything else raises `LedgerImportError` and nothing of that leaf is stored.  No key is needed:
-        the receipts are the original sequencer's.
+        anything else raises `LedgerImportError` and none of `leaves` is stored (one transaction: the
+        caller hands them over in batches).  No key is needed: the receipts are the original sequencer's.
         """
-        imported = 0
         rows: list[tuple[object, ...]] = []
+        hashes: list[bytes] = []
         size = self.size
         for leaf in leaves:
             expected = size + len(rows)
@@ -374,17 +375,12 @@ class AuditLedger:
                 raise LedgerImportError(f"leaf {leaf.index}: its receipt is not this log's signature")
             rows.append((leaf.index, leaf.fact_id, leaf.fact_type, leaf.body, leaf.leaf_hash, leaf.receipt,
                          leaf.appended_at.isoformat()))
-            if len(rows) >= 5000:
-                imported += self._insert_leaves(rows)
-                size, rows = self.size, []
-        return imported + self._insert_leaves(rows)
-
-    def _insert_leaves(self, rows: list[tuple[object, ...]]) -> int:
+            hashes.append(leaf.leaf_hash)
         if rows:
             with self._transaction():
                 self._db.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            for row in rows:
-                self._tree.append(bytes(row[4]))  # type: ignore[call-overload]
+            for hashed in hashes:
+                self._tree.append(hashed)
         return len(rows)
 
     def import_checkpoint(self, note: bytes, *, created_at: datetime) -> StoredCheckpoint:

@@ -250,9 +250,7 @@ class AuditSequencer:
             head = self._head(self.names.checkpoints)
             self._checkpoints_published = int(head.key or b"0") if head is not None else 0
         published = 0
-        for checkpoint in self.ledger.checkpoints():
-            if checkpoint.size <= self._checkpoints_published:
-                continue
+        for checkpoint in self.ledger.checkpoints(larger_than=self._checkpoints_published):
             self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
             produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])
             self._checkpoints_published = checkpoint.size

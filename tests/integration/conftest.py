@@ -39,8 +39,8 @@ from safebus import kafka_security
 from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, topics_for
 from safebus.consumers.audit.log import read_facts
 from safebus.consumers.inbox.store import InboxStore, StoredAlert
-from safebus.deploy.acls import AclPlan, desired_bindings
-from safebus.deploy.acls_admin import apply_plan, current_bindings
+from safebus.deploy.acls import desired_bindings
+from safebus.deploy.acls_admin import grant_missing
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.cluster import ADMIN_USER, LocalCluster
 from safebus.deploy.supervision import WORKERS
@@ -283,10 +283,7 @@ def grant_partnership(kafka: Broker, settings: Settings) -> None:
     """
     if kafka.cluster is None:
         return
-    desired = desired_bindings(settings.store.load_directory(), settings.names)
-    missing = desired - current_bindings(kafka.bootstrap)
-    if missing:
-        apply_plan(kafka.bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()))
+    grant_missing(kafka.bootstrap, desired_bindings(settings.store.load_directory(), settings.names))
 
 
 @contextlib.contextmanager
