@@ -39,11 +39,11 @@ def _to_kafka(binding: Binding) -> AclBinding:
 
 
 def current_bindings(bootstrap: str, *, timeout_s: float = 30.0) -> set[Binding]:
-    """Every ALLOW binding on topics and groups the cluster holds (others cannot be ours, so are not read)."""
+    """Every ALLOW binding on topics, groups and transactional ids the cluster holds (nothing else is ours)."""
     admin = _admin(bootstrap)
     found: set[Binding] = set()
     try:
-        for resource in (ResourceType.TOPIC, ResourceType.GROUP):
+        for resource in (ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID):
             # None matches any name, principal and host (the library's stubs say str; its docs and C code None).
             query = AclBindingFilter(resource, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
                                      AclOperation.ANY, AclPermissionType.ALLOW)

@@ -204,16 +204,37 @@ class AuditLedger:
         """
         if key is None and identity is None:
             raise ValueError("a ledger needs the log key, or its public identity to open it read-only")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self.path = path
         self._key = key
         self._identity = identity or (key.identity if key else None)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
+        self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
         self._tree = MerkleTree.from_leaf_hashes(
             bytes(row[0]) for row in self._db.execute("SELECT leaf_hash FROM leaves ORDER BY idx"))
+
+    def set_aside(self, *, now: datetime) -> Path:
+        """
+        Move this ledger's file aside (kept for investigation, never deleted) and carry on empty; return where.
+
+        For a sequencer that was fenced: it appended leaves its successor never saw, so its ledger is
+        no longer a prefix of the log on the bus (`safebus.consumers.audit.leaf_follower.LedgerForked`).
+        It starts again from the leaves topic; the facts of those leaves are re-read by the successor,
+        whose offsets they were never committed under.
+        """
+        self.close()  # folds the write-ahead log in: the one file is the whole ledger
+        aside = self.path.with_name(f"{self.path.stem}.set-aside-{now:%Y%m%dT%H%M%S%fZ}{self.path.suffix}")
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._open()
+        return aside
 
     @property
     def key(self) -> LogKey:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from safebus.app.wiring import Settings, build_audit_sequencer
+from safebus.consumers.audit.sequencer import LEASE_GROUP, transactional_id
 from safebus.deploy.acls import (
     COMPONENTS,
     Binding,
@@ -148,5 +149,12 @@ def test_the_sequencer_may_read_every_topic_it_reads_and_write_its_leaves(tmp_pa
         for head in (NAMES.audit_leaves, NAMES.checkpoints):  # where each stands is read back at start
             assert _may(bindings, "sequencer", Operation.READ, head), head
         assert not _may(bindings, "inbox", Operation.WRITE, NAMES.audit_leaves)
+        fence = {b for b in bindings if b.resource is Resource.TRANSACTIONAL_ID}
+        assert fence == {Binding("User:sequencer", Resource.TRANSACTIONAL_ID, transactional_id(NAMES), Pattern.LITERAL,
+                                 operation) for operation in (Operation.WRITE, Operation.DESCRIBE)}, \
+            "only the sequencer may write under (and so fence) the sequencer's transactional id"
+        lease = Binding("User:sequencer", Resource.GROUP, LEASE_GROUP.format(prefix=NAMES.prefix), Pattern.LITERAL,
+                        Operation.READ)
+        assert lease in bindings
     finally:
         sequencer.ledger.close()
