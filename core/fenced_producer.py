@@ -21,6 +21,8 @@ writer's lease (`safebus.leases`) may call `begin`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from safebus.errors import BrokerError, SafebusError
@@ -50,6 +52,10 @@ class FencedProducer:
         self.transactional_id = transactional_id
         self.timeout_s = timeout_s
         self._producer: Producer | None = None
+        self.may_begin: Callable[[], bool] | None = None
+        """Asked before beginning again after a fatal error (the lease's `held`); never begins again without it."""
+        self._fenced = False
+        """Fenced: only an explicit `begin` (a new term as leader) may take the id again, never a retry."""
 
     @property
     def begun(self) -> bool:
@@ -66,15 +72,19 @@ class FencedProducer:
         except KafkaException as exc:
             raise BrokerError(f"cannot take over transactional id {self.transactional_id}: {exc.args[0]}") from exc
         self._producer = producer
+        self._fenced = False
         _log.info("writer_began", transactional_id=self.transactional_id)
 
     def produce_all(self, outputs: list[Output], *, timeout_s: float | None = None) -> None:
         """Write `outputs` in one transaction; `WriterFenced` if a newer instance holds the id, else `BrokerError`."""
         if not outputs:
             return
+        if self._producer is None:
+            if self._fenced or self.may_begin is None or not self.may_begin():
+                raise WriterFenced(f"the writer {self.transactional_id} has not begun, and may not")
+            self.begin()
         producer = self._producer
-        if producer is None:
-            raise BrokerError(f"the writer {self.transactional_id} has not begun (or lost its producer)")
+        assert producer is not None
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
             producer.begin_transaction()
@@ -90,7 +100,7 @@ class FencedProducer:
 
     def _failed(self, producer: Producer, error: KafkaError) -> None:
         if error.code() in _FENCED:
-            self._producer = None
+            self._producer, self._fenced = None, True
             _log.warning("writer_fenced", transactional_id=self.transactional_id)
             raise WriterFenced(f"another instance has taken over {self.transactional_id}: this one may not write")
         if error.fatal():
@@ -104,7 +114,7 @@ class FencedProducer:
             producer.abort_transaction(self.timeout_s)
         except KafkaException as exc:
             if exc.args[0].code() in _FENCED:
-                self._producer = None
+                self._producer, self._fenced = None, True
                 raise WriterFenced(f"another instance has taken over {self.transactional_id}") from exc
             self._producer = None  # its state is unknown: begin again
             _log.warning("writer_abort_failed", transactional_id=self.transactional_id, error=str(exc)[:200])

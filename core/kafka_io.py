@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -155,6 +155,7 @@ def reliable_producer(bootstrap: str, **overrides: object) -> ReliableProducer:
     return ReliableProducer(bootstrap, **overrides)
 
 
+@runtime_checkable
 class Publisher(Protocol):
     """Anything that writes a list of outputs or raises (`ReliableProducer`, `safebus.fenced_producer`'s)."""
 
@@ -165,10 +166,10 @@ class Publisher(Protocol):
 def produce_all(producer: Producer | Publisher, outputs: list[Output], *,
                 timeout_s: float = PRODUCE_TIMEOUT_S) -> None:
     """Produce `outputs` and wait until the broker has every one; raises BrokerError otherwise."""
-    if isinstance(producer, Producer):
-        _produce_all(producer, outputs, timeout_s=timeout_s)
-    else:
+    if isinstance(producer, Publisher):
         producer.produce_all(outputs, timeout_s=timeout_s)
+    else:  # a librdkafka producer (or a stand-in with its produce and flush)
+        _produce_all(producer, outputs, timeout_s=timeout_s)
 
 
 def _produce_all(producer: Producer, outputs: list[Output], *, timeout_s: float) -> None:

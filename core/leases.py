@@ -27,6 +27,7 @@ The lease says who should write; the fence makes sure nobody else can.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -35,7 +36,7 @@ from safebus.kafka_io import GROUP_TIMING, RECONNECT
 from safebus.kafka_security import client_config
 from safebus.logs import get_logger
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "WhileHeld"]
 
 _log = get_logger("lease")
 
@@ -69,6 +70,10 @@ class Lease:
     def wait_held(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for the lease; whether it is held."""
         return self._held.wait(timeout_s)
+
+    def while_held(self, stop: threading.Event) -> WhileHeld:
+        """A stop signal for the holder's work: set once `stop` is, or the lease has gone."""
+        return WhileHeld(stop, self)
 
     def close(self) -> None:
         """Leave the group (the lease, if held, passes at once to another member) and stop the thread."""
@@ -112,3 +117,25 @@ class Lease:
             _log.warning("lease_released", group=self.group)
             if self.on_lost is not None:
                 self.on_lost()
+
+
+class WhileHeld:
+    """Stop-like (`is_set`, `wait`): set once the worker must stop or its lease has gone, so the holder steps down."""
+
+    def __init__(self, stop: threading.Event, lease: Lease) -> None:
+        self._stop = stop
+        self._lease = lease
+
+    def is_set(self) -> bool:
+        """Whether the holder must stop now."""
+        return self._stop.is_set() or not self._lease.held()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` s for either; whether the holder must stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._stop.wait(left)
+        return self.is_set()

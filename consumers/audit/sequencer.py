@@ -101,23 +101,6 @@ def transactional_id(names: TopicNames) -> str:
     return f"{names.prefix}-audit-sequencer"
 
 
-class _Leading:
-    """Stop-like: set once the worker must stop or the lease has gone (the leader steps down)."""
-
-    def __init__(self, stop: threading.Event, lease: Lease) -> None:
-        self._stop = stop
-        self._lease = lease
-
-    def is_set(self) -> bool:
-        return self._stop.is_set() or not self._lease.held()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set() and (deadline is None or time.monotonic() < deadline):
-            self._stop.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
-        return self.is_set()
-
-
 class AuditSequencer:
     """Appends every fact on the bus to the ledger, once, and publishes checkpoints."""
 
@@ -171,6 +154,8 @@ class AuditSequencer:
         AUDIT_CHECKPOINT_AGE.set_function(self._checkpoint_age)
         lease = self._lease = Lease(self.bootstrap, group=LEASE_GROUP.format(prefix=self.names.prefix),
                                     topic=self.names.checkpoints).start()
+        if isinstance(self._producer, FencedProducer):
+            self._producer.may_begin = lease.held  # a writer that lost its producer begins again only as leader
         try:
             with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
                 while self._stand_by(stop, lease, health):
@@ -233,7 +218,7 @@ class AuditSequencer:
         self.leading = True
         _log.info("audit_sequencer_leading", size=self.ledger.size, unpublished=self.ledger.size - caught.topic_leaves,
                   takeover_s=round(time.monotonic() - started, 2))
-        leading = _Leading(stop, lease)
+        leading = lease.while_held(stop)
         try:
             run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, leading,
                         batch_size=batch_size, idle=self._idle, health=health)
@@ -384,13 +369,7 @@ class AuditSequencer:
         return published
 
     def _write(self, outputs: list[Output]) -> None:
-        """Write `outputs` in one transaction; a writer that lost its producer begins again only with the lease."""
-        producer = self._producer
-        if isinstance(producer, FencedProducer) and not producer.begun:
-            if self._lease is None or not self._lease.held():
-                raise WriterFenced("this sequencer no longer holds the lease")
-            producer.begin()
-        produce_all(producer, outputs)
+        produce_all(self._producer, outputs)
 
     def _last_record(self, topic: str) -> Record | None:
         head = list(iter_topic(self.bootstrap, topic, last_only=True))

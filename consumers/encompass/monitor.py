@@ -176,6 +176,7 @@ class EncompassMonitor:
                  urn_of: Mapping[str, str]) -> None:
         """`urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)

@@ -1,5 +1,7 @@
 """
-One active audit sequencer and a hot standby on another host: the log survives losing either, and stays one log.
+Single writers with a hot standby on another host: the audit sequencer and the deadline monitor.
+
+The sequencer: the log survives losing either instance, and stays one log.
 
 What the information-governance officer relies on: whichever sequencer is
 killed, frozen or restarted, every fact is in the log exactly once, every
@@ -7,6 +9,9 @@ host's ledger is the same rows, a rebuild from the bus gives those rows again,
 and ``audit verify`` passes.  What the ops team relies on: nobody has to
 promote the standby; it takes over by itself within seconds, and a sequencer
 that wakes up after being replaced writes nothing (the broker refuses it).
+The deadline monitor: what the safeguarding lead relies on is that every
+notification keeps its deadline when the monitor's host dies, and that the
+notifications shared afterwards get theirs, from the standby, by itself.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from pathlib import Path
 
 import pytest
 
+from safebus.consumers.audit.log import read_facts
 from safebus.fenced_producer import FencedProducer, WriterFenced
 from safebus.kafka_io import read_topic
 from safebus.records import Output
+from safebus.schemas.audit import DeadlineSet
 from safebus.schemas.police import Child, DomesticAbuseIncident
 from tests.integration.conftest import Broker, Bus, make_incident, running_bus
 
@@ -91,8 +98,9 @@ def _wait(bus: Bus, probe: Callable[[], object], *, what: str, timeout_s: float 
         if probe():
             return
         time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}\n--- A\n{bus.log('sequencer-a')}\n"
-                f"--- B\n{bus.log('sequencer-b')}")
+    logs = "".join(f"\n--- {name}\n{bus.log(name)}" for name in ("sequencer-a", "sequencer-b", "monitor-a",
+                                                                  "monitor-b"))
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}{logs}")
 
 
 def _times(bus: Bus, name: str, event: str) -> int:
@@ -179,3 +187,61 @@ def test_a_writer_replaced_by_a_newer_instance_is_refused_by_the_broker(bus: Bus
         successor.close()
     keys = [r.key for r in read_topic(bus.settings.bootstrap, topic) if r.value == marker]
     assert keys == [b"zombie-before", b"successor"]
+
+
+def _tracked(path: Path) -> dict[str, tuple[object, ...]]:
+    """Notification id -> (desk, recipient, setting, due by) as a monitor's store at `path` tracks it."""
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT notification_id, desk, recipient_id, setting_urn, due_by FROM tracked").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    finally:
+        db.close()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _monitor_store(home: Path, bus: Bus) -> Path:
+    return home / "encompass" / f"{bus.names.prefix}-monitor.sqlite"
+
+
+def _deadlines(bus: Bus) -> dict[str, set[str]]:
+    """Notification id -> the ids of the deadline facts on the audit topic about it."""
+    found: dict[str, set[str]] = {}
+    for fact_id, fact in read_facts(bus.settings.bootstrap, bus.names.audit, DeadlineSet).items():
+        found.setdefault(fact.notification_id, set()).add(fact_id)
+    return found
+
+
+def test_the_standby_monitor_takes_over_and_every_notification_keeps_one_deadline(bus: Bus) -> None:
+    host_a = bus.settings.state_dir
+    host_b = bus.settings.state_dir.with_name("host-b-monitor")
+    shutil.copytree(host_a, host_b, ignore=shutil.ignore_patterns("encompass", "audit", "*.log"))
+    bus.start("monitor-a", worker="monitor")
+    _wait(bus, lambda: _says(bus, "monitor-a", "monitor_acting"), what="monitor A acting")
+    bus.start("monitor-b", worker="monitor", home=host_b)
+    _wait(bus, lambda: _says(bus, "monitor-b", "monitor_standing_by"), what="monitor B standing by")
+    assert not _says(bus, "monitor-b", "monitor_acting"), "a standby joining takes no lease"
+
+    publisher = bus.publisher()
+    publisher.publish(_incidents(3, first=20))
+    _wait(bus, lambda: len(_tracked(_monitor_store(host_a, bus))) >= 3, timeout_s=90, what="A tracking three")
+    _wait(bus, lambda: _tracked(_monitor_store(host_b, bus)) == _tracked(_monitor_store(host_a, bus)),
+          timeout_s=60, what="B tracking exactly what A tracks")
+    before = _tracked(_monitor_store(host_a, bus))
+    _wait(bus, lambda: set(before) <= set(_deadlines(bus)), timeout_s=60, what="A announcing every deadline")
+
+    bus.stop("monitor-a", signal.SIGKILL)
+    publisher.publish(_incidents(3, first=30))
+    _wait(bus, lambda: _says(bus, "monitor-b", "monitor_acting"), timeout_s=TAKEOVER_BOUND_S,
+          what="monitor B taking over by itself")
+    _wait(bus, lambda: len(_tracked(_monitor_store(host_b, bus))) >= 6, timeout_s=90, what="B tracking all six")
+    after = _tracked(_monitor_store(host_b, bus))
+    assert {k: after[k] for k in before} == before, "every deadline kept as A set it"
+    _wait(bus, lambda: set(after) <= set(_deadlines(bus)), timeout_s=60,
+          what="B announcing the deadlines of what was shared after A died")
+    announced = _deadlines(bus)
+    assert all(len(announced[n]) == 1 for n in after), "one deadline fact per notification (ids fixed per item)"
+    bus.stop("monitor-b")
