@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safebus.app.cli_audit_backup import backup_ledger, restore_ledger
 from safebus.app.cli_audit_rebuild import rebuild_ledger
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.clock import utc_now
@@ -62,6 +63,15 @@ def add_parser(commands: Any) -> None:
                                                    "which must hold no leaves)")
     rebuilt.add_argument("--vkey", help="the log's verifier key (default: the restored log.vkey or log-key.pem)")
     rebuilt.add_argument("--bootstrap")
+    backup = actions.add_parser("backup", help="copy this machine's ledger to a file while the sequencer runs, "
+                                               "and check the copy (the log key is not in it)")
+    backup.add_argument("file", type=Path)
+    restore = actions.add_parser("restore", help="put a backup back, every leaf and checkpoint proven; the "
+                                                 "sequencer takes in the rest from the bus")
+    restore.add_argument("file", type=Path)
+    restore.add_argument("--into", type=Path, help="restore here (default: the ledger's own place, which must "
+                                                   "hold no leaves)")
+    restore.add_argument("--vkey", help="the log's verifier key (default: the restored log.vkey or log-key.pem)")
     actions.add_parser("checkpoints", help="list the signed checkpoints")
 
     def reader(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -157,6 +167,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _officer(args, settings)
     if args.audit_action == "rebuild":
         return rebuild_ledger(settings, vkey=args.vkey, into=args.into, out=sys.stdout, err=sys.stderr)
+    if args.audit_action == "backup":
+        return backup_ledger(settings, args.file, out=sys.stdout, err=sys.stderr)
+    if args.audit_action == "restore":
+        return restore_ledger(settings, args.file, vkey=args.vkey, into=args.into, out=sys.stdout, err=sys.stderr)
     if args.audit_action == "check-proof":
         return _check_proof(args.file, args.vkey)
     if args.audit_action == "verify" and args.file is not None:

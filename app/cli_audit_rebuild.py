@@ -24,13 +24,14 @@ from safebus.kafka_io import iter_topic
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
 
-__all__ = ["EXIT_REFUSED", "rebuild_ledger"]
+__all__ = ["EXIT_REFUSED", "log_identity", "rebuild_ledger"]
 
 EXIT_REFUSED = 1
 """The bus's copy of the log does not hold (as ``audit verify``'s exit 1)."""
 
 
-def _identity(settings: Settings, vkey: str | None) -> LogIdentity:
+def log_identity(settings: Settings, vkey: str | None) -> LogIdentity:
+    """The log's public identity: `vkey`, else the published ``log.vkey``, else the key's (never a new key)."""
     if vkey:
         return LogIdentity.from_vkey(vkey)
     published = settings.audit_dir / "log.vkey"
@@ -46,7 +47,7 @@ def _identity(settings: Settings, vkey: str | None) -> LogIdentity:
 def rebuild_ledger(settings: Settings, *, vkey: str | None, into: Path | None, out: TextIO, err: TextIO) -> int:
     """Rebuild the ledger at `into` (default: this machine's ledger, which must not hold leaves); 0 when proven."""
     target = into or settings.audit_dir / "ledger.sqlite"
-    identity = _identity(settings, vkey)
+    identity = log_identity(settings, vkey)
     if target.exists():
         existing = AuditLedger(target, None, identity=identity)
         try:

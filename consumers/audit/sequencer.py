@@ -27,7 +27,7 @@ dead-lettered with the reason (``unsigned-fact``, ``unknown-fact-signer``,
 ``revoked-key``, ``bad-fact-signature``), so what anyone with a Kafka client
 writes there is evidenced as a refusal, never as a fact.
 
-One active, one hot standby (docs/adr/0016): every sequencer instance joins
+One active, one hot standby (docs/adr/0017): every sequencer instance joins
 the lease group (`safebus.leases`); the one that holds the lease leads, the
 others follow the leaves topic into their own ledgers
 (`safebus.consumers.audit.leaf_follower`).  A new leader first takes over the

@@ -13,7 +13,7 @@ notice on restart (people may be told twice) rather than recording a step that
 nobody was told about.  If the relay is down, the step is not recorded and is
 retried on the next tick.
 
-One active, one hot standby (docs/adr/0016): every monitor instance joins the
+One active, one hot standby (docs/adr/0017): every monitor instance joins the
 lease group (`safebus.leases`); the holder acts, the others only observe the
 audit topic into their own stores (`safebus.consumers.encompass.audit_follower`),
 so a standby that takes over knows every deadline and every step already

@@ -229,3 +229,36 @@ def test_a_lost_ledger_is_rebuilt_from_the_bus_row_for_row_and_the_log_carries_o
     wait_for(lambda: len(_facts(bus)) > len(leaves) or None, what=f"the log extended\n{bus.log('sequencer')}")
     assert _rows(ledger_path, "leaves")[:len(leaves)] == leaves, "the rebuilt history is kept as it was"
     assert _cli(bus, "verify").returncode == 0
+
+
+def test_a_backup_taken_while_sequencing_is_restored_and_the_bus_gives_back_what_came_after(audited_bus: Bus,
+                                                                                            tmp_path: Path) -> None:
+    """
+    ``audit backup`` while the sequencer runs; the disk is lost later; ``audit restore`` puts the backup back
+    and the sequencer takes in, from the leaves topic, every leaf appended after the backup: the lost ledger,
+    row for row, and then it carries on.
+    """
+    bus = audited_bus
+    bus.publisher().publish([make_incident(Child(first_name="Tamsin", surname="Ashby", date_of_birth=date(2015, 1, 7),
+                                                 present=True, school_urn="900101"))])
+    taken = _cli(bus, "backup", str(tmp_path / "ledger.backup"))
+    assert taken.returncode == 0, taken.stderr
+    backed_up = _rows(tmp_path / "ledger.backup", "leaves")
+    bus.publisher().publish([make_incident(Child(first_name="Ulla", surname="Ashby", date_of_birth=date(2013, 6, 2),
+                                                 present=True, school_urn="900101"))])
+    ledger_path = bus.settings.audit_dir / "ledger.sqlite"
+    wait_for(lambda: len(_rows(ledger_path, "leaves")) > len(backed_up) or None, what="leaves after the backup")
+    bus.stop("sequencer")
+    lost = _rows(ledger_path, "leaves")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger_path}{suffix}").unlink(missing_ok=True)
+
+    restored = _cli(bus, "restore", str(tmp_path / "ledger.backup"))
+    assert restored.returncode == 0, restored.stderr
+    assert _rows(ledger_path, "leaves") == backed_up
+    bus.start("sequencer")
+    wait_for(lambda: len(_rows(ledger_path, "leaves")) >= len(lost) or None,
+             what=f"the leaves after the backup taken in from the bus\n{bus.log('sequencer')}")
+    assert _rows(ledger_path, "leaves")[:len(lost)] == lost
+    verified = _cli(bus, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
