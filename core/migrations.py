@@ -45,11 +45,11 @@ from yoyo import get_backend, read_migrations
 from yoyo.backends import SQLiteBackend
 from yoyo.connections import DatabaseURI
 
-from safebus.errors import ConfigError
+from safebus.errors import ConfigError, SafebusError
 from safebus.logs import get_logger
 from safebus.sql_dialects import Connection, Dialect, PostgreSQLDialect, SQLiteDialect, dialect_for
 
-__all__ = ["MIGRATION_TABLE", "Schema", "Status", "ensure_current", "status", "upgrade"]
+__all__ = ["MIGRATION_TABLE", "MigrationError", "Schema", "Status", "ensure_current", "status", "upgrade"]
 
 _log = get_logger("migrations")
 
@@ -58,6 +58,10 @@ MIGRATION_TABLE = "_yoyo_migration"
 
 _LOCK_TIMEOUT_S = 60
 """How long a host waits for another that is applying migrations (yoyo's lock) before it gives up."""
+
+
+class MigrationError(SafebusError):
+    """A store's schema could not be read or brought up to date: the database could not be reached, or refused."""
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,12 @@ def _sqlite_uri(path: str) -> Any:
 @contextmanager
 def _backend(dialect: Dialect, given: Connection | None = None) -> Iterator[Any]:
     """A yoyo backend on `dialect`'s database (closed afterwards unless it uses `given`)."""
+    saved_isolation: Any = None  # typeshed reads isolation_level as str, writes it as a Literal
     if isinstance(dialect, SQLiteDialect):
         if dialect.path is not None:
             dialect.path.parent.mkdir(parents=True, exist_ok=True)
+        elif isinstance(given, sqlite3.Connection):  # yoyo begins its own transactions: autocommit meanwhile
+            saved_isolation, given.isolation_level = given.isolation_level, None
         backend = _SQLiteFile(_sqlite_uri(dialect.describe()), MIGRATION_TABLE, given if dialect.path is None else None)
         backend.init_database()
     elif isinstance(dialect, PostgreSQLDialect):
@@ -154,6 +161,8 @@ def _backend(dialect: Dialect, given: Connection | None = None) -> Iterator[Any]
     finally:
         if not _in_memory(dialect):  # an in-memory database's connection is its owner's to close
             backend.connection.close()
+        elif isinstance(given, sqlite3.Connection):
+            given.isolation_level = saved_isolation
 
 
 def _in_memory(dialect: Dialect) -> bool:
@@ -194,13 +203,24 @@ def upgrade(location: Path | str | None, schema: Schema, *, connection: Connecti
     Idempotent: a database already current gets nothing (an empty list).
     `connection` is needed only for an in-memory SQLite database (None),
     which exists on that connection alone.  Raises ConfigError for an
-    unknown engine or a missing migrations folder; a migration that fails
-    raises the driver's error with nothing of it applied.
+    unknown engine or a missing migrations folder, MigrationError when the
+    database cannot be reached or refuses a migration (nothing of that
+    migration is applied: each runs in a transaction).
     """
     return _upgrade(dialect_for(location), schema, connection)
 
 
 def _upgrade(dialect: Dialect, schema: Schema, connection: Connection | None) -> list[str]:
+    try:
+        return _apply(dialect, schema, connection)
+    except SafebusError:
+        raise
+    except Exception as exc:
+        raise MigrationError(f"the {schema.store} store at {dialect.describe()} could not be upgraded: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
+def _apply(dialect: Dialect, schema: Schema, connection: Connection | None) -> list[str]:
     migrations = _migrations(schema, dialect)
     with _backend(dialect, connection) as backend, backend.lock(timeout=_LOCK_TIMEOUT_S):
         applied = _applied(backend, migrations)
@@ -218,11 +238,21 @@ def _upgrade(dialect: Dialect, schema: Schema, connection: Connection | None) ->
 
 
 def status(location: Path | str | None, schema: Schema) -> Status:
-    """What the store at `location` has applied and what it lacks (creating only yoyo's own tables)."""
+    """
+    What the store at `location` has applied and what it lacks (creating only yoyo's own tables).
+
+    Raises ConfigError for a bad location, MigrationError when the database cannot be read.
+    """
     dialect = dialect_for(location)
     migrations = _migrations(schema, dialect)
-    with _backend(dialect) as backend:
-        applied = _applied(backend, migrations)
+    try:
+        with _backend(dialect) as backend:
+            applied = _applied(backend, migrations)
+    except SafebusError:
+        raise
+    except Exception as exc:
+        raise MigrationError(f"the {schema.store} store at {dialect.describe()} could not be read: "
+                             f"{type(exc).__name__}: {exc}") from exc
     return Status(store=schema.store, location=dialect.describe(),
                   applied=tuple(m.id for m in migrations if m.id in applied),
                   pending=tuple(m.id for m in migrations if m.id not in applied))
