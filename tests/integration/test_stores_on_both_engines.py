@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import psycopg
@@ -28,7 +29,10 @@ from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.monitor import MONITOR_SCHEMA, EncompassMonitor
 from safebus.consumers.inbox.store import INBOX_SCHEMA, InboxStore
+from safebus.consumers.mail.outbox import MailOutbox, RetryPolicy
 from safebus.consumers.queues.store import QUEUES_SCHEMA, NotInQueue, QueueStore
+from safebus.consumers.web.sessions import SESSIONS_SCHEMA, SessionStore
+from safebus.consumers.web.sign_in_throttle import THROTTLE_SCHEMA, SignInThrottle, Throttled
 from safebus.migrations import status
 from safebus.schemas.encompass import KeyAdultRole
 from tests.conftest import FIXED_NOW
@@ -143,6 +147,74 @@ def test_the_deadline_monitor_tracks_escalates_and_refuses_a_bad_fact_alone(post
     assert seen[-1] is None
 
 
+def test_sessions_are_shared_by_instances_of_one_app_and_kept_apart_from_another_app(
+        postgresql: Server, tmp_path: Path) -> None:
+    now = [FIXED_NOW]
+
+    def scenario(location: Path | str) -> list[object]:
+        clock = lambda: now[0]  # noqa: E731 - one shared, movable clock
+        one, two = SessionStore(location, clock=clock, realm="school-inbox"), SessionStore(location, clock=clock,
+                                                                                          realm="school-inbox")
+        audit = SessionStore(location, clock=clock, realm="safebus")
+        try:
+            now[0] = FIXED_NOW
+            cookie, session = one.start(user_id="900101-ka", version="v1", ttl=timedelta(hours=8))
+            other, _ = one.start(user_id="900101-ka", version="v1", ttl=timedelta(minutes=5))
+            audit.start(user_id="900101-ka", version="v9", ttl=timedelta(hours=8))
+            seen: list[object] = [two.find(cookie) == session, audit.find(cookie), two.count_for("900101-ka"),
+                                  audit.count_for("900101-ka")]
+            now[0] = FIXED_NOW + timedelta(minutes=10)
+            seen += [two.find(other), two.count_for("900101-ka")]
+            seen += [two.end_all_for("900101-ka"), one.find(cookie), audit.count_for("900101-ka")]
+            return seen
+        finally:
+            one.close()
+            two.close()
+            audit.close()
+
+    seen = _both(postgresql, tmp_path, "sessions", scenario)
+    assert seen == [True, None, 2, 1, None, 1, 2, None, 1]
+
+
+def test_the_sign_in_throttle_is_one_lock_for_every_instance(postgresql: Server, tmp_path: Path) -> None:
+    def scenario(location: Path | str) -> list[object]:
+        one, two = SignInThrottle(location, clock=lambda: FIXED_NOW), SignInThrottle(location, clock=lambda: FIXED_NOW)
+        try:
+            seen: list[object] = [one.reserve(account="900101-KA", source="192.0.2.7").lanes,
+                                  two.reserve(account="900101-ka", source="192.0.2.7").lanes]
+            with pytest.raises(Throttled) as refused:
+                one.reserve(account="900101-ka", source="192.0.2.8")
+            seen += [refused.value.retry_after_s, two.failures(["account:900101-ka", "source:192.0.2.7"])]
+            return seen
+        finally:
+            one.close()
+            two.close()
+
+    seen = _both(postgresql, tmp_path, "throttle", scenario)
+    assert seen[-1] == {"account:900101-ka": 2, "source:192.0.2.7": 2}
+
+
+def test_the_mail_outbox_keeps_each_message_once_and_retries_it(postgresql: Server, tmp_path: Path) -> None:
+    def scenario(location: Path | str) -> list[object]:
+        outbox = MailOutbox(location, retry=RetryPolicy())
+        try:
+            mail = EmailMessage()
+            mail["Subject"], mail["To"] = "An Operation Encompass alert is waiting", "dsl@school-900101.example"
+            mail.set_content("Sign in to the school inbox to read it.")
+            seen: list[object] = [outbox.put("k1", mail, now=FIXED_NOW), outbox.put("k1", mail, now=FIXED_NOW),
+                                  [p.key for p in outbox.due(FIXED_NOW)],
+                                  outbox.failed("k1", now=FIXED_NOW, reason="421 try later"),
+                                  outbox.due(FIXED_NOW), outbox.next_due()]
+            outbox.sent("k1", now=FIXED_NOW + timedelta(minutes=1))
+            seen += [outbox.counts(), outbox.due(FIXED_NOW + timedelta(days=1))]
+            return seen
+        finally:
+            outbox.close()
+
+    seen = _both(postgresql, tmp_path, "mail", scenario)
+    assert seen[:3] == [True, False, ["k1"]]
+
+
 def test_two_hosts_opening_a_fresh_database_at_once_apply_each_migration_once(postgresql: Server) -> None:
     url = postgresql.new_database("race")
     errors: list[BaseException] = []
@@ -179,10 +251,11 @@ def test_db_upgrade_brings_a_fresh_database_to_the_current_version_once_on_both_
         first = _safebus(tmp_path, "db", "upgrade", "--url", url)
         assert first.returncode == 0, first.stderr
         assert [line.split()[-1] for line in first.stdout.splitlines()] == [
-            "inbox-0001-baseline", "queues-0001-baseline", "monitor-0001-baseline"]
+            "inbox-0001-baseline", "queues-0001-baseline", "monitor-0001-baseline", "sessions-0002-realm",
+            "throttle-0001-baseline"]
         second = _safebus(tmp_path, "db", "upgrade", "--url", url)
         assert second.returncode == 0, second.stderr
         assert all(line.endswith("already current") for line in second.stdout.splitlines())
         assert _safebus(tmp_path, "db", "status", "--url", url).returncode == 0
-        for schema in (INBOX_SCHEMA, QUEUES_SCHEMA, MONITOR_SCHEMA):
+        for schema in (INBOX_SCHEMA, QUEUES_SCHEMA, MONITOR_SCHEMA, SESSIONS_SCHEMA, THROTTLE_SCHEMA):
             assert status(url, schema).current
