@@ -259,3 +259,21 @@ def test_db_upgrade_brings_a_fresh_database_to_the_current_version_once_on_both_
         assert _safebus(tmp_path, "db", "status", "--url", url).returncode == 0
         for schema in (INBOX_SCHEMA, QUEUES_SCHEMA, MONITOR_SCHEMA, SESSIONS_SCHEMA, THROTTLE_SCHEMA):
             assert status(url, schema).current
+
+
+def test_a_store_whose_server_connection_is_lost_fails_one_call_and_the_next_reconnects(postgresql: Server) -> None:
+    """A server-side disconnect (as in a restart or failover) costs the call that meets it; the store carries on."""
+    url = postgresql.new_database("lost")
+    store = InboxStore(url)
+    try:
+        assert store.store(_alert("n1"), received_at=FIXED_NOW)
+        with psycopg.connect(postgresql.url(), autocommit=True) as admin:
+            ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                                  (url.rsplit("/", 1)[1],)).fetchall()
+        assert ended == [(True,)]  # exactly the store's connection
+        with pytest.raises(psycopg.OperationalError):
+            store.alerts("900101", _open_alert)
+        assert store.store(_alert("n2"), received_at=FIXED_NOW)
+        assert [a.notification_id for a in store.alerts("900101", _open_alert)] == ["n1", "n2"]
+    finally:
+        store.close()
