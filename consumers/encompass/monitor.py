@@ -206,19 +206,19 @@ class EncompassMonitor:
             return self._track_transfer(cursor, fact)
         if kind == "audit.file-transfer-confirmed":
             cursor.execute("INSERT INTO acknowledgements VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                             (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
+                           (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
             return cursor.execute(
                 "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
                 "AND acknowledged_at IS NULL", (fact["confirmed_at"], fact["staff_id"], fact["transfer_id"]),
             ).rowcount
         if kind == "audit.delivered":
             cursor.execute("INSERT INTO deliveries VALUES (?, ?) ON CONFLICT DO NOTHING",
-                             (fact["output_id"], fact["delivered_at"]))
+                           (fact["output_id"], fact["delivered_at"]))
             return cursor.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
-                                    "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
+                                  "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
         if kind == "audit.acknowledged":
             cursor.execute("INSERT INTO acknowledgements VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                             (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
+                           (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
             return cursor.execute(
                 "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
                 "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
@@ -226,9 +226,9 @@ class EncompassMonitor:
         if kind == "audit.escalated":
             if fact.get("nobody_to_notify"):
                 cursor.execute("INSERT INTO unreached VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                                 (fact["notification_id"], fact["step"], fact["recorded_at"]))
+                               (fact["notification_id"], fact["step"], fact["recorded_at"]))
             return cursor.execute("INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                                    (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
+                                  (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
         return 0
 
     def _track(self, cursor: RewritingCursor, fact: dict[str, Any]) -> int:
@@ -253,9 +253,9 @@ class EncompassMonitor:
         subjects = fact.get("subjects") or [None]
         nid = fact["output_id"]
         delivered = cursor.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
-                                     (nid,)).fetchone()
+                                   (nid,)).fetchone()
         acked = cursor.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
-                                 "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
+                               "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
         inserted = cursor.execute(
             "INSERT INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by) "
@@ -282,7 +282,7 @@ class EncompassMonitor:
         if not urn or not subjects:
             return 0
         history = cursor.execute("SELECT 1 FROM tracked WHERE desk = 'setting' AND setting_urn = ? AND subject = ?",
-                                   (urn, subjects[0])).fetchone()
+                                 (urn, subjects[0])).fetchone()
         if history is None:
             return 0
         recorded_at = datetime.fromisoformat(fact["recorded_at"])
@@ -291,7 +291,7 @@ class EncompassMonitor:
         last_day = calendar.add_school_days(start, self.policy.file_transfer_school_days)
         due_by = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=calendar.tz).astimezone(UTC)
         confirmed = cursor.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
-                                     "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
+                                   "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
         inserted = cursor.execute(
             "INSERT INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, acknowledged_at, acknowledged_by) "
