@@ -35,9 +35,9 @@ class Database:
     a transaction opened inside another joins it.
     """
 
-    def __init__(self, location: Path | str | None, schema: Schema, *, dialect: Dialect | None = None) -> None:
+    def __init__(self, location: Path | str | None, schema: Schema) -> None:
         """Connect and bring the schema to its current version (raises ConfigError for a bad location)."""
-        self.dialect: Dialect = dialect or dialect_for(location)
+        self.dialect: Dialect = dialect_for(location)
         self.schema = schema
         self._lock = threading.RLock()
         self._depth = 0
