@@ -53,7 +53,7 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
         "state_dir": str(state),
         "topic_prefix": names.prefix,
         "kafka.bootstrap": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "(this state directory's local broker)",
-        "stores": (f"one database for inbox, queues and monitor: {location_text(shared_database)}"
+        "stores": (f"one database for every shared store and the accounts: {location_text(shared_database)}"
                    if shared_database else "(each store's own SQLite file in the state directory)"),
     }
     shown |= {f"kafka.{name}": value for name, value in security.describe().items()}

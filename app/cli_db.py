@@ -8,7 +8,8 @@ worker stops on a migration, and a failing one is met at the console, not in
 a worker's log), and ``status`` shows what each store has applied.  Both are
 idempotent.  Without ``--url`` each store is where the workers would open it
 (``SAFEBUS_DATABASE_URL``, or its own file in the state directory: the web
-sessions and sign-in throttle have one per web app); with it, every store
+sessions and sign-in throttle have one per web app, and the Key Adult and
+officer accounts are JSON files then, with no schema); with it, every store
 named by ``--store`` (default: all) in that one database.  The e-mail
 outboxes are not listed: each worker keeps its own file, which it upgrades
 when it opens it, and none is shared.
@@ -27,6 +28,7 @@ from safebus.app.wiring import Settings
 from safebus.consumers.encompass.monitor import MONITOR_SCHEMA
 from safebus.consumers.inbox.store import INBOX_SCHEMA
 from safebus.consumers.queues.store import QUEUES_SCHEMA
+from safebus.consumers.web.account_store import ACCOUNTS_SCHEMA
 from safebus.consumers.web.pages import throttle_path
 from safebus.consumers.web.sessions import SESSIONS_SCHEMA, sessions_path
 from safebus.consumers.web.sign_in_throttle import THROTTLE_SCHEMA
@@ -37,7 +39,7 @@ from safebus.sql_dialects import location_text
 __all__ = ["STORES", "add_parser", "run", "store_locations"]
 
 STORES: Mapping[str, Schema] = {"inbox": INBOX_SCHEMA, "queues": QUEUES_SCHEMA, "monitor": MONITOR_SCHEMA,
-                                 "sessions": SESSIONS_SCHEMA, "throttle": THROTTLE_SCHEMA}
+                                 "sessions": SESSIONS_SCHEMA, "throttle": THROTTLE_SCHEMA, "accounts": ACCOUNTS_SCHEMA}
 """Every store with schema versions, by the name ``--store`` takes (its migrations' prefix)."""
 
 
@@ -60,7 +62,8 @@ def store_locations(settings: Settings) -> dict[str, list[Path | str]]:
     web_apps = (inbox_web_state(settings), settings.audit_dir)
     return {"inbox": [settings.inbox_location], "queues": [store_location(queue_path(settings))],
             "monitor": [store_location(settings.monitor_path)],
-            "sessions": [sessions_path(app) for app in web_apps], "throttle": [throttle_path(app) for app in web_apps]}
+            "sessions": [sessions_path(app) for app in web_apps], "throttle": [throttle_path(app) for app in web_apps],
+            "accounts": []}  # without a shared database the accounts are JSON files, with no schema
 
 
 def run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:

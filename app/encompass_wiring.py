@@ -49,6 +49,7 @@ from safebus.consumers.inbox.web import PendingTransfer
 from safebus.consumers.mail.outbox import MailOutbox
 from safebus.consumers.mail.relay import SmtpRelay, SmtpSecurity
 from safebus.consumers.mail.sender import OutboxSender
+from safebus.consumers.web.account_store import account_source
 from safebus.directory import AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_publisher
@@ -150,8 +151,9 @@ def mail_for(settings: Settings, worker: str, *, clock: Callable[[], datetime] =
 
 
 def key_adults_for(settings: Settings) -> KeyAdults:
-    """The Key Adult accounts of the settings this machine hosts."""
-    return KeyAdults(default_key_adults_path(settings.state_dir))
+    """The Key Adult accounts of the settings this machine hosts: their file, or the shared database's copy."""
+    path = default_key_adults_path(settings.state_dir)
+    return KeyAdults(path, source=account_source(path, name="key-adults", what="Key Adult"))
 
 
 def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,

@@ -56,9 +56,10 @@ def store_location(default: Path) -> Path | str:
     Where a consumer store lives: the database ``SAFEBUS_DATABASE_URL`` names, or else its own file `default`.
 
     One URL for every store keeps the setting simple: their tables and
-    migration ids are distinct, so the inbox, the queues and the deadline
-    monitor share one PostgreSQL database (one per partnership, that is per
-    topic prefix) that every host of theirs reaches.
+    migration ids are distinct, so the inbox, the queues, the deadline
+    monitor and the web apps' sessions, throttle and accounts share one
+    PostgreSQL database (one per partnership, that is per topic prefix) that
+    every host of theirs reaches.
     """
     return database_url() or default
 

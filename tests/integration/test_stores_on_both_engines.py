@@ -28,9 +28,11 @@ import pytest
 from safebus.consumers.encompass.calendar_files import sample_calendars
 from safebus.consumers.encompass.delivery_policy import load_policy
 from safebus.consumers.encompass.monitor import MONITOR_SCHEMA, EncompassMonitor
+from safebus.consumers.inbox.key_adults import KeyAdults
 from safebus.consumers.inbox.store import INBOX_SCHEMA, InboxStore
 from safebus.consumers.mail.outbox import MailOutbox, RetryPolicy
 from safebus.consumers.queues.store import QUEUES_SCHEMA, NotInQueue, QueueStore
+from safebus.consumers.web.account_store import ACCOUNTS_SCHEMA, DatabaseSource
 from safebus.consumers.web.sessions import SESSIONS_SCHEMA, SessionStore
 from safebus.consumers.web.sign_in_throttle import THROTTLE_SCHEMA, SignInThrottle, Throttled
 from safebus.migrations import status
@@ -215,6 +217,23 @@ def test_the_mail_outbox_keeps_each_message_once_and_retries_it(postgresql: Serv
     assert seen[:3] == [True, False, ["k1"]]
 
 
+def test_key_adult_accounts_are_one_set_for_every_host(postgresql: Server, tmp_path: Path) -> None:
+    def scenario(location: Path | str) -> list[object]:
+        folder = tmp_path / "files-never-written"  # the accounts are in the database; no file is read or made
+        one = KeyAdults(folder / "one.json", source=DatabaseSource(location, name="key-adults", what="Key Adult"))
+        two = KeyAdults(folder / "two.json", source=DatabaseSource(location, name="key-adults", what="Key Adult"))
+        added = one.add("900101-ka", setting_urn="900101", role=KeyAdultRole.KEY_ADULT, display_name="Key Adult",
+                        email="dsl@school-900101.example", password="synthetic demo password")
+        seen: list[object] = [two.get("900101-ka") == added, two.authenticate("900101-ka", "synthetic demo password")
+                              == added, [k.staff_id for k in two.for_setting("900101")]]
+        two.reset_password("900101-ka", "another synthetic password")
+        seen += [one.authenticate("900101-ka", "synthetic demo password"), one.get("900101-ka") == added]
+        return seen
+
+    assert _both(postgresql, tmp_path, "accounts", scenario) == [True, True, ["900101-ka"], None, False]
+    assert not (tmp_path / "files-never-written").exists()
+
+
 def test_two_hosts_opening_a_fresh_database_at_once_apply_each_migration_once(postgresql: Server) -> None:
     url = postgresql.new_database("race")
     errors: list[BaseException] = []
@@ -252,12 +271,12 @@ def test_db_upgrade_brings_a_fresh_database_to_the_current_version_once_on_both_
         assert first.returncode == 0, first.stderr
         assert [line.split()[-1] for line in first.stdout.splitlines()] == [
             "inbox-0001-baseline", "queues-0001-baseline", "monitor-0001-baseline", "sessions-0002-realm",
-            "throttle-0001-baseline"]
+            "throttle-0001-baseline", "accounts-0001-documents"]
         second = _safebus(tmp_path, "db", "upgrade", "--url", url)
         assert second.returncode == 0, second.stderr
         assert all(line.endswith("already current") for line in second.stdout.splitlines())
         assert _safebus(tmp_path, "db", "status", "--url", url).returncode == 0
-        for schema in (INBOX_SCHEMA, QUEUES_SCHEMA, MONITOR_SCHEMA, SESSIONS_SCHEMA, THROTTLE_SCHEMA):
+        for schema in (INBOX_SCHEMA, QUEUES_SCHEMA, MONITOR_SCHEMA, SESSIONS_SCHEMA, THROTTLE_SCHEMA, ACCOUNTS_SCHEMA):
             assert status(url, schema).current
 
 

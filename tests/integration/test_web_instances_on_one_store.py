@@ -10,9 +10,8 @@ here is a new connection, and a test-only header says which instance
 answered, so the test can show that a session signed in through one is
 honoured by the other, an acknowledgement made through one is seen through
 the other, and a sign-out through either ends the session on both.  Each
-instance has a web state folder of its own, as on two hosts, so nothing but
-the database joins them; only the Key Adult accounts are one file both read
-(accounts in the database are not built yet).
+instance has a state folder of its own, as on two hosts, so nothing but the
+database joins them: the Key Adult accounts are there too.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from aiohttp import web
 from safebus.consumers.inbox.key_adults import KeyAdults, default_key_adults_path, ensure_synthetic_key_adults
 from safebus.consumers.inbox.store import Arrival, InboxStore
 from safebus.consumers.inbox.web import SchoolInbox
+from safebus.consumers.web.account_store import account_source
 from safebus.consumers.web.serving import ServedApp, serve_in_thread
 from tests.conftest import FIXED_NOW
 from tests.postgresql_server import Server, postgresql_fixture
@@ -53,6 +53,8 @@ class Pair:
     instances: list[ServedApp]
     store: InboxStore
     notification_id: str
+    hosts: Path
+    """Where the instances' state folders are (one each)."""
 
     def browser(self) -> Browser:
         return Browser(self.address)
@@ -66,12 +68,17 @@ def _tagged(app: web.Application, name: str) -> web.Application:
     return app
 
 
+def _key_adults(host: Path) -> KeyAdults:
+    """The Key Adults as the wiring opens them on `host` (``SAFEBUS_DATABASE_URL`` set): the shared database's."""
+    path = default_key_adults_path(host)
+    return KeyAdults(path, source=account_source(path, name="key-adults", what="Key Adult"))
+
+
 @pytest.fixture
 def pair(postgresql: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     url = postgresql.new_database("web")
     monkeypatch.setenv("SAFEBUS_DATABASE_URL", url)
-    key_adults = KeyAdults(default_key_adults_path(tmp_path))
-    ensure_synthetic_key_adults(key_adults, [SETTINGS["900101"]], password=PASSWORD)
+    ensure_synthetic_key_adults(_key_adults(tmp_path / "admin"), [SETTINGS["900101"]], password=PASSWORD)
     store = InboxStore(url)
     notification_id = str(uuid.uuid4())
     envelope = _notification(notification_id).model_dump_json()[::-1].encode()  # the store's tests' stand-in seal
@@ -81,14 +88,15 @@ def pair(postgresql: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     served: list[ServedApp] = []
     try:
         for name in ("a", "b"):
-            inbox = SchoolInbox(store=InboxStore(url), opener=_open_alert, key_adults=KeyAdults(key_adults.path),
+            inbox = SchoolInbox(store=InboxStore(url), opener=_open_alert, key_adults=_key_adults(tmp_path / name),
                                 settings=SETTINGS, clock=clock, due_by=lambda _nid: None,
                                 on_acknowledged=lambda _event: None, secret=secret, secure_cookies=False,
                                 web_state=inbox_web_state_for(tmp_path / name))  # no folder in common
             port = int(served[0].base_url.rsplit(":", 1)[1]) if served else 0
             served.append(serve_in_thread(_tagged(inbox.app(), name), port=port, reuse_port=True))
         assert served[0].base_url == served[1].base_url
-        yield Pair(address=served[0].base_url, instances=served, store=store, notification_id=notification_id)
+        yield Pair(address=served[0].base_url, instances=served, store=store, notification_id=notification_id,
+                   hosts=tmp_path)
     finally:
         for instance in served:
             instance.stop()
@@ -116,6 +124,8 @@ def test_a_session_signed_in_through_one_instance_is_honoured_by_the_other(pair:
     page = _until_served_by(browser, "/", _other(first))
     assert page.status == 200, "the other instance sent the Key Adult back to sign in"
     assert "Ivy Garside" in page.text
+    assert not list(pair.hosts.rglob("*.sqlite")), "no instance keeps a store of its own"
+    assert not list(pair.hosts.rglob("key-adults.json")), "the accounts are in the database, not a file"
 
 
 def test_an_acknowledgement_through_one_instance_is_seen_through_the_other(pair: Pair) -> None:
