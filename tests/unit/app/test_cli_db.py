@@ -80,3 +80,20 @@ def test_a_url_no_store_can_open_is_refused_by_name(tmp_path: Path) -> None:
     done = _safebus(tmp_path, "db", "upgrade", url="mysql://db.internal/northdale")
     assert done.returncode == 2
     assert "SAFEBUS_DATABASE_URL" in done.stderr
+
+
+def test_with_a_shared_database_the_account_commands_write_the_accounts_there(tmp_path: Path) -> None:
+    """``key-adult add`` on one host, then the accounts as another host's wiring opens them: the same account."""
+    shared, password = tmp_path / "shared.sqlite", tmp_path / "password.txt"
+    password.write_text("synthetic demo password\n")
+    password.chmod(0o600)
+    done = _safebus(tmp_path / "host-a", "key-adult", "add", "--school", "900101", "--staff-id", "900101-ka9",
+                    "--name", "Script Added", "--email", "ka9@school-900101.example", "--password-file",
+                    str(password), url=f"sqlite:///{shared}")
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "host-a").rglob("key-adults.json")), "no accounts file on the host"
+    with sqlite3.connect(shared) as db:
+        (content,) = db.execute("SELECT content FROM account_documents WHERE name = 'key-adults'").fetchone()
+    db.close()
+    assert '"900101-ka9"' in content
+    assert "synthetic demo password" not in content, "a hash is stored, never the password"
