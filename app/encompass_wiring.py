@@ -61,7 +61,7 @@ from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
 from safebus.schemas.encompass import EncompassAcknowledged
-from safebus.settings import store_location
+from safebus.settings import database_url
 
 __all__ = [
     "Mail",
@@ -93,7 +93,7 @@ def open_monitor(settings: Settings, directory: Callable[[], Directory] | None =
     """The deadline monitor's store on this machine (schools by URN from `directory`, live when it is)."""
     policy_path = os.environ.get("SAFEBUS_ENCOMPASS_POLICY")
     return EncompassMonitor(
-        store_location(settings.monitor_path), calendars=calendars_for(),
+        settings.monitor_path, database=database_url(), calendars=calendars_for(),
         policy=load_policy(Path(policy_path) if policy_path else None),
         urn_of=DerivedMapping(directory or directory_source(settings.store), _urn_of),
     )

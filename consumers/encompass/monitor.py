@@ -33,8 +33,8 @@ file, ``consumers/encompass/policy.toml``, read by
 is tracked are `safebus.consumers.encompass.on_time`.
 
 What is tracked lives in a SQLite file, or in a PostgreSQL database several
-hosts share (`EncompassMonitor` takes either location); its schema versions
-are the ``monitor-`` migrations (`safebus.consumers.migrations`).
+hosts share (`EncompassMonitor`'s `database`); its schema versions are the
+``monitor-`` migrations (`safebus.consumers.migrations`).
 """
 
 from __future__ import annotations
@@ -152,14 +152,18 @@ def _dt(value: object) -> datetime | None:
 class EncompassMonitor:
     """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
 
-    def __init__(self, location: Path | str, *, calendars: CalendarBook, policy: DeliveryPolicy,
-                 urn_of: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
+                 urn_of: Mapping[str, str], database: str | None = None) -> None:
         """
-        Open (creating and upgrading) what is tracked at `location`: a SQLite path or a PostgreSQL URL.
+        Open (creating and upgrading) what is tracked: in the SQLite file `path`, or in `database` when given.
 
-        `urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools).
+        `database` is a shared database's URL (``postgresql://…``); `path`
+        then stores nothing but still names this monitor's place on its host.
+        `urn_of` maps school agency ids to their URN (from the directory; a
+        live mapping sees new schools).
         """
-        self._db = Database(location, MONITOR_SCHEMA)
+        self.path = path
+        self._db = Database(database or path, MONITOR_SCHEMA)
         self.calendars = calendars
         self.policy = policy
         self.urn_of = urn_of

@@ -122,7 +122,8 @@ def test_the_deadline_monitor_tracks_escalates_and_refuses_a_bad_fact_alone(post
     night = datetime(2026, 11, 18, 21, 30, tzinfo=UTC)
 
     def scenario(location: Path | str) -> list[object]:
-        monitor = EncompassMonitor(location, calendars=sample_calendars(), policy=load_policy(),
+        path, database = (location, None) if isinstance(location, Path) else (tmp_path / "unused.sqlite", location)
+        monitor = EncompassMonitor(path, database=database, calendars=sample_calendars(), policy=load_policy(),
                                    urn_of={"school-900101": "900101"})
         try:
             refused: list[tuple[int, Exception]] = []
@@ -144,6 +145,7 @@ def test_the_deadline_monitor_tracks_escalates_and_refuses_a_bad_fact_alone(post
             monitor.close()
 
     seen = _both(postgresql, tmp_path, "monitor", scenario)
+    assert not (tmp_path / "unused.sqlite").exists(), "with a database, the monitor's file holds nothing"
     assert seen[1] == [2], "only the unreadable fact was refused; the rest of its batch applied"
     assert seen[2] == ["n1", "n2"]
     assert seen[-1] is None
