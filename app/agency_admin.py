@@ -100,19 +100,18 @@ def create_topics(entry: Agency, *, bootstrap: str, names: TopicNames) -> int:
     grants were added.
     """
     # administration only: keep the workers' imports small
-    from safebus.deploy.acls import AclPlan, desired_bindings
-    from safebus.deploy.acls_admin import apply_plan, current_bindings
+    from safebus.deploy.acls import desired_bindings
+    from safebus.deploy.acls_admin import grant_missing
     from safebus.deploy.topics_admin import apply_topics
 
     alone = Directory(partnership="", agencies=(entry,))
     apply_topics(bootstrap, bus_topics(alone, names))
     if not current_security().tls:
         return 0
-    missing = desired_bindings(alone, names) - current_bindings(bootstrap)
-    if missing:
-        apply_plan(bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()))
-        _log.info("agency_access_granted", agency=entry.id, grants=len(missing))
-    return len(missing)
+    granted = grant_missing(bootstrap, desired_bindings(alone, names))
+    if granted:
+        _log.info("agency_access_granted", agency=entry.id, grants=granted)
+    return granted
 
 
 def rotate_keys(store: PartnershipStore, agency_id: str, *, now: datetime) -> SignedAgency:

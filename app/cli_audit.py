@@ -132,14 +132,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         stop = stop_on_signals()  # first: SIGTERM must end the process even while it is still connecting
         sequencer = build_audit_sequencer(settings)
-        projection = AuditProjection(settings.audit_dir / "projection.sqlite")
-        sequencer.on_appended = lambda _indexes: projection.catch_up(sequencer.ledger)  # queries stay current
+        path = settings.audit_dir / "projection.sqlite"
+        projection = [AuditProjection(path)]
+
+        def start_projection_again() -> None:  # the ledger was set aside: what it projected is not the log
+            projection[0].close()
+            path.unlink(missing_ok=True)
+            projection[0] = AuditProjection(path)
+
+        sequencer.on_appended = lambda _indexes: projection[0].catch_up(sequencer.ledger)  # queries stay current
+        sequencer.on_ledger_set_aside = start_projection_again
         try:
             with worker_health("sequencer", args.health_port) as health:
                 sequencer.run(stop, health=health)
         finally:
             sequencer.ledger.close()  # its write-ahead log folded in: the file alone is then the whole ledger
-            projection.close()
+            projection[0].close()
         return 0
     if args.audit_action in ("query", "chronology", "stats", "flows"):
         return _read(args, settings)

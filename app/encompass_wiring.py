@@ -36,7 +36,7 @@ from safebus.clock import utc_now
 from safebus.consumers.encompass.calendar_files import load_calendars, sample_calendars
 from safebus.consumers.encompass.calendars import CalendarBook
 from safebus.consumers.encompass.delivery_policy import load_policy
-from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker
+from safebus.consumers.encompass.escalation import EscalationNotices, MonitorWorker, transactional_id
 from safebus.consumers.encompass.monitor import EncompassMonitor
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import (
@@ -52,7 +52,8 @@ from safebus.consumers.mail.sender import OutboxSender
 from safebus.consumers.web.account_store import account_source
 from safebus.directory import AgencyKind, Directory
 from safebus.errors import ConfigError
-from safebus.fact_signing import Service, fact_publisher
+from safebus.fact_signing import FactPublisher, Service, fact_publisher, fact_signer
+from safebus.fenced_producer import FencedProducer
 from safebus.jcs import canonical_model
 from safebus.live_directory import DerivedMapping, follow
 from safebus.metrics import MAIL_OUTBOX
@@ -171,10 +172,10 @@ def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = 
     if mail is not None:
         notices = EscalationNotices(notifier=mail.notifier, key_adults=key_adults_for(settings),
                                     settings=DerivedMapping(directory, education_settings), monitor=monitor)
+    facts = FactPublisher(fact_signer(settings.store, Service.DEADLINE_MONITOR, audit_topic=settings.names.audit),
+                          FencedProducer(settings.bootstrap, transactional_id(settings.names)))  # one writer at a time
     return MonitorWorker(bootstrap=settings.bootstrap, names=settings.names, monitor=monitor, notices=notices,
-                         clock=clock, facts=fact_publisher(settings.store, Service.DEADLINE_MONITOR,
-                                                           audit_topic=settings.names.audit,
-                                                           bootstrap=settings.bootstrap),
+                         clock=clock, facts=facts,
                          directory=directory)  # one live directory: a rotated service key attributes at once
 
 

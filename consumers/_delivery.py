@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -52,6 +52,7 @@ __all__ = [
     "DELIVER_STAGE",
     "LAG_EVERY_S",
     "HostedAgency",
+    "Stopping",
     "admit_guarded",
     "deliver_batch",
     "delivery_consumer",
@@ -79,6 +80,16 @@ class HostedAgency:
     keys: list[PrivateKeys]
     """The agency's keyring: every generation it still holds, current last."""
 
+class Stopping(Protocol):
+    """What the loop asks of its stop signal: a `threading.Event`, or anything that answers the same two questions."""
+
+    def is_set(self) -> bool:
+        """Whether to stop now."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` for the signal; whether it is set."""
+
+
 def delivery_consumer(bootstrap: str, group_id: str) -> Consumer:
     """A consumer in `group_id` that commits nothing on its own and reads from the start of new topics."""
     return Consumer(client_config(
@@ -96,7 +107,7 @@ def run_batches(
     consumers: Callable[[], Consumer],
     topics: Sequence[str] | Callable[[], Sequence[str]],
     deliver: Callable[[list[Record]], object],
-    stop: threading.Event,
+    stop: Stopping,
     *,
     batch_size: int = 500,
     poll_s: float = 0.5,
@@ -155,7 +166,7 @@ def run_batches(
 
 
 def _deliver_until_done(deliver: Callable[[list[Record]], object], records: list[Record],
-                        stop: threading.Event) -> bool:
+                        stop: Stopping) -> bool:
     """Deliver `records`, retrying with capped backoff while the broker fails; False if stopped first."""
     for attempt, delay in enumerate(backoff_delays(), start=1):
         try:

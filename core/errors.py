@@ -10,6 +10,7 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     │       └── CalendarHorizonError   a date lies outside what the loaded calendar knows
     ├── BrokerError                  the local Kafka broker could not be fetched, started or reached
     ├── SupervisionError             supervisord (the workers' supervisor) could not be configured, started or stopped
+    ├── WriterFenced                 fenced_producer: another instance of a single writer has taken over
     ├── EnvelopeError                an envelope could not be built
     │   └── InvalidEnvelope          an envelope failed verification or decryption (one opaque error)
     ├── RoutingError                 an event could not be routed (bad payload for its type)
@@ -20,6 +21,7 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     ├── NotAFact                     consumers.audit.facts, also ValueError: a record that is not a fact
     ├── NotALeaf                     consumers.audit.leaf_records, also ValueError: a record that is not a leaf
     ├── LedgerImportError            consumers.audit.ledger, also ValueError: a leaf or checkpoint out of place
+    ├── LedgerForked                 consumers.audit.leaf_follower: a ledger the leaves topic contradicts
     ├── QueryError                   consumers.audit, also ValueError: an audit query's parameters are bad
     ├── MigrationError               migrations: a store's schema could not be read or brought up to date
     ├── NotInQueue                   consumers.queues.store: a referral id not in this recipient's queue

@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from safebus.b64 import b64d, b64e
 from safebus.directory import AgencyKind, Directory, PartnershipStore
 from safebus.errors import ConfigError, InvalidEnvelope, SafebusError
-from safebus.kafka_io import ReliableProducer, produce_all, reliable_producer
+from safebus.kafka_io import Publisher, produce_all, reliable_producer
 from safebus.keys import PrivateKeys
 from safebus.records import Output, Record
 
@@ -124,7 +124,7 @@ class FactSigner:
 class FactPublisher:
     """The one way onto the audit topic: signs each fact and waits until the broker has all of them."""
 
-    def __init__(self, signer: FactSigner, producer: Producer | ReliableProducer) -> None:
+    def __init__(self, signer: FactSigner, producer: Producer | Publisher) -> None:
         self.signer = signer
         self.producer = producer
 

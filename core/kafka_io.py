@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -33,11 +34,13 @@ __all__ = [
     "PRODUCE_TIMEOUT_S",
     "RECONNECT",
     "WEDGED_AFTER_S",
+    "Publisher",
     "ReliableProducer",
     "backoff_delays",
     "iter_topic",
     "produce_all",
     "read_topic",
+    "reader_consumer",
     "reliable_producer",
     "to_record",
 ]
@@ -152,12 +155,20 @@ def reliable_producer(bootstrap: str, **overrides: object) -> ReliableProducer:
     return ReliableProducer(bootstrap, **overrides)
 
 
-def produce_all(producer: Producer | ReliableProducer, outputs: list[Output], *,
+@runtime_checkable
+class Publisher(Protocol):
+    """Anything that writes a list of outputs or raises (`ReliableProducer`, `safebus.fenced_producer`'s)."""
+
+    def produce_all(self, outputs: list[Output], *, timeout_s: float = ...) -> None:
+        """Write every one of `outputs`, or raise."""
+
+
+def produce_all(producer: Producer | Publisher, outputs: list[Output], *,
                 timeout_s: float = PRODUCE_TIMEOUT_S) -> None:
     """Produce `outputs` and wait until the broker has every one; raises BrokerError otherwise."""
-    if isinstance(producer, ReliableProducer):
+    if isinstance(producer, Publisher):
         producer.produce_all(outputs, timeout_s=timeout_s)
-    else:
+    else:  # a librdkafka producer (or a stand-in with its produce and flush)
         _produce_all(producer, outputs, timeout_s=timeout_s)
 
 
@@ -243,32 +254,67 @@ def iter_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0, last_only
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
             raise BrokerError(f"topic {topic} does not exist")
-        partitions, pending = [], set()
+        bounds: dict[int, tuple[int, int]] = {}
         for partition in info.partitions:
             low, high = _watermarks(consumer, TopicPartition(topic, partition))
             if high > low:
-                pending.add(partition)
-                partitions.append(TopicPartition(topic, partition, high - 1 if last_only else OFFSET_BEGINNING))
-        if not partitions:
-            return
-        consumer.assign(partitions)
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition() or 0)
-                    continue
-                raise BrokerError(f"reading {topic}: {error}")
-            deadline = time.monotonic() + timeout_s
-            yield to_record(msg)
-        if pending:
-            raise BrokerError(f"timed out reading {topic}")
+                bounds[partition] = (low, high)
+        if last_only:
+            yield from _heads(consumer, topic, bounds, timeout_s=timeout_s)
+        else:
+            yield from _read_from(consumer, topic, {p: OFFSET_BEGINNING for p in bounds}, timeout_s=timeout_s)
     finally:
         consumer.close()
+
+
+def _heads(consumer: Consumer, topic: str, bounds: dict[int, tuple[int, int]], *,
+           timeout_s: float) -> Iterator[Record]:
+    """
+    The last record of each partition in `bounds` (low, high).
+
+    The last offset is not always a record: a transactional writer's commit
+    marker follows each of its transactions, and an aborted transaction's
+    records are never delivered.  So the tail is read over a window that grows
+    (2, 32, 512 … offsets) until it holds a record or covers the partition.
+    """
+    window = 2
+    todo = dict(bounds)
+    while todo:
+        last: dict[int, Record] = {}
+        starts = {p: max(low, high - window) for p, (low, high) in todo.items()}
+        for record in _read_from(consumer, topic, starts, timeout_s=timeout_s):
+            last[record.partition] = record
+        yield from (last[p] for p in sorted(last))
+        todo = {p: (low, high) for p, (low, high) in todo.items() if p not in last and high - window > low}
+        window *= 16
+
+
+def _read_from(consumer: Consumer, topic: str, starts: dict[int, int], *, timeout_s: float) -> Iterator[Record]:
+    """Every record of `topic` from each partition's start offset in `starts` to its end."""
+    if not starts:
+        return
+    consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+    pending = set(starts)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(msg.partition() or 0)
+                continue
+            raise BrokerError(f"reading {topic}: {error}")
+        deadline = time.monotonic() + timeout_s
+        yield to_record(msg)
+    if pending:
+        raise BrokerError(f"timed out reading {topic}")
+
+
+def reader_consumer(bootstrap: str) -> Consumer:
+    """A consumer that assigns partitions itself and never joins its group, reporting each partition's end."""
+    return Consumer(_reader_config(bootstrap))
 
 
 def _reader_config(bootstrap: str) -> dict[str, object]:

@@ -44,6 +44,7 @@ class Resource(StrEnum):
 
     TOPIC = "TOPIC"
     GROUP = "GROUP"
+    TRANSACTIONAL_ID = "TRANSACTIONAL_ID"
 
 
 class Pattern(StrEnum):
@@ -88,6 +89,8 @@ class Component:
     groups: tuple[str, ...] = ()
     internal_prefix: str | None = None
     """Topics the component's own library creates (Faust's), as a name prefix formatted with ``prefix``."""
+    transactional_ids: tuple[str, ...] = ()
+    """The transactional ids its fenced writers use (`safebus.fenced_producer`), formatted with ``prefix``."""
 
 
 _COMPONENT_KINDS = frozenset({AgencyKind.ROUTER, AgencyKind.SERVICE})
@@ -105,9 +108,11 @@ COMPONENTS: tuple[Component, ...] = (
               groups=("{prefix}-referral-queues",)),
     Component("sequencer", reads=("audit", "deadletter", "reference-agencies", "audit-leaves", "audit-checkpoints"),
               writes=("audit-checkpoints", "audit-leaves", "deadletter"),
-              groups=("safebus-audit-sequencer",)),
+              groups=("safebus-audit-sequencer", "{prefix}-audit-sequencer-lease"),
+              transactional_ids=("{prefix}-audit-sequencer",)),
     Component("monitor", reads=("audit", "reference-agencies"), writes=("audit", "deadletter"),
-              groups=("safebus-encompass-monitor",)),
+              groups=("safebus-encompass-monitor", "{prefix}-encompass-monitor-lease"),
+              transactional_ids=("{prefix}-encompass-monitor",)),
     Component("gateway", reads=("reference-agencies",), writes=("ingress-*", "audit", "deadletter")),
     Component("inbox-web", reads=("reference-agencies",), writes=("ingress-encompass-ack", "audit")),
     Component("audit-web", reads=("audit", "audit-checkpoints", "deadletter", "reference-agencies"),
@@ -183,6 +188,10 @@ def desired_bindings(directory: Directory, names: TopicNames) -> set[Binding]:
         for group in component.groups:
             bindings |= _grants(component.principal, group.format(prefix=names.prefix), Operation.READ,
                                 resource=Resource.GROUP)
+        for transactional_id in component.transactional_ids:
+            for operation in (Operation.WRITE, Operation.DESCRIBE):
+                bindings |= _grants(component.principal, transactional_id.format(prefix=names.prefix), operation,
+                                    resource=Resource.TRANSACTIONAL_ID)
         if component.internal_prefix is not None:
             internal = component.internal_prefix.format(prefix=names.prefix)
             for operation in (Operation.CREATE, Operation.READ, Operation.WRITE):

@@ -23,7 +23,7 @@ from safebus.deploy.acls import AclPlan, Binding, Operation, Pattern, Resource
 from safebus.errors import BrokerError
 from safebus.kafka_security import client_config
 
-__all__ = ["apply_plan", "current_bindings"]
+__all__ = ["apply_plan", "current_bindings", "grant_missing"]
 
 _HOST = "*"
 _NO_ANSWER = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
@@ -39,11 +39,11 @@ def _to_kafka(binding: Binding) -> AclBinding:
 
 
 def current_bindings(bootstrap: str, *, timeout_s: float = 30.0) -> set[Binding]:
-    """Every ALLOW binding on topics and groups the cluster holds (others cannot be ours, so are not read)."""
+    """Every ALLOW binding on topics, groups and transactional ids the cluster holds (nothing else is ours)."""
     admin = _admin(bootstrap)
     found: set[Binding] = set()
     try:
-        for resource in (ResourceType.TOPIC, ResourceType.GROUP):
+        for resource in (ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID):
             # None matches any name, principal and host (the library's stubs say str; its docs and C code None).
             query = AclBindingFilter(resource, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
                                      AclOperation.ANY, AclPermissionType.ALLOW)
@@ -85,3 +85,16 @@ def apply_plan(bootstrap: str, changes: AclPlan, *, timeout_s: float = 30.0) -> 
         raise BrokerError(f"cannot change the cluster's ACLs: {exc.args[0]}") from exc
     except TimeoutError as exc:
         raise BrokerError(f"no answer from {bootstrap} in {timeout_s:.0f} s while changing ACLs") from exc
+
+
+def grant_missing(bootstrap: str, desired: set[Binding], *, timeout_s: float = 30.0) -> int:
+    """
+    Create the bindings of `desired` the cluster lacks, revoking nothing; return how many were created.
+
+    For a change made live (a new agency's topics) where the full `plan`, which also revokes, is
+    ``acls apply``'s to run.
+    """
+    missing = desired - current_bindings(bootstrap, timeout_s=timeout_s)
+    if missing:
+        apply_plan(bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()), timeout_s=timeout_s)
+    return len(missing)

@@ -204,16 +204,37 @@ class AuditLedger:
         """
         if key is None and identity is None:
             raise ValueError("a ledger needs the log key, or its public identity to open it read-only")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self.path = path
         self._key = key
         self._identity = identity or (key.identity if key else None)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
+        self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
         self._tree = MerkleTree.from_leaf_hashes(
             bytes(row[0]) for row in self._db.execute("SELECT leaf_hash FROM leaves ORDER BY idx"))
+
+    def set_aside(self, *, now: datetime) -> Path:
+        """
+        Move this ledger's file aside (kept for investigation, never deleted) and carry on empty; return where.
+
+        For a sequencer that was fenced: it appended leaves its successor never saw, so its ledger is
+        no longer a prefix of the log on the bus (`safebus.consumers.audit.leaf_follower.LedgerForked`).
+        It starts again from the leaves topic; the facts of those leaves are re-read by the successor,
+        whose offsets they were never committed under.
+        """
+        self.close()  # folds the write-ahead log in: the one file is the whole ledger
+        aside = self.path.with_name(f"{self.path.stem}.set-aside-{now:%Y%m%dT%H%M%S%fZ}{self.path.suffix}")
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._open()
+        return aside
 
     @property
     def key(self) -> LogKey:
@@ -308,9 +329,10 @@ class AuditLedger:
                                ).fetchone()
         return _checkpoint(row) if row else None
 
-    def checkpoints(self) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, smallest first."""
-        rows = self._db.execute("SELECT size, root, note, created_at FROM checkpoints ORDER BY size").fetchall()
+    def checkpoints(self, *, larger_than: int = -1) -> list[StoredCheckpoint]:
+        """Every stored checkpoint (or those of more than `larger_than` leaves), smallest first."""
+        rows = self._db.execute("SELECT size, root, note, created_at FROM checkpoints WHERE size > ? ORDER BY size",
+                                (larger_than,)).fetchall()
         return [_checkpoint(row) for row in rows]
 
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
@@ -358,11 +380,11 @@ class AuditLedger:
         Append `leaves` exactly as another ledger stored them (a rebuild from the leaves topic); return how many.
 
         Each must come next (index = size), hash to its body and carry this log's receipt for its place;
-        anything else raises `LedgerImportError` and nothing of that leaf is stored.  No key is needed:
-        the receipts are the original sequencer's.
+        anything else raises `LedgerImportError` and none of `leaves` is stored (one transaction: the
+        caller hands them over in batches).  No key is needed: the receipts are the original sequencer's.
         """
-        imported = 0
         rows: list[tuple[object, ...]] = []
+        hashes: list[bytes] = []
         size = self.size
         for leaf in leaves:
             expected = size + len(rows)
@@ -374,17 +396,12 @@ class AuditLedger:
                 raise LedgerImportError(f"leaf {leaf.index}: its receipt is not this log's signature")
             rows.append((leaf.index, leaf.fact_id, leaf.fact_type, leaf.body, leaf.leaf_hash, leaf.receipt,
                          leaf.appended_at.isoformat()))
-            if len(rows) >= 5000:
-                imported += self._insert_leaves(rows)
-                size, rows = self.size, []
-        return imported + self._insert_leaves(rows)
-
-    def _insert_leaves(self, rows: list[tuple[object, ...]]) -> int:
+            hashes.append(leaf.leaf_hash)
         if rows:
             with self._transaction():
                 self._db.executemany("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            for row in rows:
-                self._tree.append(bytes(row[4]))  # type: ignore[call-overload]
+            for hashed in hashes:
+                self._tree.append(hashed)
         return len(rows)
 
     def import_checkpoint(self, note: bytes, *, created_at: datetime) -> StoredCheckpoint:

@@ -27,6 +27,18 @@ dead-lettered with the reason (``unsigned-fact``, ``unknown-fact-signer``,
 ``revoked-key``, ``bad-fact-signature``), so what anyone with a Kafka client
 writes there is evidenced as a refusal, never as a fact.
 
+One active, one hot standby (docs/adr/0016): every sequencer instance joins
+the lease group (`safebus.leases`); the one that holds the lease leads, the
+others follow the leaves topic into their own ledgers
+(`safebus.consumers.audit.leaf_follower`).  A new leader first takes over the
+writers' transactional id, which fences its predecessor at the broker
+(`safebus.fenced_producer`), then takes in every leaf its predecessor
+committed, and only then reads the audit topic from the committed offsets.
+Leaves, dead letters and checkpoints are written in transactions, so a
+fenced zombie adds nothing; what it stored locally but never committed is
+set aside when it next follows, and its facts are read again by its
+successor (their offsets were never committed).
+
 A fact signed by a service key the directory does not hold *yet* (a service
 rotated or added while the sequencer runs) is dead-lettered as above and
 also held: after the next directory change it is checked again and, if it
@@ -38,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -49,13 +62,17 @@ from safebus.consumers.audit.facts import (
     fact_from_directory_record,
     leaf_bytes,
 )
-from safebus.consumers.audit.leaf_records import checkpoint_record, leaf_from_record, leaf_record
-from safebus.consumers.audit.ledger import AuditLedger, NewFact, StoredCheckpoint
+from safebus.consumers.audit.leaf_follower import CaughtUp, LeafFollower, LedgerForked
+from safebus.consumers.audit.leaf_records import NotALeaf, checkpoint_record, leaf_from_record, leaf_record
+from safebus.consumers.audit.ledger import AuditLedger, LedgerImportError, NewFact, StoredCheckpoint
 from safebus.dead_letter_retry import HeldDeadLetters
 from safebus.directory import Directory
+from safebus.errors import BrokerError
 from safebus.fact_signing import UnattributedFact, verify_fact
+from safebus.fenced_producer import FencedProducer, WriterFenced
 from safebus.health import WorkerHealth
-from safebus.kafka_io import ReliableProducer, iter_topic, produce_all, reliable_producer
+from safebus.kafka_io import Publisher, iter_topic, produce_all
+from safebus.leases import Lease
 from safebus.live_directory import Refresher, following
 from safebus.logs import get_logger
 from safebus.metrics import AUDIT_CHECKPOINT_AGE, AUDIT_LEDGER_LEAVES
@@ -65,14 +82,23 @@ from safebus.topics import TopicNames
 
 __all__ = [
     "GROUP_ID",
+    "LEASE_GROUP",
     "SEQUENCE_STAGE",
     "AuditSequencer",
+    "transactional_id",
 ]
 
 _log = get_logger("audit.sequencer")
 
 SEQUENCE_STAGE = "audit-sequence"
 GROUP_ID = "safebus-audit-sequencer"
+LEASE_GROUP = "{prefix}-audit-sequencer-lease"
+"""The group whose one-partition lease (on the checkpoint topic) makes its holder the active sequencer."""
+
+
+def transactional_id(names: TopicNames) -> str:
+    """The transactional id every sequencer of a partnership writes under: a new leader fences the old."""
+    return f"{names.prefix}-audit-sequencer"
 
 
 class AuditSequencer:
@@ -95,7 +121,13 @@ class AuditSequencer:
         """The size of the newest checkpoint on the checkpoint topic (None: not read yet)."""
         self._head: Callable[[str], Record | None] = self._last_record
         """The last record of a topic (replaced where there is no broker)."""
-        self._producer: ReliableProducer = reliable_producer(bootstrap)
+        self._producer: Publisher = FencedProducer(bootstrap, transactional_id(names))
+        self._follower = LeafFollower(bootstrap, names, ledger)
+        self._lease: Lease | None = None
+        self.on_ledger_set_aside: Callable[[], object] | None = None
+        """Told when the ledger was set aside and started again (the projection must start again too)."""
+        self.leading = False
+        """Whether this instance is the active sequencer now."""
         self._refresher = Refresher(directory)
         self._held: HeldDeadLetters[NewFact] = HeldDeadLetters(what="audit-facts", clock=clock)
         self._checkpoint_at: datetime | None = None
@@ -109,16 +141,94 @@ class AuditSequencer:
         return [self.names.audit, self.names.deadletter, self.names.agencies]
 
     def run(self, stop: threading.Event, *, batch_size: int = 1000, health: WorkerHealth | None = None) -> None:
-        """Sequence until `stop` is set, then sign a last checkpoint; `health` hears the loop (``--health-port``)."""
+        """
+        Sequence (or stand by) until `stop` is set; the leader then signs a last checkpoint.
+
+        `health` hears the loop (``--health-port``): a standby is alive and ready once it has
+        caught up with the leaves topic.
+        """
         latest = self.ledger.latest_checkpoint()  # the last run may have stopped before publishing it
         if latest is not None:
             self._checkpoint_at = latest.created_at
         AUDIT_LEDGER_LEAVES.set(self.ledger.size)
         AUDIT_CHECKPOINT_AGE.set_function(self._checkpoint_age)
-        with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
-            run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, stop,
+        lease = self._lease = Lease(self.bootstrap, group=LEASE_GROUP.format(prefix=self.names.prefix),
+                                    topic=self.names.checkpoints).start()
+        if isinstance(self._producer, FencedProducer):
+            self._producer.may_begin = lease.held  # a writer that lost its producer begins again only as leader
+        try:
+            with following(self.directory, bootstrap=self.bootstrap, topic=self.names.agencies):
+                while self._stand_by(stop, lease, health):
+                    self._lead(stop, lease, batch_size=batch_size, health=health)
+        finally:
+            lease.close()  # a leader's lease passes to the standby at once
+            self._follower.close()
+            if isinstance(self._producer, FencedProducer):
+                self._producer.close()
+
+    def _stand_by(self, stop: threading.Event, lease: Lease, health: WorkerHealth | None) -> bool:
+        """Follow the leaves topic until the lease is ours (True) or the worker stops (False)."""
+        _log.info("audit_sequencer_standing_by", size=self.ledger.size)
+        while not stop.is_set():
+            if health is not None:
+                health.beat()
+            try:
+                self._follow()
+                if health is not None:
+                    health.mark_ready()
+            except BrokerError as exc:
+                _log.warning("audit_follow_failed", error=str(exc)[:200])
+            except (LedgerImportError, NotALeaf) as exc:  # not this log's key, or a leaf that does not prove
+                _log.error("audit_follow_refused", error=str(exc)[:300])
+            if lease.wait_held(1.0):
+                return not stop.is_set()
+        return False
+
+    def _follow(self) -> CaughtUp:
+        """Take in what the leader committed; a ledger the topic contradicts is set aside and followed afresh."""
+        try:
+            caught = self._follower.catch_up()
+        except LedgerForked as exc:
+            aside = self.ledger.set_aside(now=self.clock())
+            _log.error("audit_ledger_set_aside", kept_as=aside.name, reason=str(exc))
+            self._follower.restart()
+            if self.on_ledger_set_aside is not None:
+                self.on_ledger_set_aside()
+            caught = self._follower.catch_up()
+        if caught.imported:
+            size = self.ledger.size
+            AUDIT_LEDGER_LEAVES.set(size)
+            if self.on_appended is not None:
+                self.on_appended(list(range(size - caught.imported, size)))
+        return caught
+
+    def _lead(self, stop: threading.Event, lease: Lease, *, batch_size: int, health: WorkerHealth | None) -> None:
+        """Fence the previous leader, take in all it committed, then sequence until stopped or deposed."""
+        started = time.monotonic()
+        try:
+            if isinstance(self._producer, FencedProducer):
+                self._producer.begin()
+            caught = self._follow()
+        except (BrokerError, LedgerImportError, NotALeaf) as exc:
+            _log.warning("audit_takeover_failed", error=str(exc)[:200])
+            stop.wait(1.0)
+            return
+        self._leaves_published = caught.topic_leaves
+        self._checkpoints_published = caught.topic_checkpoint
+        self.leading = True
+        _log.info("audit_sequencer_leading", size=self.ledger.size, unpublished=self.ledger.size - caught.topic_leaves,
+                  takeover_s=round(time.monotonic() - started, 2))
+        leading = lease.while_held(stop)
+        try:
+            run_batches(lambda: delivery_consumer(self.bootstrap, GROUP_ID), self.topics, self.sequence, leading,
                         batch_size=batch_size, idle=self._idle, health=health)
-        self.checkpoint_if_due(force=True)
+            if stop.is_set() and lease.held():
+                self.checkpoint_if_due(force=True)
+        except WriterFenced as exc:
+            _log.warning("audit_sequencer_fenced", reason=str(exc))
+        finally:
+            self.leading = False
+            self._leaves_published = self._checkpoints_published = None
 
     def _checkpoint_age(self) -> float:
         """Seconds since the last checkpoint was signed (read by the metrics thread: one attribute, no database)."""
@@ -160,7 +270,7 @@ class AuditSequencer:
                 continue
             facts.append(new)
         if refused:
-            produce_all(self._producer, refused)
+            self._write(refused)
         appended = self.ledger.append(facts, now=now)
         size = self.ledger.size  # one read of the ledger per batch, for the gauge and the log line
         AUDIT_LEDGER_LEAVES.set(size)
@@ -220,13 +330,14 @@ class AuditSequencer:
         while self._leaves_published < self.ledger.size:
             leaves = itertools.islice(self.ledger.leaves(self._leaves_published, batch=chunk), chunk)
             outputs = [leaf_record(leaf, topic=self.names.audit_leaves) for leaf in leaves]
-            produce_all(self._producer, outputs)
+            self._write(outputs)
             self._leaves_published += len(outputs)
             written += len(outputs)
         return written
 
     def checkpoint_if_due(self, *, force: bool = False) -> StoredCheckpoint | None:
         """Sign and store a checkpoint if enough leaves or time have passed (or `force`); publish every one stored."""
+        self.publish_leaves()  # never sign over a leaf the topic lacks (a fenced writer's are never committed)
         self.publish_checkpoints()  # raises BrokerError while the broker is away: retried at the next call
         now = self.clock()
         if not (force or self.ledger.checkpoint_due(now)):
@@ -250,14 +361,15 @@ class AuditSequencer:
             head = self._head(self.names.checkpoints)
             self._checkpoints_published = int(head.key or b"0") if head is not None else 0
         published = 0
-        for checkpoint in self.ledger.checkpoints():
-            if checkpoint.size <= self._checkpoints_published:
-                continue
+        for checkpoint in self.ledger.checkpoints(larger_than=self._checkpoints_published):
             self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
-            produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])
+            self._write([checkpoint_record(checkpoint, topic=self.names.checkpoints)])
             self._checkpoints_published = checkpoint.size
             published += 1
         return published
+
+    def _write(self, outputs: list[Output]) -> None:
+        produce_all(self._producer, outputs)
 
     def _last_record(self, topic: str) -> Record | None:
         head = list(iter_topic(self.bootstrap, topic, last_only=True))

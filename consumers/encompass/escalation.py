@@ -13,6 +13,14 @@ notice on restart (people may be told twice) rather than recording a step that
 nobody was told about.  If the relay is down, the step is not recorded and is
 retried on the next tick.
 
+One active, one hot standby (docs/adr/0016): every monitor instance joins the
+lease group (`safebus.leases`); the holder acts, the others only observe the
+audit topic into their own stores (`safebus.consumers.encompass.audit_follower`),
+so a standby that takes over knows every deadline and every step already
+taken.  A new holder first takes over the monitor's transactional id, which
+fences its predecessor's facts at the broker (`safebus.fenced_producer`), and
+checks it still holds the lease before each notice it sends.
+
 Nobody to tell is not a step taken: when a step reaches nobody (a setting with
 no deputies, an unknown setting) its fact says so (``nobody_to_notify``, with
 the step brought forward in ``moved_to``) and the next step is taken in the
@@ -22,6 +30,7 @@ same tick, so an escalation never ends in silence.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,16 +38,21 @@ from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from confluent_kafka import KafkaException
+
 from safebus.consumers._delivery import delivery_consumer, origin_of, run_batches
 from safebus.consumers.audit.attributed_facts import attributed_facts
+from safebus.consumers.encompass.audit_follower import AuditFollower, Positions
 from safebus.consumers.encompass.monitor import EncompassMonitor, Step
 from safebus.consumers.inbox.email_notice import EmailNotifier
 from safebus.consumers.inbox.key_adults import EducationSetting, KeyAdults
 from safebus.directory import Directory
 from safebus.errors import BrokerError
 from safebus.fact_signing import FactPublisher
+from safebus.fenced_producer import FencedProducer, WriterFenced
 from safebus.health import WorkerHealth
 from safebus.jcs import canonical_model
+from safebus.leases import Lease
 from safebus.logs import get_logger
 from safebus.metrics import ESCALATION_STEPS
 from safebus.records import EVENT_ID, Output, Record, dead_letter
@@ -46,7 +60,8 @@ from safebus.schemas.audit import EscalationStep
 from safebus.schemas.encompass import KeyAdultRole
 from safebus.topics import TopicNames
 
-__all__ = ["MONITOR_STAGE", "OVERDUE_SUBJECT", "TRANSFER_SUBJECT", "EscalationNotices", "MonitorWorker"]
+__all__ = ["LEASE_GROUP", "MONITOR_STAGE", "OVERDUE_SUBJECT", "TRANSFER_SUBJECT", "EscalationNotices",
+           "MonitorWorker", "transactional_id"]
 
 _log = get_logger("encompass.escalation")
 _LONDON = ZoneInfo("Europe/London")
@@ -55,6 +70,13 @@ OVERDUE_SUBJECT = "Operation Encompass: an alert is overdue"
 MONITOR_STAGE = "encompass-monitor"
 """The dead-letter stage of a fact the monitor acts on but cannot use."""
 TRANSFER_SUBJECT = "Operation Encompass: a child-protection file is due to be transferred"
+LEASE_GROUP = "{prefix}-encompass-monitor-lease"
+"""The group whose one-partition lease (on the directory topic) makes its holder the acting monitor."""
+
+
+def transactional_id(names: TopicNames) -> str:
+    """The transactional id every deadline monitor of a partnership writes under: a new holder fences the old."""
+    return f"{names.prefix}-encompass-monitor"
 
 
 class EscalationNotices:
@@ -166,11 +188,79 @@ class MonitorWorker:
         self.group_id = group_id
         self.facts = facts
         self.directory = directory
+        self.positions = Positions(monitor.path.with_suffix(".follow.json"), names.audit)
+        self._lease: Lease | None = None
+        self.acting = False
+        """Whether this instance holds the lease and acts (takes steps, announces deadlines)."""
 
     def run(self, stop: threading.Event, *, health: WorkerHealth | None = None) -> None:
-        """Follow the audit topic until `stop`; `health` hears the loop (``--health-port``)."""
-        run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe, stop,
-                    idle=self.tick, health=health)
+        """Act, or stand by observing, until `stop`; `health` hears the loop (``--health-port``)."""
+        lease = self._lease = Lease(self.bootstrap, group=LEASE_GROUP.format(prefix=self.names.prefix),
+                                    topic=self.names.agencies).start()
+        producer = self.facts.producer
+        if isinstance(producer, FencedProducer):
+            producer.may_begin = lease.held
+        follower = AuditFollower(self.bootstrap, self.positions)
+        try:
+            while self._stand_by(stop, lease, follower, health):
+                self._act(stop, lease, follower, health)
+        finally:
+            lease.close()  # an acting monitor's lease passes to the standby at once
+            follower.close()
+
+    def _stand_by(self, stop: threading.Event, lease: Lease, follower: AuditFollower,
+                  health: WorkerHealth | None) -> bool:
+        """Observe the audit topic until the lease is ours (True) or the worker stops (False)."""
+        _log.info("monitor_standing_by")
+        while not stop.is_set():
+            if health is not None:
+                health.beat()
+            try:
+                follower.catch_up(self._observe_only)
+                if health is not None:
+                    health.mark_ready()
+            except (BrokerError, KafkaException) as exc:
+                _log.warning("monitor_follow_failed", error=str(exc)[:200])
+            if lease.wait_held(1.0):
+                return not stop.is_set()
+        return False
+
+    def _act(self, stop: threading.Event, lease: Lease, follower: AuditFollower, health: WorkerHealth | None) -> None:
+        """Fence the previous holder, observe everything it left, then act until stopped or deposed."""
+        started = time.monotonic()
+        try:
+            producer = self.facts.producer
+            if isinstance(producer, FencedProducer):
+                producer.begin()
+            follower.catch_up(self._observe_only)  # to the end: nothing it has not seen lies behind the group
+        except (BrokerError, KafkaException) as exc:
+            _log.warning("monitor_takeover_failed", error=str(exc)[:200])
+            stop.wait(1.0)
+            return
+        self.acting = True
+        _log.info("monitor_acting", takeover_s=round(time.monotonic() - started, 2))
+        try:
+            run_batches(lambda: delivery_consumer(self.bootstrap, self.group_id), [self.names.audit], self.observe,
+                        lease.while_held(stop), idle=self.tick, health=health)
+        except WriterFenced as exc:
+            _log.warning("monitor_fenced", reason=str(exc))
+        finally:
+            self.acting = False
+
+    def _observe_only(self, records: list[Record]) -> None:
+        """A standby's observing: the same state as the acting monitor's, and no fact, dead letter or notice."""
+        facts: list[dict[str, Any]] = []
+        directory = self.directory()
+        for record in records:
+            try:
+                fact = self._admit(record, directory)
+            except Exception as exc:  # noqa: BLE001 - the acting monitor dead-letters it; here it is only skipped
+                _log.warning("monitor_standby_skipped", topic=record.topic, partition=record.partition,
+                             offset=record.offset, error=type(exc).__name__)
+                continue
+            if fact is not None:
+                facts.append(fact)
+        self.monitor.observe(facts, refused=[])
 
     def observe(self, records: list[Record]) -> None:
         """
@@ -218,6 +308,7 @@ class MonitorWorker:
             except BrokerError:  # the batch is retried: its deadlines must be announced then
                 self.monitor.announce_again(d.notification_id for d in deadlines)
                 raise
+        self.positions.advance(records)  # a later stand-by reads on from here, not from the start
         self.tick()
 
     def _admit(self, record: Record, directory: Directory) -> dict[str, Any] | None:
@@ -251,6 +342,8 @@ class MonitorWorker:
                 _log.error("escalation_step_unstateable", notification_id=step.tracked.notification_id[:100],
                            step=step.step.value, error=type(exc).__name__)
                 continue
+            if self._lease is not None and not self._lease.held():  # deposed: the new holder takes this step
+                raise WriterFenced("this monitor no longer holds the lease")
             notified = self.notices.notify(step) if self.notices else ()  # queued: the relay cannot fail it
             # A dry run tells nobody by design: its steps keep their times.
             fact = self.monitor.step_fact(step, at=now, notified=notified,

@@ -39,8 +39,8 @@ from safebus import kafka_security
 from safebus.app.wiring import Settings, build_police_publisher, inbox_opener, topics_for
 from safebus.consumers.audit.log import read_facts
 from safebus.consumers.inbox.store import InboxStore, StoredAlert
-from safebus.deploy.acls import AclPlan, desired_bindings
-from safebus.deploy.acls_admin import apply_plan, current_bindings
+from safebus.deploy.acls import desired_bindings
+from safebus.deploy.acls_admin import grant_missing
 from safebus.deploy.broker import LocalBroker, is_reachable
 from safebus.deploy.cluster import ADMIN_USER, LocalCluster
 from safebus.deploy.supervision import WORKERS
@@ -190,17 +190,19 @@ class Bus:
         """The force's publisher."""
         return build_police_publisher(self.settings)
 
-    def start(self, name: str, *extra: str, worker: str | None = None) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *extra: str, worker: str | None = None,
+              home: Path | None = None) -> subprocess.Popen[bytes]:
         """
         Start worker `name` as its own process, logging to ``<state>/<name>.log``.
 
         `worker` (default `name`) is one of ``processor``, ``inbox``, ``queue``, ``sequencer``, ``monitor``,
         ``gateway``; a second instance of one gets its own `name`.  `extra` goes on its command line.
+        `home` (default the bus's state directory) is the state directory it runs on: another host's.
         """
         argv = {"processor": ["processor", "run"], "inbox": ["inbox", "run"], "sequencer": ["audit", "sequence"],
                 "monitor": ["encompass", "monitor"], "queue": ["queue", "run"],
                 "gateway": ["gateway", "run"]}[worker or name]
-        env = {**os.environ, "SAFEBUS_HOME": str(self.settings.state_dir),
+        env = {**os.environ, "SAFEBUS_HOME": str(home or self.settings.state_dir),
                "SAFEBUS_TOPIC_PREFIX": self.names.prefix, "SAFEBUS_LOG_LEVEL": "INFO",
                **worker_identity(tuple(argv))}
         log = (self.settings.state_dir / f"{name}.log").open("ab")
@@ -283,10 +285,7 @@ def grant_partnership(kafka: Broker, settings: Settings) -> None:
     """
     if kafka.cluster is None:
         return
-    desired = desired_bindings(settings.store.load_directory(), settings.names)
-    missing = desired - current_bindings(kafka.bootstrap)
-    if missing:
-        apply_plan(kafka.bootstrap, AclPlan(create=tuple(sorted(missing)), delete=()))
+    grant_missing(kafka.bootstrap, desired_bindings(settings.store.load_directory(), settings.names))
 
 
 @contextlib.contextmanager

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from safebus.app.wiring import Settings, build_audit_sequencer
+from safebus.consumers.audit.sequencer import LEASE_GROUP, transactional_id
+from safebus.consumers.encompass.escalation import LEASE_GROUP as MONITOR_LEASE_GROUP
+from safebus.consumers.encompass.escalation import transactional_id as monitor_transactional_id
 from safebus.deploy.acls import (
     COMPONENTS,
     Binding,
@@ -134,7 +137,7 @@ def test_every_principal_may_name_a_reader_group_and_no_group_grant_reaches_a_to
     assert not any(b.resource is Resource.TOPIC and b.name.startswith(READER_GROUP_PREFIX) for b in bindings)
 
 
-def test_the_sequencer_may_read_every_topic_it_reads_and_write_its_leaves(tmp_path: Path) -> None:
+def test_the_sequencer_reads_what_it_reads_writes_its_leaves_and_each_single_writer_fences(tmp_path: Path) -> None:
     """Running as User:sequencer on a secured cluster, a topic it reads without a grant stalls the log."""
     store = PartnershipStore(tmp_path)
     directory = create_partnership(store)
@@ -148,5 +151,14 @@ def test_the_sequencer_may_read_every_topic_it_reads_and_write_its_leaves(tmp_pa
         for head in (NAMES.audit_leaves, NAMES.checkpoints):  # where each stands is read back at start
             assert _may(bindings, "sequencer", Operation.READ, head), head
         assert not _may(bindings, "inbox", Operation.WRITE, NAMES.audit_leaves)
+        fence = {b for b in bindings if b.resource is Resource.TRANSACTIONAL_ID}
+        assert fence == {Binding(f"User:{who}", Resource.TRANSACTIONAL_ID, tid, Pattern.LITERAL, operation)
+                         for who, tid in (("sequencer", transactional_id(NAMES)),
+                                          ("monitor", monitor_transactional_id(NAMES)))
+                         for operation in (Operation.WRITE, Operation.DESCRIBE)}, \
+            "only each single writer may write under (and so fence) its own transactional id"
+        for who, group in (("sequencer", LEASE_GROUP), ("monitor", MONITOR_LEASE_GROUP)):
+            assert Binding(f"User:{who}", Resource.GROUP, group.format(prefix=NAMES.prefix), Pattern.LITERAL,
+                           Operation.READ) in bindings
     finally:
         sequencer.ledger.close()
