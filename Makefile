@@ -15,7 +15,7 @@ BIN    := $(VENV)/bin
 # ("Editable installation ... auxiliary directory"); that one notice is
 # silenced by its message, so any other build warning still shows.
 SOURCES := pyproject.toml constraints.txt $(shell find core schemas producers processors consumers deploy app \
-             -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name '*.toml' -o -name '*.html' -o -name 'py.typed' \) 2>/dev/null)
+             -type f \( -name '*.py' -o -name '*.json' -o -name '*.xml' -o -name '*.toml' -o -name '*.html' -o -name 'py.typed' -o -name '*.sql' \) 2>/dev/null)
 
 .PHONY: demo test lint typecheck unit integration bench bench-secure clean tools
 

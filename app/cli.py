@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from safebus import logs
-from safebus.app import cli_acls, cli_audit, cli_broker, cli_config, cli_encompass, cli_supervision
+from safebus.app import cli_acls, cli_audit, cli_broker, cli_config, cli_db, cli_encompass, cli_supervision
 from safebus.app.cli_health import add_health_argument, worker_health
 from safebus.directory import AgencyKind
 from safebus.errors import ConfigError, SafebusError
@@ -132,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_encompass.add_parsers(commands)
     cli_supervision.add_parsers(commands)
     cli_config.add_parser(commands)
+    cli_db.add_parser(commands)
     cli_acls.add_parser(commands)
 
     demo = commands.add_parser("demo", help="run the whole thin path end to end")
@@ -178,6 +179,8 @@ def _dispatch(args: argparse.Namespace, state: Path, names: TopicNames) -> int:
         return _partnership(args.action, state, force=args.force)
     if args.command == "config":
         return cli_config.check(state, names, sys.stdout, sys.stderr)
+    if args.command == "db":
+        return cli_db.run(args, Settings(state_dir=state, bootstrap="", names=names), sys.stdout)
     if args.command == "status" or (args.command == "up" and args.status):
         return cli_supervision.status(state)
     if args.command == "down":
@@ -564,7 +567,7 @@ def _inbox_show(settings: Settings, urn: str | None) -> int:
         print("safebus: inbox show needs --school URN", file=sys.stderr)
         return 2
     school = settings.store.load_directory().school_by_urn(urn)
-    store = InboxStore(settings.inbox_path)
+    store = InboxStore(settings.inbox_location)
     try:
         alerts = store.alerts(urn, inbox_opener(settings))
     finally:

@@ -26,7 +26,7 @@ from safebus.jcs import canonical_model
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
 
-__all__ = ["EXIT_NOT_VERIFIED", "NEEDS_BUS", "add_parser", "run"]
+__all__ = ["EXIT_NOT_VERIFIED", "NEEDS_BUS", "add_parser", "officers_for", "run"]
 
 EXIT_NOT_VERIFIED = 1
 
@@ -409,10 +409,18 @@ def _emit(text: str, out: Path | None) -> None:
         print(f"wrote {out}", file=sys.stderr)
 
 
+def officers_for(settings: Settings) -> Any:
+    """The audit officers' accounts (`Officers`): their file, or the shared database's copy."""
+    from safebus.consumers.audit.officers import Officers, default_officers_path
+    from safebus.consumers.web.account_store import account_source
+
+    path = default_officers_path(settings.state_dir)
+    return Officers(path, source=account_source(path, name="officers", what="officer"))
+
+
 def _web(args: argparse.Namespace, settings: Settings) -> int:
     from safebus.app.cli_web import tls_from_args
     from safebus.app.wiring import open_ledger, tokeniser_for
-    from safebus.consumers.audit.officers import Officers, default_officers_path
     from safebus.consumers.audit.web import AuditDashboard
     from safebus.consumers.web.server_secret import load_or_create_secret
     from safebus.consumers.web.serving import run_app
@@ -420,7 +428,7 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
     tls = tls_from_args(args)
     dashboard = AuditDashboard(
         projection=_projection(settings), ledger=open_ledger(settings, read_only=True),
-        tokeniser=tokeniser_for(settings.state_dir), officers=Officers(default_officers_path(settings.state_dir)),
+        tokeniser=tokeniser_for(settings.state_dir), officers=officers_for(settings),
         record_view=_view_recorder(settings, web=True), clock=utc_now,
         secret=load_or_create_secret(settings.audit_dir / "web-secret"), secure_cookies=not args.plain_http,
         web_state=settings.audit_dir)
@@ -429,11 +437,11 @@ def _web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _officer(args: argparse.Namespace, settings: Settings) -> int:
-    from safebus.consumers.audit.officers import OfficerRole, Officers, default_officers_path
+    from safebus.consumers.audit.officers import OfficerRole
     from safebus.consumers.web.sessions import end_sessions_of
     from safebus.password_input import new_password
 
-    officers = Officers(default_officers_path(settings.state_dir))
+    officers = officers_for(settings)
     if args.officer_action == "remove":
         officers.remove(args.id)
         ended = end_sessions_of(settings.audit_dir, args.id)

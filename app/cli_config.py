@@ -21,7 +21,9 @@ from safebus.deploy.supervision import WORKERS, health_port_base, health_ports
 from safebus.deploy.topics_admin import Replication
 from safebus.errors import ConfigError
 from safebus.kafka_security import CREDENTIALS_DIR, component_environment, load_security
+from safebus.settings import database_url
 from safebus.settings_file import SETTINGS_FILE
+from safebus.sql_dialects import location_text
 from safebus.topics import TopicNames
 
 __all__ = ["add_parser", "check"]
@@ -36,6 +38,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
     """Print the settings in use, one ``name: value`` per line (exit 0), or the wrong one (exit 2)."""
     try:
+        shared_database = database_url()
         security = load_security()
         for worker in WORKERS:
             component_environment(worker.principal)  # each component's password file is there
@@ -50,6 +53,8 @@ def check(state: Path, names: TopicNames, out: TextIO, err: TextIO) -> int:
         "state_dir": str(state),
         "topic_prefix": names.prefix,
         "kafka.bootstrap": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "(this state directory's local broker)",
+        "stores": (f"one database for every shared store and the accounts: {location_text(shared_database)}"
+                   if shared_database else "(each store's own SQLite file in the state directory)"),
     }
     shown |= {f"kafka.{name}": value for name, value in security.describe().items()}
     shown["topics.replication"] = (f"{replication.factor} copies, {replication.min_insync} in sync" if replication

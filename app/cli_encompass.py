@@ -155,7 +155,7 @@ def build_school_inbox(settings: Settings, *, secure_cookies: bool = True) -> Sc
 
     monitor = open_monitor(settings)
     return SchoolInbox(
-        store=InboxStore(settings.inbox_path), opener=inbox_opener(settings), key_adults=key_adults_for(settings),
+        store=InboxStore(settings.inbox_location), opener=inbox_opener(settings), key_adults=key_adults_for(settings),
         settings=education_settings(settings.store.load_directory()), clock=utc_now,
         due_by=due_by_lookup(monitor), on_acknowledged=acknowledgement_publisher(settings, monitor),
         secret=load_or_create_secret(settings.state_dir / "school-inbox" / "web-secret"),

@@ -234,7 +234,7 @@ def _is_complete(progress: Progress, expectation: Expectation) -> bool:
 
 def _wait(settings: Settings, expectation: Expectation, *, timeout_s: float, say: Say) -> Progress:
     progress = Progress()
-    inbox = InboxStore(settings.inbox_path)
+    inbox = InboxStore(settings.inbox_location)
     queues = open_queue_store(settings)
     deadline = time.monotonic() + timeout_s
     last = ""
@@ -260,7 +260,7 @@ def _wait(settings: Settings, expectation: Expectation, *, timeout_s: float, say
 def _report(settings: Settings, partnership: str, progress: Progress, expectation: Expectation,
             batch: dict[str, DomesticAbuseIncident], say: Say) -> None:
     directory = settings.store.load_directory()
-    inbox = InboxStore(settings.inbox_path)
+    inbox = InboxStore(settings.inbox_location)
     say("")
     say(f"== What each school received ({partnership})")
     delivered = _shares(progress) & progress.delivered

@@ -49,6 +49,7 @@ from safebus.consumers.inbox.web import PendingTransfer
 from safebus.consumers.mail.outbox import MailOutbox
 from safebus.consumers.mail.relay import SmtpRelay, SmtpSecurity
 from safebus.consumers.mail.sender import OutboxSender
+from safebus.consumers.web.account_store import account_source
 from safebus.directory import AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.fact_signing import FactPublisher, Service, fact_publisher, fact_signer
@@ -61,6 +62,7 @@ from safebus.records import EVENT_ID, Output
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import Acknowledged, FileTransferConfirmed
 from safebus.schemas.encompass import EncompassAcknowledged
+from safebus.settings import database_url
 
 __all__ = [
     "Mail",
@@ -92,7 +94,7 @@ def open_monitor(settings: Settings, directory: Callable[[], Directory] | None =
     """The deadline monitor's store on this machine (schools by URN from `directory`, live when it is)."""
     policy_path = os.environ.get("SAFEBUS_ENCOMPASS_POLICY")
     return EncompassMonitor(
-        settings.state_dir / "encompass" / f"{settings.names.prefix}-monitor.sqlite", calendars=calendars_for(),
+        settings.monitor_path, database=database_url(), calendars=calendars_for(),
         policy=load_policy(Path(policy_path) if policy_path else None),
         urn_of=DerivedMapping(directory or directory_source(settings.store), _urn_of),
     )
@@ -150,8 +152,9 @@ def mail_for(settings: Settings, worker: str, *, clock: Callable[[], datetime] =
 
 
 def key_adults_for(settings: Settings) -> KeyAdults:
-    """The Key Adult accounts of the settings this machine hosts."""
-    return KeyAdults(default_key_adults_path(settings.state_dir))
+    """The Key Adult accounts of the settings this machine hosts: their file, or the shared database's copy."""
+    path = default_key_adults_path(settings.state_dir)
+    return KeyAdults(path, source=account_source(path, name="key-adults", what="Key Adult"))
 
 
 def build_monitor_worker(settings: Settings, *, clock: Callable[[], datetime] = utc_now,

@@ -24,6 +24,7 @@ from safebus.errors import ConfigError
 from safebus.fact_signing import Service, fact_signer
 from safebus.publisher import AgencyPublisher
 from safebus.schemas.sharing import AnyReferral, referral_model
+from safebus.settings import store_location
 from safebus.topics import TopicNames, channel_templates
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def queue_path(settings: Settings) -> Path:
 
 
 def open_queue_store(settings: Settings) -> QueueStore:
-    """The queue database (the caller closes it)."""
-    return QueueStore(queue_path(settings))
+    """The queue database (the caller closes it): its file, or the shared database (`store_location`)."""
+    return QueueStore(store_location(queue_path(settings)))
 
 
 def queue_recipient(settings: Settings, recipient_id: str, directory: Directory | None = None) -> Agency:

@@ -247,7 +247,7 @@ def build_inbox_worker(settings: Settings, *, clock: Callable[[], datetime] = ut
         raise ConfigError("no school keys in this state directory: nothing to deliver")
     return InboxWorker(
         bootstrap=settings.bootstrap, schools=hosted, directory=directory,
-        store=InboxStore(settings.inbox_path), names=settings.names, clock=clock,
+        store=InboxStore(settings.inbox_location), names=settings.names, clock=clock,
         subject_keys=key_service_for(settings.state_dir),
         fact_signer=fact_signer(store, Service.INBOX_WORKER, audit_topic=settings.names.audit),
         group_id=f"{settings.names.prefix}-school-inbox", notify=notify,

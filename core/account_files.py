@@ -22,6 +22,11 @@ Why it is built this way:
   (tens of accounts), reviewable, and a reader never sees half of it.  A running
   server re-reads it when it changes, so a password reset or a removed account
   applies from the next request without a restart.
+- **Or the same document in a shared database.**  Web instances on several
+  hosts need one set of accounts, so the document can live elsewhere: an
+  `AccountSource` says where it is kept, how to tell it changed and how to
+  replace it under a lock (the file here; a database row in
+  `safebus.consumers.web.account_store`).  Everything above holds for both.
 """
 
 from __future__ import annotations
@@ -29,11 +34,11 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, ClassVar, Generic, Self, TypeVar
+from typing import Annotated, ClassVar, Generic, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,8 +48,9 @@ from safebus.passwords import ScryptHash, Verifier, hash_secret
 from safebus.private_files import write_private
 
 __all__ = [
-    "ACCOUNT_ID_PATTERN", "MIN_PASSWORD_LENGTH", "AccountFile", "AccountId", "PasswordAccounts", "PasswordHash",
-    "exclusive_lock", "hash_password", "refuse_open_to_others", "write_private_json",
+    "ACCOUNT_ID_PATTERN", "MIN_PASSWORD_LENGTH", "AccountFile", "AccountId", "AccountSource", "FileSource",
+    "PasswordAccounts", "PasswordHash", "exclusive_lock", "hash_password", "refuse_open_to_others",
+    "write_private_json",
 ]
 
 MIN_PASSWORD_LENGTH = 12
@@ -118,26 +124,86 @@ def hash_password(password: str, now: datetime, *, what: str) -> dict[str, objec
     return {**hash_secret(password), "password_set_at": now}
 
 
+class AccountSource(Protocol):
+    """Where one kind of accounts is kept, as one JSON document: a file (`FileSource`) or a database row."""
+
+    @property
+    def where(self) -> str:
+        """Where the document is, for messages."""
+
+    def stamp(self) -> Hashable | None:
+        """What changes whenever the document does (checked on every read: cheap); None while there is none."""
+
+    def read(self) -> str | None:
+        """The document as it is now; None while there is none.  Raises ConfigError if others may read it."""
+
+    def replace(self, change: Callable[[str | None], str]) -> None:
+        """
+        Replace the document by `change(current)`, holding a lock no other writer passes meanwhile.
+
+        Nothing is written when `change` raises.
+        """
+
+
+class FileSource:
+    """The accounts document in a file: mode 0600, replaced atomically under its ``.lock`` file."""
+
+    def __init__(self, path: Path, *, what: str) -> None:
+        """Use `path` (created on the first `replace`) for `what` kind of account ("Key Adult")."""
+        self.path = path
+        self._what = what
+
+    @property
+    def where(self) -> str:
+        """The file's path."""
+        return str(self.path)
+
+    def stamp(self) -> Hashable | None:
+        """The file's inode, modification time and size, or None when there is no file."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def read(self) -> str | None:
+        """The file's text (None without a file). Raises ConfigError if it is open to other users."""
+        try:
+            refuse_open_to_others(self.path, self.path.stat().st_mode, f"{self._what} accounts")
+            return self.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def replace(self, change: Callable[[str | None], str]) -> None:
+        """Re-read the file under its lock and replace it atomically with `change`'s text."""
+        with exclusive_lock(self.path):
+            text = change(self.read())
+            write_private(self.path, text.encode("utf-8"))
+
+
 class PasswordAccounts(Generic[AccountT]):
     """
     One accounts file as a running server and an administrator see it, for one kind of account.
 
-    Reads follow the file (re-read when its inode, mtime or size changes);
-    writes take the file's lock, re-read it, and replace it atomically.  It
-    deals in stored accounts; the caller turns them into what its pages may
-    see and logs what changed.  Raises ConfigError when the file is malformed
-    or readable by other users.
+    Reads follow the document (re-read when its `AccountSource.stamp`
+    changes: for the file, its inode, mtime or size); writes take the
+    source's lock, re-read it, and replace it whole.  It deals in stored
+    accounts; the caller turns them into what its pages may see and logs
+    what changed.  Raises ConfigError when the document is malformed or the
+    file readable by other users.
     """
 
     def __init__(self, path: Path, *, file_model: type[AccountFile[AccountT]], account_model: type[AccountT],
-                 what: str, id_name: str, clock: Callable[[], datetime] | None = None) -> None:
+                 what: str, id_name: str, clock: Callable[[], datetime] | None = None,
+                 source: AccountSource | None = None) -> None:
         """
-        Use the accounts at `path` (created on the first `add`).
+        Use the accounts at `path` (created on the first `add`), or in `source` when given.
 
         `what` names the kind of account in error messages ("Key Adult"), and
         `id_name` its id ("staff id").
         """
         self.path = path
+        self._source: AccountSource = source or FileSource(path, what=what)
         self._file_model = file_model
         self._account_model = account_model
         self._what = what
@@ -145,24 +211,34 @@ class PasswordAccounts(Generic[AccountT]):
         self._clock = clock or utc_now
         self._lock = threading.Lock()
         self._verifier = Verifier()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Hashable | None = None
         self._content = file_model.holding()
 
     # ------------------------------------------------------------------ reading
 
     def accounts(self) -> Mapping[str, AccountT]:
-        """The accounts as the file has them now, by id (none if there is no file)."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            with self._lock:
-                self._content, self._stamp = self._file_model.holding(), None
-                return self._content.accounts
-        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        """The accounts as the document has them now, by id (none if there is no document)."""
+        stamp = self._source.stamp()
         with self._lock:
-            if stamp != self._stamp:
-                self._content, self._stamp = _read(self.path, self._file_model, self._what), stamp
+            if stamp is None:
+                self._content, self._stamp = self._file_model.holding(), None
+            elif stamp != self._stamp:
+                self._content, self._stamp = self._parse(self._source.read()), stamp
             return self._content.accounts
+
+    def _parse(self, text: str | None) -> AccountFile[AccountT]:
+        """The document `text` (None: no accounts). Raises ConfigError if it is malformed."""
+        if text is None:
+            return self._file_model.holding()
+        try:
+            return self._file_model.model_validate_json(text)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {self._what} accounts {self._source.where}: "
+                              f"{exc.error_count()} errors") from exc
+
+    def _rewrite(self, change: Callable[[AccountFile[AccountT]], Mapping[str, AccountT]]) -> None:
+        """Replace the accounts by `change(current)` under the source's lock (nothing written if it raises)."""
+        self._source.replace(lambda text: _json(self._file_model.holding(change(self._parse(text)))))
 
     def authenticate(self, account_id: str, password: str) -> AccountT | None:
         """
@@ -199,38 +275,41 @@ class PasswordAccounts(Generic[AccountT]):
         except ValidationError as exc:
             names = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
             raise ConfigError(f"invalid {self._what} account ({names})") from exc
-        with _locked(self.path, self._file_model, self._what) as current:
+        def added(current: AccountFile[AccountT]) -> Mapping[str, AccountT]:
             if account_id in current.accounts:
                 raise ConfigError(f"{self._id_name} {account_id!r} already has an account")
-            write_private_json(self.path, self._file_model.holding({**current.accounts, account_id: account}))
+            return {**current.accounts, account_id: account}
+
+        self._rewrite(added)
         return account
 
     def update(self, account_id: str, changes: Mapping[str, object]) -> AccountT:
         """Apply `changes` to the account `account_id` and return it. Raises ConfigError for an unknown id."""
-        with _locked(self.path, self._file_model, self._what) as current:
+        done: list[AccountT] = []
+
+        def updated(current: AccountFile[AccountT]) -> Mapping[str, AccountT]:
             account = current.accounts.get(account_id)
             if account is None:
                 raise ConfigError(f"no {self._what} account {account_id!r}")
-            updated = account.model_copy(update=changes)
-            write_private_json(self.path, self._file_model.holding({**current.accounts, account_id: updated}))
-        return updated
+            done[:] = [account.model_copy(update=changes)]
+            return {**current.accounts, account_id: done[0]}
+
+        self._rewrite(updated)
+        return done[0]
 
     def remove(self, account_id: str) -> None:
         """Delete the account `account_id`. Raises ConfigError for an unknown id."""
-        with _locked(self.path, self._file_model, self._what) as current:
+        def kept(current: AccountFile[AccountT]) -> Mapping[str, AccountT]:
             if account_id not in current.accounts:
                 raise ConfigError(f"no {self._what} account {account_id!r}")
-            kept = {k: v for k, v in current.accounts.items() if k != account_id}
-            write_private_json(self.path, self._file_model.holding(kept))
+            return {k: v for k, v in current.accounts.items() if k != account_id}
+
+        self._rewrite(kept)
 
 
-def _read(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> AccountFile[AccountT]:
-    """Read the accounts file. Raises ConfigError if it is malformed or open to other users."""
-    refuse_open_to_others(path, path.stat().st_mode, f"{what} accounts")
-    try:
-        return file_model.model_validate_json(path.read_text())
-    except ValidationError as exc:
-        raise ConfigError(f"invalid {what} accounts {path}: {exc.error_count()} errors") from exc
+def _json(content: BaseModel) -> str:
+    """The document as stored: indented JSON and a final newline (a file stays reviewable)."""
+    return content.model_dump_json(indent=2) + "\n"
 
 
 def refuse_open_to_others(path: Path, mode: int, described: str) -> None:
@@ -246,7 +325,7 @@ def refuse_open_to_others(path: Path, mode: int, described: str) -> None:
 
 def write_private_json(path: Path, content: BaseModel) -> None:
     """Replace the file atomically with a 0600 file (`safebus.private_files`), so a reader never sees half of it."""
-    write_private(path, (content.model_dump_json(indent=2) + "\n").encode("utf-8"))
+    write_private(path, _json(content).encode("utf-8"))
 
 
 @contextmanager
@@ -259,10 +338,3 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-@contextmanager
-def _locked(path: Path, file_model: type[AccountFile[AccountT]], what: str) -> Iterator[AccountFile[AccountT]]:
-    """Hold the file's lock for a read-modify-write and yield its content (empty if there is no file yet)."""
-    with exclusive_lock(path):
-        yield _read(path, file_model, what) if path.exists() else file_model.holding()

@@ -23,6 +23,7 @@ so an ``except ValueError`` written before it joined the tree still catches it):
     ├── LedgerImportError            consumers.audit.ledger, also ValueError: a leaf or checkpoint out of place
     ├── LedgerForked                 consumers.audit.leaf_follower: a ledger the leaves topic contradicts
     ├── QueryError                   consumers.audit, also ValueError: an audit query's parameters are bad
+    ├── MigrationError               migrations: a store's schema could not be read or brought up to date
     ├── NotInQueue                   consumers.queues.store: a referral id not in this recipient's queue
     └── Throttled                    consumers.web.sign_in_throttle: a sign-in refused before its check
 

@@ -11,6 +11,7 @@ application).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +19,49 @@ from pathlib import Path
 
 from safebus.clock import utc_now
 from safebus.directory import PartnershipStore
+from safebus.errors import ConfigError
 from safebus.keyservice import FileKeyService, KeyService
 from safebus.live_directory import LiveDirectory
 from safebus.pseudonyms import Tokeniser
+from safebus.sql_dialects import dialect_for
 from safebus.topics import TopicNames
 
-__all__ = ["Settings", "directory_source", "key_service_for", "tokeniser_for"]
+__all__ = [
+    "DATABASE_URL", "Settings", "database_url", "directory_source", "key_service_for", "store_location",
+    "tokeniser_for",
+]
+
+DATABASE_URL = "SAFEBUS_DATABASE_URL"
+"""The variable naming one database for every consumer store (``postgresql://…``), in place of their files."""
+
+
+def database_url() -> str | None:
+    """
+    The database ``SAFEBUS_DATABASE_URL`` names, or None when unset.
+
+    Raises ConfigError, naming the variable, for a URL no store can open.
+    """
+    url = os.environ.get(DATABASE_URL, "").strip()
+    if not url:
+        return None
+    try:
+        dialect_for(url)
+    except ConfigError as exc:
+        raise ConfigError(f"{DATABASE_URL}: {exc}") from exc
+    return url
+
+
+def store_location(default: Path) -> Path | str:
+    """
+    Where a consumer store lives: the database ``SAFEBUS_DATABASE_URL`` names, or else its own file `default`.
+
+    One URL for every store keeps the setting simple: their tables and
+    migration ids are distinct, so the inbox, the queues, the deadline
+    monitor and the web apps' sessions, throttle and accounts share one
+    PostgreSQL database (one per partnership, that is per topic prefix) that
+    every host of theirs reaches.
+    """
+    return database_url() or default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,8 +89,18 @@ class Settings:
 
     @property
     def inbox_path(self) -> Path:
-        """The school inbox database."""
+        """The school inbox's own file, where it lives unless ``SAFEBUS_DATABASE_URL`` says otherwise."""
         return self.state_dir / "inbox.sqlite"
+
+    @property
+    def inbox_location(self) -> Path | str:
+        """Where the school inbox lives: `inbox_path`, or the shared database (`store_location`)."""
+        return store_location(self.inbox_path)
+
+    @property
+    def monitor_path(self) -> Path:
+        """The deadline monitor's own file (one per topic prefix)."""
+        return self.state_dir / "encompass" / f"{self.names.prefix}-monitor.sqlite"
 
 
 def tokeniser_for(state_dir: Path) -> Tokeniser:

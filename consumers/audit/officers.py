@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.account_files import MIN_PASSWORD_LENGTH, AccountFile, PasswordAccounts, PasswordHash
+from safebus.account_files import MIN_PASSWORD_LENGTH, AccountFile, AccountSource, PasswordAccounts, PasswordHash
 from safebus.logs import get_logger
 
 __all__ = ["MIN_PASSWORD_LENGTH", "Officer", "OfficerRole", "Officers", "default_officers_path"]
@@ -96,11 +96,12 @@ class Officers:
     file is malformed or readable by other users.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
-        """Use the accounts at `path` (created on the first `add`)."""
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None,
+                 source: AccountSource | None = None) -> None:
+        """Use the accounts at `path` (created on the first `add`), or in `source` (a shared database) when given."""
         self.path = path
         self._accounts = PasswordAccounts(path, file_model=_AccountFile, account_model=_Account, what="officer",
-                                          id_name="officer id", clock=clock)
+                                          id_name="officer id", clock=clock, source=source)
 
     def get(self, user_id: str) -> Officer | None:
         """The officer `user_id`, or None."""

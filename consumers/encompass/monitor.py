@@ -31,11 +31,14 @@ nothing that was not.  The policy (lead times, contacts) is a versioned data
 file, ``consumers/encompass/policy.toml``, read by
 `safebus.consumers.encompass.delivery_policy`; the figures computed from what
 is tracked are `safebus.consumers.encompass.on_time`.
+
+What is tracked lives in a SQLite file, or in a PostgreSQL database several
+hosts share (`EncompassMonitor`'s `database`); its schema versions are the
+``monitor-`` migrations (`safebus.consumers.migrations`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,13 +49,18 @@ from typing import Any
 from safebus.clock import utc_now
 from safebus.consumers.encompass.calendars import CalendarBook, SettingCalendar
 from safebus.consumers.encompass.delivery_policy import DeliveryPolicy
+from safebus.consumers.migrations import MIGRATIONS
 from safebus.logs import get_logger
+from safebus.migrations import Schema
 from safebus.schemas._base import event_metadata
 from safebus.schemas.audit import DeadlineSet, Escalated, EscalationStep
+from safebus.sql_dialects import RewritingCursor
+from safebus.sql_store import Database
 
 __all__ = [
     "ENCOMPASS_AGREEMENT",
     "MONITOR_PRODUCER",
+    "MONITOR_SCHEMA",
     "NOTIFYING_EVENTS",
     "EncompassMonitor",
     "Step",
@@ -68,41 +76,13 @@ _STEP_NAMESPACE = uuid.UUID("0b6f1d8e-3c2a-4e57-9a1d-7e2f4c5b6a90")
 
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tracked (
-    notification_id TEXT PRIMARY KEY,
-    desk            TEXT NOT NULL,          -- setting | mash | officer | transfer
-    recipient_id    TEXT,
-    setting_urn     TEXT,
-    subject         TEXT,
-    recorded_at     TEXT NOT NULL,
-    due_by          TEXT NOT NULL,
-    calendar_version TEXT NOT NULL,
-    delivered_at    TEXT,
-    acknowledged_at TEXT,
-    acknowledged_by TEXT,
-    settled         INTEGER NOT NULL DEFAULT 0  -- every scheduled step taken: nothing left to wait for
-);
-CREATE TABLE IF NOT EXISTS steps (
-    notification_id TEXT NOT NULL,
-    step            TEXT NOT NULL,
-    fired_at        TEXT NOT NULL,
-    PRIMARY KEY (notification_id, step)
-);
-CREATE INDEX IF NOT EXISTS tracked_open ON tracked (settled, acknowledged_at);
--- Deliveries and acknowledgements as they arrive: the audit topic has several
--- partitions, so one may be read before the decision it follows.
-CREATE TABLE IF NOT EXISTS deliveries (notification_id TEXT PRIMARY KEY, delivered_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS acknowledgements (
-    notification_id TEXT PRIMARY KEY, acknowledged_at TEXT NOT NULL, acknowledged_by TEXT NOT NULL
-);
--- Steps taken with nobody to tell: the next step is brought forward to then.
-CREATE TABLE IF NOT EXISTS unreached (
-    notification_id TEXT NOT NULL, step TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (notification_id, step)
-);
+MONITOR_SCHEMA = Schema("monitor", MIGRATIONS, legacy_columns={"tracked": ("incident_at TEXT", "police_due_by TEXT")})
 """
-_ADDED_COLUMNS = ("incident_at TEXT", "police_due_by TEXT")
-"""Columns added after the first release: an older database gets them on open."""
+The monitor's schema versions: ``tracked`` (desk: setting | mash | officer | transfer; `settled` once every
+scheduled step is taken), the steps taken, deliveries and acknowledgements as they arrive (the audit topic has
+several partitions, so one may be read before the decision it follows), and the steps that reached nobody (the
+next is brought forward).  The columns are those the first release lacked, which a file of its gains.
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,17 +153,17 @@ class EncompassMonitor:
     """Tracks Operation Encompass notifications from audit facts and says which escalation steps are due."""
 
     def __init__(self, path: Path, *, calendars: CalendarBook, policy: DeliveryPolicy,
-                 urn_of: Mapping[str, str]) -> None:
-        """`urn_of` maps school agency ids to their URN (from the directory; a live mapping sees new schools)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+                 urn_of: Mapping[str, str], database: str | None = None) -> None:
+        """
+        Open (creating and upgrading) what is tracked: in the SQLite file `path`, or in `database` when given.
+
+        `database` is a shared database's URL (``postgresql://…``); `path`
+        then stores nothing but still names this monitor's place on its host.
+        `urn_of` maps school agency ids to their URN (from the directory; a
+        live mapping sees new schools).
+        """
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(tracked)")}
-        for column in _ADDED_COLUMNS:
-            if column.split()[0] not in present:
-                self._db.execute(f"ALTER TABLE tracked ADD COLUMN {column}")
+        self._db = Database(database or path, MONITOR_SCHEMA)
         self.calendars = calendars
         self.policy = policy
         self.urn_of = urn_of
@@ -203,64 +183,59 @@ class EncompassMonitor:
         unusable fact must not stop the monitor (docs/adr/0003).
         """
         changed = 0
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction(exclusive="tracked") as cursor:
             for index, fact in enumerate(facts):
                 if refused is None:
-                    changed += self._observe(fact)
+                    changed += self._observe(cursor, fact)
                     continue
-                self._db.execute("SAVEPOINT fact")
+                cursor.execute("SAVEPOINT fact")
                 started = len(self._new)
                 try:
-                    changed += self._observe(fact)
+                    changed += self._observe(cursor, fact)
                     for item in self._new[started:]:  # what is stored must be stateable, now and at every tick
                         self._deadline_fact(item, at=utc_now())
                 except Exception as exc:  # noqa: BLE001 - reported to the caller, which dead-letters it
-                    self._db.execute("ROLLBACK TO fact")
+                    cursor.execute("ROLLBACK TO SAVEPOINT fact")
                     del self._new[started:]
                     refused.append((index, exc))
-                self._db.execute("RELEASE fact")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+                cursor.execute("RELEASE SAVEPOINT fact")
         return changed
 
-    def _observe(self, fact: dict[str, Any]) -> int:
+    def _observe(self, cursor: RewritingCursor, fact: dict[str, Any]) -> int:
         _check_types(fact)
         kind = fact.get("event_type")
         if kind == "audit.sharing-decision":
-            return self._track(fact)
+            return self._track(cursor, fact)
         if kind == "audit.enrolment-moved":
-            return self._track_transfer(fact)
+            return self._track_transfer(cursor, fact)
         if kind == "audit.file-transfer-confirmed":
-            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
-                             (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
-            return self._db.execute(
+            cursor.execute("INSERT INTO acknowledgements VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           (fact["transfer_id"], fact["confirmed_at"], fact["staff_id"]))
+            return cursor.execute(
                 "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
                 "AND acknowledged_at IS NULL", (fact["confirmed_at"], fact["staff_id"], fact["transfer_id"]),
             ).rowcount
         if kind == "audit.delivered":
-            self._db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)",
-                             (fact["output_id"], fact["delivered_at"]))
-            return self._db.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
-                                    "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
+            cursor.execute("INSERT INTO deliveries VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (fact["output_id"], fact["delivered_at"]))
+            return cursor.execute("UPDATE tracked SET delivered_at = ? WHERE notification_id = ? "
+                                  "AND delivered_at IS NULL", (fact["delivered_at"], fact["output_id"])).rowcount
         if kind == "audit.acknowledged":
-            self._db.execute("INSERT OR IGNORE INTO acknowledgements VALUES (?, ?, ?)",
-                             (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
-            return self._db.execute(
+            cursor.execute("INSERT INTO acknowledgements VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           (fact["notification_id"], fact["acknowledged_at"], fact["staff_id"]))
+            return cursor.execute(
                 "UPDATE tracked SET acknowledged_at = ?, acknowledged_by = ? WHERE notification_id = ? "
                 "AND acknowledged_at IS NULL", (fact["acknowledged_at"], fact["staff_id"], fact["notification_id"]),
             ).rowcount
         if kind == "audit.escalated":
             if fact.get("nobody_to_notify"):
-                self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
-                                 (fact["notification_id"], fact["step"], fact["recorded_at"]))
-            return self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
-                                    (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
+                cursor.execute("INSERT INTO unreached VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                               (fact["notification_id"], fact["step"], fact["recorded_at"]))
+            return cursor.execute("INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                  (fact["notification_id"], fact["step"], fact["recorded_at"])).rowcount
         return 0
 
-    def _track(self, fact: dict[str, Any]) -> int:
+    def _track(self, cursor: RewritingCursor, fact: dict[str, Any]) -> int:
         if fact.get("agreement_id") != ENCOMPASS_AGREEMENT or fact.get("outcome") not in ("shared", "deferred"):
             return 0
         if fact.get("about_event_type", "police.domestic-abuse-incident") not in NOTIFYING_EVENTS:
@@ -281,14 +256,14 @@ class EncompassMonitor:
         police_due_by = calendar.due_by(incident_at) if incident_at is not None else None
         subjects = fact.get("subjects") or [None]
         nid = fact["output_id"]
-        delivered = self._db.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
-                                     (nid,)).fetchone()
-        acked = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
-                                 "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+        delivered = cursor.execute("SELECT delivered_at FROM deliveries WHERE notification_id = ?",
+                                   (nid,)).fetchone()
+        acked = cursor.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                               "WHERE notification_id = ?", (nid,)).fetchone() or (None, None)
+        inserted = cursor.execute(
+            "INSERT INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, delivered_at, acknowledged_at, acknowledged_by, incident_at, police_due_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
             (nid, desk, recipient, urn, subjects[0], recorded_at.isoformat(), due_by.isoformat(),
              calendar.calendar_version, delivered[0] if delivered else None, *acked,
              incident_at.isoformat() if incident_at else None, police_due_by.isoformat() if police_due_by else None),
@@ -297,7 +272,7 @@ class EncompassMonitor:
             self._new.append(nid)
         return inserted
 
-    def _track_transfer(self, fact: dict[str, Any]) -> int:
+    def _track_transfer(self, cursor: RewritingCursor, fact: dict[str, Any]) -> int:
         """
         A child left a setting that holds their Operation Encompass history: it must send the file on.
 
@@ -310,8 +285,8 @@ class EncompassMonitor:
         urn, subjects = fact.get("previous_setting_urn"), fact.get("subjects") or []
         if not urn or not subjects:
             return 0
-        history = self._db.execute("SELECT 1 FROM tracked WHERE desk = 'setting' AND setting_urn = ? AND subject = ?",
-                                   (urn, subjects[0])).fetchone()
+        history = cursor.execute("SELECT 1 FROM tracked WHERE desk = 'setting' AND setting_urn = ? AND subject = ?",
+                                 (urn, subjects[0])).fetchone()
         if history is None:
             return 0
         recorded_at = datetime.fromisoformat(fact["recorded_at"])
@@ -319,12 +294,12 @@ class EncompassMonitor:
         start = max(date.fromisoformat(fact["effective_date"]), recorded_at.astimezone(calendar.tz).date())
         last_day = calendar.add_school_days(start, self.policy.file_transfer_school_days)
         due_by = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=calendar.tz).astimezone(UTC)
-        confirmed = self._db.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
-                                     "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
-        inserted = self._db.execute(
-            "INSERT OR IGNORE INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
+        confirmed = cursor.execute("SELECT acknowledged_at, acknowledged_by FROM acknowledgements "
+                                   "WHERE notification_id = ?", (fact["event_id"],)).fetchone() or (None, None)
+        inserted = cursor.execute(
+            "INSERT INTO tracked (notification_id, desk, recipient_id, setting_urn, subject, recorded_at, "
             "due_by, calendar_version, acknowledged_at, acknowledged_by) "
-            "VALUES (?, 'transfer', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, 'transfer', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
             (fact["event_id"], fact.get("new_setting_urn"), urn, subjects[0], recorded_at.isoformat(),
              due_by.isoformat(), calendar.calendar_version, *confirmed),
         ).rowcount
@@ -334,25 +309,29 @@ class EncompassMonitor:
 
     def pending_transfers(self, urn: str) -> list[Tracked]:
         """Child-protection files `urn` still has to send on (the new setting's URN is in `recipient_id`)."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE desk = 'transfer' AND setting_urn = ? "  # noqa: S608
-                                "AND acknowledged_at IS NULL ORDER BY due_by", (urn,)).fetchall()
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(f"SELECT {_COLUMNS} FROM tracked WHERE desk = 'transfer' AND setting_urn = ? "  # noqa: S608
+                                  "AND acknowledged_at IS NULL ORDER BY due_by", (urn,)).fetchall()
         return [_tracked(row) for row in rows]
 
     def tracked(self, notification_id: str) -> Tracked | None:
         """One notification's record."""
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM tracked WHERE notification_id = ?",  # noqa: S608
-                               (notification_id,)).fetchone()
+        with self._db.transaction() as cursor:
+            row = cursor.execute(f"SELECT {_COLUMNS} FROM tracked WHERE notification_id = ?",  # noqa: S608
+                                 (notification_id,)).fetchone()
         return _tracked(row) if row else None
 
     def all(self) -> list[Tracked]:
         """Every tracked notification, oldest first."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM tracked ORDER BY recorded_at").fetchall()  # noqa: S608
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(f"SELECT {_COLUMNS} FROM tracked ORDER BY recorded_at").fetchall()  # noqa: S608
         return [_tracked(row) for row in rows]
 
     def fired(self, notification_id: str) -> dict[EscalationStep, datetime]:
         """The steps already taken for a notification, with when."""
-        rows = self._db.execute("SELECT step, fired_at FROM steps WHERE notification_id = ?",
-                                (notification_id,)).fetchall()
+        with self._db.transaction() as cursor:
+            rows = cursor.execute("SELECT step, fired_at FROM steps WHERE notification_id = ?",
+                                  (notification_id,)).fetchall()
         return {EscalationStep(step): datetime.fromisoformat(at) for step, at in rows}
 
     def due_steps(self, now: datetime) -> list[Step]:
@@ -363,15 +342,18 @@ class EncompassMonitor:
         not yet settled) and their taken steps in two queries; an item whose
         every scheduled step has been taken is marked settled and not read again.
         """
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL").fetchall()  # noqa: S608
-        taken: dict[str, set[str]] = {}
-        for nid, step in self._db.execute(
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(
+                f"SELECT {_COLUMNS} FROM tracked WHERE settled = 0 AND acknowledged_at IS NULL").fetchall()  # noqa: S608
+            steps = cursor.execute(
                 "SELECT s.notification_id, s.step FROM steps s JOIN tracked t ON t.notification_id = "
-                "s.notification_id WHERE t.settled = 0 AND t.acknowledged_at IS NULL"):
+                "s.notification_id WHERE t.settled = 0 AND t.acknowledged_at IS NULL").fetchall()
+            unreached_rows = cursor.execute("SELECT notification_id, step, at FROM unreached").fetchall()
+        taken: dict[str, set[str]] = {}
+        for nid, step in steps:
             taken.setdefault(nid, set()).add(step)
         unreached: dict[str, dict[str, datetime]] = {}
-        for nid, step, at in self._db.execute("SELECT notification_id, step, at FROM unreached"):
+        for nid, step, at in unreached_rows:
             unreached.setdefault(nid, {})[step] = datetime.fromisoformat(at)
         due: list[Step] = []
         settled: list[tuple[str]] = []
@@ -385,7 +367,8 @@ class EncompassMonitor:
             due.extend(Step(tracked=tracked, step=step, due_at=at) for step, at in schedule
                        if at <= now and step.value not in fired)
         if settled:
-            self._db.executemany("UPDATE tracked SET settled = 1 WHERE notification_id = ?", settled)
+            with self._db.transaction() as cursor:
+                cursor.executemany("UPDATE tracked SET settled = 1 WHERE notification_id = ?", settled)
         return sorted(due, key=lambda s: (s.due_at, s.tracked.notification_id))
 
     @staticmethod
@@ -486,11 +469,12 @@ class EncompassMonitor:
 
         `reached_nobody` brings the next step forward to now.
         """
-        if reached_nobody:
-            self._db.execute("INSERT OR IGNORE INTO unreached VALUES (?, ?, ?)",
-                             (step.tracked.notification_id, step.step.value, at.isoformat()))
-        self._db.execute("INSERT OR IGNORE INTO steps VALUES (?, ?, ?)",
-                         (step.tracked.notification_id, step.step.value, at.isoformat()))
+        with self._db.transaction() as cursor:
+            if reached_nobody:
+                cursor.execute("INSERT INTO unreached VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                               (step.tracked.notification_id, step.step.value, at.isoformat()))
+            cursor.execute("INSERT INTO steps VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           (step.tracked.notification_id, step.step.value, at.isoformat()))
 
     def close(self) -> None:
         """Close the database."""

@@ -33,7 +33,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from safebus.account_files import ACCOUNT_ID_PATTERN, MIN_PASSWORD_LENGTH, AccountFile, PasswordAccounts, PasswordHash
+from safebus.account_files import (
+    ACCOUNT_ID_PATTERN,
+    MIN_PASSWORD_LENGTH,
+    AccountFile,
+    AccountSource,
+    PasswordAccounts,
+    PasswordHash,
+)
 from safebus.directory import AgencyKind, Directory
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
@@ -114,11 +121,12 @@ class KeyAdults:
     ConfigError when it is malformed or readable by other users.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
-        """Use the accounts at `path` (created on the first `add`)."""
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None,
+                 source: AccountSource | None = None) -> None:
+        """Use the accounts at `path` (created on the first `add`), or in `source` (a shared database) when given."""
         self.path = path
         self._accounts = PasswordAccounts(path, file_model=_AccountFile, account_model=_Account, what="Key Adult",
-                                          id_name="staff id", clock=clock)
+                                          id_name="staff id", clock=clock, source=source)
 
     # ------------------------------------------------------------------ reading
 

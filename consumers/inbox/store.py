@@ -23,40 +23,34 @@ Acknowledgements (domain A4) live beside the alert they acknowledge:
   publish is retried from `acknowledgements_unsent` and a sent one is never
   sent again.
 
-One connection serves the threads of a web server and a worker: it is opened
-with ``check_same_thread=False`` and every use holds the store's lock.
+The inbox lives in a SQLite file by default, or in a PostgreSQL database that
+several hosts share (several web instances behind one address, a worker on
+another host); `InboxStore` takes either location, and its schema versions are
+the ``inbox-`` migrations (`safebus.consumers.migrations`).  One connection
+serves the threads of a web server and a worker, every use under its lock
+(`safebus.sql_store.Database`).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from safebus.consumers.migrations import MIGRATIONS
+from safebus.migrations import Schema
 from safebus.schemas.encompass import Acknowledger, EncompassNotification, KeyAdultRole
+from safebus.sql_store import Database
 
-__all__ = ["Acknowledgement", "Arrival", "InboxStore", "Opener", "StoredAlert"]
+__all__ = ["INBOX_SCHEMA", "Acknowledgement", "Arrival", "InboxStore", "Opener", "StoredAlert"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    notification_id TEXT PRIMARY KEY,
-    setting_urn     TEXT NOT NULL,
-    received_at     TEXT NOT NULL,
-    envelope        BLOB NOT NULL,
-    acknowledged_at TEXT
-);
-CREATE INDEX IF NOT EXISTS alerts_by_setting ON alerts (setting_urn, received_at);
-"""
-
-_ACKNOWLEDGEMENT_COLUMNS = (
-    ("acknowledged_by", "TEXT"),          # staff id
-    ("acknowledged_role", "TEXT"),        # KeyAdultRole value
-    ("acknowledgement_sent_at", "TEXT"),  # when the encompass.acknowledged event was handed over
-)
-"""Columns added after the first release; an older inbox file gains them when opened."""
+INBOX_SCHEMA = Schema("inbox", MIGRATIONS, legacy_columns={"alerts": (
+    "acknowledged_by TEXT",          # staff id
+    "acknowledged_role TEXT",        # KeyAdultRole value
+    "acknowledgement_sent_at TEXT",  # when the encompass.acknowledged event was handed over
+)})
+"""The inbox's schema versions; the columns are those the first release lacked, which a file of its gains."""
 
 _ALERT_COLUMNS = "notification_id, envelope, received_at, acknowledged_at, acknowledged_by, acknowledged_role"
 
@@ -107,20 +101,11 @@ class Acknowledgement:
 
 
 class InboxStore:
-    """The inbox database; one file can hold the inboxes of several schools."""
+    """The inbox database; one database can hold the inboxes of several schools."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating if needed) the inbox at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        with self._db:
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(alerts)")}
-            for name, kind in _ACKNOWLEDGEMENT_COLUMNS:
-                if name not in present:
-                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {kind}")
+    def __init__(self, location: Path | str) -> None:
+        """Open (creating if needed, and upgrading) the inbox at `location`: a SQLite path or a PostgreSQL URL."""
+        self._db = Database(location, INBOX_SCHEMA)
 
     def store(self, arrival: Arrival, *, received_at: datetime) -> bool:
         """Store `arrival`; return False when it was already there (a redelivery)."""
@@ -128,19 +113,17 @@ class InboxStore:
 
     def store_many(self, arrivals: list[Arrival], *, received_at: datetime) -> int:
         """Store `arrivals` in one transaction; return how many were new."""
-        with self._lock, self._db:
-            before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO alerts (notification_id, setting_urn, received_at, envelope) "
-                "VALUES (?, ?, ?, ?)",
+        with self._db.transaction() as cursor:
+            return cursor.executemany(
+                "INSERT INTO alerts (notification_id, setting_urn, received_at, envelope) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (notification_id) DO NOTHING",
                 [(a.notification_id, a.setting_urn, received_at.isoformat(), a.envelope) for a in arrivals],
-            )
-            return self._db.total_changes - before
+            ).rowcount
 
     def alerts(self, setting_urn: str, opener: Opener) -> list[StoredAlert]:
         """Return the setting's alerts, oldest first, opened with `opener`."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(
                 f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE setting_urn = ? "  # noqa: S608
                 "ORDER BY received_at, notification_id",
                 (setting_urn,),
@@ -149,8 +132,8 @@ class InboxStore:
 
     def alert(self, setting_urn: str, notification_id: str, opener: Opener) -> StoredAlert | None:
         """Return one of the setting's alerts, opened with `opener`; None if the setting has no such alert."""
-        with self._lock:
-            row = self._db.execute(
+        with self._db.transaction() as cursor:
+            row = cursor.execute(
                 f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE setting_urn = ? AND notification_id = ?",  # noqa: S608
                 (setting_urn, notification_id),
             ).fetchone()
@@ -169,13 +152,12 @@ class InboxStore:
         """
         if at.tzinfo is None:
             raise ValueError("an acknowledgement time must be timezone-aware")
-        with self._lock, self._db:
-            cursor = self._db.execute(
+        with self._db.transaction() as cursor:
+            return cursor.execute(
                 "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, acknowledged_role = ? "
                 "WHERE notification_id = ? AND setting_urn = ? AND acknowledged_at IS NULL",
                 (at.isoformat(), staff_id, KeyAdultRole(role).value, notification_id, setting_urn),
-            )
-            return cursor.rowcount == 1
+            ).rowcount == 1
 
     def acknowledgements_unsent(self, setting_urn: str | None = None) -> list[Acknowledgement]:
         """Acknowledgements whose event has not been handed over yet (of one setting, or of all), oldest first."""
@@ -186,8 +168,8 @@ class InboxStore:
         if setting_urn is not None:
             query += " AND setting_urn = ?"
             parameters = (setting_urn,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY acknowledged_at, notification_id", parameters).fetchall()
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(query + " ORDER BY acknowledged_at, notification_id", parameters).fetchall()
         return [
             Acknowledgement(notification_id=nid, setting_urn=urn,
                             acknowledged_by=Acknowledger(staff_id=staff_id, role=KeyAdultRole(role)),
@@ -197,8 +179,8 @@ class InboxStore:
 
     def acknowledgement_sent(self, notification_id: str, *, at: datetime) -> None:
         """Mark the acknowledgement event of `notification_id` as handed over, so it is never sent again."""
-        with self._lock, self._db:
-            self._db.execute(
+        with self._db.transaction() as cursor:
+            cursor.execute(
                 "UPDATE alerts SET acknowledgement_sent_at = ? "
                 "WHERE notification_id = ? AND acknowledged_at IS NOT NULL AND acknowledgement_sent_at IS NULL",
                 (at.isoformat(), notification_id),
@@ -210,8 +192,8 @@ class InboxStore:
         for start in range(0, len(notification_ids), 500):
             chunk = notification_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            with self._lock:
-                rows = self._db.execute(
+            with self._db.transaction() as cursor:
+                rows = cursor.execute(
                     f"SELECT notification_id, received_at FROM alerts WHERE notification_id IN ({marks})",  # noqa: S608
                     chunk,
                 ).fetchall()
@@ -221,14 +203,13 @@ class InboxStore:
 
     def raw_rows(self) -> list[tuple[str, ...]]:
         """Every stored row as text (blobs decoded leniently), for disclosure checks over the whole database."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM alerts").fetchall()
+        with self._db.transaction() as cursor:
+            rows = cursor.execute("SELECT * FROM alerts").fetchall()
         return [tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in row) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
 def _acknowledger(staff_id: str | None, role: str | None) -> Acknowledger | None:

@@ -11,34 +11,28 @@ mailbox) is kept as refused, for the ops team to see, never retried blindly.
 
 SQLite, one file per worker process (its own outbox, so two senders never race
 for one message); the sender runs in its own thread, so the connection is
-shared under a lock.
+shared under a lock.  `MailOutbox` takes a PostgreSQL URL too (schema
+versions: the ``mail-`` migrations, `safebus.consumers.migrations`), but the
+workers keep their own files: one outbox table shared by two senders would
+let both send one message, since `due` claims nothing.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-__all__ = ["MailOutbox", "OutboxCounts", "Pending", "RetryPolicy"]
+from safebus.consumers.migrations import MIGRATIONS
+from safebus.migrations import Schema
+from safebus.sql_store import Database
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    key TEXT PRIMARY KEY,
-    message BLOB NOT NULL,
-    queued_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'refused')),
-    done_at TEXT,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
-"""
+__all__ = ["MAIL_SCHEMA", "MailOutbox", "OutboxCounts", "Pending", "RetryPolicy"]
+
+MAIL_SCHEMA = Schema("mail", MIGRATIONS)
+"""The outbox's schema versions."""
 
 
 @dataclass(frozen=True)
@@ -77,28 +71,23 @@ def _at(moment: datetime) -> str:
 
 
 class MailOutbox:
-    """The outbox at `path` (created on first use)."""
+    """The outbox at `location` (a SQLite path, or a PostgreSQL URL; created and upgraded on first use)."""
 
-    def __init__(self, path: Path, *, retry: RetryPolicy | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, location: Path | str, *, retry: RetryPolicy | None = None) -> None:
         self.retry = retry or RetryPolicy()
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = Database(location, MAIL_SCHEMA)
 
     def put(self, key: str, message: EmailMessage, *, now: datetime) -> bool:
         """Keep `message` under `key` to be sent at once; False (and nothing changed) if the key is already in."""
-        with self._lock, self._db:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (key, message, queued_at, next_attempt_at) VALUES (?, ?, ?, ?)",
-                (key, bytes(message), _at(now), _at(now)))
-        return cursor.rowcount == 1
+        with self._db.transaction() as cursor:
+            return cursor.execute(
+                "INSERT INTO outbox (key, message, queued_at, next_attempt_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING", (key, bytes(message), _at(now), _at(now))).rowcount == 1
 
     def due(self, now: datetime, *, limit: int = 100) -> list[Pending]:
         """The pending messages whose next attempt is due, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(
                 "SELECT key, message, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
                 "ORDER BY queued_at, key LIMIT ?", (_at(now), limit)).fetchall()
         return [Pending(key=key, message=message_from_bytes(raw, policy=policy.default),
@@ -114,33 +103,32 @@ class MailOutbox:
 
     def failed(self, key: str, *, now: datetime, reason: str) -> datetime:
         """The attempt failed for now (relay away, 4xx): try again after the policy's delay; return when."""
-        with self._lock, self._db:
-            (attempts,) = self._db.execute("SELECT attempts FROM outbox WHERE key = ?", (key,)).fetchone()
+        with self._db.transaction() as cursor:
+            (attempts,) = cursor.execute("SELECT attempts FROM outbox WHERE key = ?", (key,)).fetchone()
             retry_at = now + self.retry.delay(attempts + 1)
-            self._db.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
-                             "WHERE key = ? AND state = 'pending'", (_at(retry_at), reason, key))
+            cursor.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                           "WHERE key = ? AND state = 'pending'", (_at(retry_at), reason, key))
         return retry_at
 
     def counts(self) -> OutboxCounts:
         """How many messages are pending, sent and refused."""
-        with self._lock:
-            found = dict(self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        with self._db.transaction() as cursor:
+            found = {state: int(n) for state, n in cursor.execute(
+                "SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()}
         return OutboxCounts(pending=found.get("pending", 0), sent=found.get("sent", 0),
                             refused=found.get("refused", 0))
 
     def next_due(self) -> datetime | None:
         """When the earliest pending message is due, or None when nothing is pending."""
-        with self._lock:
-            (earliest,) = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
+        with self._db.transaction() as cursor:
+            (earliest,) = cursor.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'").fetchone()
         return datetime.fromisoformat(earliest) if earliest else None
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def _finish(self, key: str, state: str, now: datetime, reason: str | None) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE outbox SET state = ?, done_at = ?, attempts = attempts + 1, last_error = ? "
-                             "WHERE key = ? AND state = 'pending'", (state, _at(now), reason, key))
+        with self._db.transaction() as cursor:
+            cursor.execute("UPDATE outbox SET state = ?, done_at = ?, attempts = attempts + 1, last_error = ? "
+                           "WHERE key = ? AND state = 'pending'", (state, _at(now), reason, key))

@@ -1,5 +1,5 @@
 """
-The work queues of the non-school recipients (children's services, the DA hub, IDVAs, MARAC, health), in SQLite.
+The work queues of the non-school recipients (children's services, the DA hub, IDVAs, MARAC, health).
 
 Each queue holds the referrals the router made to one agency under one
 agreement clause.  The design follows the school inbox (`inbox.store`) for the
@@ -18,35 +18,32 @@ recorded once (the first taker and time win), and the receipt that tells the
 sender is tracked separately (`receipt_sent_at`) so a receipt that failed to
 publish is sent later rather than lost, and one already sent is never sent
 again (see `safebus.consumers.queues.receipts`).
+
+The queues live in a SQLite file, or in a PostgreSQL database several hosts
+share (`QueueStore` takes either location); their schema versions are the
+``queues-`` migrations (`safebus.consumers.migrations`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from safebus.consumers.migrations import MIGRATIONS
 from safebus.errors import SafebusError
+from safebus.migrations import Schema
 from safebus.schemas.sharing import AnyReferral, Person, ReleasedValue
+from safebus.sql_store import Database
 
-__all__ = ["NotInQueue", "Opener", "QueueItem", "QueueStore", "ReferralArrival", "TakenReferral", "format_released"]
+__all__ = [
+    "QUEUES_SCHEMA", "NotInQueue", "Opener", "QueueItem", "QueueStore", "ReferralArrival", "TakenReferral",
+    "format_released",
+]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS referrals (
-    recipient_id    TEXT NOT NULL,
-    referral_id     TEXT NOT NULL,
-    event_id        TEXT NOT NULL,
-    received_at     TEXT NOT NULL,
-    envelope        BLOB NOT NULL,
-    taken_at        TEXT,
-    taken_by        TEXT,
-    receipt_sent_at TEXT,
-    PRIMARY KEY (recipient_id, referral_id)
-);
-CREATE INDEX IF NOT EXISTS referrals_by_recipient ON referrals (recipient_id, received_at);
-"""
+QUEUES_SCHEMA = Schema("queues", MIGRATIONS)
+"""The queues' schema versions (no column was ever added on open, so no file needs more than the baseline)."""
 
 Opener = Callable[[str, bytes], AnyReferral | None]
 """Opens a stored envelope for a recipient agency id; None when it can no longer be read (erased)."""
@@ -138,33 +135,29 @@ class QueueItem:
 
 
 class QueueStore:
-    """The queue database; one file can hold the queues of several recipient agencies."""
+    """The queue database; one database can hold the queues of several recipient agencies."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating if needed) the queues at `path`."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, location: Path | str) -> None:
+        """Open (creating if needed, and upgrading) the queues at `location`: a SQLite path or a PostgreSQL URL."""
+        self._db = Database(location, QUEUES_SCHEMA)
 
     def store_many(self, arrivals: Sequence[ReferralArrival], *, received_at: datetime) -> int:
         """Store `arrivals` in one transaction; return how many were new (redeliveries are ignored)."""
-        with self._db:
-            before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO referrals (recipient_id, referral_id, event_id, received_at, envelope) "
-                "VALUES (?, ?, ?, ?, ?)",
+        with self._db.transaction() as cursor:
+            return cursor.executemany(
+                "INSERT INTO referrals (recipient_id, referral_id, event_id, received_at, envelope) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (recipient_id, referral_id) DO NOTHING",
                 [(a.recipient_id, a.referral_id, a.event_id, received_at.isoformat(), a.envelope) for a in arrivals],
-            )
-            return self._db.total_changes - before
+            ).rowcount
 
     def items(self, recipient_id: str, opener: Opener) -> list[QueueItem]:
         """Return the recipient's queue, oldest first, each referral opened with `opener`."""
-        rows = self._db.execute(
-            "SELECT referral_id, envelope, received_at, taken_at, taken_by FROM referrals WHERE recipient_id = ? "
-            "ORDER BY received_at, referral_id",
-            (recipient_id,),
-        ).fetchall()
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(
+                "SELECT referral_id, envelope, received_at, taken_at, taken_by FROM referrals WHERE recipient_id = ? "
+                "ORDER BY received_at, referral_id",
+                (recipient_id,),
+            ).fetchall()
         return [
             QueueItem(
                 referral_id=row[0], recipient_id=recipient_id, referral=opener(recipient_id, row[1]),
@@ -176,8 +169,10 @@ class QueueStore:
 
     def referral_ids(self, recipient_id: str) -> set[str]:
         """The ids in the recipient's queue, without opening anything (for progress checks)."""
-        return {row[0] for row in self._db.execute(
-            "SELECT referral_id FROM referrals WHERE recipient_id = ?", (recipient_id,))}
+        with self._db.transaction() as cursor:
+            rows = cursor.execute("SELECT referral_id FROM referrals WHERE recipient_id = ?",
+                                  (recipient_id,)).fetchall()
+        return {row[0] for row in rows}
 
     def take(self, recipient_id: str, referral_id: str, staff_id: str, at: datetime) -> bool:
         """
@@ -188,37 +183,38 @@ class QueueStore:
         NotInQueue when the referral is not in this recipient's queue, so one
         agency can never take another's referral.
         """
-        with self._db:
-            cursor = self._db.execute(
+        with self._db.transaction() as cursor:
+            if cursor.execute(
                 "UPDATE referrals SET taken_at = ?, taken_by = ? "
                 "WHERE recipient_id = ? AND referral_id = ? AND taken_at IS NULL",
                 (at.isoformat(), staff_id, recipient_id, referral_id),
-            )
-            if cursor.rowcount == 1:
+            ).rowcount == 1:
                 return True
-            exists = self._db.execute("SELECT 1 FROM referrals WHERE recipient_id = ? AND referral_id = ?",
-                                      (recipient_id, referral_id)).fetchone()
+            exists = cursor.execute("SELECT 1 FROM referrals WHERE recipient_id = ? AND referral_id = ?",
+                                    (recipient_id, referral_id)).fetchone()
         if exists is None:
             raise NotInQueue(f"referral {referral_id} is not in the queue of {recipient_id}")
         return False
 
     def receipts_due(self, recipient_id: str) -> list[TakenReferral]:
         """Taken referrals of the recipient whose receipt has not been published, oldest take first."""
-        return [
-            TakenReferral(recipient_id=recipient_id, referral_id=row[0], event_id=row[1],
-                          taken_at=datetime.fromisoformat(row[2]), taken_by=row[3])
-            for row in self._db.execute(
+        with self._db.transaction() as cursor:
+            rows = cursor.execute(
                 "SELECT referral_id, event_id, taken_at, taken_by FROM referrals "
                 "WHERE recipient_id = ? AND taken_at IS NOT NULL AND receipt_sent_at IS NULL "
                 "ORDER BY taken_at, referral_id",
                 (recipient_id,),
-            )
+            ).fetchall()
+        return [
+            TakenReferral(recipient_id=recipient_id, referral_id=row[0], event_id=row[1],
+                          taken_at=datetime.fromisoformat(row[2]), taken_by=row[3])
+            for row in rows
         ]
 
     def receipts_sent(self, recipient_id: str, referral_ids: Iterable[str], *, at: datetime) -> None:
         """Record that the receipts of `referral_ids` are on the bus, so they are never sent again."""
-        with self._db:
-            self._db.executemany(
+        with self._db.transaction() as cursor:
+            cursor.executemany(
                 "UPDATE referrals SET receipt_sent_at = ? WHERE recipient_id = ? AND referral_id = ? "
                 "AND receipt_sent_at IS NULL",
                 [(at.isoformat(), recipient_id, rid) for rid in referral_ids],
@@ -226,10 +222,9 @@ class QueueStore:
 
     def raw_rows(self) -> list[tuple[str, ...]]:
         """Every stored row as text (blobs decoded leniently), for disclosure checks over the whole database."""
-        return [
-            tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in row)
-            for row in self._db.execute("SELECT * FROM referrals")
-        ]
+        with self._db.transaction() as cursor:
+            rows = cursor.execute("SELECT * FROM referrals").fetchall()
+        return [tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in row) for row in rows]
 
     def close(self) -> None:
         """Close the database."""

@@ -77,14 +77,15 @@ from aiohttp import web, web_response
 from safebus.b64 import b64e
 from safebus.consumers.web.rendering import static_files, template_environment
 from safebus.consumers.web.server_secret import MIN_SECRET_BYTES, site_key
-from safebus.consumers.web.sessions import Session, SessionStore, sessions_path
+from safebus.consumers.web.sessions import Session, SessionStore, open_sessions
 from safebus.consumers.web.sign_in_throttle import SignInThrottle, Throttled
 from safebus.errors import ConfigError
 from safebus.logs import get_logger
+from safebus.settings import store_location
 
 __all__ = [
     "CSRF_FIELD", "SERVER_NAME", "SESSION_COOKIE", "Authenticator", "Clock", "Handler", "Principal", "Resolver",
-    "create_app", "csrf_token", "current_principal", "render", "require_login", "throttle_path",
+    "create_app", "csrf_token", "current_principal", "render", "require_login", "throttle_location", "throttle_path",
 ]
 
 Clock = Callable[[], datetime]
@@ -138,8 +139,18 @@ setattr(web_response, "SERVER_SOFTWARE", SERVER_NAME)  # noqa: B010 - aiohttp's 
 
 
 def throttle_path(app_dir: Path) -> Path:
-    """Where a web app whose state lives in `app_dir` keeps its sign-in throttle."""
+    """Where a web app whose state lives in `app_dir` keeps its sign-in throttle (its own file)."""
     return app_dir / "sign-in-throttle.sqlite"
+
+
+def throttle_location(app_dir: Path | None) -> Path | str | None:
+    """
+    Where the sign-in throttle lives: the shared database when one is set, else `throttle_path`; None: in memory.
+
+    In a shared database the lanes are shared by every web app there too:
+    a guess at one counts against the same account and address at the others.
+    """
+    return None if app_dir is None else store_location(throttle_path(app_dir))
 
 
 
@@ -496,9 +507,10 @@ def create_app(
     (see `safebus.consumers.web.server_secret`); `secure_cookies=False` is only for plain
     HTTP on loopback (tests, a local demo); over TLS cookies are always
     ``Secure``.  Sessions and the sign-in throttle live in SQLite files in
-    `state_dir` (the account commands end sessions there), or in memory when
-    it is None (tests).  Raises ConfigError on a short secret or an unknown
-    `display_zone`.
+    `state_dir` (the account commands end sessions there), in the shared
+    database when ``SAFEBUS_DATABASE_URL`` names one (so instances behind one
+    address share them), or in memory when `state_dir` is None (tests).
+    Raises ConfigError on a short secret or an unknown `display_zone`.
     """
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"the web secret must be at least {MIN_SECRET_BYTES} bytes")
@@ -510,8 +522,8 @@ def create_app(
     app[_SITE] = _Site(title=title, home=home, footer=footer, user_label=user_label, secret=secret,
                        authenticate=authenticate, resolve=resolve, clock=clock, session_ttl=session_ttl,
                        secure_cookies=secure_cookies, templates=template_environment(zone), static=static_files(),
-                       sessions=SessionStore(sessions_path(state_dir) if state_dir else None, clock=clock),
-                       throttle=SignInThrottle(throttle_path(state_dir) if state_dir else None, clock=clock))
+                       sessions=open_sessions(state_dir, clock=clock),
+                       throttle=SignInThrottle(throttle_location(state_dir), clock=clock))
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/login", _login_page)
     app.router.add_post("/login", _login)

@@ -54,17 +54,24 @@ class ServedApp(NamedTuple):
     stop: Callable[[], None]
 
 
-def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> ServedApp:
+def serve_in_thread(app: web.Application, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None,
+                    port: int = 0, reuse_port: bool = False) -> ServedApp:
     """
-    Serve `app` on `host` at a free port from a background thread (tests, the demo) and return once it listens.
+    Serve `app` on `host` at `port` (0: a free one) from a background thread (tests, the demo); return once it listens.
 
-    With `tls` it serves HTTPS and `base_url` says so.
+    With `tls` it serves HTTPS and `base_url` says so.  With `reuse_port`
+    the socket is bound with ``SO_REUSEPORT``, so several instances of one
+    app (each with its own process or thread) listen on one address and the
+    kernel shares the connections out between them: how instances that keep
+    their state in one shared database stand behind one address.
 
     `stop()` shuts it down and waits for the thread.  Raises whatever the app
     raised while starting.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((host, 0))
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
     stopping = asyncio.Event()

@@ -18,11 +18,12 @@ module does exactly that, and nothing else:
   from zero.  A source lane allows a few failures before it waits
   (`DEFAULT_POLICIES`): a school's staff share one address, and their typing
   mistakes should not slow each other down.
-- **Reserved before the check, atomically.**  `reserve` runs one SQLite
-  ``BEGIN IMMEDIATE`` transaction: if every lane is open, it records the
-  attempt *as a failure* (count + 1, last failure = now) and only then
-  returns; `succeeded` undoes that afterwards.  So concurrent guesses, in one
-  process or several sharing the file, cannot all be checked: the first
+- **Reserved before the check, atomically.**  `reserve` runs one exclusive
+  transaction (SQLite's ``BEGIN IMMEDIATE``, a table lock on PostgreSQL):
+  if every lane is open, it records the attempt *as a failure* (count + 1,
+  last failure = now) and only then returns; `succeeded` undoes that
+  afterwards.  So concurrent guesses, in one process or several sharing the
+  database, cannot all be checked: the first
   attempts past a lane's free allowance close it for at least `base`
   seconds before their password is even hashed, and the rest are refused
   unchecked (of 40 at once at one account, two are checked).
@@ -39,23 +40,30 @@ we looked at (``limits``, ``pyrate-limiter``) count requests in windows or
 buckets; none grows a delay with consecutive *failures*, undoes a reserved
 attempt on success, or shares its state across processes through a file we
 already have.  What is needed is one small table and one transaction
-(docs/adr/0010).
+(docs/adr/0010).  The table is in a SQLite file of the web app's, or in the
+shared database several instances behind one address use (schema versions:
+the ``throttle-`` migrations, `safebus.consumers.migrations`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from safebus.consumers.migrations import MIGRATIONS
 from safebus.errors import SafebusError
 from safebus.logs import get_logger
+from safebus.migrations import Schema
+from safebus.sql_dialects import RewritingCursor
+from safebus.sql_store import Database
 
-__all__ = ["DEFAULT_POLICIES", "Reservation", "SignInThrottle", "ThrottlePolicy", "Throttled", "source_lane"]
+__all__ = [
+    "DEFAULT_POLICIES", "THROTTLE_SCHEMA", "Reservation", "SignInThrottle", "ThrottlePolicy", "Throttled",
+    "source_lane",
+]
 
 _log = get_logger("consumers.sign_in_throttle")
 
@@ -119,40 +127,31 @@ def source_lane(address: str | None) -> str:
     return f"source:{ip}"
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lanes (
-    lane TEXT PRIMARY KEY,
-    failures INTEGER NOT NULL,
-    last_failure REAL NOT NULL
-)
-"""
+THROTTLE_SCHEMA = Schema("throttle", MIGRATIONS)
+"""The lanes' schema versions."""
 
 
 class SignInThrottle:
     """
-    The lanes of one web app, in SQLite (a file shared by its processes, or ``None`` for memory in tests).
+    The lanes of one web app at `location`: a SQLite path or PostgreSQL URL shared by its processes, or ``None``.
 
-    Thread-safe: one connection, used under a lock; across processes the
-    ``BEGIN IMMEDIATE`` transaction is the lock.  `clock` gives the time
-    (injected so tests can let a delay pass).
+    ``None`` is memory, for tests.  Thread-safe: one connection, used under
+    a lock; across processes the exclusive transaction is the lock.  `clock`
+    gives the time (injected so tests can let a delay pass).
     """
 
-    def __init__(self, path: Path | None, *, clock: Callable[[], datetime],
+    def __init__(self, location: Path | str | None, *, clock: Callable[[], datetime],
                  policies: Mapping[str, ThrottlePolicy] = DEFAULT_POLICIES) -> None:
-        """Open (creating) the lanes at `path`."""
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(":memory:" if path is None else path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+        """Open (creating, and upgrading) the lanes at `location`."""
+        if isinstance(location, Path):
+            location.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = Database(location, THROTTLE_SCHEMA)
         self._clock = clock
         self.policies = dict(policies)
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def _now(self) -> float:
         return self._clock().timestamp()
@@ -168,32 +167,24 @@ class SignInThrottle:
         """
         lanes = (f"device:{device}",) if device else (f"account:{account.casefold()}", source_lane(source))
         now = self._now()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = {lane: self._row(lane, now) for lane in lanes}
-                wait = max((last + self._policy(lane).delay(failures) - now for lane, (failures, last) in rows.items()),
-                           default=0.0)
-                if wait > 0:
-                    self._db.execute("COMMIT")
-                    raise Throttled(wait)
+        with self._db.transaction(exclusive="lanes") as cursor:
+            rows = {lane: self._row(cursor, lane, now) for lane in lanes}
+            wait = max((last + self._policy(lane).delay(failures) - now for lane, (failures, last) in rows.items()),
+                       default=0.0)
+            if wait <= 0:
                 for lane, (failures, _) in rows.items():
-                    self._db.execute("INSERT INTO lanes (lane, failures, last_failure) VALUES (?, ?, ?) "
-                                     "ON CONFLICT (lane) DO UPDATE SET failures = excluded.failures, "
-                                     "last_failure = excluded.last_failure", (lane, failures + 1, now))
-                self._db.execute("COMMIT")
-            except Throttled:
-                raise
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    cursor.execute("INSERT INTO lanes (lane, failures, last_failure) VALUES (?, ?, ?) "
+                                   "ON CONFLICT (lane) DO UPDATE SET failures = excluded.failures, "
+                                   "last_failure = excluded.last_failure", (lane, failures + 1, now))
+        if wait > 0:
+            raise Throttled(wait)
         return Reservation(rows)
 
     def _policy(self, lane: str) -> ThrottlePolicy:
         return self.policies[lane.split(":", 1)[0]]
 
-    def _row(self, lane: str, now: float) -> tuple[int, float]:
-        found = self._db.execute("SELECT failures, last_failure FROM lanes WHERE lane = ?", (lane,)).fetchone()
+    def _row(self, cursor: RewritingCursor, lane: str, now: float) -> tuple[int, float]:
+        found = cursor.execute("SELECT failures, last_failure FROM lanes WHERE lane = ?", (lane,)).fetchone()
         if found is None or now - found[1] > self._policy(lane).forget_after_s:
             return 0, 0.0
         return int(found[0]), float(found[1])
@@ -205,28 +196,22 @@ class SignInThrottle:
         The source keeps its earlier failures, so signing in to one's own
         account between guesses at others' does not reset them.
         """
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for lane, (failures, last) in reservation.lanes.items():
-                    if lane.startswith("source:"):  # back to how it was, unless others have failed since
-                        self._db.execute("UPDATE lanes SET failures = ?, last_failure = ? WHERE lane = ? "
-                                         "AND failures = ?", (failures, last, lane, failures + 1))
-                    else:
-                        self._db.execute("DELETE FROM lanes WHERE lane = ?", (lane,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._db.transaction(exclusive="lanes") as cursor:
+            for lane, (failures, last) in reservation.lanes.items():
+                if lane.startswith("source:"):  # back to how it was, unless others have failed since
+                    cursor.execute("UPDATE lanes SET failures = ?, last_failure = ? WHERE lane = ? "
+                                   "AND failures = ?", (failures, last, lane, failures + 1))
+                else:
+                    cursor.execute("DELETE FROM lanes WHERE lane = ?", (lane,))
 
     def failures(self, lanes: Sequence[str]) -> dict[str, int]:
         """The current failure count of each lane (for tests and operators)."""
         now = self._now()
-        with self._lock:
-            return {lane: self._row(lane, now)[0] for lane in lanes}
+        with self._db.transaction() as cursor:
+            return {lane: self._row(cursor, lane, now)[0] for lane in lanes}
 
     def prune(self) -> int:
         """Forget lanes whose last failure is older than the longest `forget_after_s`; return how many."""
         cutoff = self._now() - max(policy.forget_after_s for policy in self.policies.values())
-        with self._lock:
-            return self._db.execute("DELETE FROM lanes WHERE last_failure < ?", (cutoff,)).rowcount
+        with self._db.transaction() as cursor:
+            return cursor.execute("DELETE FROM lanes WHERE last_failure < ?", (cutoff,)).rowcount

@@ -10,27 +10,15 @@ object for object (rows with their facts, chronologies, flows, monthly
 figures), so a PostgreSQL difference shows up as a diff, not as a figure
 someone has to recount.
 
-The server is a throwaway cluster that this module creates, starts on a free
-port and stops: no shared server, no credentials (``trust`` on 127.0.0.1
-only).  Its collation is ICU ``en-GB``, what a UK partnership's server is
-likely to use, so any reliance on byte order for text would show.  PostgreSQL
-refuses to run as root, so on CI (which runs tests as root) the server runs as
-the ``postgres`` user the Debian package creates.  Missing binaries are a
-failure, not a skip: ``make tools`` installs them.
+The server is a throwaway cluster (`tests.postgresql_server`) whose collation
+is ICU ``en-GB``, so any reliance on byte order for text would show.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,11 +26,11 @@ from typing import TypeVar
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from safebus.consumers.audit.facts import leaf_bytes
 from safebus.consumers.audit.projection import UNREADABLE, AuditProjection, Chronology, Filters, QueryError
 from safebus.consumers.audit.reports import AuditedReader, LedgerViewSink, Viewer
+from tests.postgresql_server import Server, postgresql_fixture
 from tests.unit.consumers.audit.test_projection import (
     ADA,
     FACTS,
@@ -61,110 +49,9 @@ from tests.unit.consumers.audit.test_projection import (
     t,
 )
 
-_DEBIAN_BINARIES = Path("/usr/lib/postgresql")
-_SERVER_USER = "postgres"
-"""The OS user the server runs as when the tests run as root (created by Debian's postgresql package)."""
-
 _T = TypeVar("_T")
 
-_TIMEOUT = 60
-"""Seconds any one server command may take: a hung start fails the test instead of the whole run."""
-
-
-@dataclass(frozen=True)
-class Server:
-    """A running throwaway PostgreSQL cluster on 127.0.0.1."""
-
-    port: int
-
-    def url(self, database: str = "postgres") -> str:
-        """The configuration URL of `database` (user ``safebus``, no password: the cluster trusts 127.0.0.1)."""
-        return f"postgresql://safebus@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        """Create an empty database and return its URL: each scenario starts from nothing, as SQLite's fresh file."""
-        name = f"projection_{uuid.uuid4().hex}"
-        with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return self.url(name)
-
-
-def _binaries() -> Path:
-    """
-    The folder holding ``initdb`` and ``pg_ctl``: Debian's newest version, else whatever is on PATH.
-
-    Fails (never skips) when there is none, saying how to get them.
-    """
-    debian = [p.parent for p in _DEBIAN_BINARIES.glob("*/bin/initdb")]
-    if debian:
-        return max(debian, key=lambda folder: int(folder.parent.name) if folder.parent.name.isdigit() else 0)
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb and pg_ctl:
-        return Path(initdb).parent
-    pytest.fail("no PostgreSQL server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or on PATH: "
-                "run `make tools`, which installs Debian's postgresql package")
-
-
-def _as_server_user(command: Sequence[str]) -> list[str]:
-    """`command` run as the server's user: ``postgres`` when we are root (PostgreSQL refuses root), else us."""
-    return ["runuser", "-u", _SERVER_USER, "--", *command] if os.geteuid() == 0 else list(command)
-
-
-def _run(command: Sequence[str], *, cwd: Path, log: Path | None = None) -> None:
-    """Run a server command in `cwd` (the server user may not be able to enter ours); fail with its output."""
-    done = subprocess.run(_as_server_user(command), cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT,
-                          check=False)
-    if done.returncode != 0:
-        server_log = log.read_text(errors="replace") if log is not None and log.exists() else ""
-        pytest.fail(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}{server_log}")
-
-
-def _free_port() -> int:
-    """A TCP port nothing listens on right now (the start is retried if another process takes it first)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def postgresql() -> Iterator[Server]:
-    """
-    A throwaway cluster in a temporary folder, owned by the server user, started on a free port.
-
-    ``-A trust`` and ``listen_addresses=127.0.0.1`` keep it credential-free
-    and unreachable from elsewhere; ``--no-sync`` and ``fsync=off`` keep it
-    fast, since its data is thrown away.  Stopped with ``-m immediate`` and
-    deleted at the end.
-    """
-    binaries = _binaries()
-    # Not tmp_path_factory: pytest's folders are 0700 and owned by us, so the server user could not enter them.
-    base = Path(tempfile.mkdtemp(prefix="safebus-pg-"))
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam(_SERVER_USER)
-        except KeyError:
-            shutil.rmtree(base)
-            pytest.fail(f"running as root, PostgreSQL must run as the {_SERVER_USER!r} user, which does not exist: "
-                        "run `make tools`, which installs Debian's postgresql package (it creates the user)")
-        os.chown(base, user.pw_uid, user.pw_gid)
-    data, log = base / "data", base / "server.log"
-    try:
-        _run([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "safebus", "--no-sync",
-              "-E", "UTF8", "--locale=C.UTF-8", "--locale-provider=icu", "--icu-locale=en-GB"], cwd=base)
-        for _attempt in range(3):  # a port can be taken between probing and starting: try another
-            port = _free_port()
-            options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-            start = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]
-            if subprocess.run(_as_server_user(start), cwd=base, capture_output=True, timeout=_TIMEOUT,
-                              check=False).returncode == 0:
-                break
-        else:
-            pytest.fail(f"PostgreSQL did not start (three ports tried):\n{log.read_text(errors='replace')}")
-        yield Server(port=port)
-    finally:
-        if (data / "postmaster.pid").exists():  # also after a start that timed out but left a server running
-            _run([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], cwd=base, log=log)
-        shutil.rmtree(base, ignore_errors=True)
+postgresql = postgresql_fixture()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from safebus.consumers.audit.ledger import AuditLedger
-from safebus.consumers.audit.projection.dialects import Dialect, PostgreSQLDialect, SQLiteDialect, _Cursor, _Rewriting
 from safebus.consumers.audit.projection.monthly import (
     ENCOMPASS_RECIPIENT_KINDS,
     _median,
@@ -54,6 +53,9 @@ from safebus.consumers.audit.projection.rows import (
 from safebus.consumers.audit.projection.schema import _COLUMNS, _SELECT, _schema, _stamp
 from safebus.logs import get_logger
 from safebus.schemas.decision import Outcome
+from safebus.sql_dialects import Cursor as _Cursor
+from safebus.sql_dialects import Dialect, PostgreSQLDialect, SQLiteDialect
+from safebus.sql_dialects import RewritingCursor as _Rewriting
 
 __all__ = ["AuditProjection"]
 
@@ -89,7 +91,7 @@ class AuditProjection:
         """
         if dialect is None and path is None:
             raise QueryError("the audit projection needs a file or a dialect")
-        self.dialect: Dialect = dialect or SQLiteDialect(cast(Path, path))
+        self.dialect: Dialect = dialect or SQLiteDialect(cast(Path, path), durable=False)  # rebuilt from the ledger
         self._db = self.dialect.connect()
         self._lock = threading.RLock()
         with self._transaction() as cursor:
