@@ -67,12 +67,12 @@ AIM_S = 15.0
 WAIT_S = 120.0
 
 _HOLDER = """
-import sys, time
+import pathlib, sys, time
 from safebus.leases import Lease
 lease = Lease(sys.argv[1], group=sys.argv[2], topic=sys.argv[3]).start()
 while not lease.wait_held(1.0):
     pass
-print("held", flush=True)
+pathlib.Path(sys.argv[4]).touch()
 time.sleep(3600)
 """
 
@@ -107,11 +107,14 @@ def lease_floor(bootstrap: str, names: TopicNames, identity: Mapping[str, str], 
     floors = []
     for n in range(rounds):
         group = f"{names.prefix}-bench-lease-{n}"
-        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, bootstrap, group, names.checkpoints],
-                                  stdout=subprocess.PIPE, env={**os.environ, **identity})
-        assert holder.stdout is not None
-        if holder.stdout.readline().strip() != b"held":
-            raise RuntimeError("the lease holder never held its lease")
+        held = Path(tempfile.mkdtemp()) / "held"
+        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, bootstrap, group, names.checkpoints, str(held)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **identity})
+        deadline = time.monotonic() + WAIT_S
+        while not held.exists():
+            if time.monotonic() > deadline or holder.poll() is not None:
+                raise RuntimeError("the lease holder never held its lease")
+            time.sleep(0.1)
         follower = Lease(bootstrap, group=group, topic=names.checkpoints).start()
         try:
             time.sleep(5)  # both members in the group, the holder's assignment settled
@@ -252,10 +255,36 @@ def measure_writer(workers: Workers, *, lead_event: str, stand_event: str, round
             "sigterm_handover": handover}
 
 
+def measure_sequencer(settings: Settings, state: Path, identity: Mapping[str, str], rounds: int) -> dict[str, object]:
+    """The audit sequencer's takeovers, host B provisioned with the log key host A made."""
+    sequencer = Workers(settings, ("audit", "sequence"), identity, {"a": settings.state_dir, "b": state / "seq-b"})
+    sequencer.start("a")
+    sequencer.wait_event("a", "audit_sequencer_leading", 1)
+    shutil.copytree(settings.state_dir, state / "seq-b",
+                    ignore=shutil.ignore_patterns("ledger*.sqlite*", "projection.sqlite*", "*.log"))
+    sequencer.stop("a", signal.SIGTERM)
+    sequencer.log("a").unlink()  # the measured rounds count their own log lines
+    ledgers = {h: p / "audit" / settings.names.prefix / "ledger.sqlite" for h, p in sequencer.hosts.items()}
+    return measure_writer(sequencer, lead_event="audit_sequencer_leading", stand_event="audit_sequencer_standing_by",
+                          rounds=rounds, ledger_of=ledgers)
+
+
+def measure_monitor(settings: Settings, state: Path, identity: Mapping[str, str], rounds: int) -> dict[str, object]:
+    """The deadline monitor's takeovers (host B: the partnership's state, no store of its own)."""
+    shutil.copytree(settings.state_dir, state / "mon-b", ignore=shutil.ignore_patterns("encompass", "audit", "*.log"))
+    monitor = Workers(settings, ("encompass", "monitor"), identity, {"a": settings.state_dir, "b": state / "mon-b"})
+    return measure_writer(monitor, lead_event="monitor_acting", stand_event="monitor_standing_by", rounds=rounds,
+                          ledger_of=None)
+
+
+MEASURES = {"sequencer": measure_sequencer, "monitor": measure_monitor}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="SIGKILLs per worker (default 3)")
     parser.add_argument("--single", action="store_true", help="one plaintext node instead of the secured cluster")
+    parser.add_argument("--writers", default="sequencer,monitor", help="which to measure (default both)")
     args = parser.parse_args(argv)
     state = Path(tempfile.mkdtemp(prefix="safebus-takeover-"))
     try:
@@ -274,37 +303,22 @@ def main(argv: list[str] | None = None) -> int:
             results: dict[str, object] = {"cluster": "single plaintext node" if args.single else
                                           "secured 3 nodes (SASL_SSL, RF 3, min ISR 2)",
                                           "floor_s": [round(f, 2) for f in floors], "floor_median_s": round(floor, 2)}
+            writers = args.writers.split(",")
             try:
-                say("· the audit sequencer")
-                sequencer = Workers(settings, ("audit", "sequence"), identities["sequencer"],
-                                    {"a": settings.state_dir, "b": state / "seq-b"})
-                sequencer.start("a")
-                sequencer.wait_event("a", "audit_sequencer_leading", 1)
-                shutil.copytree(settings.state_dir, state / "seq-b",  # host B: the log key A made, no ledger
-                                ignore=shutil.ignore_patterns("ledger*.sqlite*", "projection.sqlite*", "*.log"))
-                sequencer.stop("a", signal.SIGTERM)
-                sequencer.log("a").unlink()  # the measured rounds count their own log lines
-                ledgers = {h: p / "audit" / names.prefix / "ledger.sqlite" for h, p in sequencer.hosts.items()}
-                results["sequencer"] = measure_writer(sequencer, lead_event="audit_sequencer_leading",
-                                                      stand_event="audit_sequencer_standing_by",
-                                                      rounds=args.rounds, ledger_of=ledgers)
-                say("· the deadline monitor")
-                shutil.copytree(settings.state_dir, state / "mon-b",
-                                ignore=shutil.ignore_patterns("encompass", "audit", "*.log"))
-                monitor = Workers(settings, ("encompass", "monitor"), identities["monitor"],
-                                  {"a": settings.state_dir, "b": state / "mon-b"})
-                results["monitor"] = measure_writer(monitor, lead_event="monitor_acting",
-                                                    stand_event="monitor_standing_by", rounds=args.rounds,
-                                                    ledger_of=None)
+                for writer in writers:
+                    say(f"· the {writer}")
+                    results[writer] = MEASURES[writer](settings, state, identities[writer], args.rounds)
             finally:
                 stop.set()
-            for writer in ("sequencer", "monitor"):
+            for writer in writers:
                 summary = results[writer]
                 assert isinstance(summary, dict)
                 summary["takeover_median_over_floor"] = round(summary["takeover_median_s"] / floor, 2)
                 summary["within_aim"] = summary["takeover_max_s"] <= AIM_S
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    except BaseException:
+        say(f"· failed: the hosts' logs are kept in {state}")
+        raise
+    shutil.rmtree(state, ignore_errors=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results))

@@ -39,6 +39,7 @@ __all__ = [
     "backoff_delays",
     "iter_topic",
     "produce_all",
+    "read_to_end",
     "read_topic",
     "reader_consumer",
     "reliable_producer",
@@ -291,10 +292,28 @@ def _heads(consumer: Consumer, topic: str, bounds: dict[int, tuple[int, int]], *
 
 def _read_from(consumer: Consumer, topic: str, starts: dict[int, int], *, timeout_s: float) -> Iterator[Record]:
     """Every record of `topic` from each partition's start offset in `starts` to its end."""
-    if not starts:
+    yield from read_to_end(consumer, topic, starts, timeout_s=timeout_s)
+
+
+def read_to_end(consumer: Consumer, topic: str, starts: dict[int, int], *, timeout_s: float = 30.0) -> Iterator[Record]:
+    """
+    The committed records of `topic` from each partition's start offset (in `starts`) to where it ended when asked.
+
+    Why not wait for the end-of-partition event: librdkafka reports it only after a fetch that came back
+    empty, which never happens on a topic written faster than the fetch wait (a busy audit topic, a
+    standby following a busy leader), so a reader waiting for it reads for ever.  The end is the high
+    watermark read first; a partition is done at that event, or once a record at or past the offset before
+    that mark arrives (the last offset may be a transaction's commit marker, which is never delivered).
+    Raises `BrokerError` after `timeout_s` without progress.
+    """
+    pending: dict[int, int] = {}
+    for partition, start in starts.items():
+        low, high = _watermarks(consumer, TopicPartition(topic, partition))
+        if high > low and (start < 0 or start < high):
+            pending[partition] = high
+    if not pending:
         return
-    consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-    pending = set(starts)
+    consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
     deadline = time.monotonic() + timeout_s
     while pending and time.monotonic() < deadline:
         msg = consumer.poll(0.5)
@@ -303,11 +322,17 @@ def _read_from(consumer: Consumer, topic: str, starts: dict[int, int], *, timeou
         error = msg.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
-                pending.discard(msg.partition() or 0)
+                pending.pop(msg.partition() or 0, None)
                 continue
             raise BrokerError(f"reading {topic}: {error}")
         deadline = time.monotonic() + timeout_s
-        yield to_record(msg)
+        record = to_record(msg)
+        end = pending.get(record.partition)
+        if end is None:
+            continue  # a partition already read to its end: what came since is the next read's
+        yield record
+        if record.offset >= end - 1:
+            del pending[record.partition]
     if pending:
         raise BrokerError(f"timed out reading {topic}")
 

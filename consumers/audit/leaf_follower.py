@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 
 from safebus.consumers.audit.leaf_records import leaf_from_record, signed_at
 from safebus.consumers.audit.ledger import AuditLedger, Leaf, LedgerImportError
-from safebus.errors import BrokerError, SafebusError
-from safebus.kafka_io import reader_consumer, to_record
+from safebus.errors import SafebusError
+from safebus.kafka_io import read_to_end, reader_consumer
 from safebus.logs import get_logger
 from safebus.records import Record
 from safebus.topics import TopicNames
@@ -124,24 +124,9 @@ class LeafFollower:
 
     def _read(self, topic: str, *, timeout_s: float) -> Iterator[Record]:
         """The committed records of one-partition `topic` from where this follower stopped to its end."""
-        consumer = self._reader()
-        consumer.assign([TopicPartition(topic, 0, self._next[topic])])
-        quiet = 0.0
-        while quiet < timeout_s:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                quiet += 0.5
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return
-                raise BrokerError(f"reading {topic}: {error}")
-            quiet = 0.0
-            record = to_record(msg)
+        for record in read_to_end(self._reader(), topic, {0: self._next[topic]}, timeout_s=timeout_s):
             self._next[topic] = record.offset + 1
             yield record
-        raise BrokerError(f"no end of {topic} in {timeout_s:.0f} s")
 
     def _reader(self) -> Consumer:
         if self._consumer is None:

@@ -92,6 +92,9 @@ _log = get_logger("audit.sequencer")
 
 SEQUENCE_STAGE = "audit-sequence"
 GROUP_ID = "safebus-audit-sequencer"
+_STANDBY_READ_S = 3.0
+"""A standby's read of the leaves topic gives up this soon without progress (a dead leader's open transaction
+holds the topic's end back until its successor fences it), so it comes back to its lease in time to take over."""
 LEASE_GROUP = "{prefix}-audit-sequencer-lease"
 """The group whose one-partition lease (on the checkpoint topic) makes its holder the active sequencer."""
 
@@ -173,7 +176,7 @@ class AuditSequencer:
             if health is not None:
                 health.beat()
             try:
-                self._follow()
+                self._follow(timeout_s=_STANDBY_READ_S)
                 if health is not None:
                     health.mark_ready()
             except BrokerError as exc:
@@ -184,17 +187,17 @@ class AuditSequencer:
                 return not stop.is_set()
         return False
 
-    def _follow(self) -> CaughtUp:
+    def _follow(self, *, timeout_s: float = 30.0) -> CaughtUp:
         """Take in what the leader committed; a ledger the topic contradicts is set aside and followed afresh."""
         try:
-            caught = self._follower.catch_up()
+            caught = self._follower.catch_up(timeout_s=timeout_s)
         except LedgerForked as exc:
             aside = self.ledger.set_aside(now=self.clock())
             _log.error("audit_ledger_set_aside", kept_as=aside.name, reason=str(exc))
             self._follower.restart()
             if self.on_ledger_set_aside is not None:
                 self.on_ledger_set_aside()
-            caught = self._follower.catch_up()
+            caught = self._follower.catch_up(timeout_s=timeout_s)
         if caught.imported:
             size = self.ledger.size
             AUDIT_LEDGER_LEAVES.set(size)
@@ -270,7 +273,7 @@ class AuditSequencer:
                 continue
             facts.append(new)
         if refused:
-            self._write(refused)
+            produce_all(self._producer, refused)
         appended = self.ledger.append(facts, now=now)
         size = self.ledger.size  # one read of the ledger per batch, for the gauge and the log line
         AUDIT_LEDGER_LEAVES.set(size)
@@ -330,7 +333,7 @@ class AuditSequencer:
         while self._leaves_published < self.ledger.size:
             leaves = itertools.islice(self.ledger.leaves(self._leaves_published, batch=chunk), chunk)
             outputs = [leaf_record(leaf, topic=self.names.audit_leaves) for leaf in leaves]
-            self._write(outputs)
+            produce_all(self._producer, outputs)
             self._leaves_published += len(outputs)
             written += len(outputs)
         return written
@@ -363,13 +366,10 @@ class AuditSequencer:
         published = 0
         for checkpoint in self.ledger.checkpoints(larger_than=self._checkpoints_published):
             self.publish_leaves()  # a checkpoint is never on the bus before the leaves it covers
-            self._write([checkpoint_record(checkpoint, topic=self.names.checkpoints)])
+            produce_all(self._producer, [checkpoint_record(checkpoint, topic=self.names.checkpoints)])
             self._checkpoints_published = checkpoint.size
             published += 1
         return published
-
-    def _write(self, outputs: list[Output]) -> None:
-        produce_all(self._producer, outputs)
 
     def _last_record(self, topic: str) -> Record | None:
         head = list(iter_topic(self.bootstrap, topic, last_only=True))

@@ -19,10 +19,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer
 
 from safebus.errors import BrokerError
-from safebus.kafka_io import reader_consumer, to_record
+from safebus.kafka_io import read_to_end, reader_consumer
 from safebus.logs import get_logger
 from safebus.records import Record
 
@@ -82,24 +82,10 @@ class AuditFollower:
         info = metadata.topics.get(topic)
         if info is None or info.error is not None:
             raise BrokerError(f"topic {topic} does not exist")
-        pending = set(info.partitions)
-        consumer.assign([TopicPartition(topic, p, self.positions.next_offset(p)) for p in sorted(pending)])
-        seen, batch, quiet = 0, [], 0.0
-        while pending:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                quiet += 0.5
-                if quiet >= timeout_s:
-                    raise BrokerError(f"no end of {topic} in {timeout_s:.0f} s")
-                continue
-            quiet = 0.0
-            error = msg.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    raise BrokerError(f"reading {topic}: {error}")
-                pending.discard(msg.partition() or 0)
-                continue
-            batch.append(to_record(msg))
+        starts = {p: self.positions.next_offset(p) for p in sorted(info.partitions)}
+        seen, batch = 0, []
+        for record in read_to_end(consumer, topic, starts, timeout_s=timeout_s):
+            batch.append(record)
             if len(batch) >= self.batch_size:
                 seen += self._hand_over(observe, batch)
                 batch = []

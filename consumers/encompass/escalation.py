@@ -216,7 +216,7 @@ class MonitorWorker:
             if health is not None:
                 health.beat()
             try:
-                follower.catch_up(self._observe_only)
+                follower.catch_up(self._observe_only, timeout_s=3.0)  # short: back to the lease in time
                 if health is not None:
                     health.mark_ready()
             except (BrokerError, KafkaException) as exc:
