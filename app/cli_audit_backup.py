@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from safebus.app.cli_audit_rebuild import EXIT_REFUSED, log_identity
+from safebus.app.cli_audit_rebuild import EXIT_REFUSED, empty_beside, log_identity
 from safebus.checkpoint import CheckpointError
 from safebus.consumers.audit.ledger import AuditLedger, Leaf, LedgerImportError, LogIdentity
 from safebus.errors import ConfigError
@@ -97,18 +97,8 @@ def restore_ledger(settings: Settings, file: Path, *, vkey: str | None, into: Pa
     """Restore the backup `file` to `into` (default: this machine's ledger, which must hold no leaves)."""
     target = into or settings.audit_dir / "ledger.sqlite"
     identity = log_identity(settings, vkey)
-    if target.exists():
-        existing = AuditLedger(target, None, identity=identity)
-        try:
-            if existing.size:
-                raise ConfigError(f"a ledger of {existing.size} leaves is already at {target}: move it away first "
-                                  "(a restore never merges into a log), or give --into another file")
-        finally:
-            existing.close()
+    partial = empty_beside(target, identity, doing="restore")
     backup = _read_only(file)
-    partial = target.with_name(target.name + ".restoring")
-    for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
-        leftover.unlink(missing_ok=True)
     ledger = AuditLedger(partial, None, identity=identity)
     try:  # the backup is read inside: a row it holds that is no leaf is a refusal like any other
         batch: list[Leaf] = []

@@ -24,7 +24,7 @@ from safebus.kafka_io import iter_topic
 if TYPE_CHECKING:
     from safebus.app.wiring import Settings
 
-__all__ = ["EXIT_REFUSED", "log_identity", "rebuild_ledger"]
+__all__ = ["EXIT_REFUSED", "empty_beside", "log_identity", "rebuild_ledger"]
 
 EXIT_REFUSED = 1
 """The bus's copy of the log does not hold (as ``audit verify``'s exit 1)."""
@@ -44,21 +44,31 @@ def log_identity(settings: Settings, vkey: str | None) -> LogIdentity:
                       "backup first, or give --vkey with the verifier key the log published")
 
 
-def rebuild_ledger(settings: Settings, *, vkey: str | None, into: Path | None, out: TextIO, err: TextIO) -> int:
-    """Rebuild the ledger at `into` (default: this machine's ledger, which must not hold leaves); 0 when proven."""
-    target = into or settings.audit_dir / "ledger.sqlite"
-    identity = log_identity(settings, vkey)
+def empty_beside(target: Path, identity: LogIdentity, *, doing: str) -> Path:
+    """
+    A fresh file beside `target` to write a ledger into, refusing a `target` that holds leaves.
+
+    A rebuild or restore never merges into a log: it is moved into place only when all of it holds.
+    """
     if target.exists():
         existing = AuditLedger(target, None, identity=identity)
         try:
             if existing.size:
                 raise ConfigError(f"a ledger of {existing.size} leaves is already at {target}: move it away first "
-                                  "(a rebuild never merges into a log), or give --into another file")
+                                  f"(a {doing} never merges into a log), or give --into another file")
         finally:
             existing.close()
-    partial = target.with_name(target.name + ".rebuilding")
+    partial = target.with_name(f"{target.name}.{doing}-in-progress")
     for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         leftover.unlink(missing_ok=True)
+    return partial
+
+
+def rebuild_ledger(settings: Settings, *, vkey: str | None, into: Path | None, out: TextIO, err: TextIO) -> int:
+    """Rebuild the ledger at `into` (default: this machine's ledger, which must not hold leaves); 0 when proven."""
+    target = into or settings.audit_dir / "ledger.sqlite"
+    identity = log_identity(settings, vkey)
+    partial = empty_beside(target, identity, doing="rebuild")
     ledger = AuditLedger(partial, None, identity=identity)
     try:
         report = rebuild(ledger, iter_topic(settings.bootstrap, settings.names.audit_leaves),

@@ -92,7 +92,7 @@ _log = get_logger("audit.sequencer")
 
 SEQUENCE_STAGE = "audit-sequence"
 GROUP_ID = "safebus-audit-sequencer"
-_STANDBY_READ_S = 3.0
+_STANDBY_READ_S = 1.0
 """A standby's read of the leaves topic gives up this soon without progress (a dead leader's open transaction
 holds the topic's end back until its successor fences it), so it comes back to its lease in time to take over."""
 LEASE_GROUP = "{prefix}-audit-sequencer-lease"
