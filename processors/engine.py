@@ -285,7 +285,8 @@ class SharingEngine:
         so a redelivery does not count twice) — "incidents in 12 months"
         includes this one; (2) decide, agreement by agreement and subject by
         subject; (3) build each share from its rule's fields only; (4) remember
-        MARAC referrals, which the repeat criterion reads.
+        MARAC referrals, by event, which the repeat criterion reads (never
+        counting the event's own, so a redelivery is decided as the first time).
         """
         def token_of(first: str, surname: str, born: date | None) -> str:
             return self.tokeniser.person(first_name=first, surname=surname, date_of_birth=born)
@@ -310,7 +311,7 @@ class SharingEngine:
         # (4)
         for e in explanations:
             if e.decision.recipient_kind == "marac" and e.decision.outcome is Outcome.SHARED and e.subject.token:
-                self.state.record_marac_referral(e.subject.token, day_of(incident))
+                self.state.record_marac_referral(e.subject.token, day_of(incident), event_id=incident.event_id)
         return RoutingResult(explanations=tuple(explanations), shares=tuple(shares))
 
     def _explain(self, incident: Event, subjects: dict[str, list[Subject]],

@@ -72,16 +72,21 @@ class RouterState(Protocol):
         """How many incidents involving the subject were recorded on or after `since`."""
         ...
 
-    def last_marac_referral(self, subject_token: str) -> date | None:
-        """When the subject was last referred to MARAC."""
+    def last_marac_referral(self, subject_token: str, *, excluding_event: str | None = None) -> date | None:
+        """
+        When the subject was last referred to MARAC, not counting the referral made for `excluding_event`.
+
+        A decision excludes its own event: redelivered after its referral was remembered, an event must
+        be decided as the first time (a first referral, not a "repeat" of itself under a new id).
+        """
         ...
 
     def record_incident(self, subject_token: str, event_id: str, day: date) -> None:
         """Remember an incident involving the subject (idempotent per event id)."""
         ...
 
-    def record_marac_referral(self, subject_token: str, day: date) -> None:
-        """Remember that the subject was referred to MARAC on `day`."""
+    def record_marac_referral(self, subject_token: str, day: date, *, event_id: str | None = None) -> None:
+        """Remember that the subject was referred to MARAC on `day` for `event_id` (None: not known)."""
         ...
 
 
@@ -92,7 +97,8 @@ class MemoryState:
     enrolments: dict[str, str] = field(default_factory=dict)
     consents: dict[tuple[str, str], str] = field(default_factory=dict)
     incidents: dict[str, dict[str, date]] = field(default_factory=dict)
-    marac_referrals: dict[str, date] = field(default_factory=dict)
+    marac_referrals: dict[str, dict[str | None, date]] = field(default_factory=dict)
+    """Subject -> the event each referral was made for (None: not known) -> its day."""
 
     def enrolment(self, child_token: str) -> str | None:
         """See `RouterState`."""
@@ -106,17 +112,20 @@ class MemoryState:
         """See `RouterState`."""
         return sum(day >= since for day in self.incidents.get(subject_token, {}).values())
 
-    def last_marac_referral(self, subject_token: str) -> date | None:
+    def last_marac_referral(self, subject_token: str, *, excluding_event: str | None = None) -> date | None:
         """See `RouterState`."""
-        return self.marac_referrals.get(subject_token)
+        days = [day for event, day in self.marac_referrals.get(subject_token, {}).items()
+                if event is None or event != excluding_event]
+        return max(days, default=None)
 
     def record_incident(self, subject_token: str, event_id: str, day: date) -> None:
         """See `RouterState`."""
         self.incidents.setdefault(subject_token, {})[event_id] = day
 
-    def record_marac_referral(self, subject_token: str, day: date) -> None:
+    def record_marac_referral(self, subject_token: str, day: date, *, event_id: str | None = None) -> None:
         """See `RouterState`."""
-        self.marac_referrals[subject_token] = max(day, self.marac_referrals.get(subject_token, day))
+        referrals = self.marac_referrals.setdefault(subject_token, {})
+        referrals[event_id] = max(day, referrals.get(event_id, day))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,7 +184,8 @@ def _victim_incidents(s: Situation) -> int | None:
 
 
 def _victim_referred_12m(s: Situation) -> bool:
-    last = s.state.last_marac_referral(s.subject.token) if s.subject.token else None
+    last = s.state.last_marac_referral(s.subject.token, excluding_event=s.event.event_id) if s.subject.token \
+        else None
     return last is not None and last >= _year_before(s.incident.incident_at.date())
 
 
@@ -211,7 +221,8 @@ def _event_day(s: Situation) -> date:
 
 
 def _victim_referred_12m_any(s: Situation) -> bool:
-    last = s.state.last_marac_referral(s.subject.token) if s.subject.token else None
+    last = s.state.last_marac_referral(s.subject.token, excluding_event=s.event.event_id) if s.subject.token \
+        else None
     return last is not None and last >= _year_before(_event_day(s))
 
 

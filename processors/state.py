@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS consent_changes (subject TEXT, purpose TEXT, status T
                                             occurred_at TEXT NOT NULL, recorded_at TEXT NOT NULL,
                                             event_id TEXT NOT NULL, PRIMARY KEY (subject, purpose));
 CREATE TABLE IF NOT EXISTS incidents (subject TEXT, event_id TEXT, day TEXT NOT NULL, PRIMARY KEY (subject, event_id));
-CREATE TABLE IF NOT EXISTS marac (subject TEXT PRIMARY KEY, day TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marac (subject TEXT PRIMARY KEY, day TEXT NOT NULL);  -- referrals of unknown event
+CREATE TABLE IF NOT EXISTS marac_referrals (
+    subject TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (subject, event_id)
+);
 """
 
 
@@ -121,10 +124,13 @@ class SqliteRouterState(BatchedCommits):
                                (subject_token, since.isoformat())).fetchone()
         return int(row[0])
 
-    def last_marac_referral(self, subject_token: str) -> date | None:
-        """See `RouterState`."""
-        day = self._one("SELECT day FROM marac WHERE subject = ?", subject_token)
-        return date.fromisoformat(day) if day else None
+    def last_marac_referral(self, subject_token: str, *, excluding_event: str | None = None) -> date | None:
+        """See `RouterState`; a referral stored before referrals were kept by event (`marac`) always counts."""
+        row = self._db.execute(
+            "SELECT MAX(day) FROM (SELECT day FROM marac WHERE subject = ? UNION ALL "
+            "SELECT day FROM marac_referrals WHERE subject = ? AND event_id IS NOT ?)",
+            (subject_token, subject_token, excluding_event)).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
 
     def record_incident(self, subject_token: str, event_id: str, day: date) -> None:
         """See `RouterState`."""
@@ -132,11 +138,16 @@ class SqliteRouterState(BatchedCommits):
             self._db.execute("INSERT OR IGNORE INTO incidents VALUES (?, ?, ?)",
                              (subject_token, event_id, day.isoformat()))
 
-    def record_marac_referral(self, subject_token: str, day: date) -> None:
+    def record_marac_referral(self, subject_token: str, day: date, *, event_id: str | None = None) -> None:
         """See `RouterState`."""
         with self._write():
-            self._db.execute("INSERT INTO marac VALUES (?, ?) ON CONFLICT(subject) DO UPDATE SET day = "
-                             "MAX(day, excluded.day)", (subject_token, day.isoformat()))
+            if event_id is None:
+                self._db.execute("INSERT INTO marac VALUES (?, ?) ON CONFLICT(subject) DO UPDATE SET day = "
+                                 "MAX(day, excluded.day)", (subject_token, day.isoformat()))
+            else:
+                self._db.execute("INSERT INTO marac_referrals VALUES (?, ?, ?) ON CONFLICT(subject, event_id) "
+                                 "DO UPDATE SET day = MAX(day, excluded.day)",
+                                 (subject_token, event_id, day.isoformat()))
 
     def set_enrolment(self, child_token: str, setting: str | None, at: datetime, *,
                       recorded_at: datetime | None = None, event_id: str | None = None,

@@ -61,11 +61,15 @@ class ChangelogRouterState(SqliteRouterState):
         self._queue(f"incident|{subject_token}|{event_id}",
                     {"op": "incident", "subject": subject_token, "event_id": event_id, "day": day.isoformat()})
 
-    def record_marac_referral(self, subject_token: str, day: date) -> None:
-        """See `RouterState`; also queued for the changelog."""
-        super().record_marac_referral(subject_token, day)
-        latest = self.last_marac_referral(subject_token) or day
-        self._queue(f"marac|{subject_token}", {"op": "marac", "subject": subject_token, "day": latest.isoformat()})
+    def record_marac_referral(self, subject_token: str, day: date, *, event_id: str | None = None) -> None:
+        """See `RouterState`; also queued for the changelog (one record per referral, by event, when known)."""
+        super().record_marac_referral(subject_token, day, event_id=event_id)
+        if event_id is None:
+            latest = self.last_marac_referral(subject_token) or day
+            self._queue(f"marac|{subject_token}", {"op": "marac", "subject": subject_token, "day": latest.isoformat()})
+        else:
+            self._queue(f"marac|{subject_token}|{event_id}", {"op": "marac", "subject": subject_token,
+                                                              "event_id": event_id, "day": day.isoformat()})
 
     def set_enrolment(self, child_token: str, setting: str | None, at: datetime, *,
                       recorded_at: datetime | None = None, event_id: str | None = None,
@@ -130,7 +134,8 @@ def _apply(state: SqliteRouterState, change: dict[str, Any]) -> int:
         SqliteRouterState.record_incident(state, change["subject"], change["event_id"],
                                           date.fromisoformat(change["day"]))
     elif op == "marac":
-        SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]))
+        SqliteRouterState.record_marac_referral(state, change["subject"], date.fromisoformat(change["day"]),
+                                                event_id=change.get("event_id"))  # none in older records
     elif op == "enrolment":
         for c in change.get("changes", [change]):  # format 1: the record is the one change
             SqliteRouterState.set_enrolment(

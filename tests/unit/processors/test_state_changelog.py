@@ -65,3 +65,18 @@ def test_the_changelog_holds_tokens_and_dates_only(tmp_path: Path) -> None:
     keys = {o.key.decode().split("|")[0] for o in changes}
     assert keys == {"enrolment", "consent", "incident", "marac"}
     assert not (ChangelogRouterState(tmp_path / "s.sqlite", topic="t").drain()), "draining empties the queue"
+
+
+def test_marac_referrals_come_back_by_event_and_older_records_without_one_still_count(tmp_path: Path) -> None:
+    """A restored router still decides a redelivered event as the first time (it knows which referral was its)."""
+    old = ChangelogRouterState(tmp_path / "old.sqlite", topic="t.router.state")
+    old.record_marac_referral(VICTIM, date(2026, 9, 1), event_id="incident-9")
+    changes = old.drain()
+    written_before = Output(topic="t.router.state", key=f"marac|{VICTIM}".encode(),
+                            value=b'{"day":"2026-03-01","format":"safebus-router-state/2","op":"marac","subject":"'
+                                  + VICTIM.encode() + b'"}')
+    new = SqliteRouterState(tmp_path / "new.sqlite")
+    assert restore(new, _records([written_before, *changes])) == 2
+    assert new.last_marac_referral(VICTIM) == date(2026, 9, 1)
+    assert new.last_marac_referral(VICTIM, excluding_event="incident-9") == date(2026, 3, 1), \
+        "its own referral left out, the one from before referrals were kept by event still counted"
