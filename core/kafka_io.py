@@ -211,9 +211,12 @@ def to_record(msg: Message) -> Record:
 
 _SETTLING = frozenset({
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._TIMED_OUT,
+    KafkaError._TIMED_OUT, KafkaError.OFFSET_NOT_AVAILABLE,
 })
-"""Errors that mean "a partition's leadership is still settling" (new topic, broker start-up)."""
+"""
+Errors that mean "a partition's leadership is still settling" (new topic, broker start-up, or a new leader
+after a broker died whose high watermark has not caught up yet: ``OFFSET_NOT_AVAILABLE``, not flagged retriable).
+"""
 
 
 def _watermarks(consumer: Consumer, tp: TopicPartition, *, settle_s: float = 30.0) -> tuple[int, int]:
