@@ -266,7 +266,7 @@ def iter_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0, last_only
         if last_only:
             yield from _heads(consumer, topic, bounds, timeout_s=timeout_s)
         else:
-            yield from _read_from(consumer, topic, {p: OFFSET_BEGINNING for p in bounds}, timeout_s=timeout_s)
+            yield from read_to_end(consumer, topic, {p: OFFSET_BEGINNING for p in bounds}, timeout_s=timeout_s)
     finally:
         consumer.close()
 
@@ -286,16 +286,11 @@ def _heads(consumer: Consumer, topic: str, bounds: dict[int, tuple[int, int]], *
     while todo:
         last: dict[int, Record] = {}
         starts = {p: max(low, high - window) for p, (low, high) in todo.items()}
-        for record in _read_from(consumer, topic, starts, timeout_s=timeout_s):
+        for record in read_to_end(consumer, topic, starts, timeout_s=timeout_s):
             last[record.partition] = record
         yield from (last[p] for p in sorted(last))
         todo = {p: (low, high) for p, (low, high) in todo.items() if p not in last and high - window > low}
         window *= 16
-
-
-def _read_from(consumer: Consumer, topic: str, starts: dict[int, int], *, timeout_s: float) -> Iterator[Record]:
-    """Every record of `topic` from each partition's start offset in `starts` to its end."""
-    yield from read_to_end(consumer, topic, starts, timeout_s=timeout_s)
 
 
 def read_to_end(consumer: Consumer, topic: str, starts: dict[int, int], *, timeout_s: float = 30.0) -> Iterator[Record]:
