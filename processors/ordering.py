@@ -37,10 +37,13 @@ __all__ = [
     "CONSENT_SAFETY",
     "MOVED_AWAY",
     "UNRESOLVED",
+    "Conflict",
     "ConsentChange",
     "EnrolmentChange",
     "anonymous_id",
     "instant",
+    "merge_consent",
+    "merge_enrolment",
     "resolve_enrolment",
 ]
 
@@ -110,3 +113,62 @@ def resolve_enrolment(changes: Iterable[EnrolmentChange]) -> str | None:
 def _at_latest_point(changes: list[EnrolmentChange]) -> list[EnrolmentChange]:
     point = max((c.occurred_at for c in changes), default=None)
     return [c for c in changes if c.occurred_at == point]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conflict:
+    """Changes at one ordering point that disagree, and what stands (tokens, URNs and statuses only)."""
+
+    kind: str
+    """``consent`` or ``enrolment``."""
+    subject: str
+    purpose: str | None
+    ordering_point: str
+    changes: tuple[tuple[str, str], ...]
+    """(event id, what it said), sorted by event id."""
+    resolved_to: str
+
+
+def merge_enrolment(known: Iterable[EnrolmentChange], change: EnrolmentChange,
+                    child_token: str) -> tuple[tuple[EnrolmentChange, ...], Conflict | None]:
+    """
+    A child's changes at its latest ordering point once `change` is merged, and the conflict they now show.
+
+    An older change loses; a newer one replaces what is known; one at the same
+    ordering point joins the others there (once per event id), and they decide
+    together (`resolve_enrolment`).  Pure, so every store that keeps enrolments
+    (SQLite, Faust tables) merges by the same rule and the same property
+    tests cover them all.  The changes come back sorted by event id.
+    """
+    current = {c.event_id: c for c in known}
+    point = max((c.occurred_at for c in current.values()), default=None)
+    if point is not None and change.occurred_at < point:
+        return tuple(sorted(current.values(), key=lambda c: c.event_id)), None
+    if point is not None and change.occurred_at > point:
+        current = {}
+    current.setdefault(change.event_id, change)
+    latest = tuple(sorted(current.values(), key=lambda c: c.event_id))
+    if resolve_enrolment(latest) != UNRESOLVED:
+        return latest, None
+    return latest, Conflict(kind="enrolment", subject=child_token, purpose=None, ordering_point=change.occurred_at,
+                            changes=tuple((c.event_id, c.setting or "unknown") for c in latest),
+                            resolved_to=UNRESOLVED)
+
+
+def merge_consent(current: ConsentChange | None, change: ConsentChange, subject_token: str,
+                  purpose: str) -> tuple[ConsentChange, Conflict | None]:
+    """
+    The consent change that stands once `change` is merged, and the conflict it met, if any.
+
+    The greatest change in the total order stands: an older change never
+    overrides a newer one, and at the same ordering point the safer status
+    stands (withdrawn, then refused, then given) whatever the arrival order.
+    """
+    stands = change if current is None or change.key > current.key else current
+    if current is None or current.occurred_at != change.occurred_at or current.status == change.status:
+        return stands, None
+    return stands, Conflict(kind="consent", subject=subject_token, purpose=purpose,
+                            ordering_point=change.occurred_at,
+                            changes=tuple(sorted(((current.event_id, current.status),
+                                                  (change.event_id, change.status)))),
+                            resolved_to=stands.status)

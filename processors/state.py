@@ -21,17 +21,18 @@ at the same ordering point returns a `Conflict` for the audit log.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 from safebus.processors.batched import BatchedCommits
 from safebus.processors.ordering import (
-    UNRESOLVED,
+    Conflict,
     ConsentChange,
     EnrolmentChange,
     anonymous_id,
     instant,
+    merge_consent,
+    merge_enrolment,
     resolve_enrolment,
 )
 
@@ -50,20 +51,6 @@ CREATE TABLE IF NOT EXISTS marac_referrals (
     subject TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (subject, event_id)
 );
 """
-
-
-@dataclass(frozen=True, kw_only=True)
-class Conflict:
-    """Changes at one ordering point that disagree, and what stands (tokens, URNs and statuses only)."""
-
-    kind: str
-    """``consent`` or ``enrolment``."""
-    subject: str
-    purpose: str | None
-    ordering_point: str
-    changes: tuple[tuple[str, str], ...]
-    """(event id, what it said), sorted by event id."""
-    resolved_to: str
 
 
 class SqliteRouterState(BatchedCommits):
@@ -165,20 +152,12 @@ class SqliteRouterState(BatchedCommits):
                                  event_id=event_id or anonymous_id("enrolment", child_token, setting, previous,
                                                                    instant(at)))
         with self._write():
-            known = self.enrolment_changes(child_token)
-            point = max((c.occurred_at for c in known), default=None)
-            if point is not None and change.occurred_at < point:
-                return None
-            if point is not None and change.occurred_at > point:
-                self._db.execute("DELETE FROM enrolment_changes WHERE child = ?", (child_token,))
-            self._db.execute("INSERT OR IGNORE INTO enrolment_changes VALUES (?, ?, ?, ?, ?, ?)",
-                             (child_token, change.event_id, setting, previous, change.occurred_at,
-                              change.recorded_at))
-            latest = self.enrolment_changes(child_token)
-        if resolve_enrolment(latest) != UNRESOLVED:
-            return None
-        return Conflict(kind="enrolment", subject=child_token, purpose=None, ordering_point=change.occurred_at,
-                        changes=tuple((c.event_id, c.setting or "unknown") for c in latest), resolved_to=UNRESOLVED)
+            latest, conflict = merge_enrolment(self.enrolment_changes(child_token), change, child_token)
+            self._db.execute("DELETE FROM enrolment_changes WHERE child = ?", (child_token,))
+            self._db.executemany("INSERT INTO enrolment_changes VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(child_token, c.event_id, c.setting, c.previous, c.occurred_at, c.recorded_at)
+                                  for c in latest])
+        return conflict
 
     def set_consent(self, subject_token: str, purpose: str, status: str, at: datetime, *,
                     recorded_at: datetime | None = None, event_id: str | None = None) -> Conflict | None:
@@ -194,15 +173,12 @@ class SqliteRouterState(BatchedCommits):
                                                                  instant(at)))
         with self._write():
             current = self.consent_change(subject_token, purpose)
-            if current is None or change.key > current.key:
+            stands, conflict = merge_consent(current, change, subject_token, purpose)
+            if stands is not current:
                 self._db.execute(
                     "INSERT INTO consent_changes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subject, purpose) DO UPDATE "
                     "SET status = excluded.status, occurred_at = excluded.occurred_at, "
                     "recorded_at = excluded.recorded_at, event_id = excluded.event_id",
-                    (subject_token, purpose, status, change.occurred_at, change.recorded_at, change.event_id))
-        if current is None or current.occurred_at != change.occurred_at or current.status == change.status:
-            return None
-        stands = max(current, change, key=lambda c: c.key)
-        return Conflict(kind="consent", subject=subject_token, purpose=purpose, ordering_point=change.occurred_at,
-                        changes=tuple(sorted(((current.event_id, current.status), (change.event_id, change.status)))),
-                        resolved_to=stands.status)
+                    (subject_token, purpose, stands.status, stands.occurred_at, stands.recorded_at,
+                     stands.event_id))
+        return conflict
