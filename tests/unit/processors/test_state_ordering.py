@@ -28,6 +28,7 @@ from safebus.processors.ordering import CONSENT_SAFETY, UNRESOLVED
 from safebus.processors.reference import apply_reference
 from safebus.processors.state import Conflict, SqliteRouterState
 from safebus.processors.state_changelog import ChangelogRouterState, restore
+from safebus.processors.state_tables import TableRouterState
 from safebus.pseudonyms import Tokeniser
 from safebus.records import Output, Record
 from safebus.schemas import consent, education
@@ -94,7 +95,7 @@ class Marac:
 Change = Consent | Enrolment | Incident | Marac
 
 
-def _apply(state: SqliteRouterState, change: Change) -> Conflict | None:
+def _apply(state: SqliteRouterState | TableRouterState, change: Change) -> Conflict | None:
     if isinstance(change, Consent):
         return state.set_consent(change.subject, change.purpose, change.status, change.at,
                                  recorded_at=change.recorded_at, event_id=change.event_id)
@@ -117,7 +118,7 @@ def _total_order(change: Change) -> tuple[object, ...]:
     return (1, str(change))
 
 
-def _answers(state: SqliteRouterState) -> tuple[object, ...]:
+def _answers(state: SqliteRouterState | TableRouterState) -> tuple[object, ...]:
     year_ago = T.date() - timedelta(days=365)
     return (tuple(state.enrolment(c) for c in CHILDREN),
             tuple(state.consent_change(s, p) for s in SUBJECTS for p in PURPOSES),
