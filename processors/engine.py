@@ -277,6 +277,28 @@ class SharingEngine:
         self.tokeniser = tokeniser
         self.state: RouterState = state if state is not None else MemoryState()
 
+    def subjects(self, event: Event) -> dict[str, list[Subject]]:
+        """
+        Whom the rules decide on for `event`, by kind: each child, the victim, the event itself.
+
+        The router splits an event into one routing task per person (ADR 0018),
+        keyed by that person's token, so each decision reads only that person's
+        state; this is the list it splits by.
+        """
+        def token_of(first: str, surname: str, born: date | None) -> str:
+            return self.tokeniser.person(first_name=first, surname=surname, date_of_birth=born)
+
+        if isinstance(event, DomesticAbuseIncident):
+            return subjects_of(event, token_of)
+        if event.event_type in CASE_SOURCES:
+            kind = CASE_SOURCES[event.event_type].subject_kind
+            subjects: dict[str, list[Subject]] = {"child": [], "victim": [],
+                                                  "event": [Subject(kind="event", token=None)]}
+            if kind == "victim":
+                subjects["victim"] = [Subject(kind="victim", token=case_subject_token(event, token_of))]
+            return subjects
+        raise ConfigError(f"the engine does not route {event.event_type}")
+
     def route(self, incident: Event, *, decided_at: datetime) -> RoutingResult:
         """
         Every decision about `incident`, why, and the shares they make.
@@ -288,22 +310,25 @@ class SharingEngine:
         MARAC referrals, by event, which the repeat criterion reads (never
         counting the event's own, so a redelivery is decided as the first time).
         """
-        def token_of(first: str, surname: str, born: date | None) -> str:
-            return self.tokeniser.person(first_name=first, surname=surname, date_of_birth=born)
+        return self._route(incident, self.subjects(incident), decided_at)
 
+    def route_subject(self, event: Event, subject: Subject, *, decided_at: datetime) -> RoutingResult:
+        """
+        What `route` decides about one of the event's subjects (one of `subjects(event)`), reading only its state.
+
+        The union over every subject is `route`'s result, with the same ids:
+        a decision's id and its output's id depend on the event, agreement,
+        subject, clause and recipient, never on which task made it.
+        """
+        only = {kind: [subject] if kind == subject.kind else [] for kind in ("child", "victim", "event")}
+        return self._route(event, only, decided_at)
+
+    def _route(self, incident: Event, subjects: dict[str, list[Subject]], decided_at: datetime) -> RoutingResult:
+        # (1)
         if isinstance(incident, DomesticAbuseIncident):
-            subjects = subjects_of(incident, token_of)
-            # (1)
             for victim in subjects["victim"]:
                 if victim.token:
                     self.state.record_incident(victim.token, incident.event_id, incident.incident_at.date())
-        elif incident.event_type in CASE_SOURCES:
-            kind = CASE_SOURCES[incident.event_type].subject_kind
-            subjects = {"child": [], "victim": [], "event": [Subject(kind="event", token=None)]}
-            if kind == "victim":
-                subjects["victim"] = [Subject(kind="victim", token=case_subject_token(incident, token_of))]
-        else:
-            raise ConfigError(f"the engine does not route {incident.event_type}")
         # (2)
         explanations = self._explain(incident, subjects, decided_at)
         # (3)
