@@ -24,9 +24,8 @@ def test_librdkafka_murmur2_places_keys_where_router_partition_says(kafka: Broke
     """Every writer of the router's topics agrees with `router_partition`, whichever Kafka client it uses."""
     prefix = f"rt{uuid.uuid4().hex[:8]}"
     replication = 1 if kafka.cluster is None else 3
-    created = AdminClient(client_config(kafka.bootstrap)).create_topics(
-        [NewTopic(f"{prefix}-router-probe", ROUTER_PARTITIONS, replication)])
-    for future in created.values():
+    admin = AdminClient(client_config(kafka.bootstrap))  # kept: its futures fail once the client is collected
+    for future in admin.create_topics([NewTopic(f"{prefix}-router-probe", ROUTER_PARTITIONS, replication)]).values():
         future.result(30)
     placed: dict[str, int] = {}
 
